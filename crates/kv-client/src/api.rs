@@ -1,0 +1,70 @@
+//! The JSON of the gate's HTTP API. The field names of [`ClusterInfo`], [`ShardInfo`] and
+//! [`ReplicaInfo`] listed in the README are a contract other tools depend on: add fields,
+//! never rename or remove them.
+
+use serde::{Deserialize, Serialize};
+
+/// Body of `POST /api/cache/put`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutRequest {
+    pub key: String,
+    /// The value, base64 (standard alphabet, padded).
+    pub value: String,
+    /// Time to live in milliseconds; absent = no expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+}
+
+/// Body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// `GET /api/cluster`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub shards: Vec<ShardInfo>,
+    /// Shard names on the hash ring, sorted.
+    #[serde(default)]
+    pub ring: Vec<String>,
+}
+
+/// One shard in [`ClusterInfo`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    pub name: String,
+    /// Current leadership term (0 before the first election).
+    pub epoch: u64,
+    /// `host:port` of the leader, `null` while the shard has none.
+    pub leader: Option<String>,
+    pub replicas: Vec<ReplicaInfo>,
+}
+
+/// One replica in [`ShardInfo`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaInfo {
+    /// `host:port`.
+    pub addr: String,
+    /// `"leader"` or `"follower"`.
+    pub role: String,
+    /// In the shard's in-sync replica set: holds every acknowledged write, may be elected.
+    pub in_sync: bool,
+    /// Keys held; `null` when the replica did not answer.
+    pub keys: Option<u64>,
+    /// The node id (unique per server process).
+    #[serde(default)]
+    pub id: String,
+    /// Replication offset applied; `null` when the replica did not answer.
+    #[serde(default)]
+    pub offset: Option<u64>,
+    /// Bytes held (as counted against `--maxmemory`); `null` when the replica did not answer.
+    #[serde(default)]
+    pub bytes: Option<u64>,
+    /// Order-independent digest of the replica's contents (hex): equal contents, equal digest.
+    #[serde(default)]
+    pub digest: Option<String>,
+    /// False when the gate could not reach the replica just now.
+    #[serde(default)]
+    pub reachable: bool,
+}

@@ -1,0 +1,18 @@
+//! Clients of kvstore's two protocols.
+//!
+//! - [`resp`]: [`Connection`], one TCP connection carrying many pipelined requests, replies
+//!   matched in order, with a bound on requests in flight.
+//! - [`pool`]: [`Pool`], a few persistent connections to one server, reconnected on failure.
+//!   The gate keeps one pool per kvserver: no connection per request.
+//! - [`http`]: [`GateClient`], the gate's HTTP API (used by kvctl and the tests).
+//! - [`api`]: the JSON types of the HTTP API, shared by the gate (which writes them) and its
+//!   clients (which read them).
+
+pub mod api;
+pub mod http;
+pub mod pool;
+pub mod resp;
+
+pub use http::{GateClient, GateError, HttpReply};
+pub use pool::Pool;
+pub use resp::{CallError, ConnOptions, Connection};

@@ -1,0 +1,85 @@
+//! A small pool of persistent pipelined connections to one server.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use kv_proto::Frame;
+
+use crate::{CallError, ConnOptions, Connection};
+
+/// `size` connections to `addr`, used round-robin, each re-established on demand after a
+/// failure. Connecting happens outside any lock.
+pub struct Pool {
+    addr: String,
+    options: ConnOptions,
+    slots: Vec<Mutex<Option<Connection>>>,
+    next: AtomicUsize,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").field("addr", &self.addr).finish()
+    }
+}
+
+impl Pool {
+    /// A pool of `size` (at least 1) connections to `addr`, opened lazily.
+    pub fn new(addr: impl Into<String>, size: usize, options: ConnOptions) -> Pool {
+        Pool {
+            addr: addr.into(),
+            options,
+            slots: (0..size.max(1)).map(|_| Mutex::new(None)).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The server's address.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    async fn connection(&self) -> Result<Connection, CallError> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        if let Some(c) = self.slots[i].lock().expect("pool slot").as_ref()
+            && !c.is_closed()
+        {
+            return Ok(c.clone());
+        }
+        let fresh = Connection::connect(&self.addr, self.options)
+            .await
+            .map_err(|e| CallError::NotSent(format!("cannot connect to {}: {e}", self.addr)))?;
+        let mut slot = self.slots[i].lock().expect("pool slot");
+        match slot.as_ref() {
+            // Another caller reconnected this slot meanwhile: use theirs, drop ours.
+            Some(c) if !c.is_closed() => Ok(c.clone()),
+            _ => {
+                *slot = Some(fresh.clone());
+                Ok(fresh)
+            }
+        }
+    }
+
+    /// Sends `request` on one of the connections and waits up to `timeout` for the reply.
+    /// A timeout drops that connection (its other calls fail as outcome unknown).
+    pub async fn call(&self, request: Bytes, timeout: Duration) -> Result<Frame, CallError> {
+        let conn = self.connection().await?;
+        match tokio::time::timeout(timeout, conn.call(request)).await {
+            Ok(r) => r,
+            Err(_) => {
+                conn.abort();
+                Err(CallError::Timeout)
+            }
+        }
+    }
+
+    /// Drops every connection (the server left the cluster).
+    pub fn close(&self) {
+        for slot in &self.slots {
+            if let Some(c) = slot.lock().expect("pool slot").take() {
+                c.abort();
+            }
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! A pipelined RESP connection.
+//!
+//! Callers hand requests to a writer task, which writes them in batches (one syscall for
+//! many requests) and passes each reply slot, in order, to a reader task that matches replies
+//! to slots. Requests in flight are bounded: when `max_in_flight` replies are outstanding,
+//! callers wait.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kv_proto::{Frame, Limits, parse_reply};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+/// Why a call has no reply. The variant says whether the request may have been applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The request never left this process: safe to send again, anywhere.
+    #[error("not sent: {0}")]
+    NotSent(String),
+    /// The request was (or may have been) sent but no reply came: it may have been applied.
+    /// Only a request that is safe to repeat may be sent again.
+    #[error("no reply (outcome unknown): {0}")]
+    Unknown(String),
+    /// No reply within the deadline; the connection was dropped. Outcome unknown.
+    #[error("timed out waiting for a reply")]
+    Timeout,
+}
+
+impl CallError {
+    /// True when the request certainly was not applied.
+    pub fn not_sent(&self) -> bool {
+        matches!(self, CallError::NotSent(_))
+    }
+}
+
+/// Settings of a connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnOptions {
+    /// Requests written but not yet answered, at most.
+    pub max_in_flight: usize,
+    /// How long establishing the TCP connection may take.
+    pub connect_timeout: Duration,
+    /// Bounds on replies (a server is trusted, but not unboundedly).
+    pub limits: Limits,
+}
+
+impl Default for ConnOptions {
+    fn default() -> Self {
+        ConnOptions {
+            max_in_flight: 1024,
+            connect_timeout: Duration::from_secs(2),
+            limits: Limits::REDIS,
+        }
+    }
+}
+
+type ReplySlot = oneshot::Sender<Result<Frame, CallError>>;
+
+struct Pending {
+    request: Bytes,
+    reply: ReplySlot,
+}
+
+struct Shared {
+    closed: AtomicBool,
+    abort: Notify,
+}
+
+/// A handle to one pipelined connection; cheap to clone.
+#[derive(Clone)]
+pub struct Connection {
+    tx: mpsc::Sender<Pending>,
+    shared: Arc<Shared>,
+}
+
+/// Most bytes the writer gathers into one write.
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
+
+impl Connection {
+    /// Connects to `addr` (`host:port`).
+    pub async fn connect(addr: &str, options: ConnOptions) -> std::io::Result<Connection> {
+        let stream = tokio::time::timeout(options.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, format!("connecting to {addr} timed out"))
+            })??;
+        stream.set_nodelay(true)?;
+        let (read, write) = stream.into_split();
+        let max = options.max_in_flight.max(1);
+        let (tx, rx) = mpsc::channel(max);
+        let (slots_tx, slots_rx) = mpsc::channel(max);
+        let shared = Arc::new(Shared {
+            closed: AtomicBool::new(false),
+            abort: Notify::new(),
+        });
+        tokio::spawn(write_loop(rx, write, slots_tx, shared.clone()));
+        tokio::spawn(read_loop(read, slots_rx, shared.clone(), options.limits));
+        Ok(Connection { tx, shared })
+    }
+
+    /// Sends `request` (an encoded command) and waits for its reply.
+    pub async fn call(&self, request: Bytes) -> Result<Frame, CallError> {
+        if self.is_closed() {
+            return Err(CallError::NotSent("connection closed".into()));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Pending { request, reply })
+            .await
+            .map_err(|_| CallError::NotSent("connection closed".into()))?;
+        rx.await
+            .unwrap_or_else(|_| Err(CallError::Unknown("connection closed".into())))
+    }
+
+    /// True once the connection failed or was aborted.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire) || self.tx.is_closed()
+    }
+
+    /// Drops the connection: every call in flight fails with [`CallError::Unknown`].
+    pub fn abort(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.abort.notify_one();
+    }
+}
+
+async fn write_loop(
+    mut rx: mpsc::Receiver<Pending>,
+    mut write: OwnedWriteHalf,
+    slots: mpsc::Sender<ReplySlot>,
+    shared: Arc<Shared>,
+) {
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    'outer: while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(p) = next.take() {
+            if shared.closed.load(Ordering::Acquire) {
+                let _ = p.reply.send(Err(CallError::NotSent("connection closed".into())));
+                break 'outer;
+            }
+            // The slot goes to the reader before the bytes go out, so a reply always finds it.
+            // When `max_in_flight` slots are taken, what is buffered goes out first: those
+            // requests' replies are what frees the slots.
+            let reply = match slots.try_send(p.reply) {
+                Ok(()) => None,
+                Err(mpsc::error::TrySendError::Full(reply)) => Some(reply),
+                Err(mpsc::error::TrySendError::Closed(reply)) => {
+                    let _ = reply.send(Err(CallError::NotSent("connection closed".into())));
+                    break 'outer;
+                }
+            };
+            if let Some(reply) = reply {
+                if let Err(e) = write.write_all(&buf).await {
+                    tracing::debug!(error = %e, "backend write failed");
+                    let _ = reply.send(Err(CallError::NotSent("connection closed".into())));
+                    break 'outer;
+                }
+                buf.clear();
+                if let Err(e) = slots.send(reply).await {
+                    let _ = e.0.send(Err(CallError::NotSent("connection closed".into())));
+                    break 'outer;
+                }
+            }
+            buf.extend_from_slice(&p.request);
+            if buf.len() < WRITE_BATCH_BYTES {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !buf.is_empty() {
+            if let Err(e) = write.write_all(&buf).await {
+                tracing::debug!(error = %e, "backend write failed");
+                break;
+            }
+            buf.clear();
+        }
+    }
+    // Fail whatever is still queued: it was never written.
+    shared.closed.store(true, Ordering::Release);
+    shared.abort.notify_one();
+    rx.close();
+    while let Some(p) = rx.recv().await {
+        let _ = p.reply.send(Err(CallError::NotSent("connection closed".into())));
+    }
+}
+
+async fn read_loop(mut read: OwnedReadHalf, mut slots: mpsc::Receiver<ReplySlot>, shared: Arc<Shared>, limits: Limits) {
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let reason = loop {
+        loop {
+            match parse_reply(&mut buf, &limits) {
+                Ok(Some(frame)) => match slots.try_recv() {
+                    Ok(slot) => {
+                        let _ = slot.send(Ok(frame));
+                    }
+                    Err(_) => {
+                        tracing::warn!("backend sent a reply nobody asked for; dropping the connection");
+                        break;
+                    }
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "backend sent a malformed reply; dropping the connection");
+                    shared.closed.store(true, Ordering::Release);
+                    break;
+                }
+            }
+        }
+        if shared.closed.load(Ordering::Acquire) {
+            break "connection closed";
+        }
+        tokio::select! {
+            r = read.read_buf(&mut buf) => match r {
+                Ok(0) => break "connection closed by the server",
+                Ok(_) => {}
+                Err(_) => break "connection reset",
+            },
+            _ = shared.abort.notified() => break "connection aborted",
+        }
+    };
+    shared.closed.store(true, Ordering::Release);
+    shared.abort.notify_one();
+    slots.close();
+    while let Some(slot) = slots.recv().await {
+        let _ = slot.send(Err(CallError::Unknown(reason.into())));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A tiny server that answers each PING-like line with its own sequence number, slowly.
+    async fn numbering_server() -> (String, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let task = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut parser = kv_proto::RequestParser::new(Limits::REDIS);
+            let mut buf = BytesMut::new();
+            let mut n = 0;
+            loop {
+                if s.read_buf(&mut buf).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                let mut out = BytesMut::new();
+                while let Some(req) = parser.parse(&mut buf).unwrap() {
+                    if req.name() == b"CLOSE" {
+                        return;
+                    }
+                    n += 1;
+                    kv_proto::write::integer(&mut out, n);
+                }
+                s.write_all(&out).await.unwrap();
+            }
+        });
+        (addr, task)
+    }
+
+    #[tokio::test]
+    async fn pipelined_replies_match_in_order() {
+        let (addr, _server) = numbering_server().await;
+        let conn = Connection::connect(
+            &addr,
+            ConnOptions {
+                max_in_flight: 4,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let calls: Vec<_> = (0..50)
+            .map(|_| {
+                let c = conn.clone();
+                tokio::spawn(async move { c.call(kv_proto::write::command([&b"PING"[..]])).await })
+            })
+            .collect();
+        let mut got = Vec::new();
+        for c in calls {
+            got.push(c.await.unwrap().unwrap().as_integer().unwrap());
+        }
+        got.sort();
+        assert_eq!(got, (1..=50).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_dead_server_fails_calls_with_unknown_then_not_sent() {
+        let (addr, server) = numbering_server().await;
+        let conn = Connection::connect(&addr, ConnOptions::default()).await.unwrap();
+        let r = conn.call(kv_proto::write::command([&b"CLOSE"[..]])).await;
+        assert!(matches!(r, Err(CallError::Unknown(_))), "{r:?}");
+        server.await.unwrap();
+        assert!(conn.is_closed());
+        let r = conn.call(kv_proto::write::command([&b"PING"[..]])).await;
+        assert!(matches!(r, Err(CallError::NotSent(_))), "{r:?}");
+    }
+}

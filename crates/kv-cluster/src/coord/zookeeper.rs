@@ -1,0 +1,326 @@
+//! [`ZkCoordinator`]: the [`Coordinator`] on a real ZooKeeper ensemble, via the
+//! `zookeeper-client` crate.
+//!
+//! What this layer adds to the client:
+//! - **Session replacement.** `Expired` is final for a ZooKeeper client. A supervisor task
+//!   builds a new client and bumps [`SessionStatus::generation`], so owners of ephemeral
+//!   nodes know to re-register.
+//! - **Watches that survive.** A persistent recursive watch is re-armed on every new session,
+//!   and a reconnect notifies too, because events during a disconnection can be lost.
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+use tracing::{info, warn};
+use zookeeper_client as zk;
+
+use super::{CoordError, Coordinator, CreateMode, NodeStat, SessionStatus, TreeWatch};
+
+/// A session on a ZooKeeper ensemble, renewed when it expires.
+pub struct ZkCoordinator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    connect_string: String,
+    requested_timeout: Duration,
+    client: Mutex<Option<zk::Client>>,
+    status: watch::Sender<SessionStatus>,
+}
+
+impl Inner {
+    fn client(&self) -> Result<zk::Client, CoordError> {
+        self.client
+            .lock()
+            .expect("client lock")
+            .clone()
+            .ok_or(CoordError::Closed)
+    }
+
+    fn closed(&self) -> bool {
+        self.status.borrow().closed
+    }
+}
+
+async fn open(connect_string: &str, timeout: Duration) -> Result<zk::Client, CoordError> {
+    zk::Client::connector()
+        .with_session_timeout(timeout)
+        .connect(connect_string)
+        .await
+        .map_err(map_err)
+}
+
+impl ZkCoordinator {
+    /// Opens a session; fails when no server answers within about the session timeout.
+    pub async fn connect(connect_string: &str, session_timeout: Duration) -> Result<ZkCoordinator, CoordError> {
+        let client = open(connect_string, session_timeout).await?;
+        info!(
+            session = format_args!("{:#x}", client.session_id().0),
+            timeout_ms = client.session_timeout().as_millis() as u64,
+            "ZooKeeper session established"
+        );
+        let inner = Arc::new(Inner {
+            connect_string: connect_string.to_string(),
+            requested_timeout: session_timeout,
+            client: Mutex::new(Some(client.clone())),
+            status: watch::channel(SessionStatus {
+                generation: 0,
+                connected: true,
+                closed: false,
+            })
+            .0,
+        });
+        tokio::spawn(supervise(Arc::downgrade(&inner), client));
+        Ok(ZkCoordinator { inner })
+    }
+
+    /// Like [`ZkCoordinator::connect`] but keeps trying (with backoff, logging each failure)
+    /// until a session is established: a server or gate started before ZooKeeper waits for it.
+    pub async fn connect_retrying(connect_string: &str, session_timeout: Duration) -> ZkCoordinator {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match Self::connect(connect_string, session_timeout).await {
+                Ok(c) => return c,
+                Err(e) => {
+                    warn!(zk = connect_string, error = %e, "cannot reach ZooKeeper; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+/// Follows the session state: connection flaps update `connected`; expiry replaces the client.
+async fn supervise(inner: Weak<Inner>, mut client: zk::Client) {
+    loop {
+        let mut states = client.state_watcher();
+        drop(client);
+        loop {
+            let state = states.changed().await;
+            let Some(inner) = inner.upgrade() else { return };
+            match state {
+                zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
+                    inner.status.send_modify(|s| s.connected = true);
+                }
+                zk::SessionState::Disconnected => {
+                    warn!("ZooKeeper connection lost; the session may still be alive");
+                    inner.status.send_modify(|s| s.connected = false);
+                }
+                zk::SessionState::Expired | zk::SessionState::AuthFailed => {
+                    warn!(?state, "ZooKeeper session ended; opening a new one");
+                    inner.status.send_modify(|s| s.connected = false);
+                    break;
+                }
+                zk::SessionState::Closed => return,
+            }
+        }
+        // Replace the client, with backoff, unless closed meanwhile.
+        let mut backoff = Duration::from_millis(100);
+        client = loop {
+            let Some(inner) = inner.upgrade() else { return };
+            if inner.closed() {
+                return;
+            }
+            match open(&inner.connect_string, inner.requested_timeout).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    warn!(error = %e, "cannot open a new ZooKeeper session; retrying");
+                    drop(inner);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.closed() {
+            return;
+        }
+        *inner.client.lock().expect("client lock") = Some(client.clone());
+        inner.status.send_modify(|s| {
+            s.generation += 1;
+            s.connected = true;
+        });
+        info!(
+            session = format_args!("{:#x}", client.session_id().0),
+            "new ZooKeeper session established"
+        );
+    }
+}
+
+fn map_err(e: zk::Error) -> CoordError {
+    match e {
+        zk::Error::NodeExists => CoordError::NodeExists,
+        zk::Error::NoNode => CoordError::NoNode,
+        zk::Error::BadVersion => CoordError::BadVersion,
+        zk::Error::NotEmpty => CoordError::NotEmpty,
+        zk::Error::SessionExpired => CoordError::SessionExpired,
+        zk::Error::ConnectionLoss | zk::Error::Timeout => CoordError::ConnectionLoss,
+        zk::Error::ClientClosed => CoordError::Closed,
+        other => CoordError::Other(other.to_string()),
+    }
+}
+
+fn stat(s: &zk::Stat) -> NodeStat {
+    NodeStat {
+        version: s.version,
+        owner: s.ephemeral_owner,
+    }
+}
+
+#[async_trait]
+impl Coordinator for ZkCoordinator {
+    async fn create(&self, path: &str, data: &[u8], mode: CreateMode) -> Result<(), CoordError> {
+        let mode = match mode {
+            CreateMode::Persistent => zk::CreateMode::Persistent,
+            CreateMode::Ephemeral => zk::CreateMode::Ephemeral,
+        };
+        let client = self.inner.client()?;
+        let options = mode.with_acls(zk::Acls::anyone_all());
+        client.create(path, data, &options).await.map(|_| ()).map_err(map_err)
+    }
+
+    async fn ensure_path(&self, path: &str) -> Result<(), CoordError> {
+        let client = self.inner.client()?;
+        let options = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        client.mkdir(path, &options).await.map_err(map_err)
+    }
+
+    async fn get(&self, path: &str) -> Result<Option<(Vec<u8>, NodeStat)>, CoordError> {
+        let client = self.inner.client()?;
+        match client.get_data(path).await {
+            Ok((data, s)) => Ok(Some((data, stat(&s)))),
+            Err(zk::Error::NoNode) => Ok(None),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    async fn set(&self, path: &str, data: &[u8], version: Option<i32>) -> Result<i32, CoordError> {
+        let client = self.inner.client()?;
+        client
+            .set_data(path, data, version)
+            .await
+            .map(|s| s.version)
+            .map_err(map_err)
+    }
+
+    async fn delete(&self, path: &str, version: Option<i32>) -> Result<(), CoordError> {
+        let client = self.inner.client()?;
+        client.delete(path, version).await.map_err(map_err)
+    }
+
+    async fn children(&self, path: &str) -> Result<Vec<String>, CoordError> {
+        let client = self.inner.client()?;
+        client.list_children(path).await.map_err(map_err)
+    }
+
+    async fn watch_tree(&self, path: &str) -> Result<TreeWatch, CoordError> {
+        self.inner.client()?;
+        let (tx, rx) = watch::channel(0u64);
+        tokio::spawn(keep_watching(Arc::downgrade(&self.inner), path.to_string(), tx));
+        Ok(TreeWatch::new(rx))
+    }
+
+    async fn probe(&self) -> Result<(), CoordError> {
+        let client = self.inner.client()?;
+        client.check_stat("/").await.map(|_| ()).map_err(map_err)
+    }
+
+    fn session(&self) -> watch::Receiver<SessionStatus> {
+        self.inner.status.subscribe()
+    }
+
+    fn session_id(&self) -> i64 {
+        self.inner.client().map(|c| c.session_id().0).unwrap_or(0)
+    }
+
+    fn session_timeout(&self) -> Duration {
+        self.inner
+            .client()
+            .map(|c| c.session_timeout())
+            .unwrap_or(self.inner.requested_timeout)
+    }
+
+    async fn close(&self) {
+        let client = {
+            self.inner.status.send_modify(|s| {
+                s.closed = true;
+                s.connected = false;
+            });
+            self.inner.client.lock().expect("client lock").take()
+        };
+        if let Some(client) = client {
+            // Dropping the last handle sends CloseSession; wait (briefly) until it went out,
+            // so that our ephemeral nodes vanish now rather than after the session timeout.
+            let mut states = client.state_watcher();
+            drop(client);
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                while !matches!(states.changed().await, zk::SessionState::Closed) {}
+            })
+            .await;
+        }
+    }
+}
+
+/// Keeps a persistent recursive watch on `path` armed for the life of `tx`'s receivers.
+async fn keep_watching(inner: Weak<Inner>, path: String, tx: watch::Sender<u64>) {
+    let bump = |tx: &watch::Sender<u64>| tx.send_modify(|v| *v = v.wrapping_add(1));
+    loop {
+        let (client, mut status) = {
+            let Some(inner) = inner.upgrade() else { return };
+            let Ok(client) = inner.client() else { return };
+            (client, inner.status.subscribe())
+        };
+        let generation = status.borrow_and_update().generation;
+        let options = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        let _ = client.mkdir(&path, &options).await;
+        match client.watch(&path, zk::AddWatchMode::PersistentRecursive).await {
+            Ok(mut watcher) => {
+                drop(client);
+                bump(&tx);
+                loop {
+                    tokio::select! {
+                        event = watcher.changed() => {
+                            bump(&tx);
+                            let terminal = event.event_type == zk::EventType::Session
+                                && matches!(
+                                    event.session_state,
+                                    zk::SessionState::Expired | zk::SessionState::Closed | zk::SessionState::AuthFailed
+                                );
+                            if terminal {
+                                break;
+                            }
+                        }
+                        _ = tx.closed() => return,
+                    }
+                }
+                // Wait for the replacement session.
+                loop {
+                    if status.borrow_and_update().generation != generation {
+                        break;
+                    }
+                    tokio::select! {
+                        r = status.changed() => if r.is_err() { return },
+                        _ = tx.closed() => return,
+                    }
+                    if status.borrow().closed {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                drop(client);
+                if matches!(e, zk::Error::ClientClosed) && inner.upgrade().is_none_or(|i| i.closed()) {
+                    return;
+                }
+                warn!(path, error = %e, "cannot watch ZooKeeper tree; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = tx.closed() => return,
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! What the coordinator stores, and the [`ClusterView`] assembled from it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A server's registration (ephemeral: it disappears with the server's session).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Unique per server process: a restarted server is a new node, because it restarts empty.
+    pub id: String,
+    /// The shard this server is a replica of.
+    pub shard: String,
+    /// `host:port` where gates and other replicas reach it.
+    pub addr: String,
+}
+
+/// A shard's persistent state. Written only by the shard's leader (or a server winning an
+/// election), always with a version check, so two writers can never both succeed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardState {
+    /// The leadership term; only grows. Every replication message carries it.
+    pub epoch: u64,
+    /// Node id of the leader of `epoch`.
+    pub leader: Option<String>,
+    /// The in-sync replica set (node ids, the leader included): the replicas holding every
+    /// acknowledged write, and so the only ones that may be elected.
+    pub isr: Vec<String>,
+}
+
+/// One shard as currently registered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardView {
+    pub name: String,
+    /// Live servers by node id.
+    pub nodes: BTreeMap<String, NodeInfo>,
+    /// The persistent state, when the shard has ever had a leader.
+    pub state: Option<ShardState>,
+    /// Version of the state node, for version-checked writes.
+    pub state_version: i32,
+    /// The node id holding the leader lock, if any.
+    pub leader_lock: Option<String>,
+}
+
+impl ShardView {
+    /// The shard's current leader: the node named by the state, holding the lock, and alive.
+    pub fn leader(&self) -> Option<&NodeInfo> {
+        let id = self.state.as_ref()?.leader.as_ref()?;
+        if self.leader_lock.as_ref() != Some(id) {
+            return None;
+        }
+        self.nodes.get(id)
+    }
+
+    /// The current epoch (0 before the first election).
+    pub fn epoch(&self) -> u64 {
+        self.state.as_ref().map_or(0, |s| s.epoch)
+    }
+
+    /// True when `id` is in the in-sync replica set.
+    pub fn in_sync(&self, id: &str) -> bool {
+        self.state.as_ref().is_some_and(|s| s.isr.iter().any(|i| i == id))
+    }
+}
+
+/// Every shard with at least one registration or persistent state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterView {
+    pub shards: BTreeMap<String, ShardView>,
+}
+
+impl ClusterView {
+    /// Shards that have at least one live server: the shards on the ring.
+    pub fn live_shards(&self) -> impl Iterator<Item = &ShardView> {
+        self.shards.values().filter(|s| !s.nodes.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str) -> NodeInfo {
+        NodeInfo {
+            id: id.into(),
+            shard: "s".into(),
+            addr: format!("{id}:1"),
+        }
+    }
+
+    #[test]
+    fn leader_needs_state_lock_and_registration() {
+        let mut v = ShardView {
+            name: "s".into(),
+            ..Default::default()
+        };
+        v.nodes.insert("a".into(), node("a"));
+        assert!(v.leader().is_none());
+        v.state = Some(ShardState {
+            epoch: 3,
+            leader: Some("a".into()),
+            isr: vec!["a".into()],
+        });
+        assert!(v.leader().is_none(), "no lock yet");
+        v.leader_lock = Some("a".into());
+        assert_eq!(v.leader().unwrap().id, "a");
+        assert!(v.in_sync("a") && !v.in_sync("b"));
+        v.nodes.clear();
+        assert!(v.leader().is_none(), "not registered");
+    }
+}

@@ -1,0 +1,175 @@
+//! Configuration plumbing shared by kvserver, kvgate and the local cluster.
+//!
+//! Every setting is a clap flag with an environment variable; [`parse_args`] adds an optional
+//! config file. Precedence, highest first: command-line flag, environment variable, config
+//! file, built-in default. The file is flat TOML whose keys are the long flag names:
+//!
+//! ```toml
+//! shard = "s1"
+//! port = 7001
+//! max-keys = 100000
+//! maxmemory = "256mb"
+//! ```
+//!
+//! - [`parse_args`]: clap parsing with the config file merged in.
+//! - [`parse_size`]: `"64mb"`-style byte sizes, as Redis writes them.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::parser::ValueSource;
+use clap::{ArgAction, CommandFactory, FromArgMatches};
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Bad flags (also `--help` and `--version`, which clap reports as errors to exit on).
+    #[error(transparent)]
+    Clap(#[from] clap::Error),
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The config file is not valid TOML or names an unknown setting.
+    #[error("config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// Parses `args` (program name first) into `T`, merging the file named by `--config` (an
+/// argument with id `config` of type `PathBuf`) under the flags and environment variables.
+pub fn parse_args<T>(args: Vec<OsString>) -> Result<T, ConfigError>
+where
+    T: CommandFactory + FromArgMatches,
+{
+    let command = T::command().args_override_self(true);
+    let matches = command.clone().try_get_matches_from(&args)?;
+    let config_path = matches.try_get_one::<PathBuf>("config").ok().flatten().cloned();
+    let Some(path) = config_path else {
+        return Ok(T::from_arg_matches(&matches)?);
+    };
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let invalid = |message: String| ConfigError::Invalid {
+        path: path.clone(),
+        message,
+    };
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| invalid(e.to_string()))?;
+    let mut merged = args;
+    for (key, value) in &table {
+        let wanted = key.replace('_', "-");
+        let arg = command
+            .get_arguments()
+            .find(|a| a.get_long() == Some(wanted.as_str()))
+            .ok_or_else(|| invalid(format!("unknown setting `{key}`")))?;
+        if wanted == "config" {
+            return Err(invalid("a config file cannot name another".into()));
+        }
+        let from_user = matches!(
+            matches.value_source(arg.get_id().as_str()),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        );
+        if from_user {
+            continue;
+        }
+        let values = match value {
+            toml::Value::Array(items) => items.iter().map(scalar).collect::<Result<Vec<_>, _>>(),
+            other => scalar(other).map(|v| vec![v]),
+        }
+        .map_err(|m| invalid(format!("setting `{key}`: {m}")))?;
+        for v in values {
+            match arg.get_action() {
+                ArgAction::SetTrue => {
+                    if v == "true" {
+                        merged.push(format!("--{wanted}").into());
+                    }
+                }
+                _ => merged.push(format!("--{wanted}={v}").into()),
+            }
+        }
+    }
+    let matches = command.try_get_matches_from(merged)?;
+    Ok(T::from_arg_matches(&matches)?)
+}
+
+fn scalar(v: &toml::Value) -> Result<String, String> {
+    match v {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Integer(i) => Ok(i.to_string()),
+        toml::Value::Float(f) => Ok(f.to_string()),
+        toml::Value::Boolean(b) => Ok(b.to_string()),
+        other => Err(format!("unsupported value of type {}", other.type_str())),
+    }
+}
+
+/// Parses a byte size: a plain number of bytes or a number with a unit, as Redis accepts
+/// them: `b`, `k`/`kb`, `m`/`mb`, `g`/`gb` (powers of 1024; case-insensitive).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (examples: 1048576, 512kb, 64mb, 2gb)"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit `{other}` in `{s}`")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Demo {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, env = "KV_CONFIG_TEST_PORT", default_value_t = 1)]
+        port: u16,
+        #[arg(long, default_value = "x")]
+        name: String,
+        #[arg(long)]
+        verbose: bool,
+    }
+
+    fn args(a: &[&str]) -> Vec<OsString> {
+        std::iter::once("demo")
+            .chain(a.iter().copied())
+            .map(OsString::from)
+            .collect()
+    }
+
+    #[test]
+    fn file_fills_in_under_flags() {
+        let dir = std::env::temp_dir().join(format!("kv-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "port = 7\nname = \"from-file\"\nverbose = true\n").unwrap();
+        let f = file.to_str().unwrap();
+        let d: Demo = parse_args(args(&["--config", f])).unwrap();
+        assert_eq!((d.port, d.name.as_str(), d.verbose), (7, "from-file", true));
+        let d: Demo = parse_args(args(&["--config", f, "--port", "9"])).unwrap();
+        assert_eq!(d.port, 9, "a flag beats the file");
+        std::fs::write(&file, "bogus = 1\n").unwrap();
+        let err = parse_args::<Demo>(args(&["--config", f])).unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { .. }), "{err}");
+        let d: Demo = parse_args(args(&["--port", "3"])).unwrap();
+        assert_eq!(d.port, 3);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("100"), Ok(100));
+        assert_eq!(parse_size("64mb"), Ok(64 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("512kb"), Ok(512 << 10));
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("mb").is_err());
+    }
+}

@@ -1,0 +1,121 @@
+//! Executing commands against the gates.
+
+use std::io::{IsTerminal, Read, Write};
+use std::process::ExitCode;
+
+use kv_client::{GateClient, GateError};
+
+use crate::args::Cmd;
+use crate::table;
+
+/// kvctl's exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Exit {
+    Ok = 0,
+    NotFound = 1,
+    Error = 2,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e as u8)
+    }
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// A one-shot command: `get` writes the raw bytes (a newline only on a terminal).
+    OneShot,
+    /// A shell line: every result ends with a newline; messages are human-friendly.
+    Shell,
+}
+
+fn report(e: &GateError) -> Exit {
+    eprintln!("error: {e}");
+    Exit::Error
+}
+
+/// Runs one command.
+pub async fn execute(client: &GateClient, cmd: Cmd, style: Style) -> Exit {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        Cmd::Get { key } => match client.get(&key).await {
+            Ok(Some(value)) => {
+                let _ = out.write_all(&value);
+                if style == Style::Shell || std::io::stdout().is_terminal() {
+                    let _ = out.write_all(b"\n");
+                }
+                Exit::Ok
+            }
+            Ok(None) => {
+                if style == Style::Shell {
+                    let _ = writeln!(out, "(nil)");
+                } else {
+                    eprintln!("not found: {key}");
+                }
+                Exit::NotFound
+            }
+            Err(e) => report(&e),
+        },
+        Cmd::Put { key, value, ttl_ms } => {
+            let bytes = if value == "-" {
+                if style == Style::Shell {
+                    eprintln!("error: `-` (value from stdin) works only as a one-shot command");
+                    return Exit::Error;
+                }
+                let mut buf = Vec::new();
+                if let Err(e) = std::io::stdin().lock().read_to_end(&mut buf) {
+                    eprintln!("error: cannot read the value from stdin: {e}");
+                    return Exit::Error;
+                }
+                buf
+            } else {
+                value.into_bytes()
+            };
+            match client.put(&key, &bytes, ttl_ms).await {
+                Ok(()) => {
+                    if style == Style::Shell {
+                        let _ = writeln!(out, "OK");
+                    }
+                    Exit::Ok
+                }
+                Err(e) => report(&e),
+            }
+        }
+        Cmd::Del { key } => match client.delete(&key).await {
+            Ok(true) => {
+                if style == Style::Shell {
+                    let _ = writeln!(out, "(deleted)");
+                }
+                Exit::Ok
+            }
+            Ok(false) => {
+                if style == Style::Shell {
+                    let _ = writeln!(out, "(not found)");
+                } else {
+                    eprintln!("not found: {key}");
+                }
+                Exit::NotFound
+            }
+            Err(e) => report(&e),
+        },
+        Cmd::Cluster { json } => match client.cluster().await {
+            Ok(info) => {
+                let text = if json {
+                    serde_json::to_string_pretty(&info).unwrap_or_default() + "\n"
+                } else {
+                    table::render(&info)
+                };
+                let _ = out.write_all(text.as_bytes());
+                Exit::Ok
+            }
+            Err(e) => report(&e),
+        },
+    }
+}
+
+/// Runs a command given on the command line.
+pub async fn one_shot(client: &GateClient, cmd: Cmd) -> Exit {
+    execute(client, cmd, Style::OneShot).await
+}

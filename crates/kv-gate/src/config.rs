@@ -1,0 +1,175 @@
+//! kvgate's configuration.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use kv_config::parse_size;
+
+/// Where reads go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReadPolicy {
+    /// Every read goes to the shard leader.
+    Leader,
+    /// Reads are spread over the leader and its in-sync followers (which hold every
+    /// acknowledged write in `sync` replication mode).
+    Any,
+}
+
+fn size(s: &str) -> Result<u64, String> {
+    parse_size(s)
+}
+
+/// kvgate: the front door of a kvstore cluster.
+///
+/// The original positional form `kvgate CONNECT_STRING [PORT]` is accepted too.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "kvgate", version, about, long_about = None)]
+pub struct Config {
+    /// ZooKeeper connection string (positional form).
+    #[arg(value_name = "CONNECT_STRING")]
+    pub zk_positional: Option<String>,
+
+    /// HTTP port (positional form).
+    #[arg(value_name = "PORT")]
+    pub port_positional: Option<u16>,
+
+    /// Config file (flat TOML, keys are the long flag names); flags and env override it.
+    #[arg(long, env = "KVGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// ZooKeeper connection string, e.g. `zk1:2181,zk2:2181,zk3:2181`.
+    #[arg(long, env = "KVGATE_ZK")]
+    pub zk: Option<String>,
+
+    /// HTTP port [default: 3000]. 0 picks a free port.
+    #[arg(long, env = "KVGATE_HTTP_PORT")]
+    pub http_port: Option<u16>,
+
+    /// Address to listen on.
+    #[arg(long, env = "KVGATE_BIND", default_value = "127.0.0.1")]
+    pub bind: String,
+
+    /// Cluster name (`/kvstore/<cluster>` in ZooKeeper).
+    #[arg(long, env = "KVGATE_CLUSTER", default_value = "default")]
+    pub cluster: String,
+
+    /// Where reads go: `leader` or `any` (leader and in-sync followers, round robin).
+    #[arg(long, env = "KVGATE_READ_POLICY", value_enum, default_value_t = ReadPolicy::Leader)]
+    pub read_policy: ReadPolicy,
+
+    /// How long a request waits for a shard to have a (new) leader before failing with 503.
+    #[arg(long, env = "KVGATE_RETRY_TIMEOUT_MS", default_value_t = 8000)]
+    pub retry_timeout_ms: u64,
+
+    /// How long one forwarded command may wait for a server's reply.
+    #[arg(long, env = "KVGATE_BACKEND_TIMEOUT_MS", default_value_t = 5000)]
+    pub backend_timeout_ms: u64,
+
+    /// Persistent connections per server.
+    #[arg(long, env = "KVGATE_BACKEND_CONNECTIONS", default_value_t = 2)]
+    pub backend_connections: usize,
+
+    /// Commands in flight per server connection, at most.
+    #[arg(long, env = "KVGATE_BACKEND_MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub backend_max_in_flight: usize,
+
+    /// Largest key accepted, in bytes (413 beyond).
+    #[arg(long, env = "KVGATE_MAX_KEY_BYTES", default_value = "8kb", value_parser = size)]
+    pub max_key_bytes: u64,
+
+    /// Largest value accepted, in bytes (413 beyond).
+    #[arg(long, env = "KVGATE_MAX_VALUE_BYTES", default_value = "16mb", value_parser = size)]
+    pub max_value_bytes: u64,
+
+    /// Most HTTP connections served at once; more wait to be accepted.
+    #[arg(long, env = "KVGATE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// ZooKeeper session timeout.
+    #[arg(long, env = "KVGATE_ZK_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
+    pub zk_session_timeout_ms: u64,
+
+    /// Log filter (tracing `EnvFilter` syntax).
+    #[arg(long, env = "KVGATE_LOG", default_value = "info")]
+    pub log: String,
+}
+
+impl Config {
+    /// Defaults, for the embedded local cluster and tests.
+    pub fn local(http_port: u16) -> Config {
+        let mut c = Config::parse_from(["kvgate"]);
+        c.http_port = Some(http_port);
+        c
+    }
+
+    /// Checks values clap cannot and resolves the positional form.
+    pub fn validate(&mut self) -> Result<(), String> {
+        match (&self.zk, self.zk_positional.take()) {
+            (Some(a), Some(b)) if *a != b => {
+                return Err(format!("--zk {a} and the positional connection string {b} disagree"));
+            }
+            (None, Some(b)) => self.zk = Some(b),
+            _ => {}
+        }
+        match (self.http_port, self.port_positional.take()) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(format!("--http-port {a} and the positional port {b} disagree"));
+            }
+            (None, Some(b)) => self.http_port = Some(b),
+            _ => {}
+        }
+        kv_cluster::paths::validate_name("cluster", &self.cluster)?;
+        if self.backend_connections == 0 || self.backend_max_in_flight == 0 || self.max_connections == 0 {
+            return Err("connection limits must be at least 1".into());
+        }
+        if self.max_key_bytes == 0 || self.max_value_bytes == 0 {
+            return Err("--max-key-bytes and --max-value-bytes must be at least 1".into());
+        }
+        if self.max_value_bytes > 1 << 30 {
+            return Err("--max-value-bytes above 1gb is not supported over HTTP".into());
+        }
+        Ok(())
+    }
+
+    /// The HTTP port.
+    pub fn http_port(&self) -> u16 {
+        self.http_port.unwrap_or(3000)
+    }
+
+    pub fn retry_timeout(&self) -> Duration {
+        Duration::from_millis(self.retry_timeout_ms)
+    }
+
+    pub fn backend_timeout(&self) -> Duration {
+        Duration::from_millis(self.backend_timeout_ms)
+    }
+
+    /// Largest HTTP request body that can hold a key and a value within the limits.
+    pub fn max_body_bytes(&self) -> usize {
+        let value = (self.max_value_bytes as usize).div_ceil(3) * 4;
+        // JSON escaping can multiply a key by 6 (\uXXXX), plus field names and ttl.
+        value + self.max_key_bytes as usize * 6 + 1024
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positional_form_and_flags() {
+        let mut c = Config::parse_from(["kvgate", "zk:2181", "3100"]);
+        c.validate().unwrap();
+        assert_eq!((c.zk.as_deref(), c.http_port()), (Some("zk:2181"), 3100));
+        let mut c = Config::parse_from(["kvgate", "--zk", "zk:2181", "--http-port", "3200"]);
+        c.validate().unwrap();
+        assert_eq!((c.zk.as_deref(), c.http_port()), (Some("zk:2181"), 3200));
+        let mut c = Config::parse_from(["kvgate", "--zk", "a:1"]);
+        c.validate().unwrap();
+        assert_eq!(c.http_port(), 3000);
+        let mut c = Config::parse_from(["kvgate", "a:1", "--zk", "b:1"]);
+        assert!(c.validate().is_err());
+        assert_eq!(Config::parse_from(["kvgate"]).read_policy, ReadPolicy::Leader);
+    }
+}

@@ -1,0 +1,143 @@
+//! [`Gate::start`]: binds the HTTP port, follows the cluster, serves.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kv_client::ConnOptions;
+use kv_cluster::{Coordinator, CreateMode, Paths, watch_view};
+use kv_proto::Limits;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::Config;
+use crate::forward::Forwarder;
+use crate::http::{self, HttpState};
+use crate::listener::LimitedListener;
+use crate::routing::{RoutingBuilder, spawn_routing};
+
+/// Why a gate could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+}
+
+/// Entry point: starts a gate.
+pub struct Gate;
+
+/// A running gate.
+pub struct GateHandle {
+    http_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    coord: Arc<dyn Coordinator>,
+}
+
+impl Gate {
+    /// Starts a gate on the cluster reached through `coord`.
+    pub async fn start(mut config: Config, coord: Arc<dyn Coordinator>) -> Result<GateHandle, StartError> {
+        config.validate().map_err(StartError::Config)?;
+        let addr = format!("{}:{}", config.bind, config.http_port());
+        let listener = TcpListener::bind(&addr).await.map_err(|source| StartError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
+
+        let paths = Paths::new(&config.cluster);
+        let view = watch_view(coord.clone(), paths.clone());
+        let options = ConnOptions {
+            max_in_flight: config.backend_max_in_flight,
+            connect_timeout: Duration::from_secs(2),
+            limits: Limits::REDIS,
+        };
+        let routing = spawn_routing(
+            view,
+            RoutingBuilder::new(config.read_policy, config.backend_connections, options),
+        );
+        let forwarder = Forwarder::new(routing, config.retry_timeout(), config.backend_timeout());
+        let state = Arc::new(HttpState {
+            forwarder,
+            max_key_bytes: config.max_key_bytes as usize,
+            max_value_bytes: config.max_value_bytes as usize,
+        });
+        let app = http::router(state, config.max_body_bytes());
+        let (shutdown, mut shutdown_rx) = watch::channel(false);
+        let server = axum::serve(LimitedListener::new(listener, config.max_connections), app).with_graceful_shutdown(
+            async move {
+                let _ = shutdown_rx.changed().await;
+            },
+        );
+        let tasks = vec![
+            tokio::spawn(async move {
+                if let Err(e) = server.await {
+                    warn!(error = %e, "HTTP server failed");
+                }
+            }),
+            tokio::spawn(register(coord.clone(), paths, http_addr)),
+        ];
+        info!(http = %http_addr, cluster = config.cluster, "kvgate started");
+        Ok(GateHandle {
+            http_addr,
+            shutdown,
+            tasks,
+            coord,
+        })
+    }
+}
+
+/// Announces the gate under `/kvstore/<cluster>/gates` (ephemeral), for discovery.
+async fn register(coord: Arc<dyn Coordinator>, paths: Paths, http: SocketAddr) {
+    let id = format!("{http}-{:06x}", fastrand::u32(..) & 0xff_ffff);
+    let data = serde_json::json!({ "id": id, "http": http.to_string() }).to_string();
+    let mut session = coord.session();
+    loop {
+        let done = async {
+            coord.ensure_path(&paths.gates()).await?;
+            coord
+                .create(&paths.gate(&id), data.as_bytes(), CreateMode::Ephemeral)
+                .await
+        }
+        .await;
+        if let Err(e) = &done
+            && *e != kv_cluster::CoordError::NodeExists
+        {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        // Re-register after the session is replaced.
+        let generation = session.borrow_and_update().generation;
+        loop {
+            if session.changed().await.is_err() || session.borrow().closed {
+                return;
+            }
+            if session.borrow().generation != generation {
+                break;
+            }
+        }
+    }
+}
+
+impl GateHandle {
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Stops serving and closes the coordinator session.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        self.coord.close().await;
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        info!("kvgate stopped");
+    }
+}

@@ -1,0 +1,26 @@
+//! kvgate: the front door. Clients talk only to gates; a gate holds no data.
+//!
+//! ```text
+//! client ─HTTP─▶ http (parse, validate) ─▶ Forwarder::execute(key, access, command)
+//!          ─▶ Routing::target: key ─ring─▶ shard ─read policy─▶ server ─▶ Pool (pipelined RESP)
+//! ```
+//!
+//! - [`config`]: flags (including the original positional form), environment, config file.
+//! - [`routing`]: [`routing::Routing`], an immutable snapshot of ring, leaders and replicas,
+//!   rebuilt from the cluster view; it owns the connection pools of the servers it names.
+//! - [`forward`]: [`forward::Forwarder`], sending one command to the right server, retrying
+//!   what is safe to retry while a shard fails over.
+//! - [`http`]: the HTTP API (the original's endpoints plus `/api/cluster` and `/health`).
+//! - [`topology`]: `/api/cluster`, assembled from the view and each server's `KV.INFO`.
+//! - [`gate`]: [`Gate::start`] and [`GateHandle`].
+
+pub mod config;
+pub mod forward;
+pub mod gate;
+pub mod http;
+pub mod listener;
+pub mod routing;
+pub mod topology;
+
+pub use config::{Config, ReadPolicy};
+pub use gate::{Gate, GateHandle, StartError};

@@ -1,0 +1,28 @@
+//! The wire protocol every kvstore hop speaks: RESP2.
+//!
+//! Clients reach the gate with RESP (and HTTP); the gate reaches kvserver with RESP over
+//! persistent pipelined connections; followers stream the replication log from their leader
+//! as RESP arrays. One protocol, so one parser to harden.
+//!
+//! - [`frame`]: the [`Frame`] value and its encoding (used for replies).
+//! - [`write`]: allocation-free reply writers for the hot path.
+//! - [`request`]: the server-side, resumable, bounded request parser (multibulk and inline).
+//! - [`reply`]: the client-side reply parser.
+//! - [`limits`]: the bounds every parser enforces ([`Limits`]).
+//! - [`error`]: [`ProtocolError`], worded as Redis words it.
+//! - [`hash`]: the one hash every process agrees on (ring placement, content digests).
+
+pub mod error;
+pub mod frame;
+pub mod hash;
+pub mod limits;
+pub mod reply;
+pub mod request;
+pub mod write;
+
+pub use error::ProtocolError;
+pub use frame::Frame;
+pub use limits::Limits;
+pub use reply::parse_reply;
+pub use request::{Request, RequestParser};
+pub use write::CommandBuilder;

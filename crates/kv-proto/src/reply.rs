@@ -1,0 +1,169 @@
+//! The client-side reply parser: any RESP2 value, bounded by [`Limits`].
+//!
+//! Replies are checked for completeness first (no allocation), then built as zero-copy
+//! slices of one frozen buffer.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::limits::MAX_HEADER_LINE;
+use crate::request::parse_int;
+use crate::{Frame, Limits, ProtocolError};
+
+/// Deepest nesting of arrays accepted in a reply.
+const MAX_DEPTH: usize = 16;
+
+/// Parses and consumes one complete reply from the front of `buf`; `Ok(None)` when more
+/// bytes are needed (nothing is consumed then).
+pub fn parse_reply(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, ProtocolError> {
+    let Some(end) = check(buf, 0, 0, limits)? else {
+        return Ok(None);
+    };
+    let bytes = buf.split_to(end).freeze();
+    let (frame, used) = build(&bytes, 0);
+    debug_assert_eq!(used, end);
+    Ok(Some(frame))
+}
+
+fn line(buf: &[u8], from: usize) -> Result<Option<usize>, ProtocolError> {
+    let window = &buf[from.min(buf.len())..buf.len().min(from + MAX_HEADER_LINE + 1)];
+    match window.windows(2).position(|w| w == b"\r\n") {
+        Some(i) => Ok(Some(from + i)),
+        None if buf.len() > from + MAX_HEADER_LINE => Err(ProtocolError::HeaderTooLong),
+        None => Ok(None),
+    }
+}
+
+/// Returns the end offset of the frame starting at `pos` when it is complete.
+fn check(buf: &[u8], pos: usize, depth: usize, limits: &Limits) -> Result<Option<usize>, ProtocolError> {
+    let Some(&kind) = buf.get(pos) else {
+        return Ok(None);
+    };
+    let Some(eol) = line(buf, pos + 1)? else {
+        return Ok(None);
+    };
+    let header = &buf[pos + 1..eol];
+    let after = eol + 2;
+    match kind {
+        b'+' | b'-' => Ok(Some(after)),
+        b':' => parse_int(header)
+            .map(|_| Some(after))
+            .ok_or(ProtocolError::InvalidInteger),
+        b'$' => {
+            let n = parse_int(header).ok_or(ProtocolError::InvalidBulkLength)?;
+            if n == -1 {
+                return Ok(Some(after));
+            }
+            if n < 0 || n > limits.max_bulk_len as i64 {
+                return Err(ProtocolError::InvalidBulkLength);
+            }
+            let end = after + n as usize;
+            if buf.len() < end + 2 {
+                return Ok(None);
+            }
+            if &buf[end..end + 2] != b"\r\n" {
+                return Err(ProtocolError::MissingCrlf);
+            }
+            Ok(Some(end + 2))
+        }
+        b'*' => {
+            let n = parse_int(header).ok_or(ProtocolError::InvalidMultibulkLength)?;
+            if n == -1 {
+                return Ok(Some(after));
+            }
+            if n < 0 || n > limits.max_multibulk_len as i64 {
+                return Err(ProtocolError::InvalidMultibulkLength);
+            }
+            if depth >= MAX_DEPTH {
+                return Err(ProtocolError::TooDeep);
+            }
+            let mut p = after;
+            for _ in 0..n {
+                match check(buf, p, depth + 1, limits)? {
+                    Some(next) => p = next,
+                    None => return Ok(None),
+                }
+            }
+            Ok(Some(p))
+        }
+        other => Err(ProtocolError::UnknownType(other as char)),
+    }
+}
+
+/// Builds the frame at `pos` of a buffer that [`check`] accepted.
+fn build(bytes: &Bytes, pos: usize) -> (Frame, usize) {
+    let eol = pos + 1 + bytes[pos + 1..].windows(2).position(|w| w == b"\r\n").expect("checked");
+    let header = &bytes[pos + 1..eol];
+    let after = eol + 2;
+    match bytes[pos] {
+        b'+' => (Frame::Simple(bytes.slice(pos + 1..eol)), after),
+        b'-' => (Frame::Error(bytes.slice(pos + 1..eol)), after),
+        b':' => (Frame::Integer(parse_int(header).expect("checked")), after),
+        b'$' => match parse_int(header).expect("checked") {
+            -1 => (Frame::Null, after),
+            n => {
+                let end = after + n as usize;
+                (Frame::Bulk(bytes.slice(after..end)), end + 2)
+            }
+        },
+        _ => match parse_int(header).expect("checked") {
+            -1 => (Frame::NullArray, after),
+            n => {
+                // `n` elements were all seen by `check`, so this capacity is backed by bytes.
+                let mut items = Vec::with_capacity(n as usize);
+                let mut p = after;
+                for _ in 0..n {
+                    let (f, next) = build(bytes, p);
+                    items.push(f);
+                    p = next;
+                }
+                (Frame::Array(items), p)
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_nested_frames_at_every_split() {
+        let frame = Frame::Array(vec![
+            Frame::Bulk(Bytes::from_static(b"a\r\n")),
+            Frame::Array(vec![Frame::Integer(3), Frame::Null, Frame::simple("OK")]),
+            Frame::error("ERR x"),
+            Frame::NullArray,
+        ]);
+        let bytes = frame.to_bytes();
+        for split in 0..bytes.len() {
+            let mut buf = BytesMut::from(&bytes[..split]);
+            assert_eq!(parse_reply(&mut buf, &Limits::REDIS).unwrap(), None);
+            buf.extend_from_slice(&bytes[split..]);
+            assert_eq!(parse_reply(&mut buf, &Limits::REDIS).unwrap(), Some(frame.clone()));
+            assert!(buf.is_empty());
+        }
+    }
+
+    #[test]
+    fn rejects_garbage_and_over_limit() {
+        let small = Limits {
+            max_bulk_len: 4,
+            max_multibulk_len: 2,
+            ..Limits::REDIS
+        };
+        let run = |b: &[u8]| parse_reply(&mut BytesMut::from(b), &small);
+        assert_eq!(run(b"?x\r\n"), Err(ProtocolError::UnknownType('?')));
+        assert_eq!(run(b"$5\r\n"), Err(ProtocolError::InvalidBulkLength));
+        assert_eq!(run(b"*3\r\n"), Err(ProtocolError::InvalidMultibulkLength));
+        assert_eq!(run(b":1x\r\n"), Err(ProtocolError::InvalidInteger));
+        let mut deep = Vec::new();
+        for _ in 0..=MAX_DEPTH {
+            deep.extend_from_slice(b"*1\r\n");
+        }
+        deep.extend_from_slice(b":1\r\n");
+        assert_eq!(
+            parse_reply(&mut BytesMut::from(&deep[..]), &Limits::REDIS),
+            Err(ProtocolError::TooDeep)
+        );
+    }
+}

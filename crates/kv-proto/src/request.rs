@@ -1,0 +1,363 @@
+//! The server-side request parser.
+//!
+//! A request is an array of bulk strings (what every Redis client sends) or an inline line
+//! (what a human types into telnet). The parser is resumable: when a request is incomplete it
+//! remembers how far it got, so a large request arriving in many reads costs one pass over its
+//! headers, not one pass per read. Elements are returned as zero-copy slices of the input.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::limits::MAX_HEADER_LINE;
+use crate::{Limits, ProtocolError};
+
+/// One parsed request: the command name followed by its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    args: Vec<Bytes>,
+    /// The request's own bytes (for a multibulk request, its exact encoding).
+    raw: Bytes,
+}
+
+impl Request {
+    /// A request from its arguments (used by tests and internal callers).
+    pub fn new(args: Vec<Bytes>) -> Request {
+        let raw = crate::write::command(args.iter().map(|a| &a[..]));
+        Request { args, raw }
+    }
+
+    /// The bytes this request was parsed from: a follower keeps the leader's log entries
+    /// in its own backlog without re-encoding them.
+    pub fn raw(&self) -> &Bytes {
+        &self.raw
+    }
+
+    /// Number of arguments, the command name included.
+    pub fn len(&self) -> usize {
+        self.args.len()
+    }
+
+    /// True when there are no arguments at all.
+    pub fn is_empty(&self) -> bool {
+        self.args.is_empty()
+    }
+
+    /// All arguments, the command name first.
+    pub fn args(&self) -> &[Bytes] {
+        &self.args
+    }
+
+    /// Takes the arguments.
+    pub fn into_args(self) -> Vec<Bytes> {
+        self.args
+    }
+
+    /// The command name as sent.
+    pub fn name(&self) -> &[u8] {
+        self.args.first().map(|b| &b[..]).unwrap_or(b"")
+    }
+}
+
+#[derive(Debug)]
+enum State {
+    /// Between requests.
+    Start,
+    /// Inside `*<expected>`: `args` holds the element ranges seen so far and `pos` is where
+    /// the next element's `$` header starts. Ranges index the (unconsumed) input buffer.
+    MultiBulk {
+        expected: usize,
+        args: Vec<(usize, usize)>,
+        pos: usize,
+    },
+}
+
+/// Parses requests from a connection's input buffer. One parser per connection.
+#[derive(Debug)]
+pub struct RequestParser {
+    limits: Limits,
+    state: State,
+}
+
+impl RequestParser {
+    /// A parser enforcing `limits`.
+    pub fn new(limits: Limits) -> Self {
+        RequestParser {
+            limits,
+            state: State::Start,
+        }
+    }
+
+    /// The limits this parser enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Parses and consumes the next complete request at the front of `buf`.
+    ///
+    /// `Ok(None)` means more bytes are needed: append them to `buf` and call again. The
+    /// parser keeps its progress in between, so the caller must not consume from `buf`
+    /// itself. An `Err` means the stream is malformed or over a limit and the connection
+    /// should be closed after the error is reported.
+    pub fn parse(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, ProtocolError> {
+        loop {
+            let result = match self.state {
+                State::Start => {
+                    if buf.is_empty() {
+                        return Ok(None);
+                    }
+                    if buf[0] == b'*' {
+                        self.start_multibulk(buf)?
+                    } else {
+                        self.parse_inline(buf)?
+                    }
+                }
+                State::MultiBulk { .. } => self.continue_multibulk(buf)?,
+            };
+            match result {
+                Step::Done(req) => return Ok(Some(req)),
+                Step::Skip => continue,
+                Step::NeedMore => {
+                    if buf.len() > self.limits.max_query_buffer {
+                        return Err(ProtocolError::QueryBufferExceeded(self.limits.max_query_buffer));
+                    }
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    fn start_multibulk(&mut self, buf: &mut BytesMut) -> Result<Step, ProtocolError> {
+        let Some(line_end) = find_crlf(buf, 1, MAX_HEADER_LINE)? else {
+            return Ok(Step::NeedMore);
+        };
+        let n = parse_int(&buf[1..line_end]).ok_or(ProtocolError::InvalidMultibulkLength)?;
+        if n > self.limits.max_multibulk_len as i64 {
+            return Err(ProtocolError::InvalidMultibulkLength);
+        }
+        if n <= 0 {
+            // Redis ignores empty (and null) arrays between commands.
+            let _ = buf.split_to(line_end + 2);
+            return Ok(Step::Skip);
+        }
+        self.state = State::MultiBulk {
+            expected: n as usize,
+            // Grows with the elements that arrive, never with the declared count.
+            args: Vec::new(),
+            pos: line_end + 2,
+        };
+        self.continue_multibulk(buf)
+    }
+
+    fn continue_multibulk(&mut self, buf: &mut BytesMut) -> Result<Step, ProtocolError> {
+        let State::MultiBulk { expected, args, pos } = &mut self.state else {
+            unreachable!("continue_multibulk outside a multibulk");
+        };
+        while args.len() < *expected {
+            if *pos >= buf.len() {
+                return Ok(Step::NeedMore);
+            }
+            if buf[*pos] != b'$' {
+                return Err(ProtocolError::ExpectedBulk(buf[*pos] as char));
+            }
+            let Some(line_end) = find_crlf(buf, *pos + 1, MAX_HEADER_LINE)? else {
+                return Ok(Step::NeedMore);
+            };
+            let len = parse_int(&buf[*pos + 1..line_end]).ok_or(ProtocolError::InvalidBulkLength)?;
+            if len < 0 || len > self.limits.max_bulk_len as i64 {
+                return Err(ProtocolError::InvalidBulkLength);
+            }
+            let start = line_end + 2;
+            let end = start + len as usize;
+            if buf.len() < end + 2 {
+                return Ok(Step::NeedMore);
+            }
+            if &buf[end..end + 2] != b"\r\n" {
+                return Err(ProtocolError::MissingCrlf);
+            }
+            args.push((start, end));
+            *pos = end + 2;
+        }
+        let total = *pos;
+        let ranges = std::mem::take(args);
+        self.state = State::Start;
+        let frame = buf.split_to(total).freeze();
+        let args = ranges.into_iter().map(|(s, e)| frame.slice(s..e)).collect();
+        Ok(Step::Done(Request { args, raw: frame }))
+    }
+
+    fn parse_inline(&mut self, buf: &mut BytesMut) -> Result<Step, ProtocolError> {
+        let limit = self.limits.max_inline_len;
+        let Some(nl) = buf.iter().take(limit + 1).position(|b| *b == b'\n') else {
+            if buf.len() > limit {
+                return Err(ProtocolError::InlineTooLong);
+            }
+            return Ok(Step::NeedMore);
+        };
+        let raw = buf.split_to(nl + 1).freeze();
+        let mut line = &raw[..nl];
+        if line.last() == Some(&b'\r') {
+            line = &line[..line.len() - 1];
+        }
+        let args = split_inline(line)?;
+        if args.is_empty() {
+            return Ok(Step::Skip);
+        }
+        if looks_like_http(&args) {
+            return Err(ProtocolError::HttpOnRespPort);
+        }
+        Ok(Step::Done(Request {
+            args: args.into_iter().map(Bytes::from).collect(),
+            raw,
+        }))
+    }
+}
+
+enum Step {
+    Done(Request),
+    Skip,
+    NeedMore,
+}
+
+/// Finds the CRLF that ends the header line starting at `from`. A line longer than `max`
+/// is an error rather than a reason to keep buffering.
+fn find_crlf(buf: &[u8], from: usize, max: usize) -> Result<Option<usize>, ProtocolError> {
+    let window = &buf[from.min(buf.len())..buf.len().min(from + max + 1)];
+    match window.iter().position(|b| *b == b'\r') {
+        Some(i) => {
+            let cr = from + i;
+            if cr + 1 >= buf.len() {
+                Ok(None)
+            } else if buf[cr + 1] == b'\n' {
+                Ok(Some(cr))
+            } else {
+                Err(ProtocolError::MissingCrlf)
+            }
+        }
+        None if buf.len() > from + max => Err(ProtocolError::HeaderTooLong),
+        None => Ok(None),
+    }
+}
+
+/// Parses a decimal integer the way RESP writes it: optional `-`, digits, nothing else.
+pub(crate) fn parse_int(s: &[u8]) -> Option<i64> {
+    let (negative, digits) = match s.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, s),
+    };
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add((d - b'0') as i64)?;
+    }
+    Some(if negative { -v } else { v })
+}
+
+/// Splits an inline command line into arguments, honouring Redis-style quoting:
+/// `"..."` with `\n \r \t \b \a \\ \" \xHH` escapes and `'...'` with `\'`.
+fn split_inline(line: &[u8]) -> Result<Vec<Vec<u8>>, ProtocolError> {
+    let mut args = Vec::new();
+    let mut i = 0;
+    while i < line.len() {
+        while i < line.len() && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i >= line.len() {
+            break;
+        }
+        let mut cur = Vec::new();
+        match line[i] {
+            b'"' => {
+                i += 1;
+                loop {
+                    let Some(&c) = line.get(i) else {
+                        return Err(ProtocolError::UnbalancedQuotes);
+                    };
+                    match c {
+                        b'\\'
+                            if line.get(i + 1) == Some(&b'x')
+                                && line.len() > i + 3
+                                && line[i + 2].is_ascii_hexdigit()
+                                && line[i + 3].is_ascii_hexdigit() =>
+                        {
+                            let hex = std::str::from_utf8(&line[i + 2..i + 4]).unwrap_or("0");
+                            cur.push(u8::from_str_radix(hex, 16).unwrap_or(0));
+                            i += 4;
+                        }
+                        b'\\' if i + 1 < line.len() => {
+                            cur.push(match line[i + 1] {
+                                b'n' => b'\n',
+                                b'r' => b'\r',
+                                b't' => b'\t',
+                                b'b' => 8,
+                                b'a' => 7,
+                                other => other,
+                            });
+                            i += 2;
+                        }
+                        b'"' => {
+                            i += 1;
+                            if line.get(i).is_some_and(|c| !c.is_ascii_whitespace()) {
+                                return Err(ProtocolError::UnbalancedQuotes);
+                            }
+                            break;
+                        }
+                        _ => {
+                            cur.push(c);
+                            i += 1;
+                        }
+                    }
+                }
+            }
+            b'\'' => {
+                i += 1;
+                loop {
+                    let Some(&c) = line.get(i) else {
+                        return Err(ProtocolError::UnbalancedQuotes);
+                    };
+                    match c {
+                        b'\\' if line.get(i + 1) == Some(&b'\'') => {
+                            cur.push(b'\'');
+                            i += 2;
+                        }
+                        b'\'' => {
+                            i += 1;
+                            if line.get(i).is_some_and(|c| !c.is_ascii_whitespace()) {
+                                return Err(ProtocolError::UnbalancedQuotes);
+                            }
+                            break;
+                        }
+                        _ => {
+                            cur.push(c);
+                            i += 1;
+                        }
+                    }
+                }
+            }
+            _ => {
+                while i < line.len() && !line[i].is_ascii_whitespace() {
+                    cur.push(line[i]);
+                    i += 1;
+                }
+            }
+        }
+        args.push(cur);
+    }
+    Ok(args)
+}
+
+/// An HTTP request line (`GET /path HTTP/1.1`) or header (`Host: ...`) typed at a RESP port.
+fn looks_like_http(args: &[Vec<u8>]) -> bool {
+    const METHODS: [&[u8]; 7] = [b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH"];
+    let first = &args[0];
+    if first.eq_ignore_ascii_case(b"host:") || first.eq_ignore_ascii_case(b"post") {
+        return true;
+    }
+    args.len() == 3 && METHODS.iter().any(|m| first.eq_ignore_ascii_case(m)) && args[2].starts_with(b"HTTP/")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,131 @@
+use super::*;
+
+fn parser() -> RequestParser {
+    RequestParser::new(Limits::REDIS)
+}
+
+fn parse_all(bytes: &[u8]) -> Result<Vec<Vec<Vec<u8>>>, ProtocolError> {
+    let mut p = parser();
+    let mut buf = BytesMut::from(bytes);
+    let mut out = Vec::new();
+    while let Some(req) = p.parse(&mut buf)? {
+        out.push(req.args().iter().map(|a| a.to_vec()).collect());
+    }
+    Ok(out)
+}
+
+#[test]
+fn multibulk_requests_in_one_buffer() {
+    let got = parse_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$4\r\nPING\r\n").unwrap();
+    assert_eq!(got, vec![vec![b"GET".to_vec(), b"k".to_vec()], vec![b"PING".to_vec()]]);
+}
+
+#[test]
+fn binary_safe_elements() {
+    let got = parse_all(b"*2\r\n$3\r\nSET\r\n$4\r\n\0\r\n\n\r\n").unwrap();
+    assert_eq!(got[0][1], b"\0\r\n\n");
+}
+
+#[test]
+fn every_split_point_parses_the_same() {
+    let stream: &[u8] = b"*3\r\n$3\r\nSET\r\n$2\r\nk1\r\n$5\r\nv\r\nv1\r\nPING\r\n*2\r\n$3\r\nGET\r\n$0\r\n\r\n";
+    let whole = parse_all(stream).unwrap();
+    assert_eq!(whole.len(), 3);
+    for a in 0..stream.len() {
+        for b in a..stream.len() {
+            let mut p = parser();
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            for chunk in [&stream[..a], &stream[a..b], &stream[b..]] {
+                buf.extend_from_slice(chunk);
+                while let Some(req) = p.parse(&mut buf).unwrap() {
+                    got.push(req.args().iter().map(|x| x.to_vec()).collect::<Vec<_>>());
+                }
+            }
+            assert_eq!(got, whole, "split at {a},{b}");
+            assert!(buf.is_empty());
+        }
+    }
+}
+
+#[test]
+fn incomplete_waits_without_consuming() {
+    let mut p = parser();
+    let partial = b"*2\r\n$3\r\nGET\r\n$5\r\nab";
+    let mut buf = BytesMut::from(&partial[..]);
+    assert_eq!(p.parse(&mut buf).unwrap(), None);
+    assert_eq!(buf.len(), partial.len());
+    buf.extend_from_slice(b"cde\r\n");
+    let req = p.parse(&mut buf).unwrap().unwrap();
+    assert_eq!(&req.args()[1][..], b"abcde");
+}
+
+#[test]
+fn inline_commands_with_quotes() {
+    let got = parse_all(b"set \"a b\" 'c\\'d' \"\\x41\\n\"\r\nping\n\r\n").unwrap();
+    assert_eq!(
+        got[0],
+        vec![b"set".to_vec(), b"a b".to_vec(), b"c'd".to_vec(), b"A\n".to_vec()]
+    );
+    assert_eq!(got[1], vec![b"ping".to_vec()]);
+    assert_eq!(got.len(), 2);
+    assert_eq!(parse_all(b"set \"abc\r\n"), Err(ProtocolError::UnbalancedQuotes));
+}
+
+#[test]
+fn limits_are_enforced_before_buffering() {
+    let limits = Limits {
+        max_bulk_len: 10,
+        max_multibulk_len: 3,
+        max_inline_len: 8,
+        max_query_buffer: 40,
+    };
+    let run = |bytes: &[u8]| {
+        let mut p = RequestParser::new(limits);
+        let mut buf = BytesMut::from(bytes);
+        p.parse(&mut buf)
+    };
+    assert_eq!(run(b"*4\r\n"), Err(ProtocolError::InvalidMultibulkLength));
+    assert_eq!(run(b"*x\r\n"), Err(ProtocolError::InvalidMultibulkLength));
+    assert_eq!(run(b"*1\r\n$11\r\n"), Err(ProtocolError::InvalidBulkLength));
+    assert_eq!(run(b"*1\r\n$-3\r\n"), Err(ProtocolError::InvalidBulkLength));
+    assert_eq!(run(b"*1\r\n:1\r\n"), Err(ProtocolError::ExpectedBulk(':')));
+    assert_eq!(run(b"*1\r\n$1\r\nab\r\n"), Err(ProtocolError::MissingCrlf));
+    assert_eq!(run(b"abcdefghijk"), Err(ProtocolError::InlineTooLong));
+    assert!(run(b"abcdefg").unwrap().is_none());
+    // A declared 2^62 element count never reaches an allocation.
+    assert_eq!(
+        run(b"*4611686018427387904\r\n"),
+        Err(ProtocolError::InvalidMultibulkLength)
+    );
+    let mut p = RequestParser::new(limits);
+    let mut buf = BytesMut::from(&b"*3\r\n$10\r\n0123456789\r\n$10\r\n0123456789\r\n$10\r\n012345678"[..]);
+    assert_eq!(p.parse(&mut buf), Err(ProtocolError::QueryBufferExceeded(40)));
+}
+
+#[test]
+fn header_lines_are_bounded() {
+    let mut bytes = b"*".to_vec();
+    bytes.extend(std::iter::repeat_n(b'1', MAX_HEADER_LINE + 2));
+    assert_eq!(parse_all(&bytes), Err(ProtocolError::HeaderTooLong));
+}
+
+#[test]
+fn http_is_refused() {
+    assert_eq!(parse_all(b"GET / HTTP/1.1\r\n"), Err(ProtocolError::HttpOnRespPort));
+    assert_eq!(
+        parse_all(b"POST /api/cache/put HTTP/1.1\r\n"),
+        Err(ProtocolError::HttpOnRespPort)
+    );
+    assert_eq!(parse_all(b"Host: localhost\r\n"), Err(ProtocolError::HttpOnRespPort));
+    // GET with a key is an ordinary inline command.
+    assert_eq!(parse_all(b"GET foo\r\n").unwrap().len(), 1);
+}
+
+#[test]
+fn empty_arrays_are_skipped() {
+    assert_eq!(
+        parse_all(b"*0\r\n*-1\r\nPING\r\n").unwrap(),
+        vec![vec![b"PING".to_vec()]]
+    );
+}

@@ -1,0 +1,155 @@
+//! Argument parsing shared by the commands, and the Redis-worded errors.
+
+use bytes::Bytes;
+use kv_proto::Request;
+
+/// A command's arguments, consumed front to back.
+#[derive(Debug)]
+pub struct Args {
+    name: Bytes,
+    rest: std::vec::IntoIter<Bytes>,
+    first_args: Vec<Bytes>,
+}
+
+/// A command that cannot run as given. `Display` is the Redis error text (without `-`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CmdError {
+    #[error("ERR unknown command '{name}', with args beginning with: {args}")]
+    Unknown { name: String, args: String },
+    #[error("ERR wrong number of arguments for '{0}' command")]
+    Arity(String),
+    #[error("ERR syntax error")]
+    Syntax,
+    #[error("ERR value is not an integer or out of range")]
+    NotInteger,
+    #[error("ERR invalid expire time in '{0}' command")]
+    InvalidExpire(String),
+    #[error("ERR {0}")]
+    Other(String),
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+impl Args {
+    /// Splits a request into its name and arguments.
+    pub fn new(req: Request) -> Args {
+        let mut all = req.into_args().into_iter();
+        let name = all.next().unwrap_or_default();
+        let first_args = all.as_slice().iter().take(3).cloned().collect();
+        Args {
+            name,
+            rest: all,
+            first_args,
+        }
+    }
+
+    /// The command name as sent.
+    pub fn name(&self) -> &[u8] {
+        &self.name
+    }
+
+    /// The command name, lower-case, for error messages.
+    pub fn lower_name(&self) -> String {
+        lossy(&self.name).to_ascii_lowercase()
+    }
+
+    /// Arguments not consumed yet.
+    pub fn remaining(&self) -> usize {
+        self.rest.len()
+    }
+
+    /// The next argument, or an arity error.
+    pub fn arg(&mut self) -> Result<Bytes, CmdError> {
+        self.rest.next().ok_or_else(|| self.arity())
+    }
+
+    /// The next argument if any.
+    pub fn arg_opt(&mut self) -> Option<Bytes> {
+        self.rest.next()
+    }
+
+    /// The next argument as a signed integer.
+    pub fn arg_i64(&mut self) -> Result<i64, CmdError> {
+        let b = self.arg()?;
+        parse_i64(&b).ok_or(CmdError::NotInteger)
+    }
+
+    /// All remaining arguments (at least one, or an arity error).
+    pub fn rest_at_least_one(&mut self) -> Result<Vec<Bytes>, CmdError> {
+        if self.rest.len() == 0 {
+            return Err(self.arity());
+        }
+        Ok(self.rest.by_ref().collect())
+    }
+
+    /// Errors unless every argument was consumed.
+    pub fn finish(&mut self) -> Result<(), CmdError> {
+        if self.rest.len() != 0 {
+            return Err(self.arity());
+        }
+        Ok(())
+    }
+
+    /// The arity error for this command.
+    pub fn arity(&self) -> CmdError {
+        CmdError::Arity(self.lower_name())
+    }
+
+    /// The unknown-command error for this request.
+    pub fn unknown(&self) -> CmdError {
+        let args = self
+            .first_args
+            .iter()
+            .map(|a| format!("'{}' ", lossy(a)))
+            .collect::<String>();
+        CmdError::Unknown {
+            name: lossy(&self.name),
+            args,
+        }
+    }
+}
+
+/// Parses an integer exactly as Redis does: optional `-`, digits, no spaces, no `+`.
+pub fn parse_i64(b: &[u8]) -> Option<i64> {
+    if b.is_empty() || b.len() > 20 || b[0] == b'+' || (b.len() > 1 && b[0] == b'0') {
+        return None;
+    }
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Args {
+        Args::new(Request::new(a.iter().map(|s| Bytes::from(s.to_string())).collect()))
+    }
+
+    #[test]
+    fn errors_read_like_redis() {
+        assert_eq!(
+            args(&["FOO", "a", "b"]).unknown().to_string(),
+            "ERR unknown command 'FOO', with args beginning with: 'a' 'b' "
+        );
+        assert_eq!(
+            args(&["GET"]).arg().unwrap_err().to_string(),
+            "ERR wrong number of arguments for 'get' command"
+        );
+        assert_eq!(
+            args(&["X", "12a"]).arg_i64().unwrap_err().to_string(),
+            "ERR value is not an integer or out of range"
+        );
+    }
+
+    #[test]
+    fn integers() {
+        assert_eq!(parse_i64(b"-12"), Some(-12));
+        assert_eq!(parse_i64(b"0"), Some(0));
+        assert_eq!(parse_i64(b"007"), None);
+        assert_eq!(parse_i64(b"+1"), None);
+        assert_eq!(parse_i64(b" 1"), None);
+        assert_eq!(parse_i64(b"9223372036854775808"), None);
+    }
+}

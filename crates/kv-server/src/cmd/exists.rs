@@ -1,0 +1,25 @@
+//! EXISTS key [key ...]
+
+use bytes::{Bytes, BytesMut};
+
+use super::{Args, CmdError};
+use crate::node::Node;
+
+/// `EXISTS key [key ...]`: how many of the keys exist (a key named twice counts twice).
+#[derive(Debug)]
+pub struct Exists {
+    keys: Vec<Bytes>,
+}
+
+impl Exists {
+    pub fn parse(args: &mut Args) -> Result<Exists, CmdError> {
+        Ok(Exists {
+            keys: args.rest_at_least_one()?,
+        })
+    }
+
+    pub fn apply(self, node: &Node, out: &mut BytesMut) {
+        let n = node.read(|r| self.keys.iter().filter(|k| r.get(k, |v| v.is_some())).count());
+        kv_proto::write::integer(out, n as i64);
+    }
+}

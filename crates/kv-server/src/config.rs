@@ -1,0 +1,212 @@
+//! kvserver's configuration: flags, `KVSERVER_*` environment variables, an optional config
+//! file (see `kv_config`), defaults in one place and a `validate` step.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use kv_config::parse_size;
+use kv_proto::Limits;
+use kv_store::StoreLimits;
+
+/// When the leader acknowledges a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReplicationMode {
+    /// After every in-sync follower applied it (the original system's behaviour).
+    Sync,
+    /// As soon as the leader applied it; followers catch up in the background.
+    Async,
+}
+
+fn size(s: &str) -> Result<u64, String> {
+    parse_size(s)
+}
+
+/// kvserver: one replica of one shard of a kvstore cluster.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "kvserver", version, about, long_about = None)]
+pub struct Config {
+    /// Config file (flat TOML, keys are the long flag names); flags and env override it.
+    #[arg(long, env = "KVSERVER_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Shard this server is a replica of. Servers with the same shard name replicate each other.
+    #[arg(long, env = "KVSERVER_SHARD")]
+    pub shard: String,
+
+    /// Port to listen on (RESP). 0 picks a free port; the chosen one is advertised.
+    #[arg(long, env = "KVSERVER_PORT", default_value_t = 0)]
+    pub port: u16,
+
+    /// Address advertised to gates and replicas.
+    #[arg(long, env = "KVSERVER_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Address to listen on [default: the value of --host].
+    #[arg(long, env = "KVSERVER_BIND")]
+    pub bind: Option<String>,
+
+    /// ZooKeeper connection string, e.g. `zk1:2181,zk2:2181,zk3:2181`.
+    #[arg(long, env = "KVSERVER_ZK")]
+    pub zk: Option<String>,
+
+    /// Cluster name: several clusters can share one ZooKeeper (`/kvstore/<cluster>`).
+    #[arg(long, env = "KVSERVER_CLUSTER", default_value = "default")]
+    pub cluster: String,
+
+    /// ZooKeeper session timeout. A dead leader is replaced about this long after it died.
+    #[arg(long, env = "KVSERVER_ZK_SESSION_TIMEOUT_MS", default_value_t = 4000)]
+    pub zk_session_timeout_ms: u64,
+
+    /// Most keys held; least recently used keys are evicted beyond it. 0 = no limit.
+    #[arg(long, env = "KVSERVER_MAX_KEYS", default_value_t = 10_000)]
+    pub max_keys: u64,
+
+    /// Most bytes held (keys + values + 64 bytes per entry), e.g. `256mb`; LRU eviction
+    /// beyond it. 0 = no limit.
+    #[arg(long, env = "KVSERVER_MAXMEMORY", default_value = "0", value_parser = size)]
+    pub maxmemory: u64,
+
+    /// When writes are acknowledged: `sync` (after every in-sync follower applied them) or
+    /// `async` (after the leader applied them).
+    #[arg(long, env = "KVSERVER_REPLICATION", value_enum, default_value_t = ReplicationMode::Sync)]
+    pub replication: ReplicationMode,
+
+    /// A follower that has not caught up for this long leaves the in-sync set, so writes stop
+    /// waiting for it. It rejoins by itself once it catches up.
+    #[arg(long, env = "KVSERVER_REPLICA_LAG_TIMEOUT_MS", default_value_t = 2000)]
+    pub replica_lag_timeout_ms: u64,
+
+    /// Bytes of recent writes the leader keeps so a reconnecting follower can resume
+    /// (partial resync) instead of copying everything.
+    #[arg(long, env = "KVSERVER_REPL_BACKLOG_BYTES", default_value = "64mb", value_parser = size)]
+    pub repl_backlog_bytes: u64,
+
+    /// When no in-sync replica of the shard is alive, let any live replica become leader
+    /// (availability over the acknowledged writes that were lost with the in-sync replicas).
+    #[arg(long, env = "KVSERVER_UNCLEAN_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub unclean_election: bool,
+
+    /// Most client connections; more are refused with an error.
+    #[arg(long, env = "KVSERVER_MAX_CLIENTS", default_value_t = 10_000)]
+    pub max_clients: usize,
+
+    /// Largest bulk string (key or value) in a request.
+    #[arg(long, env = "KVSERVER_PROTO_MAX_BULK_LEN", default_value = "512mb", value_parser = size)]
+    pub proto_max_bulk_len: u64,
+
+    /// Most arguments in one request.
+    #[arg(long, env = "KVSERVER_PROTO_MAX_MULTIBULK_LEN", default_value_t = 1024 * 1024)]
+    pub proto_max_multibulk_len: u64,
+
+    /// Longest inline (telnet-style) request line.
+    #[arg(long, env = "KVSERVER_PROTO_MAX_INLINE_LEN", default_value = "64kb", value_parser = size)]
+    pub proto_max_inline_len: u64,
+
+    /// Most bytes buffered for one client's incomplete request.
+    #[arg(long, env = "KVSERVER_CLIENT_QUERY_BUFFER_LIMIT", default_value = "1gb", value_parser = size)]
+    pub client_query_buffer_limit: u64,
+
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `kv_server=debug`.
+    #[arg(long, env = "KVSERVER_LOG", default_value = "info")]
+    pub log: String,
+}
+
+impl Config {
+    /// A configuration with every default, for `shard` (used by the embedded local cluster).
+    pub fn for_shard(shard: &str) -> Config {
+        Config::parse_from(["kvserver", "--shard", shard])
+    }
+
+    /// Checks values that clap cannot, naming the bad one.
+    pub fn validate(&self) -> Result<(), String> {
+        kv_cluster::paths::validate_name("shard", &self.shard)?;
+        kv_cluster::paths::validate_name("cluster", &self.cluster)?;
+        if self.zk_session_timeout_ms < 500 {
+            return Err(format!(
+                "--zk-session-timeout-ms {} is below 500",
+                self.zk_session_timeout_ms
+            ));
+        }
+        if self.replica_lag_timeout_ms < 10 {
+            return Err(format!(
+                "--replica-lag-timeout-ms {} is below 10",
+                self.replica_lag_timeout_ms
+            ));
+        }
+        if self.max_clients == 0 {
+            return Err("--max-clients must be at least 1".into());
+        }
+        if self.proto_max_bulk_len == 0 || self.proto_max_multibulk_len == 0 || self.proto_max_inline_len == 0 {
+            return Err("protocol limits must be at least 1".into());
+        }
+        if self.client_query_buffer_limit < self.proto_max_inline_len {
+            return Err("--client-query-buffer-limit is below --proto-max-inline-len".into());
+        }
+        if self.host.is_empty() {
+            return Err("--host must not be empty".into());
+        }
+        Ok(())
+    }
+
+    /// The address to listen on.
+    pub fn bind_addr(&self) -> String {
+        format!("{}:{}", self.bind.as_deref().unwrap_or(&self.host), self.port)
+    }
+
+    /// Store bounds.
+    pub fn store_limits(&self) -> StoreLimits {
+        StoreLimits {
+            max_keys: self.max_keys as usize,
+            max_bytes: self.maxmemory as usize,
+        }
+    }
+
+    /// Client request bounds.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_bulk_len: self.proto_max_bulk_len as usize,
+            max_multibulk_len: self.proto_max_multibulk_len as usize,
+            max_inline_len: self.proto_max_inline_len as usize,
+            max_query_buffer: self.client_query_buffer_limit as usize,
+        }
+    }
+
+    /// The requested ZooKeeper session timeout.
+    pub fn session_timeout(&self) -> Duration {
+        Duration::from_millis(self.zk_session_timeout_ms)
+    }
+
+    /// The follower lag bound.
+    pub fn lag_timeout(&self) -> Duration {
+        Duration::from_millis(self.replica_lag_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_validation() {
+        let c = Config::for_shard("s1");
+        assert_eq!(c.max_keys, 10_000);
+        assert_eq!(c.replication, ReplicationMode::Sync);
+        assert!(c.unclean_election);
+        assert!(c.validate().is_ok());
+        let c = Config::parse_from(["kvserver", "--shard", "a/b"]);
+        assert!(c.validate().unwrap_err().contains("shard"));
+        let c = Config::parse_from([
+            "kvserver",
+            "--shard",
+            "s",
+            "--maxmemory",
+            "1mb",
+            "--unclean-election",
+            "false",
+        ]);
+        assert_eq!(c.maxmemory, 1 << 20);
+        assert!(!c.unclean_election);
+        assert!(Config::try_parse_from(["kvserver", "--shard", "s", "--maxmemory", "lots"]).is_err());
+    }
+}

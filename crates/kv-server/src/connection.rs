@@ -1,0 +1,73 @@
+//! [`Connection`]: a client socket with its input buffer, request parser and output buffer.
+
+use bytes::BytesMut;
+use kv_proto::{Limits, ProtocolError, Request, RequestParser};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Read in chunks of this size; the input buffer grows only with bytes that arrived.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// One peer connection: bytes in, requests out; replies in, bytes out.
+pub struct Connection {
+    pub stream: TcpStream,
+    pub input: BytesMut,
+    pub output: BytesMut,
+    pub parser: RequestParser,
+}
+
+impl Connection {
+    /// Wraps a socket; requests are parsed under `limits`.
+    pub fn new(stream: TcpStream, limits: Limits) -> Connection {
+        let _ = stream.set_nodelay(true);
+        Connection {
+            stream,
+            input: BytesMut::with_capacity(READ_CHUNK),
+            output: BytesMut::with_capacity(READ_CHUNK),
+            parser: RequestParser::new(limits),
+        }
+    }
+
+    /// The next complete request already buffered, if any.
+    pub fn parse(&mut self) -> Result<Option<Request>, ProtocolError> {
+        self.parser.parse(&mut self.input)
+    }
+
+    /// Reads more bytes; false at end of stream.
+    pub async fn read_more(&mut self) -> std::io::Result<bool> {
+        if self.input.capacity() - self.input.len() < READ_CHUNK / 4 {
+            self.input.reserve(READ_CHUNK);
+        }
+        Ok(self.stream.read_buf(&mut self.input).await? > 0)
+    }
+
+    /// Reads until a complete request is buffered and returns it; `None` at end of stream.
+    pub async fn next_request(&mut self) -> Result<Option<Request>, ConnError> {
+        loop {
+            if let Some(req) = self.parse()? {
+                return Ok(Some(req));
+            }
+            if !self.read_more().await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Writes out everything in the output buffer.
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.output.is_empty() {
+            self.stream.write_all(&self.output).await?;
+            self.output.clear();
+        }
+        Ok(())
+    }
+}
+
+/// A connection-level failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+}

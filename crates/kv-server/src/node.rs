@@ -1,0 +1,582 @@
+//! [`Node`]: the state one kvserver shares between client connections, replication and
+//! cluster membership.
+//!
+//! The store, the replication backlog, the role and the followers' progress sit behind one
+//! `std::sync::Mutex` ([`Data`]). Applying a write and appending it to the log happen in the
+//! same critical section, so the log's order is the order of application; the section never
+//! awaits and is short (a hash lookup and a copy), so a blocking mutex is right here, as in
+//! mini-redis's `Db`. Waiting for followers happens after the lock is released, on a watch
+//! channel ([`Node::wait_replicated`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kv_proto::Request;
+use kv_store::time::now_ms;
+use kv_store::{Lookup, Store};
+use tokio::sync::{Notify, watch};
+
+use crate::config::{Config, ReplicationMode};
+use crate::replication::backlog::Backlog;
+use crate::replication::ops::{self, Mutation};
+use crate::replication::progress::Followers;
+
+/// What this server is doing for its shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Neither leading nor following (starting up, or between leaders).
+    Idle,
+    /// Following the leader of `epoch`.
+    Follower { epoch: u64 },
+    /// Leading the shard in `epoch`.
+    Leader { epoch: u64 },
+}
+
+impl Role {
+    /// `"leader"`, `"follower"` or `"idle"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Role::Idle => "idle",
+            Role::Follower { .. } => "follower",
+            Role::Leader { .. } => "leader",
+        }
+    }
+}
+
+/// Everything behind the node's lock.
+pub struct Data {
+    pub store: Store,
+    pub log: Backlog,
+    pub role: Role,
+    /// Grows on every role change. Work started in one term (a follower stream, a write
+    /// waiting for replication) checks it is still current.
+    pub term: u64,
+    /// False while the store does not match the log position (a snapshot is loading):
+    /// the next sync must be a full one.
+    pub position_valid: bool,
+    pub followers: Followers,
+}
+
+/// Replication progress that waiting writes watch: the offset every waited-for follower
+/// applied, in a term.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Commit {
+    pub term: u64,
+    pub offset: u64,
+}
+
+/// A write that must be replicated before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pending {
+    pub term: u64,
+    pub offset: u64,
+}
+
+impl Pending {
+    /// The later of two pending writes (a pipeline waits once, for its last write).
+    pub fn max(a: Option<Pending>, b: Option<Pending>) -> Option<Pending> {
+        match (a, b) {
+            (Some(x), Some(y)) if y.term == x.term && y.offset < x.offset => Some(x),
+            (x, None) => x,
+            (_, y) => y,
+        }
+    }
+}
+
+/// Why a write was refused before it was applied. Safe to retry elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// This server is not the shard's leader; the gate should route to the leader.
+    #[error("NOTLEADER this replica of shard {shard} is not its leader (leader: {leader})")]
+    NotLeader { shard: String, leader: String },
+    /// The leader could not confirm its ZooKeeper session recently: it may have been replaced.
+    #[error("TRYAGAIN the leader of shard {0} cannot confirm its leadership right now")]
+    LeaseExpired(String),
+}
+
+/// Why an acknowledged-looking write could not be confirmed as replicated. Its outcome is
+/// unknown to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReplicationError {
+    #[error("leadership changed before the write was replicated")]
+    SteppedDown,
+    #[error("followers did not confirm the write in time")]
+    Timeout,
+}
+
+/// Why replicated entries could not be applied by a follower.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    #[error("the follower's term ended")]
+    StaleTerm,
+    #[error("expected offset {expected}, got {got}")]
+    Gap { expected: u64, got: u64 },
+    #[error("entry epoch {got} is older than {last}")]
+    EpochRegressed { last: u64, got: u64 },
+    #[error(transparent)]
+    Decode(#[from] ops::DecodeError),
+}
+
+/// The leader's lease: until when it may acknowledge writes without hearing from ZooKeeper.
+/// Measured on the monotonic clock, which keeps running while the process is paused, so a
+/// leader resumed after a long `SIGSTOP` finds its lease expired.
+struct Lease {
+    base: Instant,
+    /// Nanoseconds after `base`; 0 = no lease.
+    until: AtomicU64,
+}
+
+impl Lease {
+    fn valid(&self) -> bool {
+        (self.base.elapsed().as_nanos() as u64) < self.until.load(Ordering::Acquire)
+    }
+
+    fn extend_to(&self, t: Instant) {
+        let nanos = t.saturating_duration_since(self.base).as_nanos() as u64;
+        self.until.fetch_max(nanos, Ordering::AcqRel);
+    }
+
+    fn set(&self, t: Instant) {
+        let nanos = t.saturating_duration_since(self.base).as_nanos() as u64;
+        self.until.store(nanos, Ordering::Release);
+    }
+}
+
+/// Counters reported by `KV.INFO`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Full resyncs this node served as leader.
+    pub full_syncs_served: AtomicU64,
+    /// Partial resyncs (resumed from the backlog) this node served as leader.
+    pub partial_syncs_served: AtomicU64,
+    /// Full resyncs this node completed as follower.
+    pub full_syncs_done: AtomicU64,
+    /// Partial resyncs this node started as follower.
+    pub partial_syncs_done: AtomicU64,
+}
+
+/// One kvserver's shared state. See the module documentation.
+pub struct Node {
+    pub id: String,
+    pub shard: String,
+    pub addr: String,
+    pub config: Config,
+    data: Mutex<Data>,
+    /// Last offset in the log; follower streams wait on it.
+    appended: watch::Sender<u64>,
+    commit: watch::Sender<Commit>,
+    lease: Lease,
+    /// Wakes the cluster runtime: the desired in-sync set changed.
+    cluster_poke: Notify,
+    /// Address of the current leader, for error messages.
+    leader_hint: Mutex<Option<String>>,
+    conn_seq: AtomicU64,
+    pub stats: Stats,
+}
+
+impl Node {
+    /// A node with an empty store.
+    pub fn new(id: String, addr: String, config: Config) -> Node {
+        Node {
+            id,
+            shard: config.shard.clone(),
+            addr,
+            data: Mutex::new(Data {
+                store: Store::new(config.store_limits()),
+                log: Backlog::new(config.repl_backlog_bytes as usize),
+                role: Role::Idle,
+                term: 0,
+                position_valid: true,
+                followers: Followers::new(),
+            }),
+            config,
+            appended: watch::channel(0).0,
+            commit: watch::channel(Commit { term: 0, offset: 0 }).0,
+            lease: Lease {
+                base: Instant::now(),
+                until: AtomicU64::new(0),
+            },
+            cluster_poke: Notify::new(),
+            leader_hint: Mutex::new(None),
+            conn_seq: AtomicU64::new(0),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Locks the node's data. Never hold the guard across an await.
+    pub fn lock(&self) -> MutexGuard<'_, Data> {
+        self.data.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A fresh id for a connection.
+    pub fn next_conn_id(&self) -> u64 {
+        self.conn_seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The current role.
+    pub fn role(&self) -> Role {
+        self.lock().role
+    }
+
+    /// Subscribes to the log's last offset.
+    pub fn subscribe_appended(&self) -> watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+
+    /// Wakes the cluster runtime to reconcile the in-sync set.
+    pub fn poke_cluster(&self) {
+        self.cluster_poke.notify_one();
+    }
+
+    /// Waits for [`Node::poke_cluster`].
+    pub async fn cluster_poked(&self) {
+        self.cluster_poke.notified().await
+    }
+
+    /// Records where the leader is, for `NOTLEADER` replies.
+    pub fn set_leader_hint(&self, addr: Option<String>) {
+        *self.leader_hint.lock().unwrap_or_else(|p| p.into_inner()) = addr;
+    }
+
+    fn not_leader(&self) -> WriteError {
+        let leader = self
+            .leader_hint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(|| "unknown".into());
+        WriteError::NotLeader {
+            shard: self.shard.clone(),
+            leader,
+        }
+    }
+
+    /// Publishes the replication progress that waiting writes watch. Call with the lock held
+    /// after anything that changes it (acks, in-sync set, role).
+    pub fn publish_commit(&self, data: &Data) {
+        let c = Commit {
+            term: data.term,
+            offset: data.followers.commit(data.log.last_offset()),
+        };
+        self.commit.send_if_modified(|cur| {
+            let changed = *cur != c;
+            *cur = c;
+            changed
+        });
+    }
+
+    /// Applies a write as leader: `f` reads and changes the store through a [`Writer`], which
+    /// logs every change. Returns `f`'s result and, when followers must confirm the write
+    /// before it is acknowledged, what to wait for.
+    pub fn write<R>(&self, f: impl FnOnce(&mut Writer<'_>) -> R) -> Result<(R, Option<Pending>), WriteError> {
+        let mut data = self.lock();
+        let Role::Leader { epoch } = data.role else {
+            drop(data);
+            return Err(self.not_leader());
+        };
+        if !self.lease.valid() {
+            return Err(WriteError::LeaseExpired(self.shard.clone()));
+        }
+        let before = data.log.last_offset();
+        let mut w = Writer {
+            data: &mut data,
+            epoch,
+            now: now_ms(),
+        };
+        let r = f(&mut w);
+        w.evict();
+        let last = data.log.last_offset();
+        if last == before {
+            return Ok((r, None));
+        }
+        let pending =
+            (self.config.replication == ReplicationMode::Sync && data.followers.any_waited()).then_some(Pending {
+                term: data.term,
+                offset: last,
+            });
+        drop(data);
+        self.appended.send_replace(last);
+        Ok((r, pending))
+    }
+
+    /// Reads through a [`Reader`]: on the leader an expired key found by a read is deleted
+    /// (and the delete replicated); on a follower it is only hidden.
+    pub fn read<R>(&self, f: impl FnOnce(&mut Reader<'_>) -> R) -> R {
+        let mut data = self.lock();
+        let epoch = match data.role {
+            Role::Leader { epoch } => Some(epoch),
+            _ => None,
+        };
+        let before = data.log.last_offset();
+        let mut r = Reader {
+            data: &mut data,
+            epoch,
+            now: now_ms(),
+        };
+        let out = f(&mut r);
+        let last = data.log.last_offset();
+        drop(data);
+        if last != before {
+            self.appended.send_replace(last);
+        }
+        out
+    }
+
+    /// Waits until the followers that must confirm `p` have applied it.
+    pub async fn wait_replicated(&self, p: Pending) -> Result<(), ReplicationError> {
+        let mut rx = self.commit.subscribe();
+        let limit = self.config.lag_timeout() + self.config.session_timeout() + Duration::from_secs(1);
+        let waited = tokio::time::timeout(limit, rx.wait_for(|c| c.term != p.term || c.offset >= p.offset)).await;
+        match waited {
+            Ok(Ok(c)) if c.term == p.term => Ok(()),
+            Ok(_) => Err(ReplicationError::SteppedDown),
+            Err(_) => Err(ReplicationError::Timeout),
+        }
+    }
+
+    /// Starts leading in `epoch`, with a lease until `lease_until`.
+    pub fn become_leader(&self, epoch: u64, lease_until: Instant) {
+        let mut data = self.lock();
+        data.role = Role::Leader { epoch };
+        data.term += 1;
+        data.followers = Followers::new();
+        self.lease.set(lease_until);
+        self.publish_commit(&data);
+        drop(data);
+        self.set_leader_hint(Some(self.addr.clone()));
+    }
+
+    /// Extends the lease to `until` (never shortens it).
+    pub fn extend_lease(&self, until: Instant) {
+        self.lease.extend_to(until);
+    }
+
+    /// True while the lease lets this leader acknowledge writes.
+    pub fn lease_valid(&self) -> bool {
+        self.lease.valid()
+    }
+
+    /// Stops leading or following; `role` is the new role. Returns the new term.
+    pub fn change_role(&self, role: Role) -> u64 {
+        let mut data = self.lock();
+        data.role = role;
+        data.term += 1;
+        data.followers = Followers::new();
+        self.lease.set(self.lease.base);
+        self.publish_commit(&data);
+        data.term
+    }
+
+    /// The log position to resume from, `None` when the next sync must be a full one.
+    pub fn position(&self) -> Option<(u64, u64)> {
+        let data = self.lock();
+        data.position_valid
+            .then(|| (data.log.last_epoch(), data.log.last_offset()))
+    }
+
+    fn check_term<'a>(&'a self, term: u64) -> Result<MutexGuard<'a, Data>, ApplyError> {
+        let data = self.lock();
+        if data.term != term {
+            return Err(ApplyError::StaleTerm);
+        }
+        Ok(data)
+    }
+
+    /// Follower: a full snapshot begins; the store is emptied.
+    pub fn begin_snapshot(&self, term: u64) -> Result<(), ApplyError> {
+        let mut data = self.check_term(term)?;
+        data.store.clear();
+        data.position_valid = false;
+        Ok(())
+    }
+
+    /// Follower: loads one `KV.SNAP` chunk (`key value expires-at` triples).
+    pub fn load_snapshot_chunk(&self, term: u64, req: &Request) -> Result<usize, ApplyError> {
+        let args = &req.args()[1..];
+        if !args.len().is_multiple_of(3) {
+            return Err(ops::DecodeError("snapshot chunk is not key/value/expiry triples").into());
+        }
+        let mut data = self.check_term(term)?;
+        for t in args.chunks_exact(3) {
+            let at = ops::parse_u64(&t[2]).ok_or(ops::DecodeError("bad expiry in snapshot"))?;
+            data.store.set(&t[0], &t[1], (at != 0).then_some(at));
+        }
+        Ok(args.len() / 3)
+    }
+
+    /// Follower: the snapshot taken at `(epoch, offset)` is complete.
+    pub fn finish_snapshot(&self, term: u64, epoch: u64, offset: u64) -> Result<(), ApplyError> {
+        let mut data = self.check_term(term)?;
+        data.log.reset(epoch, offset);
+        data.position_valid = true;
+        drop(data);
+        self.appended.send_replace(offset);
+        Ok(())
+    }
+
+    /// Follower: applies `KV.OP` entries in order and keeps them in its own backlog (so that,
+    /// elected, it can resume other followers). Returns the last applied offset.
+    pub fn apply_entries(&self, term: u64, entries: &[Request]) -> Result<u64, ApplyError> {
+        let mut data = self.check_term(term)?;
+        for req in entries {
+            let e = ops::decode(req)?;
+            let expected = data.log.next_offset();
+            if e.offset != expected {
+                return Err(ApplyError::Gap {
+                    expected,
+                    got: e.offset,
+                });
+            }
+            let last = data.log.last_epoch();
+            if e.epoch < last {
+                return Err(ApplyError::EpochRegressed { last, got: e.epoch });
+            }
+            e.mutation.apply(&mut data.store);
+            data.log.append(e.epoch, req.raw().clone());
+        }
+        let last = data.log.last_offset();
+        drop(data);
+        self.appended.send_replace(last);
+        Ok(last)
+    }
+}
+
+/// Changes the store on the leader; every change is logged for the followers.
+pub struct Writer<'a> {
+    data: &'a mut Data,
+    epoch: u64,
+    now: u64,
+}
+
+impl Writer<'_> {
+    /// Milliseconds since the Unix epoch, fixed for this write.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    fn log(&mut self, m: Mutation<'_>) {
+        let offset = self.data.log.next_offset();
+        let frame = m.encode(self.epoch, offset);
+        self.data.log.append(self.epoch, frame);
+    }
+
+    /// The live value of `key` and its expiry; an expired key is deleted (and logged).
+    pub fn get(&mut self, key: &[u8]) -> Option<(Bytes, Option<u64>)> {
+        match self.data.store.get_expiring(key, self.now) {
+            Lookup::Hit { value, expires_at } => Some((Bytes::copy_from_slice(value), expires_at)),
+            Lookup::Miss => None,
+            Lookup::Expired => {
+                self.log(Mutation::Del { key });
+                None
+            }
+        }
+    }
+
+    /// True when the key exists and is live (an expired key is deleted and logged).
+    pub fn exists(&mut self, key: &[u8]) -> bool {
+        match self.data.store.get_expiring(key, self.now) {
+            Lookup::Hit { .. } => true,
+            Lookup::Miss => false,
+            Lookup::Expired => {
+                self.log(Mutation::Del { key });
+                false
+            }
+        }
+    }
+
+    /// False when an entry this large could never fit under `--maxmemory`.
+    pub fn fits(&self, key_len: usize, value_len: usize) -> bool {
+        self.data.store.fits(key_len, value_len)
+    }
+
+    /// Sets `key`.
+    pub fn set(&mut self, key: &[u8], value: &[u8], expires_at: Option<u64>) {
+        self.data.store.set(key, value, expires_at);
+        self.log(Mutation::Set { key, value, expires_at });
+    }
+
+    /// Deletes `key`; false when it was absent.
+    pub fn del(&mut self, key: &[u8]) -> bool {
+        let existed = self.data.store.remove(key);
+        if existed {
+            self.log(Mutation::Del { key });
+        }
+        existed
+    }
+
+    /// Changes the expiry of a live key; false when absent.
+    pub fn expire(&mut self, key: &[u8], expires_at: Option<u64>) -> bool {
+        if !self.exists(key) {
+            return false;
+        }
+        self.data.store.set_expiry(key, expires_at);
+        self.log(Mutation::Expire { key, expires_at });
+        true
+    }
+
+    /// Deletes up to `max` expired keys; returns how many.
+    pub fn expire_due(&mut self, max: usize) -> usize {
+        let keys = self.data.store.take_expired(self.now, max);
+        for k in &keys {
+            self.log(Mutation::Del { key: k });
+        }
+        keys.len()
+    }
+
+    /// Evicts least recently used keys while over the bounds, logging each as a delete.
+    fn evict(&mut self) {
+        if !self.data.store.over_limit() {
+            return;
+        }
+        for k in self.data.store.evict_over_limit() {
+            self.log(Mutation::Del { key: &k });
+        }
+    }
+}
+
+/// Reads the store; see [`Node::read`].
+pub struct Reader<'a> {
+    data: &'a mut Data,
+    /// `Some` on the leader: expired keys found are deleted and logged.
+    epoch: Option<u64>,
+    now: u64,
+}
+
+impl Reader<'_> {
+    /// The live value of `key`, passed to `f` without copying.
+    pub fn get<R>(&mut self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> R {
+        let Some(epoch) = self.epoch else {
+            return match self.data.store.get(key, self.now) {
+                Lookup::Hit { value, .. } => f(Some(value)),
+                _ => f(None),
+            };
+        };
+        match self.data.store.get_expiring(key, self.now) {
+            Lookup::Hit { value, .. } => f(Some(value)),
+            Lookup::Miss => f(None),
+            Lookup::Expired => {
+                let offset = self.data.log.next_offset();
+                let frame = Mutation::Del { key }.encode(epoch, offset);
+                self.data.log.append(epoch, frame);
+                f(None)
+            }
+        }
+    }
+
+    /// Number of keys held.
+    pub fn len(&self) -> usize {
+        self.data.store.len()
+    }
+
+    /// True when the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.data.store.is_empty()
+    }
+
+    /// The whole locked state, for reports.
+    pub fn data(&self) -> &Data {
+        self.data
+    }
+}

@@ -1,0 +1,259 @@
+//! The leader's bookkeeping of its followers, as a pure state machine (no I/O, time passed in).
+//!
+//! Two sets matter:
+//! - **confirmed**: the in-sync set as last written to the coordinator (followers only; the
+//!   leader is implicit). A confirmed follower may be elected, so the leader must not
+//!   acknowledge a write it lacks.
+//! - **wanted**: followers the leader wants in the in-sync set because they keep up.
+//!
+//! A write waits for every follower that is confirmed *or* wanted. So a follower is waited for
+//! from the moment it is wanted, and written into the coordinator's set only once it acked
+//! everything from that moment on ([`Followers::desired`]); and a lagging follower stops being
+//! waited for only after the coordinator confirmed its removal. Together: every confirmed
+//! follower holds every acknowledged write.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+/// What the leader knows about one follower connection.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// Identifies the connection; a reconnect replaces the entry.
+    pub conn: u64,
+    /// Highest offset the follower applied.
+    pub acked: u64,
+    /// Past the snapshot, receiving the log.
+    pub streaming: bool,
+    /// Last tick at which the follower had reached the leader's offset of the tick before.
+    caught_up_at: Instant,
+    /// The leader's last offset at the previous tick (`u64::MAX` before the first tick).
+    target: u64,
+    /// `Some(offset)`: wanted in the in-sync set since the leader was at `offset`.
+    wanted_from: Option<u64>,
+}
+
+impl Progress {
+    /// True when the leader wants this follower in the in-sync set.
+    pub fn wanted(&self) -> bool {
+        self.wanted_from.is_some()
+    }
+}
+
+/// All followers of one leadership term.
+#[derive(Debug, Default)]
+pub struct Followers {
+    map: HashMap<String, Progress>,
+    confirmed: BTreeSet<String>,
+}
+
+impl Followers {
+    /// No followers, nothing confirmed (a new term: the new leader's in-sync set is itself).
+    pub fn new() -> Followers {
+        Followers::default()
+    }
+
+    /// A follower connected. `acked` is the offset it resumes after (0 for a snapshot, until
+    /// loaded). A confirmed follower that resumes stays wanted.
+    pub fn attach(&mut self, id: &str, conn: u64, acked: u64, streaming: bool, now: Instant) {
+        let keep = streaming && self.confirmed.contains(id);
+        self.map.insert(
+            id.to_string(),
+            Progress {
+                conn,
+                acked,
+                streaming,
+                caught_up_at: now,
+                target: u64::MAX,
+                wanted_from: keep.then_some(acked),
+            },
+        );
+    }
+
+    /// The follower was sent its whole snapshot and now receives the log.
+    pub fn mark_streaming(&mut self, id: &str, conn: u64) {
+        if let Some(p) = self.map.get_mut(id).filter(|p| p.conn == conn) {
+            p.streaming = true;
+        }
+    }
+
+    /// The follower applied everything up to `offset`. False for a stale connection.
+    pub fn ack(&mut self, id: &str, conn: u64, offset: u64) -> bool {
+        match self.map.get_mut(id).filter(|p| p.conn == conn) {
+            Some(p) => {
+                p.acked = p.acked.max(offset);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The follower's connection ended.
+    pub fn detach(&mut self, id: &str, conn: u64) {
+        if self.map.get(id).is_some_and(|p| p.conn == conn) {
+            self.map.remove(id);
+        }
+    }
+
+    /// Periodic evaluation at time `now` with the leader at offset `last`: a follower that
+    /// reached the previous tick's offset is caught up (and becomes wanted); a wanted follower
+    /// not caught up for longer than `lag_timeout` stops being wanted.
+    pub fn tick(&mut self, now: Instant, last: u64, lag_timeout: Duration) {
+        for p in self.map.values_mut().filter(|p| p.streaming) {
+            let caught_up = p.acked >= p.target || p.acked >= last;
+            if caught_up {
+                p.caught_up_at = now;
+            }
+            if p.wanted_from.is_some() {
+                if now.duration_since(p.caught_up_at) > lag_timeout {
+                    p.wanted_from = None;
+                }
+            } else if caught_up {
+                p.wanted_from = Some(last);
+            }
+            p.target = last;
+        }
+    }
+
+    /// Stops wanting `id` at once (its stream failed).
+    pub fn unwant(&mut self, id: &str) {
+        if let Some(p) = self.map.get_mut(id) {
+            p.wanted_from = None;
+        }
+    }
+
+    /// True when writes must wait for at least one follower.
+    pub fn any_waited(&self) -> bool {
+        !self.confirmed.is_empty() || self.map.values().any(Progress::wanted)
+    }
+
+    /// The highest offset every waited-for follower applied (capped at `last`).
+    pub fn commit(&self, last: u64) -> u64 {
+        let confirmed = self.confirmed.iter().map(|id| self.map.get(id).map_or(0, |p| p.acked));
+        let wanted = self.map.values().filter(|p| p.wanted()).map(|p| p.acked);
+        confirmed.chain(wanted).fold(last, u64::min)
+    }
+
+    /// The in-sync set (followers) the coordinator should hold: wanted followers that are
+    /// already confirmed or have acked everything since they became wanted.
+    pub fn desired(&self) -> BTreeSet<String> {
+        self.map
+            .iter()
+            .filter(|(id, p)| {
+                p.wanted_from
+                    .is_some_and(|from| self.confirmed.contains(*id) || p.acked >= from)
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// The in-sync set (followers) as last confirmed by the coordinator.
+    pub fn confirmed(&self) -> &BTreeSet<String> {
+        &self.confirmed
+    }
+
+    /// The coordinator now holds `isr` (followers only).
+    pub fn confirm(&mut self, isr: BTreeSet<String>) {
+        self.confirmed = isr;
+    }
+
+    /// The progress of `id`, if connected.
+    pub fn get(&self, id: &str) -> Option<&Progress> {
+        self.map.get(id)
+    }
+
+    /// Number of connected followers.
+    pub fn connected(&self) -> usize {
+        self.map.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAG: Duration = Duration::from_millis(100);
+
+    fn ms(base: Instant, n: u64) -> Instant {
+        base + Duration::from_millis(n)
+    }
+
+    fn set(ids: &[&str]) -> BTreeSet<String> {
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_follower_joins_only_after_catching_up() {
+        let t = Instant::now();
+        let mut f = Followers::new();
+        f.attach("b", 1, 0, false, t);
+        assert!(!f.any_waited(), "a follower loading a snapshot is not waited for");
+        assert_eq!(f.commit(50), 50);
+        f.mark_streaming("b", 1);
+        f.ack("b", 1, 40);
+        f.tick(ms(t, 10), 50, LAG);
+        assert!(!f.any_waited(), "behind the leader");
+        f.ack("b", 1, 50);
+        f.tick(ms(t, 20), 60, LAG);
+        assert!(f.get("b").unwrap().wanted());
+        assert!(f.any_waited());
+        assert_eq!(f.commit(60), 50, "writes now wait for b");
+        assert!(
+            f.desired().is_empty(),
+            "not confirmed until it acked what it was wanted from"
+        );
+        f.ack("b", 1, 60);
+        assert_eq!(f.desired(), set(&["b"]));
+        f.confirm(set(&["b"]));
+        assert_eq!(f.commit(60), 60);
+    }
+
+    #[test]
+    fn a_lagging_follower_is_released_only_after_confirmation() {
+        let t = Instant::now();
+        let mut f = Followers::new();
+        f.confirm(set(&["b"]));
+        f.attach("b", 1, 10, true, t);
+        assert!(
+            f.get("b").unwrap().wanted(),
+            "a confirmed follower resuming stays wanted"
+        );
+        f.tick(ms(t, 10), 20, LAG);
+        f.tick(ms(t, 50), 30, LAG);
+        assert!(f.get("b").unwrap().wanted());
+        f.tick(ms(t, 200), 40, LAG);
+        assert!(!f.get("b").unwrap().wanted(), "lagged past the timeout");
+        assert!(f.desired().is_empty());
+        assert_eq!(f.commit(40), 10, "still confirmed: writes keep waiting");
+        f.confirm(f.desired());
+        assert_eq!(f.commit(40), 40);
+        assert!(!f.any_waited());
+    }
+
+    #[test]
+    fn a_confirmed_follower_that_disconnected_blocks_until_removed() {
+        let t = Instant::now();
+        let mut f = Followers::new();
+        f.confirm(set(&["b"]));
+        f.attach("b", 1, 5, true, t);
+        f.detach("b", 2);
+        assert!(f.get("b").is_some(), "a stale connection cannot detach the new one");
+        f.detach("b", 1);
+        assert_eq!(f.commit(9), 0);
+        assert!(f.desired().is_empty());
+        f.confirm(f.desired());
+        assert_eq!(f.commit(9), 9);
+    }
+
+    #[test]
+    fn acks_from_old_connections_are_ignored() {
+        let t = Instant::now();
+        let mut f = Followers::new();
+        f.attach("b", 1, 0, true, t);
+        f.attach("b", 2, 3, true, t);
+        assert!(!f.ack("b", 1, 100));
+        assert!(f.ack("b", 2, 4));
+        assert_eq!(f.get("b").unwrap().acked, 4);
+        assert!(f.ack("b", 2, 2), "acks never go backwards");
+        assert_eq!(f.get("b").unwrap().acked, 4);
+    }
+}

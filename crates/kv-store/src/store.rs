@@ -1,0 +1,416 @@
+//! [`Store`]: entries live in a slab (a `Vec` with a free list) threaded by an intrusive
+//! doubly-linked LRU list; a `hashbrown::HashTable` maps keys to slab indices, so each key is
+//! stored once. Hand-written because this is the product's core and its memory per key is a
+//! target (issue 3 compares RSS with redis-server): a general LRU crate stores the key twice.
+//!
+//! Slab indices never move while an entry lives, which gives [`Store::scan`] a stable cursor:
+//! a replication snapshot walks the slab in chunks while writes continue.
+
+use std::collections::BTreeSet;
+use std::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
+use kv_proto::hash::hash64;
+
+/// Bytes charged per entry on top of its key and value: the slab slot, the hash table slot
+/// and allocator headers. An estimate, so that `--maxmemory` tracks real memory closely.
+pub const ENTRY_OVERHEAD: usize = 64;
+
+const NIL: u32 = u32::MAX;
+
+/// Bounds on a store. Zero means unbounded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreLimits {
+    /// Most entries held.
+    pub max_keys: usize,
+    /// Most bytes held, counted as key + value + [`ENTRY_OVERHEAD`] per entry.
+    pub max_bytes: usize,
+}
+
+/// One entry as copied out by [`Store::scan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    /// Absolute expiry in Unix milliseconds.
+    pub expires_at: Option<u64>,
+}
+
+/// The result of [`Store::get`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lookup<'a> {
+    /// Present and not expired.
+    Hit { value: &'a [u8], expires_at: Option<u64> },
+    /// Not present.
+    Miss,
+    /// Present but past its expiry time. Still stored: the caller decides whether to delete
+    /// it (a leader does, and replicates the delete) or only to hide it (a follower).
+    Expired,
+}
+
+struct Slot {
+    key: Box<[u8]>,
+    value: Box<[u8]>,
+    /// Unix milliseconds; 0 = never.
+    expires_at: u64,
+    prev: u32,
+    next: u32,
+}
+
+/// The map. See the module documentation.
+pub struct Store {
+    table: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+    slots: Vec<Option<Slot>>,
+    free: Vec<u32>,
+    /// Most recently used.
+    head: u32,
+    /// Least recently used: the next to evict.
+    tail: u32,
+    len: usize,
+    used_bytes: usize,
+    /// (expires_at, slot) of every entry with an expiry, for active expiry.
+    expiries: BTreeSet<(u64, u32)>,
+    /// XOR of [`entry_digest`] over all entries.
+    digest: u64,
+    limits: StoreLimits,
+}
+
+impl Store {
+    /// An empty store with the given bounds.
+    pub fn new(limits: StoreLimits) -> Store {
+        Store {
+            table: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            head: NIL,
+            tail: NIL,
+            len: 0,
+            used_bytes: 0,
+            expiries: BTreeSet::new(),
+            digest: 0,
+            limits,
+        }
+    }
+
+    /// Number of entries, expired-but-not-yet-removed ones included.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the store holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes charged against `max_bytes`.
+    pub fn used_bytes(&self) -> usize {
+        self.used_bytes
+    }
+
+    /// The bounds.
+    pub fn limits(&self) -> StoreLimits {
+        self.limits
+    }
+
+    /// An order-independent digest of the contents (keys, values and expiry times): two
+    /// stores with equal contents have equal digests. Maintained on every change, O(1) to read.
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// The bytes one entry is charged.
+    pub fn entry_cost(key_len: usize, value_len: usize) -> usize {
+        key_len + value_len + ENTRY_OVERHEAD
+    }
+
+    /// False when a single entry of this size could never fit under `max_bytes`.
+    pub fn fits(&self, key_len: usize, value_len: usize) -> bool {
+        self.limits.max_bytes == 0 || Self::entry_cost(key_len, value_len) <= self.limits.max_bytes
+    }
+
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn find(&self, key: &[u8]) -> Option<u32> {
+        let hash = self.hash(key);
+        let slots = &self.slots;
+        self.table.find(hash, |&i| slot_ref(slots, i).key[..] == *key).copied()
+    }
+
+    fn slot(&self, i: u32) -> &Slot {
+        slot_ref(&self.slots, i)
+    }
+
+    fn slot_mut(&mut self, i: u32) -> &mut Slot {
+        self.slots[i as usize].as_mut().expect("live slot")
+    }
+
+    /// Looks `key` up at time `now_ms`; a hit becomes the most recently used entry.
+    pub fn get(&mut self, key: &[u8], now_ms: u64) -> Lookup<'_> {
+        let Some(i) = self.find(key) else {
+            return Lookup::Miss;
+        };
+        let expires_at = self.slot(i).expires_at;
+        if expires_at != 0 && expires_at <= now_ms {
+            return Lookup::Expired;
+        }
+        self.touch(i);
+        Lookup::Hit {
+            value: &self.slot(i).value,
+            expires_at: (expires_at != 0).then_some(expires_at),
+        }
+    }
+
+    /// Like [`Store::get`], but an expired entry is removed (and reported as
+    /// [`Lookup::Expired`]): what a leader does, before replicating the delete.
+    pub fn get_expiring(&mut self, key: &[u8], now_ms: u64) -> Lookup<'_> {
+        let Some(i) = self.find(key) else {
+            return Lookup::Miss;
+        };
+        let expires_at = self.slot(i).expires_at;
+        if expires_at != 0 && expires_at <= now_ms {
+            self.remove_slot(i);
+            return Lookup::Expired;
+        }
+        self.touch(i);
+        Lookup::Hit {
+            value: &self.slot(i).value,
+            expires_at: (expires_at != 0).then_some(expires_at),
+        }
+    }
+
+    /// Inserts or replaces `key`. The entry becomes the most recently used. Bounds are not
+    /// enforced here: a leader follows up with [`Store::evict_over_limit`].
+    pub fn set(&mut self, key: &[u8], value: &[u8], expires_at: Option<u64>) {
+        let expires_at = expires_at.unwrap_or(0);
+        if let Some(i) = self.find(key) {
+            let old = self.slot(i);
+            let old_digest = entry_digest(&old.key, &old.value, old.expires_at);
+            let old_len = old.value.len();
+            let old_exp = old.expires_at;
+            if old_exp != 0 {
+                self.expiries.remove(&(old_exp, i));
+            }
+            if expires_at != 0 {
+                self.expiries.insert((expires_at, i));
+            }
+            let slot = self.slot_mut(i);
+            if slot.value.len() == value.len() {
+                slot.value.copy_from_slice(value);
+            } else {
+                slot.value = value.into();
+            }
+            slot.expires_at = expires_at;
+            self.used_bytes = self.used_bytes - old_len + value.len();
+            self.digest ^= old_digest ^ entry_digest(key, value, expires_at);
+            self.touch(i);
+            return;
+        }
+        let slot = Slot {
+            key: key.into(),
+            value: value.into(),
+            expires_at,
+            prev: NIL,
+            next: NIL,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(slot);
+                i
+            }
+            None => {
+                self.slots.push(Some(slot));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let hash = self.hash(key);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.table
+            .insert_unique(hash, i, |&j| hasher.hash_one(&slot_ref(slots, j).key[..]));
+        self.push_front(i);
+        if expires_at != 0 {
+            self.expiries.insert((expires_at, i));
+        }
+        self.len += 1;
+        self.used_bytes += Self::entry_cost(key.len(), value.len());
+        self.digest ^= entry_digest(key, value, expires_at);
+    }
+
+    /// Changes the expiry of an existing key; false when the key is absent.
+    pub fn set_expiry(&mut self, key: &[u8], expires_at: Option<u64>) -> bool {
+        let Some(i) = self.find(key) else {
+            return false;
+        };
+        let expires_at = expires_at.unwrap_or(0);
+        let old = self.slot(i);
+        let old_exp = old.expires_at;
+        let old_digest = entry_digest(&old.key, &old.value, old_exp);
+        if old_exp != 0 {
+            self.expiries.remove(&(old_exp, i));
+        }
+        if expires_at != 0 {
+            self.expiries.insert((expires_at, i));
+        }
+        let slot = self.slot_mut(i);
+        slot.expires_at = expires_at;
+        let new_digest = entry_digest(&slot.key, &slot.value, expires_at);
+        self.digest ^= old_digest ^ new_digest;
+        true
+    }
+
+    /// Removes `key`; false when it was absent.
+    pub fn remove(&mut self, key: &[u8]) -> bool {
+        match self.find(key) {
+            Some(i) => {
+                self.remove_slot(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn remove_slot(&mut self, i: u32) -> Box<[u8]> {
+        let hash = self.hash(&self.slot(i).key);
+        match self.table.find_entry(hash, |&j| j == i) {
+            Ok(entry) => {
+                entry.remove();
+            }
+            Err(_) => unreachable!("slot {i} missing from the table"),
+        }
+        self.unlink(i);
+        let slot = self.slots[i as usize].take().expect("live slot");
+        if slot.expires_at != 0 {
+            self.expiries.remove(&(slot.expires_at, i));
+        }
+        self.free.push(i);
+        self.len -= 1;
+        self.used_bytes -= Self::entry_cost(slot.key.len(), slot.value.len());
+        self.digest ^= entry_digest(&slot.key, &slot.value, slot.expires_at);
+        slot.key
+    }
+
+    /// True when the store is over one of its bounds.
+    pub fn over_limit(&self) -> bool {
+        (self.limits.max_keys != 0 && self.len > self.limits.max_keys)
+            || (self.limits.max_bytes != 0 && self.used_bytes > self.limits.max_bytes)
+    }
+
+    /// Evicts least recently used entries until the store is within its bounds and returns
+    /// the evicted keys, oldest first.
+    pub fn evict_over_limit(&mut self) -> Vec<Box<[u8]>> {
+        let mut evicted = Vec::new();
+        while self.over_limit() && self.tail != NIL {
+            let i = self.tail;
+            evicted.push(self.remove_slot(i));
+        }
+        evicted
+    }
+
+    /// Removes up to `max` entries whose expiry is at or before `now_ms` and returns their keys.
+    pub fn take_expired(&mut self, now_ms: u64, max: usize) -> Vec<Box<[u8]>> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(&(at, i)) = self.expiries.first() else {
+                break;
+            };
+            if at > now_ms {
+                break;
+            }
+            out.push(self.remove_slot(i));
+        }
+        out
+    }
+
+    /// The earliest expiry time in the store, if any.
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.expiries.first().map(|&(at, _)| at)
+    }
+
+    /// Visits up to `count` entries starting at `cursor` (0 to begin) and returns the cursor
+    /// to continue from, or `None` when the walk is complete. `visit` returning false ends
+    /// this call early (after that entry), e.g. when a chunk reached its byte budget.
+    /// Entries that exist for the whole walk are visited exactly once; entries added or
+    /// removed during it may or may not be (a snapshot is made consistent by replaying the
+    /// log from where it began).
+    pub fn scan(
+        &self,
+        cursor: usize,
+        count: usize,
+        mut visit: impl FnMut(&[u8], &[u8], Option<u64>) -> bool,
+    ) -> Option<usize> {
+        let mut i = cursor;
+        let mut seen = 0;
+        while i < self.slots.len() {
+            if seen == count {
+                return Some(i);
+            }
+            if let Some(s) = &self.slots[i] {
+                seen += 1;
+                if !visit(&s.key, &s.value, (s.expires_at != 0).then_some(s.expires_at)) {
+                    return (i + 1 < self.slots.len()).then_some(i + 1);
+                }
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// Removes everything (a follower does this before loading a full snapshot).
+    pub fn clear(&mut self) {
+        *self = Store::new(self.limits);
+    }
+
+    fn touch(&mut self, i: u32) {
+        if self.head != i {
+            self.unlink(i);
+            self.push_front(i);
+        }
+    }
+
+    fn push_front(&mut self, i: u32) {
+        let old_head = self.head;
+        {
+            let s = self.slot_mut(i);
+            s.prev = NIL;
+            s.next = old_head;
+        }
+        if old_head != NIL {
+            self.slot_mut(old_head).prev = i;
+        } else {
+            self.tail = i;
+        }
+        self.head = i;
+    }
+
+    fn unlink(&mut self, i: u32) {
+        let (prev, next) = {
+            let s = self.slot(i);
+            (s.prev, s.next)
+        };
+        if prev != NIL {
+            self.slot_mut(prev).next = next;
+        } else {
+            self.head = next;
+        }
+        if next != NIL {
+            self.slot_mut(next).prev = prev;
+        } else {
+            self.tail = prev;
+        }
+    }
+}
+
+fn slot_ref(slots: &[Option<Slot>], i: u32) -> &Slot {
+    slots[i as usize].as_ref().expect("live slot")
+}
+
+/// One entry's contribution to [`Store::digest`].
+fn entry_digest(key: &[u8], value: &[u8], expires_at: u64) -> u64 {
+    kv_proto::hash::fmix64(hash64(key) ^ hash64(value).rotate_left(17) ^ expires_at.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,158 @@
+use super::*;
+
+fn store(max_keys: usize, max_bytes: usize) -> Store {
+    Store::new(StoreLimits { max_keys, max_bytes })
+}
+
+fn hit(s: &mut Store, k: &[u8]) -> Option<Vec<u8>> {
+    match s.get(k, 0) {
+        Lookup::Hit { value, .. } => Some(value.to_vec()),
+        _ => None,
+    }
+}
+
+#[test]
+fn set_get_replace_remove() {
+    let mut s = store(0, 0);
+    s.set(b"a", b"1", None);
+    s.set(b"b\0\r\n", b"\0\r\n2", None);
+    assert_eq!(hit(&mut s, b"a"), Some(b"1".to_vec()));
+    assert_eq!(hit(&mut s, b"b\0\r\n"), Some(b"\0\r\n2".to_vec()));
+    s.set(b"a", b"longer", None);
+    assert_eq!(hit(&mut s, b"a"), Some(b"longer".to_vec()));
+    assert_eq!(s.len(), 2);
+    assert_eq!(s.used_bytes(), Store::entry_cost(1, 6) + Store::entry_cost(4, 4));
+    assert!(s.remove(b"a"));
+    assert!(!s.remove(b"a"));
+    assert_eq!(s.get(b"a", 0), Lookup::Miss);
+    assert_eq!(s.len(), 1);
+    assert_eq!(s.used_bytes(), Store::entry_cost(4, 4));
+}
+
+#[test]
+fn evicts_least_recently_used_by_count() {
+    let mut s = store(3, 0);
+    for k in [b"a", b"b", b"c"] {
+        s.set(k, b"v", None);
+    }
+    assert!(s.evict_over_limit().is_empty());
+    // Reading "a" makes "b" the oldest.
+    assert!(hit(&mut s, b"a").is_some());
+    s.set(b"d", b"v", None);
+    let evicted = s.evict_over_limit();
+    assert_eq!(evicted, vec![Box::from(&b"b"[..])]);
+    assert_eq!(s.len(), 3);
+    assert!(hit(&mut s, b"b").is_none());
+    for k in [b"a", b"c", b"d"] {
+        assert!(hit(&mut s, k).is_some());
+    }
+}
+
+#[test]
+fn evicts_by_bytes() {
+    let cost = Store::entry_cost(1, 10);
+    let mut s = store(0, cost * 2 + cost / 2);
+    s.set(b"a", &[0; 10], None);
+    s.set(b"b", &[0; 10], None);
+    assert!(s.evict_over_limit().is_empty());
+    s.set(b"c", &[0; 10], None);
+    assert_eq!(s.evict_over_limit().len(), 1);
+    assert!(s.used_bytes() <= cost * 2 + cost / 2);
+    assert!(!s.fits(1, cost * 3));
+    assert!(s.fits(1, 10));
+}
+
+#[test]
+fn expiry_is_reported_and_collected() {
+    let mut s = store(0, 0);
+    s.set(b"t", b"v", Some(100));
+    s.set(b"u", b"v", Some(200));
+    s.set(b"p", b"v", None);
+    assert!(matches!(
+        s.get(b"t", 99),
+        Lookup::Hit {
+            expires_at: Some(100),
+            ..
+        }
+    ));
+    assert_eq!(s.get(b"t", 100), Lookup::Expired);
+    assert_eq!(s.len(), 3, "get only reports expiry");
+    assert_eq!(s.get_expiring(b"u", 200), Lookup::Expired);
+    assert_eq!(s.len(), 2, "get_expiring removes");
+    s.set(b"u", b"v", Some(200));
+    assert_eq!(s.next_expiry(), Some(100));
+    assert_eq!(s.take_expired(150, 10), vec![Box::from(&b"t"[..])]);
+    assert_eq!(s.take_expired(150, 10).len(), 0);
+    // Overwriting without a TTL removes the expiry.
+    s.set(b"u", b"w", None);
+    assert!(s.take_expired(1000, 10).is_empty());
+    assert!(s.set_expiry(b"p", Some(300)));
+    assert!(!s.set_expiry(b"missing", Some(300)));
+    assert_eq!(s.take_expired(300, 1), vec![Box::from(&b"p"[..])]);
+    assert_eq!(s.len(), 1);
+}
+
+#[test]
+fn digest_depends_on_contents_not_order() {
+    let mut a = store(0, 0);
+    let mut b = store(0, 0);
+    a.set(b"x", b"1", None);
+    a.set(b"y", b"2", Some(5));
+    b.set(b"y", b"0", None);
+    b.set(b"x", b"1", None);
+    assert_ne!(a.digest(), b.digest());
+    b.set(b"y", b"2", None);
+    assert_ne!(a.digest(), b.digest(), "expiry is part of the contents");
+    b.set_expiry(b"y", Some(5));
+    assert_eq!(a.digest(), b.digest());
+    a.remove(b"x");
+    b.remove(b"x");
+    assert_eq!(a.digest(), b.digest());
+    a.clear();
+    assert_eq!(a.digest(), 0);
+}
+
+#[test]
+fn scan_visits_each_stable_entry_once() {
+    let mut s = store(0, 0);
+    for i in 0..100u32 {
+        s.set(&i.to_be_bytes(), b"v", None);
+    }
+    for i in (0..100u32).step_by(3) {
+        s.remove(&i.to_be_bytes());
+    }
+    let mut seen = Vec::new();
+    let mut cursor = Some(0);
+    while let Some(c) = cursor {
+        cursor = s.scan(c, 7, |k, _, _| {
+            seen.push(k.to_vec());
+            seen.len() % 5 != 0
+        });
+        // Writes during the walk must not break it.
+        s.set(b"during", b"v", None);
+    }
+    seen.retain(|k| k != b"during");
+    seen.sort();
+    let mut want: Vec<Vec<u8>> = (0..100u32)
+        .filter(|i| i % 3 != 0)
+        .map(|i| i.to_be_bytes().to_vec())
+        .collect();
+    want.sort();
+    assert_eq!(seen, want);
+}
+
+#[test]
+fn slots_are_reused() {
+    let mut s = store(0, 0);
+    for round in 0..10u8 {
+        for i in 0..50u8 {
+            s.set(&[i], &[round], None);
+        }
+        for i in 0..50u8 {
+            assert!(s.remove(&[i]));
+        }
+    }
+    assert!(s.slots.len() <= 50);
+    assert!(s.is_empty());
+    assert_eq!(s.used_bytes(), 0);
+}

@@ -1,0 +1,5 @@
+//! kvctl: the kvstore command-line client.
+
+fn main() -> std::process::ExitCode {
+    kv_ctl::main()
+}

@@ -1,0 +1,47 @@
+//! kvgate: the front door of a kvstore cluster.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kv_cluster::ZkCoordinator;
+use kv_gate::{Config, Gate};
+
+fn main() -> ExitCode {
+    let mut config: Config = match kv_config::parse_args(std::env::args_os().collect()) {
+        Ok(c) => c,
+        Err(kv_config::ConfigError::Clap(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("kvgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = config.validate() {
+        eprintln!("kvgate: {e}");
+        return ExitCode::from(2);
+    }
+    let Some(zk) = config.zk.clone() else {
+        eprintln!("kvgate: a ZooKeeper connection string is required: kvgate CONNECT_STRING [PORT] or --zk");
+        return ExitCode::from(2);
+    };
+    kvstore::init_logging(&config.log);
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    rt.block_on(async move {
+        let timeout = Duration::from_millis(config.zk_session_timeout_ms);
+        let coord = tokio::select! {
+            c = ZkCoordinator::connect_retrying(&zk, timeout) => Arc::new(c),
+            _ = kvstore::shutdown_signal() => return ExitCode::SUCCESS,
+        };
+        let gate = match Gate::start(config, coord).await {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("kvgate: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        println!("kvgate listening on {}", gate.http_addr());
+        kvstore::shutdown_signal().await;
+        gate.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}

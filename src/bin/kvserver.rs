@@ -1,0 +1,51 @@
+//! kvserver: one replica of one shard, coordinated through ZooKeeper.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use kv_cluster::ZkCoordinator;
+use kv_server::{Config, Server};
+
+fn main() -> ExitCode {
+    let config: Config = match kv_config::parse_args(std::env::args_os().collect()) {
+        Ok(c) => c,
+        Err(kv_config::ConfigError::Clap(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("kvserver: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = config.validate() {
+        eprintln!("kvserver: {e}");
+        return ExitCode::from(2);
+    }
+    let Some(zk) = config.zk.clone() else {
+        eprintln!("kvserver: --zk CONNECT_STRING (or KVSERVER_ZK) is required");
+        return ExitCode::from(2);
+    };
+    kvstore::init_logging(&config.log);
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    rt.block_on(async move {
+        let coord = tokio::select! {
+            c = ZkCoordinator::connect_retrying(&zk, config.session_timeout()) => Arc::new(c),
+            _ = kvstore::shutdown_signal() => return ExitCode::SUCCESS,
+        };
+        let server = match Server::start(config, coord).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("kvserver: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        // One machine-readable line on stdout: scripts and tests learn the port from it.
+        println!(
+            "kvserver listening on {} shard={} node={}",
+            server.addr(),
+            server.node().shard,
+            server.id()
+        );
+        kvstore::shutdown_signal().await;
+        server.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
