@@ -1,1 +1,11 @@
+//! Real-process tests: the built `kvserver`, `kvgate` and `kvctl` binaries against a real
+//! ZooKeeper started by the harness on a free port.
 
+mod harness;
+
+mod bad_input;
+mod basic;
+mod failover;
+mod gate_first;
+mod replica_join;
+mod spread;

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 /// With no command it starts an interactive shell on a terminal, or runs the commands piped
 /// on standard input, one per line.
 #[derive(Debug, Parser)]
-#[command(name = "kvctl", version, about, long_about = None)]
+#[command(name = "kvctl", version, about = "kvctl: the kvstore command-line client", long_about = None)]
 pub struct Cli {
     /// Gate address; repeat to give several, tried in order until one answers.
     #[arg(

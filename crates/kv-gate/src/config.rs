@@ -24,7 +24,7 @@ fn size(s: &str) -> Result<u64, String> {
 ///
 /// The original positional form `kvgate CONNECT_STRING [PORT]` is accepted too.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "kvgate", version, about, long_about = None)]
+#[command(name = "kvgate", version, about = "kvgate: the front door of a kvstore cluster (HTTP API, routing, failover)", long_about = None)]
 pub struct Config {
     /// ZooKeeper connection string (positional form).
     #[arg(value_name = "CONNECT_STRING")]

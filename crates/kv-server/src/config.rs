@@ -24,7 +24,7 @@ fn size(s: &str) -> Result<u64, String> {
 
 /// kvserver: one replica of one shard of a kvstore cluster.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "kvserver", version, about, long_about = None)]
+#[command(name = "kvserver", version, about = "kvserver: one replica of one shard of a kvstore cluster", long_about = None)]
 pub struct Config {
     /// Config file (flat TOML, keys are the long flag names); flags and env override it.
     #[arg(long, env = "KVSERVER_CONFIG")]

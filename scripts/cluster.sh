@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# A real kvstore cluster on this machine: ZooKeeper, N shards x R replicas of kvserver and a
+# kvgate, as separate processes. Installs ZooKeeper from the distribution's packages when
+# missing. `down` stops exactly the processes `up` started (their pids are recorded).
+#
+#   scripts/cluster.sh up [--shards N] [--replicas R] [--http-port P] [--zk-port Z] [--base-port B]
+#   scripts/cluster.sh status
+#   scripts/cluster.sh down
+#
+# State and logs: $KVSTORE_CLUSTER_DIR (default: .cluster/ in the repository).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+dir=${KVSTORE_CLUSTER_DIR:-$root/.cluster}
+bin=$root/target/release
+
+shards=2 replicas=2 http_port=3000 zk_port=2181 base_port=7001
+
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+  local limit=$1 what=$2; shift 2
+  local deadline=$((SECONDS + limit))
+  until "$@" >/dev/null 2>&1; do
+    if [ $SECONDS -ge $deadline ]; then echo "cluster.sh: timed out waiting for $what" >&2; return 1; fi
+    sleep 0.2
+  done
+}
+
+zk_serving() { # the `srvr` four-letter command answers with a Mode: line
+  local out
+  out=$(exec 3<>"/dev/tcp/127.0.0.1/$zk_port" && printf srvr >&3 && cat <&3) || return 1
+  case "$out" in *Mode:*) return 0 ;; *) return 1 ;; esac
+}
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Only processes we started, and only if the pid still runs the same program.
+ours() { # ours PID PATTERN
+  [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -q -- "$2"
+}
+
+stop_all() {
+  [ -f "$dir/pids" ] || { echo "cluster.sh: no cluster recorded in $dir"; return 0; }
+  # Gate first, then servers, then ZooKeeper (reverse order of start).
+  tac "$dir/pids" | while read -r pid name pattern; do
+    if ours "$pid" "$pattern"; then
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 50); do ours "$pid" "$pattern" || break; sleep 0.1; done
+      if ours "$pid" "$pattern"; then kill -KILL "$pid" 2>/dev/null || true; fi
+      echo "stopped $name (pid $pid)"
+    fi
+  done
+  rm -f "$dir/pids"
+}
+
+cmd=${1:-}; shift || true
+case "$cmd" in
+  up)
+    while [ $# -gt 0 ]; do
+      case "$1" in
+        --shards) shards=$2; shift 2 ;;
+        --replicas) replicas=$2; shift 2 ;;
+        --http-port) http_port=$2; shift 2 ;;
+        --zk-port) zk_port=$2; shift 2 ;;
+        --base-port) base_port=$2; shift 2 ;;
+        *) usage ;;
+      esac
+    done
+    if [ -f "$dir/pids" ]; then echo "cluster.sh: a cluster is already up (scripts/cluster.sh down first)" >&2; exit 1; fi
+    for p in "$zk_port" "$http_port"; do
+      port_free "$p" || { echo "cluster.sh: port $p is in use" >&2; exit 1; }
+    done
+    "$root/scripts/ensure-deps.sh" zookeeper
+    if [ ! -x "$bin/kvserver" ] || [ ! -x "$bin/kvgate" ] || [ ! -x "$bin/kvctl" ]; then
+      (cd "$root" && cargo build --release)
+    fi
+    mkdir -p "$dir/zk-data" "$dir/logs"
+    : >"$dir/pids"
+    trap 'echo "cluster.sh: start failed; stopping what was started" >&2; stop_all' ERR
+
+    cat >"$dir/zoo.cfg" <<CFG
+tickTime=200
+initLimit=10
+syncLimit=5
+dataDir=$dir/zk-data
+clientPort=$zk_port
+clientPortAddress=127.0.0.1
+admin.enableServer=false
+4lw.commands.whitelist=srvr,ruok,stat,mntr
+minSessionTimeout=1000
+maxSessionTimeout=60000
+maxClientCnxns=0
+CFG
+    java -Xms32m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Dzookeeper.jmx.log4j.disable=true \
+      -cp /etc/zookeeper/conf:/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar \
+      org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg" >"$dir/logs/zookeeper.log" 2>&1 &
+    echo "$! zookeeper $dir/zoo.cfg" >>"$dir/pids"
+    wait_for 30 "ZooKeeper on port $zk_port" zk_serving
+    echo "zookeeper   127.0.0.1:$zk_port"
+
+    zk=127.0.0.1:$zk_port
+    port=$base_port
+    for s in $(seq 1 "$shards"); do
+      for r in $(seq 1 "$replicas"); do
+        port_free "$port" || { echo "cluster.sh: port $port is in use" >&2; false; }
+        "$bin/kvserver" --shard "shard-$s" --port "$port" --zk "$zk" \
+          >"$dir/logs/kvserver-$port.out" 2>"$dir/logs/kvserver-$port.log" &
+        echo "$! kvserver-$port kvserver --shard shard-$s --port $port" >>"$dir/pids"
+        echo "kvserver    127.0.0.1:$port  shard-$s"
+        port=$((port + 1))
+      done
+    done
+    "$bin/kvgate" "$zk" "$http_port" >"$dir/logs/kvgate.out" 2>"$dir/logs/kvgate.log" &
+    echo "$! kvgate kvgate $zk $http_port" >>"$dir/pids"
+    echo "kvgate      http://127.0.0.1:$http_port"
+
+    all_led() {
+      local json
+      json=$("$bin/kvctl" --host "127.0.0.1:$http_port" cluster --json) || return 1
+      python3 -c '
+import json, sys
+info = json.load(sys.stdin)
+want_shards, want_replicas = int(sys.argv[1]), int(sys.argv[2])
+ok = len(info["shards"]) == want_shards and all(
+    s["leader"] and len(s["replicas"]) == want_replicas and all(r["in_sync"] for r in s["replicas"])
+    for s in info["shards"])
+sys.exit(0 if ok else 1)
+' "$shards" "$replicas" <<<"$json"
+    }
+    wait_for 60 "every shard to elect a leader" all_led
+
+    trap - ERR
+    echo
+    "$bin/kvctl" --host "127.0.0.1:$http_port" cluster
+    echo
+    echo "Try: $bin/kvctl --host 127.0.0.1:$http_port put hello world"
+    echo "Logs: $dir/logs   Stop: scripts/cluster.sh down"
+    ;;
+  status)
+    [ -f "$dir/pids" ] || { echo "no cluster is up"; exit 1; }
+    gate=$(awk '$2 == "kvgate" {print $5}' "$dir/pids")
+    "$bin/kvctl" --host "127.0.0.1:$gate" cluster
+    ;;
+  down)
+    stop_all
+    ;;
+  *) usage ;;
+esac

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests, in-process tests, and real-process tests of the built binaries
+# against a real ZooKeeper (started by the test harness on a free port). Installs what the
+# tests need (ZooKeeper, redis-tools) from the distribution's packages when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/ensure-deps.sh zookeeper redis
+exec cargo test --workspace "$@"
