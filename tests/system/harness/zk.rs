@@ -84,14 +84,12 @@ impl ZooKeeper {
             let mut child = cmd.spawn().expect("start java (ZooKeeper)");
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
-                if let Some(out) = four_letter(port, "srvr") {
-                    if out.lines().any(|l| l.starts_with("Mode:")) {
-                        return ZooKeeper {
-                            child: Some(child),
-                            port,
-                            dir,
-                        };
-                    }
+                if four_letter(port, "srvr").is_some_and(|out| out.lines().any(|l| l.starts_with("Mode:"))) {
+                    return ZooKeeper {
+                        child: Some(child),
+                        port,
+                        dir,
+                    };
                 }
                 if child.try_wait().ok().flatten().is_some() {
                     break;
