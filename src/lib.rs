@@ -4,7 +4,22 @@
 
 pub mod local;
 
+use std::process::ExitCode;
+
 use tracing_subscriber::EnvFilter;
+
+/// Parses `T` from the command line, environment and `--config` file. `--help` and
+/// `--version` print and exit; a bad configuration prints the reason and yields exit code 2.
+pub fn load_config<T: clap::CommandFactory + clap::FromArgMatches>(bin: &str) -> Result<T, ExitCode> {
+    match kv_config::parse_args(std::env::args_os().collect()) {
+        Ok(c) => Ok(c),
+        Err(kv_config::ConfigError::Clap(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("{bin}: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
 
 /// Logs to stderr with the given filter (`RUST_LOG` wins when set).
 pub fn init_logging(filter: &str) {

@@ -8,13 +8,9 @@ use kv_cluster::ZkCoordinator;
 use kv_gate::{Config, Gate};
 
 fn main() -> ExitCode {
-    let mut config: Config = match kv_config::parse_args(std::env::args_os().collect()) {
+    let mut config: Config = match kvstore::load_config("kvgate") {
         Ok(c) => c,
-        Err(kv_config::ConfigError::Clap(e)) => e.exit(),
-        Err(e) => {
-            eprintln!("kvgate: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     if let Err(e) = config.validate() {
         eprintln!("kvgate: {e}");

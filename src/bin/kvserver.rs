@@ -7,13 +7,9 @@ use kv_cluster::ZkCoordinator;
 use kv_server::{Config, Server};
 
 fn main() -> ExitCode {
-    let config: Config = match kv_config::parse_args(std::env::args_os().collect()) {
+    let config: Config = match kvstore::load_config("kvserver") {
         Ok(c) => c,
-        Err(kv_config::ConfigError::Clap(e)) => e.exit(),
-        Err(e) => {
-            eprintln!("kvserver: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     if let Err(e) = config.validate() {
         eprintln!("kvserver: {e}");

@@ -105,21 +105,36 @@ async fn a_stalled_follower_stops_blocking_writes_and_rejoins() {
     let info = c.wait_ready(&[("s1", 2)]).await;
     let gate = c.client(0);
     gate.put("before", b"1", None).await.unwrap();
-    let follower = info.shards[0].replicas.iter().find(|r| r.role == "follower").unwrap().addr.clone();
+    let follower = info.shards[0]
+        .replicas
+        .iter()
+        .find(|r| r.role == "follower")
+        .unwrap()
+        .addr
+        .clone();
 
     c.server_at(&follower).signal(libc::SIGSTOP);
     let paused = Instant::now();
-    gate.put("during", b"2", None).await.expect("a write while the follower is stalled");
+    gate.put("during", b"2", None)
+        .await
+        .expect("a write while the follower is stalled");
     let waited = paused.elapsed();
-    assert!(waited < Duration::from_secs(3), "the write waited {waited:?} for a stalled follower");
+    assert!(
+        waited < Duration::from_secs(3),
+        "the write waited {waited:?} for a stalled follower"
+    );
     eprintln!("a write waited {waited:?} for a stalled follower (lag timeout 500 ms)");
     // The in-sync set shrank in ZooKeeper before the write was released; the gate's view of
     // it follows through its watch.
-    crate::harness::eventually("the stalled follower to leave the in-sync set", Duration::from_secs(5), || async {
-        let info = gate.cluster().await.ok()?;
-        let f = info.shards[0].replicas.iter().find(|r| r.addr == follower)?;
-        (!f.in_sync).then_some(())
-    })
+    crate::harness::eventually(
+        "the stalled follower to leave the in-sync set",
+        Duration::from_secs(5),
+        || async {
+            let info = gate.cluster().await.ok()?;
+            let f = info.shards[0].replicas.iter().find(|r| r.addr == follower)?;
+            (!f.in_sync).then_some(())
+        },
+    )
     .await;
     // Later writes do not wait for it at all.
     let t = Instant::now();
@@ -129,10 +144,18 @@ async fn a_stalled_follower_stops_blocking_writes_and_rejoins() {
     assert!(t.elapsed() < Duration::from_secs(2), "20 writes took {:?}", t.elapsed());
 
     c.server_at(&follower).signal(libc::SIGCONT);
-    crate::harness::eventually("the follower to rejoin with equal contents", Duration::from_secs(15), || async {
-        let info = gate.cluster().await.ok()?;
-        let rs = &info.shards[0].replicas;
-        (rs.len() == 2 && rs.iter().all(|r| r.in_sync && r.digest.is_some() && r.digest == rs[0].digest)).then_some(())
-    })
+    crate::harness::eventually(
+        "the follower to rejoin with equal contents",
+        Duration::from_secs(15),
+        || async {
+            let info = gate.cluster().await.ok()?;
+            let rs = &info.shards[0].replicas;
+            (rs.len() == 2
+                && rs
+                    .iter()
+                    .all(|r| r.in_sync && r.digest.is_some() && r.digest == rs[0].digest))
+            .then_some(())
+        },
+    )
     .await;
 }

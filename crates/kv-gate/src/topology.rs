@@ -58,7 +58,7 @@ pub async fn cluster_info(routing: &Routing) -> ClusterInfo {
         .live_shards()
         .map(|sv| {
             let leader = sv.leader();
-            let replicas = sv
+            let mut replicas: Vec<ReplicaInfo> = sv
                 .nodes
                 .values()
                 .map(|n| {
@@ -77,6 +77,8 @@ pub async fn cluster_info(routing: &Routing) -> ClusterInfo {
                     }
                 })
                 .collect();
+            // Leader first, then by address: stable, and readable in kvctl's table.
+            replicas.sort_by(|a, b| (a.role != "leader", &a.addr).cmp(&(b.role != "leader", &b.addr)));
             ShardInfo {
                 name: sv.name.clone(),
                 epoch: sv.epoch(),

@@ -268,85 +268,80 @@ fn split_inline(line: &[u8]) -> Result<Vec<Vec<u8>>, ProtocolError> {
         if i >= line.len() {
             break;
         }
-        let mut cur = Vec::new();
-        match line[i] {
-            b'"' => {
-                i += 1;
-                loop {
-                    let Some(&c) = line.get(i) else {
-                        return Err(ProtocolError::UnbalancedQuotes);
-                    };
-                    match c {
-                        b'\\'
-                            if line.get(i + 1) == Some(&b'x')
-                                && line.len() > i + 3
-                                && line[i + 2].is_ascii_hexdigit()
-                                && line[i + 3].is_ascii_hexdigit() =>
-                        {
-                            let hex = std::str::from_utf8(&line[i + 2..i + 4]).unwrap_or("0");
-                            cur.push(u8::from_str_radix(hex, 16).unwrap_or(0));
-                            i += 4;
-                        }
-                        b'\\' if i + 1 < line.len() => {
-                            cur.push(match line[i + 1] {
-                                b'n' => b'\n',
-                                b'r' => b'\r',
-                                b't' => b'\t',
-                                b'b' => 8,
-                                b'a' => 7,
-                                other => other,
-                            });
-                            i += 2;
-                        }
-                        b'"' => {
-                            i += 1;
-                            if line.get(i).is_some_and(|c| !c.is_ascii_whitespace()) {
-                                return Err(ProtocolError::UnbalancedQuotes);
-                            }
-                            break;
-                        }
-                        _ => {
-                            cur.push(c);
-                            i += 1;
-                        }
-                    }
-                }
-            }
-            b'\'' => {
-                i += 1;
-                loop {
-                    let Some(&c) = line.get(i) else {
-                        return Err(ProtocolError::UnbalancedQuotes);
-                    };
-                    match c {
-                        b'\\' if line.get(i + 1) == Some(&b'\'') => {
-                            cur.push(b'\'');
-                            i += 2;
-                        }
-                        b'\'' => {
-                            i += 1;
-                            if line.get(i).is_some_and(|c| !c.is_ascii_whitespace()) {
-                                return Err(ProtocolError::UnbalancedQuotes);
-                            }
-                            break;
-                        }
-                        _ => {
-                            cur.push(c);
-                            i += 1;
-                        }
-                    }
-                }
+        let cur = match line[i] {
+            q @ (b'"' | b'\'') => {
+                let (word, next) = quoted(line, i + 1, q)?;
+                i = next;
+                word
             }
             _ => {
+                let start = i;
                 while i < line.len() && !line[i].is_ascii_whitespace() {
-                    cur.push(line[i]);
                     i += 1;
                 }
+                line[start..i].to_vec()
             }
-        }
+        };
         args.push(cur);
     }
     Ok(args)
+}
+
+/// Reads a quoted word starting after its opening quote `q` at `i`; returns the word and the
+/// index after the closing quote. In `"..."` the escapes `\n \r \t \b \a \xHH` and `\<c>`
+/// apply; in `'...'` only `\'`. A closing quote must be followed by a space or the end.
+fn quoted(line: &[u8], mut i: usize, q: u8) -> Result<(Vec<u8>, usize), ProtocolError> {
+    let mut word = Vec::new();
+    let double = q == b'"';
+    loop {
+        let Some(&c) = line.get(i) else {
+            return Err(ProtocolError::UnbalancedQuotes);
+        };
+        let next = line.get(i + 1).copied();
+        match c {
+            b'\\' if double && next == Some(b'x') && line.len() > i + 3 => {
+                match std::str::from_utf8(&line[i + 2..i + 4])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(b) => {
+                        word.push(b);
+                        i += 4;
+                    }
+                    None => {
+                        word.push(b'x');
+                        i += 2;
+                    }
+                }
+            }
+            b'\\' if double && next.is_some() => {
+                word.push(match line[i + 1] {
+                    b'n' => b'\n',
+                    b'r' => b'\r',
+                    b't' => b'\t',
+                    b'b' => 8,
+                    b'a' => 7,
+                    other => other,
+                });
+                i += 2;
+            }
+            b'\\' if !double && next == Some(b'\'') => {
+                word.push(b'\'');
+                i += 2;
+            }
+            c if c == q => {
+                i += 1;
+                if line.get(i).is_some_and(|c| !c.is_ascii_whitespace()) {
+                    return Err(ProtocolError::UnbalancedQuotes);
+                }
+                return Ok((word, i));
+            }
+            _ => {
+                word.push(c);
+                i += 1;
+            }
+        }
+    }
 }
 
 /// An HTTP request line (`GET /path HTTP/1.1`) or header (`Host: ...`) typed at a RESP port.

@@ -59,6 +59,15 @@ pub struct Data {
     pub followers: Followers,
 }
 
+impl Data {
+    /// Appends `m` to the log as the next entry of `epoch`.
+    fn log(&mut self, epoch: u64, m: Mutation<'_>) {
+        let offset = self.log.next_offset();
+        let frame = m.encode(epoch, offset);
+        self.log.append(epoch, frame);
+    }
+}
+
 /// Replication progress that waiting writes watch: the offset every waited-for follower
 /// applied, in a term.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -457,9 +466,7 @@ impl Writer<'_> {
     }
 
     fn log(&mut self, m: Mutation<'_>) {
-        let offset = self.data.log.next_offset();
-        let frame = m.encode(self.epoch, offset);
-        self.data.log.append(self.epoch, frame);
+        self.data.log(self.epoch, m);
     }
 
     /// The live value of `key` and its expiry; an expired key is deleted (and logged).
@@ -557,9 +564,7 @@ impl Reader<'_> {
             Lookup::Hit { value, .. } => f(Some(value)),
             Lookup::Miss => f(None),
             Lookup::Expired => {
-                let offset = self.data.log.next_offset();
-                let frame = Mutation::Del { key }.encode(epoch, offset);
-                self.data.log.append(epoch, frame);
+                self.data.log(epoch, Mutation::Del { key });
                 f(None)
             }
         }
