@@ -112,6 +112,12 @@ impl CommandBuilder {
         self
     }
 
+    /// Appends an unsigned integer argument.
+    pub fn uint(mut self, n: u64) -> Self {
+        bulk(&mut self.out, n.to_string().as_bytes());
+        self
+    }
+
     /// The encoded command.
     pub fn finish(self) -> Bytes {
         self.out.freeze()

@@ -348,6 +348,13 @@ impl Node {
     /// Starts leading in `epoch`, with a lease until `lease_until`.
     pub fn become_leader(&self, epoch: u64, lease_until: Instant) {
         let mut data = self.lock();
+        if !data.position_valid {
+            // Elected (uncleanly) in the middle of loading a snapshot: the store matches no
+            // point of the old log, so start a new one that no follower can resume from.
+            let next = data.log.last_offset() + 1;
+            data.log.reset(epoch, next);
+            data.position_valid = true;
+        }
         data.role = Role::Leader { epoch };
         data.term += 1;
         data.followers = Followers::new();
@@ -583,5 +590,90 @@ impl Reader<'_> {
     /// The whole locked state, for reports.
     pub fn data(&self) -> &Data {
         self.data
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use kv_proto::{Limits, RequestParser};
+
+    fn node() -> Node {
+        Node::new("n1".into(), "127.0.0.1:1".into(), Config::for_shard("s"))
+    }
+
+    fn lease() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
+    fn entries(frames: &[Bytes]) -> Vec<Request> {
+        let mut buf = BytesMut::new();
+        for f in frames {
+            buf.extend_from_slice(f);
+        }
+        let mut p = RequestParser::new(Limits::REDIS);
+        std::iter::from_fn(|| p.parse(&mut buf).unwrap()).collect()
+    }
+
+    #[test]
+    fn only_a_leader_with_a_lease_writes() {
+        let n = node();
+        assert!(matches!(
+            n.write(|w| w.set(b"k", b"v", None)),
+            Err(WriteError::NotLeader { .. })
+        ));
+        n.become_leader(1, Instant::now());
+        assert!(matches!(
+            n.write(|w| w.set(b"k", b"v", None)),
+            Err(WriteError::LeaseExpired(_))
+        ));
+        n.extend_lease(lease());
+        let (_, pending) = n.write(|w| w.set(b"k", b"v", None)).unwrap();
+        assert_eq!(pending, None, "no follower to wait for");
+        assert_eq!(n.position(), Some((1, 1)));
+        n.change_role(Role::Follower { epoch: 2 });
+        assert!(n.write(|w| w.del(b"k")).is_err());
+    }
+
+    #[test]
+    fn a_follower_applies_the_leaders_log_in_order() {
+        let leader = node();
+        leader.become_leader(3, lease());
+        leader.write(|w| w.set(b"a", b"1", None)).unwrap();
+        leader.write(|w| w.set(b"b", b"2", Some(u64::MAX))).unwrap();
+        leader.write(|w| w.del(b"a")).unwrap();
+        let mut frames = Vec::new();
+        leader.lock().log.read_from(1, 10, &mut frames).unwrap();
+
+        let follower = node();
+        let term = follower.change_role(Role::Follower { epoch: 3 });
+        let reqs = entries(&frames);
+        assert_eq!(
+            follower.apply_entries(term, &reqs[1..]),
+            Err(ApplyError::Gap { expected: 1, got: 2 }),
+            "a gap is refused"
+        );
+        assert_eq!(follower.apply_entries(term, &reqs), Ok(3));
+        assert_eq!(follower.lock().store.digest(), leader.lock().store.digest());
+        assert_eq!(follower.apply_entries(term + 1, &reqs), Err(ApplyError::StaleTerm));
+        // Older epochs are refused once a newer one was applied.
+        let old = Mutation::Del { key: b"b" }.encode(2, 4);
+        assert_eq!(
+            follower.apply_entries(term, &entries(&[old])),
+            Err(ApplyError::EpochRegressed { last: 3, got: 2 })
+        );
+    }
+
+    #[test]
+    fn a_leader_elected_mid_snapshot_starts_a_fresh_log() {
+        let n = node();
+        let term = n.change_role(Role::Follower { epoch: 1 });
+        n.begin_snapshot(term).unwrap();
+        assert_eq!(n.position(), None);
+        n.become_leader(2, lease());
+        let (epoch, offset) = n.position().unwrap();
+        assert_eq!((epoch, offset), (2, 1));
+        assert!(!n.lock().log.can_resume(1, 0), "no follower resumes against this store");
     }
 }

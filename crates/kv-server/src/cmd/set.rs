@@ -68,7 +68,12 @@ impl Set {
                         return Err(invalid());
                     }
                     let n = n as u64;
-                    let ms = |v: u64| v.checked_mul(1000).ok_or_else(invalid);
+                    // Like Redis: an expiry must stay within a signed 64-bit millisecond count.
+                    let ms = |v: u64| {
+                        v.checked_mul(1000)
+                            .filter(|&m| m <= i64::MAX as u64)
+                            .ok_or_else(invalid)
+                    };
                     set.expiry = match upper.as_slice() {
                         b"EX" => Expiry::In(ms(n)?),
                         b"PX" => Expiry::In(n),
@@ -106,7 +111,7 @@ impl Set {
             let expires_at = match self.expiry {
                 Expiry::None => None,
                 Expiry::KeepTtl => old.and_then(|(_, at)| at),
-                Expiry::In(ms) => Some(w.now().saturating_add(ms)),
+                Expiry::In(ms) => Some(w.now().saturating_add(ms).min(i64::MAX as u64)),
                 Expiry::At(at) => Some(at),
             };
             if expires_at.is_some_and(|at| at <= w.now()) {
@@ -160,5 +165,9 @@ mod tests {
             CmdError::InvalidExpire("set".into())
         );
         assert!(matches!(parse(&["SET", "k"]).unwrap_err(), CmdError::Arity(_)));
+        assert_eq!(
+            parse(&["SET", "k", "v", "EXAT", "10000000000000000"]).unwrap_err(),
+            CmdError::InvalidExpire("set".into())
+        );
     }
 }

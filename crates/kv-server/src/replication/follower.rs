@@ -161,7 +161,7 @@ fn check_epoch(leader_epoch: u64, expected: u64) -> Result<(), FollowError> {
 }
 
 async fn ack(conn: &mut Connection, offset: u64) -> Result<(), FollowError> {
-    let msg = CommandBuilder::new(2).arg(b"KV.ACK").int(offset as i64).finish();
+    let msg = CommandBuilder::new(2).arg(b"KV.ACK").uint(offset).finish();
     conn.stream.write_all(&msg).await?;
     Ok(())
 }

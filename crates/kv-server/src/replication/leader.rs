@@ -64,7 +64,7 @@ impl SyncRequest {
             .arg(self.node_id.as_bytes())
             .arg(e.as_bytes())
             .arg(o.as_bytes())
-            .int(self.known_epoch as i64)
+            .uint(self.known_epoch)
             .finish()
     }
 }
@@ -153,8 +153,8 @@ async fn stream(node: &Node, mut conn: Connection, req: &SyncRequest, conn_id: u
             info!(follower = req.node_id, after, "follower resumes from the backlog");
             let reply = CommandBuilder::new(3)
                 .arg(b"KV.CONTINUE")
-                .int(epoch as i64)
-                .int(after as i64)
+                .uint(epoch)
+                .uint(after)
                 .finish();
             conn.stream.write_all(&reply).await?;
             after + 1
@@ -211,11 +211,7 @@ async fn send_snapshot(
         d.log.last_offset()
     };
     info!(follower = req.node_id, at, "sending a full snapshot");
-    let head = CommandBuilder::new(3)
-        .arg(b"KV.FULLSYNC")
-        .int(epoch as i64)
-        .int(at as i64)
-        .finish();
+    let head = CommandBuilder::new(3).arg(b"KV.FULLSYNC").uint(epoch).uint(at).finish();
     conn.stream.write_all(&head).await?;
     let mut cursor = Some(0);
     let mut body = BytesMut::new();
@@ -244,7 +240,7 @@ async fn send_snapshot(
         conn.stream.write_all(&head).await?;
         conn.stream.write_all(&body).await?;
     }
-    let end = CommandBuilder::new(2).arg(b"KV.SNAPEND").int(at as i64).finish();
+    let end = CommandBuilder::new(2).arg(b"KV.SNAPEND").uint(at).finish();
     conn.stream.write_all(&end).await?;
     let mut d = node.lock();
     d.followers.mark_streaming(&req.node_id, conn_id);

@@ -37,25 +37,18 @@ impl Mutation<'_> {
 
     /// The log entry for this mutation at `(epoch, offset)`.
     pub fn encode(&self, epoch: u64, offset: u64) -> Bytes {
-        let head = |n: usize| {
-            CommandBuilder::new(n)
-                .arg(b"KV.OP")
-                .int(epoch as i64)
-                .int(offset as i64)
-        };
+        let head = |n: usize| CommandBuilder::new(n).arg(b"KV.OP").uint(epoch).uint(offset);
         match *self {
             Mutation::Set { key, value, expires_at } => head(7)
                 .arg(b"SET")
                 .arg(key)
                 .arg(value)
-                .int(expires_at.unwrap_or(0) as i64)
+                .uint(expires_at.unwrap_or(0))
                 .finish(),
             Mutation::Del { key } => head(5).arg(b"DEL").arg(key).finish(),
-            Mutation::Expire { key, expires_at } => head(6)
-                .arg(b"EXPIRE")
-                .arg(key)
-                .int(expires_at.unwrap_or(0) as i64)
-                .finish(),
+            Mutation::Expire { key, expires_at } => {
+                head(6).arg(b"EXPIRE").arg(key).uint(expires_at.unwrap_or(0)).finish()
+            }
         }
     }
 }
@@ -129,6 +122,11 @@ mod tests {
                 key: b"k",
                 value: b"",
                 expires_at: None,
+            },
+            Mutation::Set {
+                key: b"k",
+                value: b"v",
+                expires_at: Some(u64::MAX),
             },
             Mutation::Del { key: b"k" },
             Mutation::Expire {
