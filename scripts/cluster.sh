@@ -28,8 +28,9 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
 }
 
 zk_serving() { # the `srvr` four-letter command answers with a Mode: line
+  # Bounded: while starting, ZooKeeper may accept a connection and never answer on it.
   local out
-  out=$(exec 3<>"/dev/tcp/127.0.0.1/$zk_port" && printf srvr >&3 && cat <&3) || return 1
+  out=$(timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" && printf srvr >&3 && cat <&3' _ "$zk_port") || return 1
   case "$out" in *Mode:*) return 0 ;; *) return 1 ;; esac
 }
 
