@@ -65,10 +65,15 @@ impl LocalCluster {
         }
     }
 
-    /// Stops the gate, then every server.
+    /// Stops the gate, then the followers, then the leaders (so no follower sees its
+    /// leader vanish).
     pub async fn shutdown(self) {
         self.gate.shutdown().await;
-        for s in self.servers {
+        let (leaders, followers): (Vec<_>, Vec<_>) = self
+            .servers
+            .into_iter()
+            .partition(|s| matches!(s.node().role(), kv_server::node::Role::Leader { .. }));
+        for s in followers.into_iter().chain(leaders) {
             s.shutdown().await;
         }
     }
