@@ -13,6 +13,9 @@ struct Args {
     /// Gate HTTP port.
     #[arg(long, default_value_t = 3000)]
     http_port: u16,
+    /// Gate RESP (Redis protocol) port.
+    #[arg(long, default_value_t = 7379)]
+    resp_port: u16,
     /// Gate listen address.
     #[arg(long, default_value = "127.0.0.1")]
     bind: String,
@@ -39,7 +42,7 @@ fn main() -> ExitCode {
     }
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     rt.block_on(async {
-        let mut gate = kv_gate::Config::local(args.http_port);
+        let mut gate = kv_gate::Config::local(args.http_port, args.resp_port);
         gate.bind = args.bind.clone();
         let mut server = kv_server::Config::for_shard("local");
         server.max_keys = args.max_keys;
@@ -57,8 +60,9 @@ fn main() -> ExitCode {
             }
         };
         let http = cluster.gate.http_addr();
+        let resp = cluster.gate.resp_addr();
         println!(
-            "kvstore local cluster: {} shards x {} replicas, gate on http://{http}",
+            "kvstore local cluster: {} shards x {} replicas, gate on http://{http} and redis://{resp}",
             args.shards, args.replicas
         );
         for s in &cluster.servers {
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
         println!("  cargo run --release --bin kvctl -- --host {http} get hello");
         println!("  cargo run --release --bin kvctl -- --host {http} cluster");
         println!("  cargo run --release --bin kvctl -- --host {http} -i");
+        println!("  redis-cli -p {} set greeting hello", resp.port());
         println!();
         println!("Ctrl-C stops the cluster.");
         kvstore::shutdown_signal().await;

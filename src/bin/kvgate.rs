@@ -35,7 +35,8 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        println!("kvgate listening on {}", gate.http_addr());
+        // One machine-readable line on stdout: scripts and tests learn the ports from it.
+        println!("kvgate listening on {} resp={}", gate.http_addr(), gate.resp_addr());
         kvstore::shutdown_signal().await;
         gate.shutdown().await;
         ExitCode::SUCCESS

@@ -12,7 +12,7 @@ async fn start(shards: usize, replicas: usize, tweak: impl FnOnce(&mut LocalOpti
     let mut opts = LocalOptions {
         shards,
         replicas,
-        gate: kv_gate::Config::local(0),
+        gate: kv_gate::Config::local(0, 0),
         server: kv_server::Config::for_shard("unused"),
     };
     tweak(&mut opts);

@@ -7,5 +7,7 @@ mod bad_input;
 mod basic;
 mod failover;
 mod gate_first;
+mod redis_api;
 mod replica_join;
+mod resp_limits;
 mod spread;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use kv_proto::Frame;
 
-use crate::{CallError, ConnOptions, Connection};
+use crate::{CallError, ConnOptions, Connection, Reply};
 
 /// `size` connections to `addr`, used round-robin, each re-established on demand after a
 /// failure. Connecting happens outside any lock.
@@ -40,8 +40,8 @@ impl Pool {
         &self.addr
     }
 
-    async fn connection(&self) -> Result<Connection, CallError> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+    async fn connection(&self, affinity: Option<usize>) -> Result<Connection, CallError> {
+        let i = affinity.unwrap_or_else(|| self.next.fetch_add(1, Ordering::Relaxed)) % self.slots.len();
         if let Some(c) = self.slots[i].lock().expect("pool slot").as_ref()
             && !c.is_closed()
         {
@@ -61,10 +61,22 @@ impl Pool {
         }
     }
 
+    /// Queues `request` on one of the connections; see [`Connection::enqueue`]. Returns the
+    /// connection too, so a caller that gives up waiting can drop it.
+    ///
+    /// Requests with the same `affinity` go over the same connection, so they reach the
+    /// server in the order they were queued: a client's pipeline must not be reordered (a GET
+    /// after a SET of the same key must see it).
+    pub async fn enqueue(&self, request: Bytes, affinity: usize) -> Result<(Reply, Connection), CallError> {
+        let conn = self.connection(Some(affinity)).await?;
+        let reply = conn.enqueue(request).await?;
+        Ok((reply, conn))
+    }
+
     /// Sends `request` on one of the connections and waits up to `timeout` for the reply.
     /// A timeout drops that connection (its other calls fail as outcome unknown).
     pub async fn call(&self, request: Bytes, timeout: Duration) -> Result<Frame, CallError> {
-        let conn = self.connection().await?;
+        let conn = self.connection(None).await?;
         match tokio::time::timeout(timeout, conn.call(request)).await {
             Ok(r) => r,
             Err(_) => {

@@ -61,6 +61,19 @@ impl Default for ConnOptions {
 
 type ReplySlot = oneshot::Sender<Result<Frame, CallError>>;
 
+/// A queued request's reply, to be awaited.
+pub struct Reply(oneshot::Receiver<Result<Frame, CallError>>);
+
+impl std::future::Future for Reply {
+    type Output = Result<Frame, CallError>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or_else(|_| Err(CallError::Unknown("connection closed".into()))))
+    }
+}
+
 struct Pending {
     request: Bytes,
     reply: ReplySlot,
@@ -103,8 +116,10 @@ impl Connection {
         Ok(Connection { tx, shared })
     }
 
-    /// Sends `request` (an encoded command) and waits for its reply.
-    pub async fn call(&self, request: Bytes) -> Result<Frame, CallError> {
+    /// Queues `request` (an encoded command) and returns where its reply will arrive. Waits
+    /// only when `max_in_flight` requests are already queued: a caller can queue a whole
+    /// pipeline before awaiting any reply, so pipelines stay pipelines end to end.
+    pub async fn enqueue(&self, request: Bytes) -> Result<Reply, CallError> {
         if self.is_closed() {
             return Err(CallError::NotSent("connection closed".into()));
         }
@@ -113,8 +128,12 @@ impl Connection {
             .send(Pending { request, reply })
             .await
             .map_err(|_| CallError::NotSent("connection closed".into()))?;
-        rx.await
-            .unwrap_or_else(|_| Err(CallError::Unknown("connection closed".into())))
+        Ok(Reply(rx))
+    }
+
+    /// Sends `request` (an encoded command) and waits for its reply.
+    pub async fn call(&self, request: Bytes) -> Result<Frame, CallError> {
+        self.enqueue(request).await?.await
     }
 
     /// True once the connection failed or was aborted.

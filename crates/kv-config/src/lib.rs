@@ -13,6 +13,7 @@
 //!
 //! - [`parse_args`]: clap parsing with the config file merged in.
 //! - [`parse_size`]: `"64mb"`-style byte sizes, as Redis writes them.
+//! - [`RespLimits`]: the bounds on RESP clients, shared by kvserver and kvgate.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -99,6 +100,60 @@ fn scalar(v: &toml::Value) -> Result<String, String> {
         toml::Value::Float(f) => Ok(f.to_string()),
         toml::Value::Boolean(b) => Ok(b.to_string()),
         other => Err(format!("unsupported value of type {}", other.type_str())),
+    }
+}
+
+fn size(s: &str) -> Result<u64, String> {
+    parse_size(s)
+}
+
+/// Bounds on RESP clients (Redis's own defaults), the same flags on kvserver and kvgate.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RespLimits {
+    /// Largest bulk string (key or value) in a request.
+    #[arg(long, env = "KVSTORE_PROTO_MAX_BULK_LEN", default_value = "512mb", value_parser = size)]
+    pub proto_max_bulk_len: u64,
+
+    /// Most arguments in one request.
+    #[arg(long, env = "KVSTORE_PROTO_MAX_MULTIBULK_LEN", default_value_t = 1024 * 1024)]
+    pub proto_max_multibulk_len: u64,
+
+    /// Longest inline (telnet-style) request line.
+    #[arg(long, env = "KVSTORE_PROTO_MAX_INLINE_LEN", default_value = "64kb", value_parser = size)]
+    pub proto_max_inline_len: u64,
+
+    /// Most bytes buffered for one client's incomplete request.
+    #[arg(long, env = "KVSTORE_CLIENT_QUERY_BUFFER_LIMIT", default_value = "1gb", value_parser = size)]
+    pub client_query_buffer_limit: u64,
+
+    /// Most RESP client connections; more are refused with an error.
+    #[arg(long, env = "KVSTORE_MAX_CLIENTS", default_value_t = 10_000)]
+    pub max_clients: usize,
+}
+
+impl RespLimits {
+    /// The parser bounds.
+    pub fn limits(&self) -> kv_proto::Limits {
+        kv_proto::Limits {
+            max_bulk_len: self.proto_max_bulk_len as usize,
+            max_multibulk_len: self.proto_max_multibulk_len as usize,
+            max_inline_len: self.proto_max_inline_len as usize,
+            max_query_buffer: self.client_query_buffer_limit as usize,
+        }
+    }
+
+    /// Checks the bounds make sense together.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_clients == 0 {
+            return Err("--max-clients must be at least 1".into());
+        }
+        if self.proto_max_bulk_len == 0 || self.proto_max_multibulk_len == 0 || self.proto_max_inline_len == 0 {
+            return Err("protocol limits must be at least 1".into());
+        }
+        if self.client_query_buffer_limit < self.proto_max_inline_len {
+            return Err("--client-query-buffer-limit is below --proto-max-inline-len".into());
+        }
+        Ok(())
     }
 }
 

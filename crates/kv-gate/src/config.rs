@@ -46,7 +46,12 @@ pub struct Config {
     #[arg(long, env = "KVGATE_HTTP_PORT")]
     pub http_port: Option<u16>,
 
-    /// Address to listen on.
+    /// RESP (Redis protocol) port. 7379, not Redis's 6379, so a gate can run beside Redis.
+    /// 0 picks a free port.
+    #[arg(long, env = "KVGATE_RESP_PORT", default_value_t = 7379)]
+    pub resp_port: u16,
+
+    /// Address to listen on (HTTP and RESP).
     #[arg(long, env = "KVGATE_BIND", default_value = "127.0.0.1")]
     pub bind: String,
 
@@ -82,6 +87,9 @@ pub struct Config {
     #[arg(long, env = "KVGATE_MAX_VALUE_BYTES", default_value = "16mb", value_parser = size)]
     pub max_value_bytes: u64,
 
+    #[command(flatten)]
+    pub resp: kv_config::RespLimits,
+
     /// Most HTTP connections served at once; more wait to be accepted.
     #[arg(long, env = "KVGATE_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
@@ -97,9 +105,10 @@ pub struct Config {
 
 impl Config {
     /// Defaults, for the embedded local cluster and tests.
-    pub fn local(http_port: u16) -> Config {
+    pub fn local(http_port: u16, resp_port: u16) -> Config {
         let mut c = Config::parse_from(["kvgate"]);
         c.http_port = Some(http_port);
+        c.resp_port = resp_port;
         c
     }
 
@@ -123,6 +132,7 @@ impl Config {
         if self.backend_connections == 0 || self.backend_max_in_flight == 0 || self.max_connections == 0 {
             return Err("connection limits must be at least 1".into());
         }
+        self.resp.validate()?;
         if self.max_key_bytes == 0 || self.max_value_bytes == 0 {
             return Err("--max-key-bytes and --max-value-bytes must be at least 1".into());
         }

@@ -1,21 +1,27 @@
-//! [`Forwarder`]: sends one command to the server that owns its key, and rides out failovers.
+//! [`Forwarder`]: sends one command to the server that owns its key (or to a named shard),
+//! and rides out failovers.
 //!
-//! A command is retried — after the routing changed, or after a short backoff — until
-//! `--retry-timeout-ms` runs out, when it certainly was not applied (it was never sent, or the
-//! server refused it with `NOTLEADER`/`TRYAGAIN`), or when it is safe to repeat (reads, and
-//! writes that set a key to a given value or delete it). A write that is not safe to repeat
-//! and whose outcome is unknown is reported as such, never silently applied twice.
+//! Two paths:
+//! - **Fast**: [`Forwarder::start`] queues the command on a pooled, pipelined connection and
+//!   returns an [`InFlight`] at once, so a client's whole pipeline is queued before any reply
+//!   is awaited; [`InFlight::finish`] awaits the reply.
+//! - **Retrying** ([`Forwarder::execute`]), taken whenever the fast path did not produce an
+//!   answer: the command is retried — after the routing changed, or after a short backoff —
+//!   until `--retry-timeout-ms` runs out, when it certainly was not applied (never sent, or
+//!   refused with `NOTLEADER`/`TRYAGAIN`), or when it is safe to repeat (reads, and writes
+//!   that set a key to a given state). A write that is not safe to repeat and whose outcome is
+//!   unknown is reported as such, never silently applied twice.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kv_client::CallError;
+use kv_client::{CallError, Connection, Reply};
 use kv_proto::Frame;
 use tokio::sync::watch;
 use tracing::debug;
 
-use crate::routing::Routing;
+use crate::routing::{Routing, Target};
 
 /// What a command does, which decides where it goes and whether it may be repeated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +69,54 @@ fn redirected(frame: &Frame) -> bool {
     matches!(frame.error_code(), Some(b"NOTLEADER" | b"TRYAGAIN" | b"LOADING"))
 }
 
+/// A command queued on a server connection, or already answered.
+pub struct InFlight(State);
+
+enum State {
+    Done(Result<Frame, ForwardError>),
+    Sent {
+        reply: Reply,
+        conn: Connection,
+        target: Target,
+        access: Access,
+        request: Bytes,
+    },
+}
+
+impl InFlight {
+    /// An answer known without asking a server.
+    pub fn done(r: Result<Frame, ForwardError>) -> InFlight {
+        InFlight(State::Done(r))
+    }
+
+    /// The command's reply; falls back to the retrying path when the fast path failed.
+    pub async fn finish(self, fwd: &Forwarder) -> Result<Frame, ForwardError> {
+        let (reply, conn, target, access, request) = match self.0 {
+            State::Done(r) => return r,
+            State::Sent {
+                reply,
+                conn,
+                target,
+                access,
+                request,
+            } => (reply, conn, target, access, request),
+        };
+        let failure = match tokio::time::timeout(fwd.backend_timeout, reply).await {
+            Ok(Ok(frame)) if !redirected(&frame) => return Ok(frame),
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => {
+                conn.abort();
+                Some(CallError::Timeout)
+            }
+        };
+        match failure {
+            Some(e) if !e.not_sent() && !access.repeatable() => Err(ForwardError::OutcomeUnknown(e.to_string())),
+            _ => fwd.execute(&target, access, request).await,
+        }
+    }
+}
+
 impl Forwarder {
     pub fn new(
         routing: watch::Receiver<Arc<Routing>>,
@@ -81,14 +135,42 @@ impl Forwarder {
         self.routing.borrow().clone()
     }
 
-    /// Sends `request` (an encoded command about `key`) and returns the server's reply.
-    pub async fn execute(&self, key: &[u8], access: Access, request: Bytes) -> Result<Frame, ForwardError> {
+    /// Queues `request` (an encoded command about `target`) on the right server without
+    /// waiting for the reply. Requests of one client carry the same `affinity` and so keep
+    /// their order on the way to each server. When a request cannot be queued right away (no
+    /// leader, no connection), the retrying path runs now.
+    pub async fn start(&self, target: Target, access: Access, request: Bytes, affinity: usize) -> InFlight {
+        let routing = self.routing();
+        if let Ok((_, pool)) = routing.target(&target, access.is_write())
+            && let Ok((reply, conn)) = pool.enqueue(request.clone(), affinity).await
+        {
+            return InFlight(State::Sent {
+                reply,
+                conn,
+                target,
+                access,
+                request,
+            });
+        }
+        InFlight::done(self.execute(&target, access, request).await)
+    }
+
+    /// Waits (up to the retry timeout) until at least one shard is on the ring.
+    pub async fn wait_for_shards(&self) -> bool {
+        let mut routing = self.routing.clone();
+        let ready = routing.wait_for(|r| !r.ring().is_empty());
+        matches!(tokio::time::timeout(self.retry_timeout, ready).await, Ok(Ok(_)))
+    }
+
+    /// Sends `request` and returns the server's reply, retrying as the module documentation
+    /// describes.
+    pub async fn execute(&self, target: &Target, access: Access, request: Bytes) -> Result<Frame, ForwardError> {
         let deadline = Instant::now() + self.retry_timeout;
         let mut routing = self.routing.clone();
         let mut backoff = Duration::from_millis(10);
         loop {
             let current = routing.borrow_and_update().clone();
-            let problem = match current.target(key, access.is_write()) {
+            let problem = match current.target(target, access.is_write()) {
                 Ok((shard, pool)) => match pool.call(request.clone(), self.backend_timeout).await {
                     Ok(frame) if redirected(&frame) => {
                         format!(
@@ -98,7 +180,7 @@ impl Forwarder {
                     }
                     Ok(frame) => return Ok(frame),
                     Err(e) if e.not_sent() || access.repeatable() => format!("shard {shard} at {}: {e}", pool.addr()),
-                    Err(e @ (CallError::Unknown(_) | CallError::Timeout | CallError::NotSent(_))) => {
+                    Err(e) => {
                         return Err(ForwardError::OutcomeUnknown(format!(
                             "shard {shard} at {}: {e}",
                             pool.addr()

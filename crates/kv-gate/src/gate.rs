@@ -16,6 +16,7 @@ use crate::Config;
 use crate::forward::Forwarder;
 use crate::http::{self, HttpState};
 use crate::listener::LimitedListener;
+use crate::resp::{self, RespState};
 use crate::routing::{RoutingBuilder, spawn_routing};
 
 /// Why a gate could not start.
@@ -33,6 +34,7 @@ pub struct Gate;
 /// A running gate.
 pub struct GateHandle {
     http_addr: SocketAddr,
+    resp_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     coord: Arc<dyn Coordinator>,
@@ -50,6 +52,14 @@ impl Gate {
         let http_addr = listener
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
+        let addr = format!("{}:{}", config.bind, config.resp_port);
+        let resp_listener = TcpListener::bind(&addr).await.map_err(|source| StartError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+        let resp_addr = resp_listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
 
         let paths = Paths::new(&config.cluster);
         let view = watch_view(coord.clone(), paths.clone());
@@ -63,6 +73,14 @@ impl Gate {
             RoutingBuilder::new(config.read_policy, config.backend_connections, options),
         );
         let forwarder = Forwarder::new(routing, config.retry_timeout(), config.backend_timeout());
+        let resp_state = Arc::new(RespState {
+            forwarder: forwarder.clone(),
+            limits: config.resp.limits(),
+            started: std::time::Instant::now(),
+            http_addr: http_addr.to_string(),
+            resp_addr: resp_addr.to_string(),
+            stats: Default::default(),
+        });
         let state = Arc::new(HttpState {
             forwarder,
             max_key_bytes: config.max_key_bytes as usize,
@@ -70,6 +88,12 @@ impl Gate {
         });
         let app = http::router(state, config.max_body_bytes());
         let (shutdown, mut shutdown_rx) = watch::channel(false);
+        let resp_task = tokio::spawn(resp::accept_loop(
+            resp_state,
+            resp_listener,
+            config.resp.max_clients,
+            shutdown_rx.clone(),
+        ));
         let server = axum::serve(LimitedListener::new(listener, config.max_connections), app).with_graceful_shutdown(
             async move {
                 let _ = shutdown_rx.changed().await;
@@ -81,11 +105,13 @@ impl Gate {
                     warn!(error = %e, "HTTP server failed");
                 }
             }),
-            tokio::spawn(register(coord.clone(), paths, http_addr)),
+            tokio::spawn(register(coord.clone(), paths, http_addr, resp_addr)),
+            resp_task,
         ];
-        info!(http = %http_addr, cluster = config.cluster, "kvgate started");
+        info!(http = %http_addr, resp = %resp_addr, cluster = config.cluster, "kvgate started");
         Ok(GateHandle {
             http_addr,
+            resp_addr,
             shutdown,
             tasks,
             coord,
@@ -94,9 +120,9 @@ impl Gate {
 }
 
 /// Announces the gate under `/kvstore/<cluster>/gates` (ephemeral), for discovery.
-async fn register(coord: Arc<dyn Coordinator>, paths: Paths, http: SocketAddr) {
+async fn register(coord: Arc<dyn Coordinator>, paths: Paths, http: SocketAddr, resp: SocketAddr) {
     let id = format!("{http}-{:06x}", fastrand::u32(..) & 0xff_ffff);
-    let data = serde_json::json!({ "id": id, "http": http.to_string() }).to_string();
+    let data = serde_json::json!({ "id": id, "http": http.to_string(), "resp": resp.to_string() }).to_string();
     let mut session = coord.session();
     loop {
         let done = async {
@@ -129,6 +155,11 @@ impl GateHandle {
     /// The bound HTTP address.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The bound RESP address.
+    pub fn resp_addr(&self) -> SocketAddr {
+        self.resp_addr
     }
 
     /// Stops serving and closes the coordinator session.

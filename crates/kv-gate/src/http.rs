@@ -24,6 +24,7 @@ use kv_client::api::{ErrorBody, PutRequest};
 use kv_proto::{CommandBuilder, Frame};
 
 use crate::forward::{Access, ForwardError, Forwarder};
+use crate::routing::Target;
 use crate::topology;
 
 /// What the handlers share.
@@ -186,7 +187,11 @@ async fn put(State(state): State<Arc<HttpState>>, body: Result<Bytes, BytesRejec
     .finish();
     let frame = state
         .forwarder
-        .execute(req.key.as_bytes(), Access::Write { idempotent: true }, command)
+        .execute(
+            &Target::Key(Bytes::from(req.key.clone())),
+            Access::Write { idempotent: true },
+            command,
+        )
         .await?;
     match frame {
         Frame::Simple(_) => Ok(StatusCode::OK),
@@ -199,7 +204,11 @@ async fn get_value(State(state): State<Arc<HttpState>>, RawQuery(query): RawQuer
     let key = key_param(query.as_deref())?;
     state.check_key(&key)?;
     let command = CommandBuilder::new(2).arg(b"GET").arg(key.as_bytes()).finish();
-    match state.forwarder.execute(key.as_bytes(), Access::Read, command).await? {
+    match state
+        .forwarder
+        .execute(&Target::Key(Bytes::from(key.clone())), Access::Read, command)
+        .await?
+    {
         Frame::Bulk(value) => Ok(([(header::CONTENT_TYPE, "application/octet-stream")], value).into_response()),
         Frame::Null => Err(ApiError::new(StatusCode::NOT_FOUND, format!("key not found: {key}"))),
         f @ Frame::Error(_) => Err(server_error(&f)),
@@ -213,7 +222,11 @@ async fn delete_value(State(state): State<Arc<HttpState>>, RawQuery(query): RawQ
     let command = CommandBuilder::new(2).arg(b"DEL").arg(key.as_bytes()).finish();
     let frame = state
         .forwarder
-        .execute(key.as_bytes(), Access::Write { idempotent: true }, command)
+        .execute(
+            &Target::Key(Bytes::from(key.clone())),
+            Access::Write { idempotent: true },
+            command,
+        )
         .await?;
     match frame {
         Frame::Integer(n) if n > 0 => Ok(StatusCode::OK),

@@ -1,7 +1,8 @@
 //! kvgate: the front door. Clients talk only to gates; a gate holds no data.
 //!
 //! ```text
-//! client ─HTTP─▶ http (parse, validate) ─▶ Forwarder::execute(key, access, command)
+//! client ─HTTP─▶ http (parse, validate) ─┐
+//! client ─RESP─▶ resp (parse, look up) ───┴▶ Forwarder (key, access, command)
 //!          ─▶ Routing::target: key ─ring─▶ shard ─read policy─▶ server ─▶ Pool (pipelined RESP)
 //! ```
 //!
@@ -11,6 +12,7 @@
 //! - [`forward`]: [`forward::Forwarder`], sending one command to the right server, retrying
 //!   what is safe to retry while a shard fails over.
 //! - [`http`]: the HTTP API (the original's endpoints plus `/api/cluster` and `/health`).
+//! - [`resp`]: the Redis protocol front (redis-cli, redis-benchmark, Redis client libraries).
 //! - [`topology`]: `/api/cluster`, assembled from the view and each server's `KV.INFO`.
 //! - [`gate`]: [`Gate::start`] and [`GateHandle`].
 
@@ -19,6 +21,7 @@ pub mod forward;
 pub mod gate;
 pub mod http;
 pub mod listener;
+pub mod resp;
 pub mod routing;
 pub mod topology;
 

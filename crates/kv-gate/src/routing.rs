@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use bytes::Bytes;
 use kv_client::{ConnOptions, Pool};
 use kv_cluster::ring::DEFAULT_VNODES;
 use kv_cluster::{ClusterView, Ring};
@@ -48,10 +49,13 @@ impl Routing {
         &self.ring
     }
 
-    /// The shard owning `key` and the server to send to: the leader for writes, per the read
-    /// policy for reads.
-    pub fn target(&self, key: &[u8], write: bool) -> Result<(&str, &Arc<Pool>), RouteError> {
-        let shard = self.ring.shard_for(key).ok_or(RouteError::NoShards)?;
+    /// The shard and server to send to: the leader for writes, per the read policy for
+    /// reads. The shard is the one owning the key, or the one named.
+    pub fn target<'a>(&'a self, target: &'a Target, write: bool) -> Result<(&'a str, &'a Arc<Pool>), RouteError> {
+        let shard = match target {
+            Target::Key(key) => self.ring.shard_for(key).ok_or(RouteError::NoShards)?,
+            Target::Shard(name) => name.as_str(),
+        };
         let no_leader = || RouteError::NoLeader(shard.to_string());
         let route = self.shards.get(shard).ok_or_else(no_leader)?;
         let pool = if write || self.policy == ReadPolicy::Leader || route.readers.is_empty() {
@@ -62,6 +66,18 @@ impl Routing {
         };
         Ok((shard, pool))
     }
+
+    /// The shards on the ring.
+    pub fn shard_names(&self) -> &[String] {
+        self.ring.shards()
+    }
+}
+
+/// What a command is about: a key (routed by the ring) or a whole shard (fan-out commands).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Key(Bytes),
+    Shard(String),
 }
 
 /// Builds [`Routing`]s, keeping each server's pool across rebuilds.
@@ -196,10 +212,17 @@ mod tests {
         let mut readers = std::collections::HashSet::new();
         for i in 0..200 {
             let key = format!("k{i}");
-            let (shard, w) = r.target(key.as_bytes(), true).unwrap();
+            let target = Target::Key(Bytes::from(key.clone()));
+            let (shard, w) = r.target(&target, true).unwrap();
             let leader = if shard == "s1" { "127.0.0.1:97" } else { "127.0.0.1:99" };
             assert_eq!(w.addr(), leader);
-            readers.insert(r.target(key.as_bytes(), false).unwrap().1.addr().to_string());
+            readers.insert(
+                r.target(&Target::Key(Bytes::from(key.clone())), false)
+                    .unwrap()
+                    .1
+                    .addr()
+                    .to_string(),
+            );
         }
         assert_eq!(readers.len(), 4, "reads spread over leaders and in-sync followers");
 
@@ -212,12 +235,12 @@ mod tests {
             .find(|k| r.ring().shard_for(k.as_bytes()) == Some("s1"))
             .unwrap();
         assert_eq!(
-            r.target(key.as_bytes(), false).unwrap_err(),
+            r.target(&Target::Key(Bytes::from(key.clone())), false).unwrap_err(),
             RouteError::NoLeader("s1".into())
         );
         assert_eq!(
             b.build(Arc::new(ClusterView::default()))
-                .target(b"x", true)
+                .target(&Target::Key(Bytes::from_static(b"x")), true)
                 .unwrap_err(),
             RouteError::NoShards
         );

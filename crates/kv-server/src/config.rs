@@ -87,25 +87,8 @@ pub struct Config {
     #[arg(long, env = "KVSERVER_UNCLEAN_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub unclean_election: bool,
 
-    /// Most client connections; more are refused with an error.
-    #[arg(long, env = "KVSERVER_MAX_CLIENTS", default_value_t = 10_000)]
-    pub max_clients: usize,
-
-    /// Largest bulk string (key or value) in a request.
-    #[arg(long, env = "KVSERVER_PROTO_MAX_BULK_LEN", default_value = "512mb", value_parser = size)]
-    pub proto_max_bulk_len: u64,
-
-    /// Most arguments in one request.
-    #[arg(long, env = "KVSERVER_PROTO_MAX_MULTIBULK_LEN", default_value_t = 1024 * 1024)]
-    pub proto_max_multibulk_len: u64,
-
-    /// Longest inline (telnet-style) request line.
-    #[arg(long, env = "KVSERVER_PROTO_MAX_INLINE_LEN", default_value = "64kb", value_parser = size)]
-    pub proto_max_inline_len: u64,
-
-    /// Most bytes buffered for one client's incomplete request.
-    #[arg(long, env = "KVSERVER_CLIENT_QUERY_BUFFER_LIMIT", default_value = "1gb", value_parser = size)]
-    pub client_query_buffer_limit: u64,
+    #[command(flatten)]
+    pub resp: kv_config::RespLimits,
 
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `kv_server=debug`.
     #[arg(long, env = "KVSERVER_LOG", default_value = "info")]
@@ -134,15 +117,7 @@ impl Config {
                 self.replica_lag_timeout_ms
             ));
         }
-        if self.max_clients == 0 {
-            return Err("--max-clients must be at least 1".into());
-        }
-        if self.proto_max_bulk_len == 0 || self.proto_max_multibulk_len == 0 || self.proto_max_inline_len == 0 {
-            return Err("protocol limits must be at least 1".into());
-        }
-        if self.client_query_buffer_limit < self.proto_max_inline_len {
-            return Err("--client-query-buffer-limit is below --proto-max-inline-len".into());
-        }
+        self.resp.validate()?;
         if self.host.is_empty() {
             return Err("--host must not be empty".into());
         }
@@ -164,12 +139,7 @@ impl Config {
 
     /// Client request bounds.
     pub fn limits(&self) -> Limits {
-        Limits {
-            max_bulk_len: self.proto_max_bulk_len as usize,
-            max_multibulk_len: self.proto_max_multibulk_len as usize,
-            max_inline_len: self.proto_max_inline_len as usize,
-            max_query_buffer: self.client_query_buffer_limit as usize,
-        }
+        self.resp.limits()
     }
 
     /// The requested ZooKeeper session timeout.

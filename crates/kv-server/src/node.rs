@@ -488,16 +488,22 @@ impl Writer<'_> {
         }
     }
 
-    /// True when the key exists and is live (an expired key is deleted and logged).
-    pub fn exists(&mut self, key: &[u8]) -> bool {
+    /// `Some(expiry)` when the key exists and is live (an expired key is deleted and
+    /// logged), without copying its value.
+    pub fn expiry_of(&mut self, key: &[u8]) -> Option<Option<u64>> {
         match self.data.store.get_expiring(key, self.now) {
-            Lookup::Hit { .. } => true,
-            Lookup::Miss => false,
+            Lookup::Hit { expires_at, .. } => Some(expires_at),
+            Lookup::Miss => None,
             Lookup::Expired => {
                 self.log(Mutation::Del { key });
-                false
+                None
             }
         }
+    }
+
+    /// True when the key exists and is live.
+    pub fn exists(&mut self, key: &[u8]) -> bool {
+        self.expiry_of(key).is_some()
     }
 
     /// False when an entry this large could never fit under `--maxmemory`.
@@ -559,22 +565,32 @@ pub struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    /// The live value of `key`, passed to `f` without copying.
-    pub fn get<R>(&mut self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> R {
+    /// The live value of `key` and its expiry, passed to `f` without copying.
+    pub fn lookup<R>(&mut self, key: &[u8], f: impl FnOnce(Option<(&[u8], Option<u64>)>) -> R) -> R {
         let Some(epoch) = self.epoch else {
             return match self.data.store.get(key, self.now) {
-                Lookup::Hit { value, .. } => f(Some(value)),
+                Lookup::Hit { value, expires_at } => f(Some((value, expires_at))),
                 _ => f(None),
             };
         };
         match self.data.store.get_expiring(key, self.now) {
-            Lookup::Hit { value, .. } => f(Some(value)),
+            Lookup::Hit { value, expires_at } => f(Some((value, expires_at))),
             Lookup::Miss => f(None),
             Lookup::Expired => {
                 self.data.log(epoch, Mutation::Del { key });
                 f(None)
             }
         }
+    }
+
+    /// The live value of `key`, passed to `f` without copying.
+    pub fn get<R>(&mut self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> R {
+        self.lookup(key, |hit| f(hit.map(|(v, _)| v)))
+    }
+
+    /// Milliseconds since the Unix epoch, fixed for this read.
+    pub fn now(&self) -> u64 {
+        self.now
     }
 
     /// Number of keys held.

@@ -54,7 +54,7 @@ impl Server {
         // in-sync membership of its previous life.
         let id = format!("{addr}-{:06x}", fastrand::u32(..) & 0xff_ffff);
         let paths = Paths::new(&config.cluster);
-        let max_clients = config.max_clients;
+        let max_clients = config.resp.max_clients;
         let node = Arc::new(Node::new(id, addr, config));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let tasks = vec![

@@ -61,6 +61,8 @@ impl TestCluster {
             self.zk.connect_string(),
             "--http-port".into(),
             "0".into(),
+            "--resp-port".into(),
+            "0".into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let log = self.log_path("kvgate");

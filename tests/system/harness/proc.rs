@@ -24,6 +24,8 @@ pub struct Proc {
     pub name: String,
     /// The address it announced (`... listening on ADDR`).
     pub addr: String,
+    /// A gate's RESP address (`resp=ADDR` on the same line).
+    pub resp: Option<String>,
     child: Child,
     log: PathBuf,
     exited: Option<ExitStatus>,
@@ -55,9 +57,14 @@ impl Proc {
                 Ok(line) => {
                     if let Some(rest) = line.split("listening on ").nth(1) {
                         let addr = rest.split_whitespace().next().unwrap_or_default().to_string();
+                        let resp = rest
+                            .split_whitespace()
+                            .find_map(|w| w.strip_prefix("resp="))
+                            .map(String::from);
                         return Proc {
                             name: name.into(),
                             addr,
+                            resp,
                             child,
                             log,
                             exited: None,

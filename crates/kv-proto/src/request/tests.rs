@@ -129,3 +129,45 @@ fn empty_arrays_are_skipped() {
         vec![vec![b"PING".to_vec()]]
     );
 }
+
+/// Property: any valid stream of requests, cut into chunks at random points, parses into the
+/// same requests as the whole stream, and nothing is left over.
+#[test]
+fn random_streams_split_anywhere_parse_the_same() {
+    let mut rng = fastrand::Rng::with_seed(0x5eed);
+    for _ in 0..500 {
+        let mut stream = Vec::new();
+        let mut want = Vec::new();
+        for _ in 0..rng.usize(1..20) {
+            let args: Vec<Vec<u8>> = (0..rng.usize(1..6))
+                .map(|_| (0..rng.usize(0..40)).map(|_| rng.u8(..)).collect())
+                .collect();
+            if rng.u8(..) < 40
+                && args
+                    .iter()
+                    .all(|a| !a.is_empty() && a.iter().all(|b| b.is_ascii_alphanumeric()))
+            {
+                // Inline form, as telnet users type it.
+                stream.extend_from_slice(&args.join(&b' '));
+                stream.extend_from_slice(b"\r\n");
+            } else {
+                stream.extend_from_slice(&crate::write::command(args.iter().map(|a| &a[..])));
+            }
+            want.push(args);
+        }
+        let mut p = parser();
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        let mut rest = &stream[..];
+        while !rest.is_empty() {
+            let n = rng.usize(1..=rest.len().min(64));
+            buf.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            while let Some(req) = p.parse(&mut buf).unwrap() {
+                got.push(req.args().iter().map(|a| a.to_vec()).collect::<Vec<_>>());
+            }
+        }
+        assert_eq!(got, want);
+        assert!(buf.is_empty());
+    }
+}

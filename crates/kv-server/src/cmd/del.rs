@@ -1,8 +1,8 @@
-//! DEL key [key ...] (and UNLINK, its alias here: deletion is always immediate)
+//! Deletes: DEL and UNLINK (an alias here: deletion is always immediate), GETDEL.
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Args, CmdError, reply_write};
+use super::{Args, CmdError, reply_write, write_opt};
 use crate::node::{Node, Pending};
 
 /// `DEL key [key ...]`: how many keys were removed.
@@ -21,5 +21,30 @@ impl Del {
     pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
         let result = node.write(|w| self.keys.iter().filter(|k| w.del(k)).count());
         reply_write(out, result, |out, n| kv_proto::write::integer(out, n as i64))
+    }
+}
+
+/// `GETDEL key`: the value (or nil), and the key is gone.
+#[derive(Debug)]
+pub struct GetDel {
+    key: Bytes,
+}
+
+impl GetDel {
+    pub fn parse(args: &mut Args) -> Result<GetDel, CmdError> {
+        let key = args.arg()?;
+        args.finish()?;
+        Ok(GetDel { key })
+    }
+
+    pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
+        let result = node.write(|w| {
+            let old = w.get(&self.key).map(|(v, _)| v);
+            if old.is_some() {
+                w.del(&self.key);
+            }
+            old
+        });
+        reply_write(out, result, |out, old| write_opt(out, old.as_ref()))
     }
 }

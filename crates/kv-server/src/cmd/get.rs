@@ -1,4 +1,4 @@
-//! GET key
+//! Reads of values: GET, MGET, STRLEN.
 
 use bytes::{Bytes, BytesMut};
 
@@ -25,5 +25,50 @@ impl Get {
                 None => kv_proto::write::null(out),
             })
         });
+    }
+}
+
+/// `MGET key [key ...]`: an array of values (nil for absent keys), in the order asked.
+#[derive(Debug)]
+pub struct MGet {
+    keys: Vec<Bytes>,
+}
+
+impl MGet {
+    pub fn parse(args: &mut Args) -> Result<MGet, CmdError> {
+        Ok(MGet {
+            keys: args.rest_at_least_one()?,
+        })
+    }
+
+    pub fn apply(self, node: &Node, out: &mut BytesMut) {
+        kv_proto::write::array_header(out, self.keys.len());
+        node.read(|r| {
+            for k in &self.keys {
+                r.get(k, |v| match v {
+                    Some(v) => kv_proto::write::bulk(out, v),
+                    None => kv_proto::write::null(out),
+                });
+            }
+        });
+    }
+}
+
+/// `STRLEN key`: the value's length, 0 when absent.
+#[derive(Debug)]
+pub struct StrLen {
+    key: Bytes,
+}
+
+impl StrLen {
+    pub fn parse(args: &mut Args) -> Result<StrLen, CmdError> {
+        let key = args.arg()?;
+        args.finish()?;
+        Ok(StrLen { key })
+    }
+
+    pub fn apply(self, node: &Node, out: &mut BytesMut) {
+        let n = node.read(|r| r.get(&self.key, |v| v.map_or(0, <[u8]>::len)));
+        kv_proto::write::integer(out, n as i64);
     }
 }

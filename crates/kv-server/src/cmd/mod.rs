@@ -8,7 +8,9 @@ mod args;
 mod connection;
 mod del;
 mod exists;
+mod expire;
 mod get;
+mod incr;
 mod info;
 mod set;
 
@@ -28,9 +30,18 @@ pub enum Command {
     Select(connection::Select),
     Quit,
     Get(get::Get),
+    MGet(get::MGet),
+    StrLen(get::StrLen),
     Set(set::Set),
+    MSet(set::MSet),
     Del(del::Del),
+    GetDel(del::GetDel),
     Exists(exists::Exists),
+    Expire(expire::Expire),
+    Persist(expire::Persist),
+    Ttl(expire::Ttl),
+    IncrBy(incr::IncrBy),
+    Append(incr::Append),
     DbSize,
     /// `KV.INFO`: this node's role, position and contents, for gates and operators.
     Info,
@@ -49,9 +60,29 @@ impl Command {
             b"SELECT" => Command::Select(connection::Select::parse(&mut args)?),
             b"QUIT" => Command::Quit,
             b"GET" => Command::Get(get::Get::parse(&mut args)?),
+            b"MGET" => Command::MGet(get::MGet::parse(&mut args)?),
+            b"STRLEN" => Command::StrLen(get::StrLen::parse(&mut args)?),
             b"SET" => Command::Set(set::Set::parse(&mut args)?),
+            b"SETNX" => Command::Set(set::Set::parse_setnx(&mut args)?),
+            b"SETEX" => Command::Set(set::Set::parse_setex(&mut args, 1000)?),
+            b"PSETEX" => Command::Set(set::Set::parse_setex(&mut args, 1)?),
+            b"GETSET" => Command::Set(set::Set::parse_getset(&mut args)?),
+            b"MSET" => Command::MSet(set::MSet::parse(&mut args)?),
             b"DEL" | b"UNLINK" => Command::Del(del::Del::parse(&mut args)?),
+            b"GETDEL" => Command::GetDel(del::GetDel::parse(&mut args)?),
             b"EXISTS" => Command::Exists(exists::Exists::parse(&mut args)?),
+            b"EXPIRE" => Command::Expire(expire::Expire::parse(&mut args, 1000, true)?),
+            b"PEXPIRE" => Command::Expire(expire::Expire::parse(&mut args, 1, true)?),
+            b"EXPIREAT" => Command::Expire(expire::Expire::parse(&mut args, 1000, false)?),
+            b"PEXPIREAT" => Command::Expire(expire::Expire::parse(&mut args, 1, false)?),
+            b"PERSIST" => Command::Persist(expire::Persist::parse(&mut args)?),
+            b"TTL" => Command::Ttl(expire::Ttl::parse(&mut args, false)?),
+            b"PTTL" => Command::Ttl(expire::Ttl::parse(&mut args, true)?),
+            b"INCR" => Command::IncrBy(incr::IncrBy::parse(&mut args, Some(1), false)?),
+            b"DECR" => Command::IncrBy(incr::IncrBy::parse(&mut args, Some(-1), false)?),
+            b"INCRBY" => Command::IncrBy(incr::IncrBy::parse(&mut args, None, false)?),
+            b"DECRBY" => Command::IncrBy(incr::IncrBy::parse(&mut args, None, true)?),
+            b"APPEND" => Command::Append(incr::Append::parse(&mut args)?),
             b"DBSIZE" => {
                 args.finish()?;
                 Command::DbSize
@@ -73,9 +104,18 @@ impl Command {
             Command::Select(c) => c.apply(out),
             Command::Quit => kv_proto::write::ok(out),
             Command::Get(c) => c.apply(node, out),
+            Command::MGet(c) => c.apply(node, out),
+            Command::StrLen(c) => c.apply(node, out),
             Command::Set(c) => return c.apply(node, out),
+            Command::MSet(c) => return c.apply(node, out),
             Command::Del(c) => return c.apply(node, out),
+            Command::GetDel(c) => return c.apply(node, out),
             Command::Exists(c) => c.apply(node, out),
+            Command::Expire(c) => return c.apply(node, out),
+            Command::Persist(c) => return c.apply(node, out),
+            Command::Ttl(c) => c.apply(node, out),
+            Command::IncrBy(c) => return c.apply(node, out),
+            Command::Append(c) => return c.apply(node, out),
             Command::DbSize => {
                 let n = node.read(|r| r.len());
                 kv_proto::write::integer(out, n as i64);

@@ -1,5 +1,6 @@
-//! SET key value [NX | XX] [GET] [EX seconds | PX milliseconds | EXAT unix-seconds |
-//! PXAT unix-milliseconds | KEEPTTL]
+//! Writes of values: SET key value [NX | XX] [GET] [EX seconds | PX milliseconds |
+//! EXAT unix-seconds | PXAT unix-milliseconds | KEEPTTL], and the commands that are SET with
+//! fixed options: SETNX, SETEX, PSETEX, GETSET; and MSET.
 
 use bytes::{Bytes, BytesMut};
 
@@ -31,6 +32,8 @@ pub struct Set {
     condition: Condition,
     expiry: Expiry,
     get: bool,
+    /// SETNX replies 1/0 instead of OK/nil.
+    flag_reply: bool,
 }
 
 enum Outcome {
@@ -52,6 +55,7 @@ impl Set {
             condition: Condition::Always,
             expiry: Expiry::None,
             get: false,
+            flag_reply: false,
         };
         let invalid = || CmdError::InvalidExpire("set".into());
         while let Some(opt) = args.arg_opt() {
@@ -87,7 +91,63 @@ impl Set {
         Ok(set)
     }
 
+    fn plain(args: &mut Args) -> Result<Set, CmdError> {
+        let key = args.arg()?;
+        let value = args.arg()?;
+        args.finish()?;
+        Ok(Set {
+            key,
+            value,
+            condition: Condition::Always,
+            expiry: Expiry::None,
+            get: false,
+            flag_reply: false,
+        })
+    }
+
+    /// `SETNX key value`: 1 when set, 0 when the key existed.
+    pub fn parse_setnx(args: &mut Args) -> Result<Set, CmdError> {
+        Ok(Set {
+            condition: Condition::IfAbsent,
+            flag_reply: true,
+            ..Set::plain(args)?
+        })
+    }
+
+    /// `GETSET key value`: sets, replies with the previous value.
+    pub fn parse_getset(args: &mut Args) -> Result<Set, CmdError> {
+        Ok(Set {
+            get: true,
+            ..Set::plain(args)?
+        })
+    }
+
+    /// `SETEX key seconds value` (`unit_ms` 1000) and `PSETEX key ms value` (`unit_ms` 1).
+    pub fn parse_setex(args: &mut Args, unit_ms: u64) -> Result<Set, CmdError> {
+        let key = args.arg()?;
+        let n = args.arg_i64()?;
+        let value = args.arg()?;
+        args.finish()?;
+        let invalid = || CmdError::InvalidExpire(args.lower_name());
+        if n <= 0 {
+            return Err(invalid());
+        }
+        let ms = (n as u64)
+            .checked_mul(unit_ms)
+            .filter(|&m| m <= i64::MAX as u64)
+            .ok_or_else(invalid)?;
+        Ok(Set {
+            key,
+            value,
+            condition: Condition::Always,
+            expiry: Expiry::In(ms),
+            get: false,
+            flag_reply: false,
+        })
+    }
+
     pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
+        let flag = self.flag_reply;
         let result = node.write(|w| {
             if !w.fits(self.key.len(), self.value.len()) {
                 return Outcome::TooLarge;
@@ -123,10 +183,48 @@ impl Set {
             if self.get { Outcome::Old(old_value) } else { Outcome::Ok }
         });
         reply_write(out, result, |out, outcome| match outcome {
+            Outcome::Ok if flag => kv_proto::write::integer(out, 1),
+            Outcome::NotSet if flag => kv_proto::write::integer(out, 0),
             Outcome::Ok => kv_proto::write::ok(out),
             Outcome::NotSet => kv_proto::write::null(out),
             Outcome::Old(v) => write_opt(out, v.as_ref()),
             Outcome::TooLarge => kv_proto::write::error(out, b"OOM value too large for this server's --maxmemory"),
+        })
+    }
+}
+
+/// `MSET key value [key value ...]`: sets every pair (atomically on one server; the gate
+/// splits an MSET by shard, and across shards it is not atomic).
+#[derive(Debug)]
+pub struct MSet {
+    pairs: Vec<Bytes>,
+}
+
+impl MSet {
+    pub fn parse(args: &mut Args) -> Result<MSet, CmdError> {
+        let pairs = args.rest_at_least_one()?;
+        if !pairs.len().is_multiple_of(2) {
+            return Err(args.arity());
+        }
+        Ok(MSet { pairs })
+    }
+
+    pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
+        let result = node.write(|w| {
+            if self.pairs.chunks_exact(2).any(|p| !w.fits(p[0].len(), p[1].len())) {
+                return false;
+            }
+            for p in self.pairs.chunks_exact(2) {
+                w.set(&p[0], &p[1], None);
+            }
+            true
+        });
+        reply_write(out, result, |out, ok| {
+            if ok {
+                kv_proto::write::ok(out)
+            } else {
+                kv_proto::write::error(out, b"OOM value too large for this server's --maxmemory")
+            }
         })
     }
 }

@@ -58,7 +58,7 @@ pub async fn follow(node: Arc<Node>, leader: String, epoch: u64, term: u64) {
 
 fn limits(node: &Node) -> Limits {
     Limits {
-        max_bulk_len: node.config.proto_max_bulk_len as usize,
+        max_bulk_len: node.config.resp.proto_max_bulk_len as usize,
         max_multibulk_len: 1 << 20,
         max_inline_len: 64 * 1024,
         max_query_buffer: usize::MAX / 2,

@@ -1,0 +1,160 @@
+//! Multi-key commands: split by shard, sent concurrently, reassembled in the client's order.
+//!
+//! Across shards these commands are not atomic (as in Redis Cluster proxies): an MSET whose
+//! keys live on two shards is two MSETs.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use kv_proto::{CommandBuilder, Frame, Request};
+
+use super::{Pending, forward_error};
+use crate::forward::{Access, Forwarder, InFlight};
+use crate::routing::Target;
+
+/// How the shards' replies combine.
+#[derive(Debug, Clone, Copy)]
+enum Combine {
+    /// MGET: each shard's array goes back to the keys' original positions.
+    Positions(usize),
+    /// MSET: OK when every shard said OK.
+    AllOk,
+    /// DEL, UNLINK, EXISTS: the sum of the shards' integers.
+    Sum,
+}
+
+/// A multi-key command in flight: one request per shard.
+pub struct Fanout {
+    parts: Vec<(InFlight, Vec<usize>)>,
+    combine: Combine,
+}
+
+/// Groups argument indices `first..` (stepping by `step`) by the shard of the key there.
+fn group(fwd: &Forwarder, req: &Request, step: usize) -> Option<BTreeMap<String, Vec<usize>>> {
+    let routing = fwd.routing();
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for i in (1..req.len()).step_by(step) {
+        let shard = routing.ring().shard_for(&req.args()[i])?;
+        groups.entry(shard.to_string()).or_default().push(i);
+    }
+    Some(groups)
+}
+
+async fn start(
+    fwd: &Forwarder,
+    req: &Request,
+    step: usize,
+    access: Access,
+    combine: Combine,
+    affinity: usize,
+) -> Pending {
+    let mut groups = group(fwd, req, step);
+    if groups.is_none() && fwd.wait_for_shards().await {
+        groups = group(fwd, req, step);
+    }
+    let Some(groups) = groups else {
+        return Pending::Now(Frame::error("CLUSTERDOWN no shard is registered in the cluster yet"));
+    };
+    let mut parts = Vec::with_capacity(groups.len());
+    for (shard, indices) in groups {
+        let mut cmd = CommandBuilder::new(1 + indices.len() * step).arg(req.name());
+        for &i in &indices {
+            for a in &req.args()[i..i + step] {
+                cmd = cmd.arg(a);
+            }
+        }
+        let flight = fwd.start(Target::Shard(shard), access, cmd.finish(), affinity).await;
+        // Positions in the reply are key ordinals, not argument indices.
+        parts.push((flight, indices.iter().map(|i| (i - 1) / step).collect()));
+    }
+    Pending::Fanout(Fanout { parts, combine })
+}
+
+/// MGET
+pub async fn mget(fwd: &Forwarder, req: &Request, affinity: usize) -> Pending {
+    start(fwd, req, 1, Access::Read, Combine::Positions(req.len() - 1), affinity).await
+}
+
+/// MSET
+pub async fn mset(fwd: &Forwarder, req: &Request, affinity: usize) -> Pending {
+    if !(req.len() - 1).is_multiple_of(2) {
+        return Pending::Now(Frame::error("ERR wrong number of arguments for 'mset' command"));
+    }
+    start(
+        fwd,
+        req,
+        2,
+        Access::Write { idempotent: true },
+        Combine::AllOk,
+        affinity,
+    )
+    .await
+}
+
+/// DEL, UNLINK, EXISTS
+pub async fn sum(fwd: &Forwarder, req: &Request, access: Access, affinity: usize) -> Pending {
+    start(fwd, req, 1, access, Combine::Sum, affinity).await
+}
+
+impl Fanout {
+    pub async fn finish(self, fwd: &Forwarder) -> Frame {
+        let mut values: Vec<Frame> = match self.combine {
+            Combine::Positions(n) => vec![Frame::Null; n],
+            _ => Vec::new(),
+        };
+        let mut total = 0i64;
+        let mut first_error = None;
+        for (flight, positions) in self.parts {
+            let reply = match flight.finish(fwd).await {
+                Ok(f) => f,
+                Err(e) => forward_error(&e),
+            };
+            match (self.combine, reply) {
+                (_, e @ Frame::Error(_)) => {
+                    first_error.get_or_insert(e);
+                }
+                (Combine::Positions(_), Frame::Array(items)) if items.len() == positions.len() => {
+                    for (item, pos) in items.into_iter().zip(positions) {
+                        values[pos] = item;
+                    }
+                }
+                (Combine::AllOk, Frame::Simple(_)) => {}
+                (Combine::Sum, Frame::Integer(n)) => total += n,
+                (_, other) => {
+                    first_error.get_or_insert(Frame::error(format!("ERR unexpected reply from a shard: {other:?}")));
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return e;
+        }
+        match self.combine {
+            Combine::Positions(_) => Frame::Array(values),
+            Combine::AllOk => Frame::Simple(Bytes::from_static(b"OK")),
+            Combine::Sum => Frame::Integer(total),
+        }
+    }
+}
+
+/// DBSIZE summed over every shard on the ring.
+pub async fn dbsize(fwd: &Forwarder, affinity: usize) -> Frame {
+    let routing = fwd.routing();
+    let request = CommandBuilder::new(1).arg(b"DBSIZE").finish();
+    let mut flights = Vec::new();
+    for shard in routing.shard_names() {
+        flights.push(
+            fwd.start(Target::Shard(shard.clone()), Access::Read, request.clone(), affinity)
+                .await,
+        );
+    }
+    let mut total = 0;
+    for f in flights {
+        match f.finish(fwd).await {
+            Ok(Frame::Integer(n)) => total += n,
+            Ok(e @ Frame::Error(_)) => return e,
+            Ok(other) => return Frame::error(format!("ERR unexpected reply from a shard: {other:?}")),
+            Err(e) => return forward_error(&e),
+        }
+    }
+    Frame::Integer(total)
+}

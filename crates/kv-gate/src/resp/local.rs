@@ -1,0 +1,252 @@
+//! Commands the gate answers itself: PING, ECHO, QUIT, SELECT, HELLO, CLIENT, COMMAND, INFO.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use kv_proto::{Frame, Request};
+
+use super::command::{COMMANDS, Spec, lookup};
+use super::{Pending, RespState, Session};
+use crate::topology;
+
+fn bulk(s: impl Into<Bytes>) -> Frame {
+    Frame::Bulk(s.into())
+}
+
+fn ok() -> Frame {
+    Frame::simple("OK")
+}
+
+fn upper(b: &[u8]) -> Vec<u8> {
+    b.to_ascii_uppercase()
+}
+
+/// Serves a local command.
+pub fn apply(session: &mut Session<'_>, spec: &Spec, req: &Request) -> Pending {
+    let a = req.args();
+    let frame = match spec.name {
+        "ping" => match a.len() {
+            1 => Frame::simple("PONG"),
+            2 => Frame::Bulk(a[1].clone()),
+            _ => Frame::error("ERR wrong number of arguments for 'ping' command"),
+        },
+        "echo" => Frame::Bulk(a[1].clone()),
+        "quit" => {
+            session.quit = true;
+            ok()
+        }
+        "select" => match &a[1][..] {
+            b"0" => ok(),
+            _ if a[1].iter().all(u8::is_ascii_digit) => Frame::error("ERR DB index is out of range"),
+            _ => Frame::error("ERR value is not an integer or out of range"),
+        },
+        "hello" => hello(session, a),
+        "client" => client(session, a),
+        "command" => command(a),
+        "info" => {
+            if a.len() > 2 {
+                Frame::error("ERR syntax error")
+            } else {
+                return Pending::Info(a.get(1).map(|s| String::from_utf8_lossy(s).to_ascii_lowercase()));
+            }
+        }
+        other => Frame::error(format!("ERR command '{other}' is not served locally")),
+    };
+    Pending::Now(frame)
+}
+
+/// `HELLO [protover [AUTH user pass] [SETNAME name]]`: RESP2 only.
+fn hello(session: &mut Session<'_>, a: &[Bytes]) -> Frame {
+    if let Some(v) = a.get(1) {
+        match &v[..] {
+            b"2" => {}
+            b"3" => return Frame::error("NOPROTO sorry, this protocol version is not supported"),
+            _ => return Frame::error("ERR Protocol version is not an integer or out of range"),
+        }
+    }
+    let mut i = 2;
+    while i < a.len() {
+        match upper(&a[i]).as_slice() {
+            b"AUTH" if i + 2 < a.len() => i += 3,
+            b"SETNAME" if i + 1 < a.len() => {
+                session.name = Some(String::from_utf8_lossy(&a[i + 1]).into_owned());
+                i += 2;
+            }
+            _ => {
+                return Frame::error(format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(&a[i])
+                ));
+            }
+        }
+    }
+    Frame::Array(vec![
+        bulk("server"),
+        bulk("kvstore"),
+        bulk("version"),
+        bulk(env!("CARGO_PKG_VERSION")),
+        bulk("proto"),
+        Frame::Integer(2),
+        bulk("id"),
+        Frame::Integer(session.id as i64),
+        bulk("mode"),
+        bulk("cluster"),
+        bulk("role"),
+        bulk("master"),
+        bulk("modules"),
+        Frame::Array(vec![]),
+    ])
+}
+
+/// `CLIENT SETNAME | GETNAME | SETINFO | ID | INFO`
+fn client(session: &mut Session<'_>, a: &[Bytes]) -> Frame {
+    let sub = upper(&a[1]);
+    match (sub.as_slice(), a.len()) {
+        (b"SETNAME", 3) => {
+            if a[2].iter().any(|c| *c <= b' ' || *c > b'~') {
+                return Frame::error("ERR Client names cannot contain spaces, newlines or special characters.");
+            }
+            session.name = (!a[2].is_empty()).then(|| String::from_utf8_lossy(&a[2]).into_owned());
+            ok()
+        }
+        (b"GETNAME", 2) => session.name.clone().map_or(Frame::Null, bulk),
+        (b"SETINFO", 4) => ok(),
+        (b"ID", 2) => Frame::Integer(session.id as i64),
+        (b"INFO", 2) => bulk(format!(
+            "id={} name={} db=0 cmd=client|info\n",
+            session.id,
+            session.name.as_deref().unwrap_or("")
+        )),
+        (b"SETNAME" | b"GETNAME" | b"SETINFO" | b"ID" | b"INFO", _) => Frame::error(format!(
+            "ERR wrong number of arguments for 'client|{}' command",
+            String::from_utf8_lossy(&a[1]).to_ascii_lowercase()
+        )),
+        _ => Frame::error(format!(
+            "ERR unknown subcommand '{}'. Try CLIENT HELP.",
+            String::from_utf8_lossy(&a[1])
+        )),
+    }
+}
+
+fn describe(s: &Spec) -> Frame {
+    Frame::Array(vec![
+        bulk(s.name),
+        Frame::Integer(s.arity as i64),
+        Frame::Array(
+            s.flags
+                .iter()
+                .map(|f| Frame::Simple(Bytes::from_static(f.as_bytes())))
+                .collect(),
+        ),
+        Frame::Integer(s.first_key as i64),
+        Frame::Integer(s.last_key as i64),
+        Frame::Integer(s.step as i64),
+    ])
+}
+
+/// `COMMAND [COUNT | LIST | INFO name... | DOCS ...]`
+fn command(a: &[Bytes]) -> Frame {
+    let Some(sub) = a.get(1) else {
+        return Frame::Array(COMMANDS.iter().map(describe).collect());
+    };
+    match upper(sub).as_slice() {
+        b"COUNT" => Frame::Integer(COMMANDS.len() as i64),
+        b"LIST" => Frame::Array(COMMANDS.iter().map(|s| bulk(s.name)).collect()),
+        b"INFO" => Frame::Array(
+            a[2..]
+                .iter()
+                .map(|n| lookup(n).map_or(Frame::NullArray, describe))
+                .collect(),
+        ),
+        // redis-cli asks for docs to show hints; having none is fine.
+        b"DOCS" => Frame::Array(vec![]),
+        _ => Frame::error(format!(
+            "ERR unknown subcommand '{}'. Try COMMAND HELP.",
+            String::from_utf8_lossy(sub)
+        )),
+    }
+}
+
+/// `INFO [section]` with cluster-wide figures gathered from every server.
+pub async fn info(state: &RespState, section: Option<&str>) -> Frame {
+    let routing = state.forwarder.routing();
+    let wanted = |name: &str| match section {
+        None | Some("all" | "everything" | "default") => true,
+        Some(s) => s == name,
+    };
+    let mut out = String::new();
+    if wanted("server") {
+        let _ = write!(
+            out,
+            "# Server\r\nredis_version:7.0.0\r\nkvstore_version:{}\r\nredis_mode:cluster\r\nprocess_id:{}\r\n\
+             tcp_port:{}\r\nhttp_addr:{}\r\nuptime_in_seconds:{}\r\n\r\n",
+            env!("CARGO_PKG_VERSION"),
+            std::process::id(),
+            state.resp_addr.rsplit(':').next().unwrap_or(""),
+            state.http_addr,
+            state.started.elapsed().as_secs()
+        );
+    }
+    let s = &state.stats;
+    if wanted("clients") {
+        let _ = write!(
+            out,
+            "# Clients\r\nconnected_clients:{}\r\n\r\n",
+            s.connected.load(Ordering::Relaxed)
+        );
+    }
+    if wanted("stats") {
+        let _ = write!(
+            out,
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\n\r\n",
+            s.connections_received.load(Ordering::Relaxed),
+            s.commands.load(Ordering::Relaxed),
+            s.rejected_connections.load(Ordering::Relaxed)
+        );
+    }
+    let needs_cluster = wanted("keyspace") || wanted("cluster") || wanted("memory");
+    if needs_cluster {
+        let cluster = topology::cluster_info(&routing).await;
+        let leaders = || {
+            cluster
+                .shards
+                .iter()
+                .filter_map(|sh| sh.replicas.iter().find(|r| r.role == "leader"))
+        };
+        let keys: u64 = leaders().filter_map(|r| r.keys).sum();
+        let bytes: u64 = leaders().filter_map(|r| r.bytes).sum();
+        if wanted("memory") {
+            let _ = write!(out, "# Memory\r\nused_memory_dataset:{bytes}\r\n\r\n");
+        }
+        if wanted("keyspace") {
+            let _ = write!(out, "# Keyspace\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n\r\n");
+        }
+        if wanted("cluster") {
+            let _ = write!(
+                out,
+                "# Cluster\r\ncluster_enabled:0\r\nkvstore_shards:{}\r\nkvstore_ring:{}\r\nkvstore_keys:{keys}\r\n",
+                cluster.shards.len(),
+                cluster.ring.join(",")
+            );
+            for sh in &cluster.shards {
+                let _ = write!(
+                    out,
+                    "shard_{}:epoch={},leader={},replicas={},in_sync={},keys={}\r\n",
+                    sh.name,
+                    sh.epoch,
+                    sh.leader.as_deref().unwrap_or("-"),
+                    sh.replicas.len(),
+                    sh.replicas.iter().filter(|r| r.in_sync).count(),
+                    sh.replicas
+                        .iter()
+                        .find(|r| r.role == "leader")
+                        .and_then(|r| r.keys)
+                        .unwrap_or(0)
+                );
+            }
+            out.push_str("\r\n");
+        }
+    }
+    Frame::Bulk(Bytes::from(out))
+}

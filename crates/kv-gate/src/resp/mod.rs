@@ -1,0 +1,282 @@
+//! The gate's RESP front: redis-cli, redis-benchmark and Redis client libraries talk to the
+//! cluster through it.
+//!
+//! ```text
+//! client ─RESP─▶ Session::start (parse, look up, check arity)
+//!                  ├─ local      (PING, HELLO, COMMAND, CLIENT, INFO, ...)
+//!                  ├─ forwarded  (the key's shard; the request's own bytes, not re-encoded)
+//!                  └─ fanned out (MGET, MSET, DEL, EXISTS, UNLINK, DBSIZE: one request per shard)
+//!        ◀─RESP─ Pending::finish, in request order
+//! ```
+//!
+//! A client's pipeline is queued on the backend connections as a whole before any reply is
+//! awaited, so pipelining holds end to end; replies are written in order, with one write per
+//! batch.
+//!
+//! - [`command`]: the command table (names, arity, how each is served).
+//! - [`local`]: commands the gate answers itself.
+//! - [`fanout`]: multi-key commands split by shard.
+
+pub mod command;
+pub mod fanout;
+pub mod local;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use kv_proto::{Frame, Limits, Request, RequestParser};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tracing::{debug, warn};
+
+use crate::forward::{Access, ForwardError, Forwarder, InFlight};
+use crate::routing::Target;
+use command::Kind;
+
+/// Most requests taken from one read before their replies are awaited: bounds what one
+/// connection holds in flight, whatever the pipeline depth.
+const MAX_BATCH: usize = 1024;
+/// Replies buffered beyond this are written out mid-batch.
+const FLUSH_AT: usize = 64 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
+
+/// What every RESP connection shares.
+pub struct RespState {
+    pub forwarder: Forwarder,
+    pub limits: Limits,
+    pub started: Instant,
+    pub http_addr: String,
+    pub resp_addr: String,
+    pub stats: Stats,
+}
+
+/// Counters for INFO.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub connections_received: AtomicU64,
+    pub connected: AtomicUsize,
+    pub commands: AtomicU64,
+    pub rejected_connections: AtomicU64,
+    pub next_client_id: AtomicU64,
+}
+
+/// Accepts RESP clients until `shutdown`; at most `max_clients` at once (others are told so
+/// and closed).
+pub async fn accept_loop(
+    state: Arc<RespState>,
+    listener: TcpListener,
+    max_clients: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(max_clients));
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        let mut stream = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        state.stats.connections_received.fetch_add(1, Ordering::Relaxed);
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            state.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
+            });
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            state.stats.connected.fetch_add(1, Ordering::Relaxed);
+            Session::new(&state).serve(stream, shutdown).await;
+            state.stats.connected.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+}
+
+/// A reply being produced, finished in request order.
+pub enum Pending {
+    Now(Frame),
+    Forward(InFlight),
+    Fanout(fanout::Fanout),
+    Info(Option<String>),
+    DbSize(usize),
+}
+
+/// The error reply for a command the cluster could not serve.
+pub fn forward_error(e: &ForwardError) -> Frame {
+    match e {
+        ForwardError::Unavailable(m) => Frame::error(format!("CLUSTERDOWN {m}")),
+        ForwardError::OutcomeUnknown(m) => Frame::error(format!("ERR the outcome of the write is unknown: {m}")),
+    }
+}
+
+impl Pending {
+    async fn finish(self, state: &RespState) -> Frame {
+        match self {
+            Pending::Now(f) => f,
+            Pending::Forward(f) => f.finish(&state.forwarder).await.unwrap_or_else(|e| forward_error(&e)),
+            Pending::Fanout(f) => f.finish(&state.forwarder).await,
+            Pending::Info(section) => local::info(state, section.as_deref()).await,
+            Pending::DbSize(affinity) => fanout::dbsize(&state.forwarder, affinity).await,
+        }
+    }
+}
+
+/// One client connection.
+pub struct Session<'a> {
+    pub state: &'a RespState,
+    pub id: u64,
+    pub name: Option<String>,
+    quit: bool,
+}
+
+impl<'a> Session<'a> {
+    fn new(state: &'a RespState) -> Session<'a> {
+        Session {
+            state,
+            id: state.stats.next_client_id.fetch_add(1, Ordering::Relaxed) + 1,
+            name: None,
+            quit: false,
+        }
+    }
+
+    async fn serve(mut self, mut stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
+        let mut parser = RequestParser::new(self.state.limits);
+        let mut input = BytesMut::with_capacity(READ_CHUNK);
+        let mut output = BytesMut::with_capacity(READ_CHUNK);
+        let mut batch: Vec<Pending> = Vec::new();
+        loop {
+            let mut broken = false;
+            loop {
+                while batch.len() < MAX_BATCH && !self.quit {
+                    match parser.parse(&mut input) {
+                        Ok(Some(req)) => batch.push(self.start(req).await),
+                        Ok(None) => break,
+                        Err(e) => {
+                            debug!(error = %e, "closing a RESP client that broke the protocol");
+                            batch.push(Pending::Now(Frame::error(format!("ERR {e}"))));
+                            broken = true;
+                            break;
+                        }
+                    }
+                }
+                let more = batch.len() == MAX_BATCH;
+                self.state
+                    .stats
+                    .commands
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                for p in batch.drain(..) {
+                    p.finish(self.state).await.encode(&mut output);
+                    if output.len() >= FLUSH_AT {
+                        if stream.write_all(&output).await.is_err() {
+                            return;
+                        }
+                        output.clear();
+                    }
+                }
+                if !more || broken || self.quit {
+                    break;
+                }
+            }
+            if !output.is_empty() {
+                if stream.write_all(&output).await.is_err() {
+                    return;
+                }
+                output.clear();
+            }
+            if broken || self.quit {
+                return;
+            }
+            if input.capacity() - input.len() < READ_CHUNK / 4 {
+                input.reserve(READ_CHUNK);
+            }
+            tokio::select! {
+                r = stream.read_buf(&mut input) => match r {
+                    Ok(n) if n > 0 => {}
+                    _ => return,
+                },
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Starts serving one request: everything up to queuing it on a server.
+    async fn start(&mut self, req: Request) -> Pending {
+        let Some(spec) = command::lookup(req.name()) else {
+            return Pending::Now(unknown(&req));
+        };
+        if !spec.arity_ok(req.len()) {
+            return Pending::Now(Frame::error(format!(
+                "ERR wrong number of arguments for '{}' command",
+                spec.name
+            )));
+        }
+        let fwd = &self.state.forwarder;
+        match spec.kind {
+            Kind::Local => local::apply(self, spec, &req),
+            Kind::Key(access) => self.forward(req, access).await,
+            Kind::Set => {
+                let conditional = req.args()[3..]
+                    .iter()
+                    .any(|a| [&b"NX"[..], b"XX", b"GET"].iter().any(|o| a.eq_ignore_ascii_case(o)));
+                self.forward(
+                    req,
+                    Access::Write {
+                        idempotent: !conditional,
+                    },
+                )
+                .await
+            }
+            Kind::MGet => fanout::mget(fwd, &req, self.affinity()).await,
+            Kind::MSet => fanout::mset(fwd, &req, self.affinity()).await,
+            Kind::SumKeys(access) => fanout::sum(fwd, &req, access, self.affinity()).await,
+            Kind::DbSize => Pending::DbSize(self.affinity()),
+        }
+    }
+
+    async fn forward(&self, req: Request, access: Access) -> Pending {
+        let key = req.args()[1].clone();
+        // A multibulk request is forwarded as the bytes it arrived in; an inline one is
+        // re-encoded (a server may not accept it inline).
+        let bytes = if req.raw().first() == Some(&b'*') {
+            req.raw().clone()
+        } else {
+            kv_proto::write::command(req.args().iter().map(|a| &a[..]))
+        };
+        Pending::Forward(
+            self.state
+                .forwarder
+                .start(Target::Key(key), access, bytes, self.affinity())
+                .await,
+        )
+    }
+
+    /// Keeps this client's requests on one backend connection per server.
+    fn affinity(&self) -> usize {
+        self.id as usize
+    }
+}
+
+fn unknown(req: &Request) -> Frame {
+    let args: String = req.args()[1..]
+        .iter()
+        .take(3)
+        .map(|a| format!("'{}' ", String::from_utf8_lossy(a)))
+        .collect();
+    Frame::error(format!(
+        "ERR unknown command '{}', with args beginning with: {args}",
+        String::from_utf8_lossy(req.name())
+    ))
+}

@@ -1,0 +1,155 @@
+//! Time to live: EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, PERSIST, TTL, PTTL.
+
+use bytes::{Bytes, BytesMut};
+
+use super::{Args, CmdError, reply_write};
+use crate::node::{Node, Pending};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum When {
+    Always,
+    /// NX: only if the key has no expiry.
+    NoExpiry,
+    /// XX: only if the key has an expiry.
+    HasExpiry,
+    /// GT: only if the new expiry is later (no expiry counts as infinite).
+    Later,
+    /// LT: only if the new expiry is sooner.
+    Sooner,
+}
+
+/// `EXPIRE key seconds`, `PEXPIRE key ms`, `EXPIREAT key unix-s`, `PEXPIREAT key unix-ms`,
+/// each with an optional NX | XX | GT | LT.
+#[derive(Debug)]
+pub struct Expire {
+    key: Bytes,
+    /// The requested expiry in Unix ms, or a relative delay in ms (resolved at apply time).
+    amount: i64,
+    relative: bool,
+    when: When,
+    /// The command name, for error messages.
+    name: String,
+}
+
+impl Expire {
+    /// `unit_ms`: 1000 for seconds, 1 for milliseconds.
+    pub fn parse(args: &mut Args, unit_ms: i64, relative: bool) -> Result<Expire, CmdError> {
+        let key = args.arg()?;
+        let n = args.arg_i64()?;
+        let when = match args.arg_opt().map(|o| o.to_ascii_uppercase()) {
+            None => When::Always,
+            Some(o) => match o.as_slice() {
+                b"NX" => When::NoExpiry,
+                b"XX" => When::HasExpiry,
+                b"GT" => When::Later,
+                b"LT" => When::Sooner,
+                _ => {
+                    return Err(CmdError::Other(format!(
+                        "Unsupported option {}",
+                        String::from_utf8_lossy(&o)
+                    )));
+                }
+            },
+        };
+        args.finish()?;
+        let amount = n
+            .checked_mul(unit_ms)
+            .ok_or_else(|| CmdError::InvalidExpire(args.lower_name()))?;
+        Ok(Expire {
+            key,
+            amount,
+            relative,
+            when,
+            name: args.lower_name(),
+        })
+    }
+
+    pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
+        let result = node.write(|w| {
+            let Some(current) = w.expiry_of(&self.key) else {
+                return Ok(false);
+            };
+            let at = if self.relative {
+                (w.now() as i64).checked_add(self.amount)
+            } else {
+                Some(self.amount)
+            };
+            let Some(at) = at else {
+                return Err(());
+            };
+            let allowed = match self.when {
+                When::Always => true,
+                When::NoExpiry => current.is_none(),
+                When::HasExpiry => current.is_some(),
+                When::Later => current.is_some_and(|c| at > c as i64),
+                When::Sooner => current.is_none_or(|c| at < c as i64),
+            };
+            if !allowed {
+                return Ok(false);
+            }
+            if at <= w.now() as i64 {
+                w.del(&self.key);
+            } else {
+                w.expire(&self.key, Some(at as u64));
+            }
+            Ok(true)
+        });
+        let name = &self.name;
+        reply_write(out, result, |out, r| match r {
+            Ok(set) => kv_proto::write::integer(out, set as i64),
+            Err(()) => kv_proto::write::error(out, format!("ERR invalid expire time in '{name}' command").as_bytes()),
+        })
+    }
+}
+
+/// `PERSIST key`: removes the expiry; 1 when there was one.
+#[derive(Debug)]
+pub struct Persist {
+    key: Bytes,
+}
+
+impl Persist {
+    pub fn parse(args: &mut Args) -> Result<Persist, CmdError> {
+        let key = args.arg()?;
+        args.finish()?;
+        Ok(Persist { key })
+    }
+
+    pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
+        let result = node.write(|w| match w.expiry_of(&self.key) {
+            Some(Some(_)) => w.expire(&self.key, None),
+            _ => false,
+        });
+        reply_write(out, result, |out, r| kv_proto::write::integer(out, r as i64))
+    }
+}
+
+/// `TTL key` (seconds) and `PTTL key` (milliseconds): -2 when absent, -1 without expiry.
+#[derive(Debug)]
+pub struct Ttl {
+    key: Bytes,
+    millis: bool,
+}
+
+impl Ttl {
+    pub fn parse(args: &mut Args, millis: bool) -> Result<Ttl, CmdError> {
+        let key = args.arg()?;
+        args.finish()?;
+        Ok(Ttl { key, millis })
+    }
+
+    pub fn apply(self, node: &Node, out: &mut BytesMut) {
+        let n = node.read(|r| {
+            let now = r.now();
+            r.lookup(&self.key, |hit| match hit {
+                None => -2,
+                Some((_, None)) => -1,
+                Some((_, Some(at))) => {
+                    let left = at.saturating_sub(now) as i64;
+                    if self.millis { left } else { (left + 500) / 1000 }
+                }
+            })
+        });
+        kv_proto::write::integer(out, n);
+    }
+}
