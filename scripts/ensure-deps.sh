@@ -38,4 +38,4 @@ fi
 echo "ensure-deps: installing ${pkgs[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq >&2
-$sudo apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >&2
+$sudo apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null

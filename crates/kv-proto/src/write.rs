@@ -63,9 +63,16 @@ fn put_decimal(out: &mut BytesMut, n: i64) {
 
 /// Formats `n` into `buf` without allocating.
 pub fn format_decimal(n: i64, buf: &mut [u8; 20]) -> &[u8] {
+    format_digits(n < 0, n.unsigned_abs(), buf)
+}
+
+/// Formats `n` into `buf` without allocating.
+pub fn format_unsigned(n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    format_digits(false, n, buf)
+}
+
+fn format_digits(negative: bool, mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
-    let negative = n < 0;
-    let mut v = n.unsigned_abs();
     loop {
         i -= 1;
         buf[i] = b'0' + (v % 10) as u8;
@@ -94,7 +101,13 @@ pub struct CommandBuilder {
 impl CommandBuilder {
     /// Starts a command of `argc` arguments.
     pub fn new(argc: usize) -> Self {
-        let mut out = BytesMut::with_capacity(64);
+        Self::with_payload(argc, 0)
+    }
+
+    /// Starts a command of `argc` arguments whose bulk contents total about `payload` bytes,
+    /// so that the buffer is allocated once.
+    pub fn with_payload(argc: usize, payload: usize) -> Self {
+        let mut out = BytesMut::with_capacity(16 + argc * 16 + payload);
         array_header(&mut out, argc);
         CommandBuilder { out }
     }
@@ -114,7 +127,8 @@ impl CommandBuilder {
 
     /// Appends an unsigned integer argument.
     pub fn uint(mut self, n: u64) -> Self {
-        bulk(&mut self.out, n.to_string().as_bytes());
+        let mut buf = [0u8; 20];
+        bulk(&mut self.out, format_unsigned(n, &mut buf));
         self
     }
 

@@ -79,8 +79,13 @@ pub struct Config {
 
     /// Bytes of recent writes the leader keeps so a reconnecting follower can resume
     /// (partial resync) instead of copying everything.
-    #[arg(long, env = "KVSERVER_REPL_BACKLOG_BYTES", default_value = "64mb", value_parser = size)]
+    #[arg(long, env = "KVSERVER_REPL_BACKLOG_BYTES", default_value = "16mb", value_parser = size)]
     pub repl_backlog_bytes: u64,
+
+    /// How long a leader keeps its backlog after its last follower left (so that follower can
+    /// still resume); a leader that never had followers keeps none, like Redis.
+    #[arg(long, env = "KVSERVER_REPL_BACKLOG_TTL_SECS", default_value_t = 3600)]
+    pub repl_backlog_ttl_secs: u64,
 
     /// When no in-sync replica of the shard is alive, let any live replica become leader
     /// (availability over the acknowledged writes that were lost with the in-sync replicas).

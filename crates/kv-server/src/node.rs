@@ -57,14 +57,52 @@ pub struct Data {
     /// the next sync must be a full one.
     pub position_valid: bool,
     pub followers: Followers,
+    /// A leader without followers keeps its backlog until then (`--repl-backlog-ttl-secs`),
+    /// so a follower that left can still resume; after that it stops logging entries at all.
+    pub backlog_until: Option<Instant>,
+    backlog_ttl: Duration,
 }
 
 impl Data {
-    /// Appends `m` to the log as the next entry of `epoch`.
+    /// Appends `m` to the log as the next entry of `epoch` — or, when no follower could ever
+    /// read it, only moves the offset on (no encoding, no memory).
     fn log(&mut self, epoch: u64, m: Mutation<'_>) {
-        let offset = self.log.next_offset();
-        let frame = m.encode(epoch, offset);
-        self.log.append(epoch, frame);
+        if self.keeps_log() {
+            let offset = self.log.next_offset();
+            let frame = m.encode(epoch, offset);
+            self.log.append(epoch, frame);
+        } else {
+            self.log.skip(epoch);
+        }
+    }
+
+    /// True while log entries may be read by a follower: always on a follower (it may lead
+    /// later), and on a leader while followers are attached or within the backlog TTL after
+    /// the last one left. Like Redis, a lone leader holds no backlog.
+    fn keeps_log(&mut self) -> bool {
+        if !matches!(self.role, Role::Leader { .. })
+            || self.followers.connected() > 0
+            || !self.followers.confirmed().is_empty()
+        {
+            return true;
+        }
+        match self.backlog_until {
+            Some(t) if Instant::now() < t => true,
+            Some(_) => {
+                self.backlog_until = None;
+                let (epoch, offset) = (self.log.last_epoch(), self.log.last_offset());
+                self.log.reset(epoch, offset);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// The last follower left: keep the backlog for the TTL.
+    pub fn follower_left(&mut self) {
+        if self.followers.connected() == 0 {
+            self.backlog_until = Some(Instant::now() + self.backlog_ttl);
+        }
     }
 }
 
@@ -199,6 +237,8 @@ impl Node {
                 term: 0,
                 position_valid: true,
                 followers: Followers::new(),
+                backlog_until: None,
+                backlog_ttl: Duration::from_secs(config.repl_backlog_ttl_secs),
             }),
             config,
             appended: watch::channel(0).0,
@@ -232,6 +272,15 @@ impl Node {
     /// Subscribes to the log's last offset.
     pub fn subscribe_appended(&self) -> watch::Receiver<u64> {
         self.appended.subscribe()
+    }
+
+    /// Wakes follower streams waiting for new entries. Skipped when none is connected (the
+    /// common single-replica case): a stream that subscribes later reads the log itself
+    /// before waiting, so it misses nothing.
+    fn notify_appended(&self, last: u64) {
+        if self.appended.receiver_count() > 0 {
+            self.appended.send_replace(last);
+        }
     }
 
     /// Wakes the cluster runtime to reconcile the in-sync set.
@@ -306,7 +355,7 @@ impl Node {
                 offset: last,
             });
         drop(data);
-        self.appended.send_replace(last);
+        self.notify_appended(last);
         Ok((r, pending))
     }
 
@@ -328,7 +377,7 @@ impl Node {
         let last = data.log.last_offset();
         drop(data);
         if last != before {
-            self.appended.send_replace(last);
+            self.notify_appended(last);
         }
         out
     }
@@ -358,6 +407,9 @@ impl Node {
         data.role = Role::Leader { epoch };
         data.term += 1;
         data.followers = Followers::new();
+        // Entries received as a follower are what the previous leader's other followers will
+        // resume from; a leader that starts with an empty backlog has nobody to keep one for.
+        data.backlog_until = (data.log.bytes() > 0).then(|| Instant::now() + data.backlog_ttl);
         self.lease.set(lease_until);
         self.publish_commit(&data);
         drop(data);
@@ -428,7 +480,7 @@ impl Node {
         data.log.reset(epoch, offset);
         data.position_valid = true;
         drop(data);
-        self.appended.send_replace(offset);
+        self.notify_appended(offset);
         Ok(())
     }
 
@@ -454,7 +506,7 @@ impl Node {
         }
         let last = data.log.last_offset();
         drop(data);
-        self.appended.send_replace(last);
+        self.notify_appended(last);
         Ok(last)
     }
 }
@@ -656,6 +708,8 @@ mod tests {
     fn a_follower_applies_the_leaders_log_in_order() {
         let leader = node();
         leader.become_leader(3, lease());
+        // With a follower attached the leader keeps its log.
+        leader.lock().followers.attach("f", 1, 0, true, Instant::now());
         leader.write(|w| w.set(b"a", b"1", None)).unwrap();
         leader.write(|w| w.set(b"b", b"2", Some(u64::MAX))).unwrap();
         leader.write(|w| w.del(b"a")).unwrap();
@@ -678,6 +732,21 @@ mod tests {
         assert_eq!(
             follower.apply_entries(term, &entries(&[old])),
             Err(ApplyError::EpochRegressed { last: 3, got: 2 })
+        );
+    }
+
+    #[test]
+    fn a_lone_leader_keeps_no_backlog() {
+        let n = node();
+        n.become_leader(1, lease());
+        for i in 0..100u32 {
+            n.write(|w| w.set(&i.to_be_bytes(), b"v", None)).unwrap();
+        }
+        let d = n.lock();
+        assert_eq!(
+            (d.log.last_offset(), d.log.bytes()),
+            (100, 0),
+            "offsets advance, nothing is kept"
         );
     }
 

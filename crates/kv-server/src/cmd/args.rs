@@ -6,9 +6,9 @@ use kv_proto::Request;
 /// A command's arguments, consumed front to back.
 #[derive(Debug)]
 pub struct Args {
-    name: Bytes,
-    rest: std::vec::IntoIter<Bytes>,
-    first_args: Vec<Bytes>,
+    /// All arguments, the name first; `next` indexes the next unconsumed one.
+    all: Vec<Bytes>,
+    next: usize,
 }
 
 /// A command that cannot run as given. `Display` is the Redis error text (without `-`).
@@ -35,39 +35,39 @@ fn lossy(b: &[u8]) -> String {
 impl Args {
     /// Splits a request into its name and arguments.
     pub fn new(req: Request) -> Args {
-        let mut all = req.into_args().into_iter();
-        let name = all.next().unwrap_or_default();
-        let first_args = all.as_slice().iter().take(3).cloned().collect();
         Args {
-            name,
-            rest: all,
-            first_args,
+            all: req.into_args(),
+            next: 1,
         }
     }
 
     /// The command name as sent.
     pub fn name(&self) -> &[u8] {
-        &self.name
+        self.all.first().map_or(&b""[..], |n| &n[..])
     }
 
     /// The command name, lower-case, for error messages.
     pub fn lower_name(&self) -> String {
-        lossy(&self.name).to_ascii_lowercase()
+        lossy(self.name()).to_ascii_lowercase()
     }
 
     /// Arguments not consumed yet.
     pub fn remaining(&self) -> usize {
-        self.rest.len()
-    }
-
-    /// The next argument, or an arity error.
-    pub fn arg(&mut self) -> Result<Bytes, CmdError> {
-        self.rest.next().ok_or_else(|| self.arity())
+        self.all.len().saturating_sub(self.next)
     }
 
     /// The next argument if any.
     pub fn arg_opt(&mut self) -> Option<Bytes> {
-        self.rest.next()
+        let a = self.all.get(self.next).cloned();
+        if a.is_some() {
+            self.next += 1;
+        }
+        a
+    }
+
+    /// The next argument, or an arity error.
+    pub fn arg(&mut self) -> Result<Bytes, CmdError> {
+        self.arg_opt().ok_or_else(|| self.arity())
     }
 
     /// The next argument as a signed integer.
@@ -78,15 +78,17 @@ impl Args {
 
     /// All remaining arguments (at least one, or an arity error).
     pub fn rest_at_least_one(&mut self) -> Result<Vec<Bytes>, CmdError> {
-        if self.rest.len() == 0 {
+        if self.remaining() == 0 {
             return Err(self.arity());
         }
-        Ok(self.rest.by_ref().collect())
+        let rest = self.all.split_off(self.next);
+        self.next = self.all.len();
+        Ok(rest)
     }
 
     /// Errors unless every argument was consumed.
     pub fn finish(&mut self) -> Result<(), CmdError> {
-        if self.rest.len() != 0 {
+        if self.remaining() != 0 {
             return Err(self.arity());
         }
         Ok(())
@@ -100,15 +102,30 @@ impl Args {
     /// The unknown-command error for this request.
     pub fn unknown(&self) -> CmdError {
         let args = self
-            .first_args
+            .all
             .iter()
+            .skip(1)
+            .take(3)
             .map(|a| format!("'{}' ", lossy(a)))
             .collect::<String>();
         CmdError::Unknown {
-            name: lossy(&self.name),
+            name: lossy(self.name()),
             args,
         }
     }
+}
+
+/// `name` upper-cased into a stack buffer (command names and options are short), or `None`
+/// when it is too long to be one we know.
+pub fn upper(name: &[u8]) -> Option<([u8; 16], usize)> {
+    let mut buf = [0u8; 16];
+    if name.len() > buf.len() {
+        return None;
+    }
+    for (b, c) in buf.iter_mut().zip(name) {
+        *b = c.to_ascii_uppercase();
+    }
+    Some((buf, name.len()))
 }
 
 /// Parses an integer exactly as Redis does: optional `-`, digits, no spaces, no `+`.

@@ -53,8 +53,10 @@ impl Command {
     /// Parses a request; unknown commands and bad arguments become Redis-style errors.
     pub fn from_request(req: Request) -> Result<Command, CmdError> {
         let mut args = Args::new(req);
-        let name = args.name().to_ascii_uppercase();
-        Ok(match name.as_slice() {
+        let Some((buf, len)) = args::upper(args.name()) else {
+            return Err(args.unknown());
+        };
+        Ok(match &buf[..len] {
             b"PING" => Command::Ping(connection::Ping::parse(&mut args)?),
             b"ECHO" => Command::Echo(connection::Echo::parse(&mut args)?),
             b"SELECT" => Command::Select(connection::Select::parse(&mut args)?),

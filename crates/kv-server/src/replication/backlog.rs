@@ -71,6 +71,14 @@ impl Backlog {
         }
     }
 
+    /// Moves to the next offset without keeping an entry (nobody could use it: see
+    /// `Data::keeps_log`). Only on an empty backlog.
+    pub fn skip(&mut self, epoch: u64) {
+        debug_assert!(self.entries.is_empty());
+        self.base += 1;
+        self.base_epoch = epoch;
+    }
+
     /// Forgets everything: the store was replaced by a snapshot taken at `(epoch, offset)`.
     pub fn reset(&mut self, epoch: u64, offset: u64) {
         self.entries.clear();
@@ -137,6 +145,17 @@ mod tests {
         let mut out = Vec::new();
         b.read_from(5, 10, &mut out).unwrap();
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn skipping_keeps_offsets_contiguous() {
+        let mut b = Backlog::new(100);
+        b.skip(2);
+        b.skip(2);
+        assert_eq!((b.last_offset(), b.last_epoch()), (2, 2));
+        assert!(b.can_resume(2, 2));
+        b.append(2, frame(5));
+        assert_eq!(b.last_offset(), 3);
     }
 
     #[test]

@@ -95,6 +95,7 @@ pub async fn serve_follower(node: Arc<Node>, conn: Connection, req: SyncRequest,
     {
         let mut d = node.lock();
         d.followers.detach(&req.node_id, conn_id);
+        d.follower_left();
         node.publish_commit(&d);
     }
     node.poke_cluster();

@@ -37,7 +37,17 @@ impl Mutation<'_> {
 
     /// The log entry for this mutation at `(epoch, offset)`.
     pub fn encode(&self, epoch: u64, offset: u64) -> Bytes {
-        let head = |n: usize| CommandBuilder::new(n).arg(b"KV.OP").uint(epoch).uint(offset);
+        let payload = match *self {
+            Mutation::Set { key, value, .. } => key.len() + value.len(),
+            Mutation::Del { key } | Mutation::Expire { key, .. } => key.len(),
+        };
+        // One allocation of the right size: this runs for every write.
+        let head = |n: usize| {
+            CommandBuilder::with_payload(n, payload)
+                .arg(b"KV.OP")
+                .uint(epoch)
+                .uint(offset)
+        };
         match *self {
             Mutation::Set { key, value, expires_at } => head(7)
                 .arg(b"SET")

@@ -156,3 +156,9 @@ fn slots_are_reused() {
     assert!(s.is_empty());
     assert_eq!(s.used_bytes(), 0);
 }
+
+#[test]
+fn an_entry_slot_stays_small() {
+    // Memory per key is a target (issue 3: RSS within 1.2x of redis-server's).
+    assert_eq!(std::mem::size_of::<Option<Slot>>(), 40);
+}

@@ -1,0 +1,352 @@
+#!/usr/bin/env python3
+"""kvstore against its peers, side by side in one run, on loopback.
+
+Systems (all started by this script, stopped when it ends):
+  gate       kvgate + 2 kvservers (2 shards, 1 replica each) + ZooKeeper
+  twemproxy  nutcracker (ketama, one server connection) + 2 redis-servers
+  kvserver   one kvserver alone
+  redis      one redis-server alone
+
+RESP: redis-benchmark -t set,get -c 50 -d 100 -r 100000 at -P 1 and -P 16, the compared
+systems alternated inside every repeat (order flipped on every other repeat); reported as
+medians and the median of the paired per-repeat ratios.
+HTTP: wrk GET and PUT through the gate against a trivial axum key-value server.
+Memory: RSS of kvserver and redis-server holding 1M keys of 100-byte values.
+
+Usage: bench/bench.py [--repeats N] [--only resp,http,memory] [--quick]
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REL = os.path.join(ROOT, "target", "release")
+PROCS = []
+WORK = tempfile.mkdtemp(prefix="kvstore-bench-")
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, limit=30):
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listening on port {port} after {limit}s")
+
+
+def start(name, args, env=None):
+    logf = open(os.path.join(WORK, f"{name}.log"), "w")
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=logf, stdin=subprocess.DEVNULL,
+                         env={**os.environ, **(env or {})}, text=True)
+    PROCS.append(p)
+    return p
+
+
+def ready_line(p, name, limit=30):
+    """Reads the process's `... listening on ADDR ...` line."""
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        line = p.stdout.readline()
+        if "listening on" in line:
+            return line.split("listening on ")[1].split()
+        if p.poll() is not None:
+            break
+    raise SystemExit(f"{name} did not start; see {WORK}/{name}.log")
+
+
+def stop_all():
+    for p in reversed(PROCS):
+        if p.poll() is None:
+            p.terminate()
+    for p in PROCS:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def zookeeper():
+    port = free_port()
+    data = os.path.join(WORK, "zk")
+    os.makedirs(data)
+    cfg = os.path.join(WORK, "zoo.cfg")
+    with open(cfg, "w") as f:
+        f.write(f"tickTime=200\ninitLimit=10\nsyncLimit=5\ndataDir={data}\nclientPort={port}\n"
+                "clientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=srvr\n"
+                "minSessionTimeout=1000\nmaxSessionTimeout=60000\n")
+    start("zookeeper", ["java", "-Xms32m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+                        "-Dzookeeper.jmx.log4j.disable=true", "-cp",
+                        "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar",
+                        "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg])
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.settimeout(1)
+                s.sendall(b"srvr")
+                if b"Mode:" in s.recv(4096):
+                    return f"127.0.0.1:{port}"
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("ZooKeeper did not start")
+
+
+def kvserver(zk, shard, cluster):
+    p = start(f"kvserver-{cluster}-{shard}",
+              [os.path.join(REL, "kvserver"), "--shard", shard, "--port", "0", "--zk", zk, "--cluster", cluster,
+               "--max-keys", "0", "--log", "warn"])
+    return int(ready_line(p, f"kvserver-{cluster}-{shard}")[0].rsplit(":", 1)[1])
+
+
+def redis(name):
+    port = free_port()
+    start(name, ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"])
+    wait_port(port)
+    return port
+
+
+def twemproxy(r1, r2):
+    port = free_port()
+    cfg = os.path.join(WORK, "tw.yml")
+    with open(cfg, "w") as f:
+        f.write(f"""two:
+  listen: 127.0.0.1:{port}
+  hash: fnv1a_64
+  distribution: ketama
+  redis: true
+  auto_eject_hosts: false
+  timeout: 4000
+  server_connections: 1
+  preconnect: true
+  servers:
+   - 127.0.0.1:{r1}:1 r1
+   - 127.0.0.1:{r2}:1 r2
+""")
+    start("twemproxy", ["nutcracker", "-c", cfg, "-s", str(free_port()), "-a", "127.0.0.1",
+                        "-o", os.path.join(WORK, "nutcracker.log")])
+    wait_port(port)
+    return port
+
+
+def redis_benchmark(port, pipeline, n):
+    out = subprocess.run(["redis-benchmark", "-p", str(port), "-t", "set,get", "-n", str(n), "-c", "50", "-d", "100",
+                          "-r", "100000", "-P", str(pipeline), "--csv"],
+                         capture_output=True, text=True, timeout=600).stdout
+    rows = {}
+    for line in out.splitlines():
+        cells = [c.strip('"') for c in line.split(",")]
+        if cells and cells[0] in ("SET", "GET"):
+            # test, rps, avg, min, p50, p95, p99, max
+            rows[cells[0]] = {"rps": float(cells[1]), "p50": float(cells[4]), "p99": float(cells[6])}
+    if set(rows) != {"SET", "GET"}:
+        raise SystemExit(f"redis-benchmark on port {port} printed no figures:\n{out}")
+    return rows
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def resp_bench(ports, repeats, quick):
+    n1, n16 = (50_000, 300_000) if quick else (200_000, 1_000_000)
+    pairs = [("gate", "twemproxy"), ("kvserver", "redis")]
+    results = {}  # (system, P) -> list of rows
+    log("warm-up")
+    for sys_name, port in ports.items():
+        redis_benchmark(port, 16, n16 // 4)
+    for r in range(repeats):
+        log(f"repeat {r + 1}/{repeats}")
+        for pipeline, n in ((1, n1), (16, n16)):
+            for ours, peer in pairs:
+                order = (ours, peer) if r % 2 == 0 else (peer, ours)
+                for name in order:
+                    results.setdefault((name, pipeline), []).append(redis_benchmark(ports[name], pipeline, n))
+    print("\n## RESP: redis-benchmark -c 50 -d 100 -r 100000 (medians)\n")
+    print("| system | -P | SET ops/s | SET p50 ms | SET p99 ms | GET ops/s | GET p50 ms | GET p99 ms |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for (name, pipeline), rows in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        cells = []
+        for t in ("SET", "GET"):
+            cells += [f"{median([x[t]['rps'] for x in rows]) / 1000:.0f}k",
+                      f"{median([x[t]['p50'] for x in rows]):.3f}", f"{median([x[t]['p99'] for x in rows]):.3f}"]
+        print(f"| {name} | {pipeline} | " + " | ".join(cells) + " |")
+    print("\n## RESP: median of paired per-repeat ratios (ours / peer)\n")
+    print("| comparison | -P | SET ops/s | GET ops/s | SET p99 | GET p99 |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for ours, peer in pairs:
+        for pipeline in (1, 16):
+            a, b = results[(ours, pipeline)], results[(peer, pipeline)]
+            cells = [f"{median([x[t]['rps'] / y[t]['rps'] for x, y in zip(a, b)]):.2f}x" for t in ("SET", "GET")]
+            cells += [f"{median([x[t]['p99'] / y[t]['p99'] for x, y in zip(a, b)]):.2f}x" for t in ("SET", "GET")]
+            print(f"| {ours} / {peer} | {pipeline} | " + " | ".join(cells) + " |")
+    canary = median([x["SET"]["rps"] for x in results[("redis", 1)]])
+    print(f"\nCanary: redis-server alone at -P 1 did {canary / 1000:.0f}k SET/s "
+          f"({'quiet' if canary >= 95_000 else 'NOISY: under ~95k, rerun for absolute figures'}).")
+
+
+def load_keys(port, n):
+    """SET key:0..n-1 to 100-byte values through redis-cli --pipe."""
+    value = "v" * 100
+    chunks = []
+    for i in range(n):
+        k = f"key:{i:012d}"
+        chunks.append(f"*3\r\n$3\r\nSET\r\n${len(k)}\r\n{k}\r\n$100\r\n{value}\r\n")
+    data = "".join(chunks).encode()
+    out = subprocess.run(["redis-cli", "-p", str(port), "--pipe"], input=data, capture_output=True, timeout=600)
+    if b"errors: 0" not in out.stdout:
+        raise SystemExit(f"loading keys into port {port} failed: {out.stdout[-300:]!r}")
+
+
+def memory_bench(kv_pid, kv_port, redis_pid, redis_port, keys):
+    print(f"\n## Memory: {keys // 1000}k keys of 100-byte values (RSS)\n")
+    rows = []
+    for name, pid, port in (("kvserver", kv_pid, kv_port), ("redis", redis_pid, redis_port)):
+        before = rss_kb(pid)
+        load_keys(port, keys)
+        time.sleep(1)
+        after = rss_kb(pid)
+        rows.append((name, before, after))
+    print("| system | RSS before | RSS after | per key |")
+    print("| --- | --- | --- | --- |")
+    for name, before, after in rows:
+        print(f"| {name} | {before / 1024:.0f} MiB | {after / 1024:.0f} MiB | {after * 1024 / keys:.0f} B |")
+    print(f"\nkvserver / redis RSS: {rows[0][2] / rows[1][2]:.2f}x")
+
+
+def wrk(url, script, seconds):
+    out = subprocess.run(["wrk", "-t1", "-c50", f"-d{seconds}s", "--latency", "-s", script, url],
+                         capture_output=True, text=True, timeout=seconds + 60).stdout
+    rps, p99 = 0.0, float("nan")
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith("Requests/sec:"):
+            rps = float(line.split()[1])
+        if line.startswith("99%"):
+            v = line.split()[1]
+            p99 = float(v[:-2]) if v.endswith("ms") else float(v[:-2]) / 1000 if v.endswith("us") else float(v[:-1]) * 1000
+    return rps, p99
+
+
+def http_bench(gate_http, axum_port, repeats, quick):
+    seconds = 5 if quick else 10
+    scripts = {}
+    for name, body in {
+        "get": 'request = function() return wrk.format("GET", "/api/cache/get?key=k" .. math.random(0, 9999)) end',
+        "put": 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+               'local v = string.rep("dmFs", 33)\n'
+               'request = function() return wrk.format(nil, "/api/cache/put", nil, '
+               '\'{"key":"k\' .. math.random(0, 9999) .. \'","value":"\' .. v .. \'"}\') end',
+    }.items():
+        path = os.path.join(WORK, f"{name}.lua")
+        with open(path, "w") as f:
+            f.write(body + "\n")
+        scripts[name] = path
+    # Preload keys so GETs hit.
+    for url in (f"http://{gate_http}", f"http://127.0.0.1:{axum_port}"):
+        wrk(url, scripts["put"], 3)
+    results = {}
+    for r in range(repeats):
+        order = [("gate", f"http://{gate_http}"), ("axum", f"http://127.0.0.1:{axum_port}")]
+        if r % 2:
+            order.reverse()
+        for test in ("get", "put"):
+            for name, url in order:
+                results.setdefault((name, test), []).append(wrk(url, scripts[test], seconds))
+    print(f"\n## HTTP: wrk -t1 -c50 -d{seconds}s (medians)\n")
+    print("| system | GET req/s | GET p99 ms | PUT req/s | PUT p99 ms |")
+    print("| --- | --- | --- | --- | --- |")
+    for name in ("gate", "axum"):
+        cells = []
+        for test in ("get", "put"):
+            rows = results[(name, test)]
+            cells += [f"{median([x[0] for x in rows]) / 1000:.0f}k", f"{median([x[1] for x in rows]):.2f}"]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    for test in ("get", "put"):
+        ratio = median([a[0] / b[0] for a, b in zip(results[("gate", test)], results[("axum", test)])])
+        print(f"\nHTTP {test.upper()} gate / trivial axum: {ratio:.2f}x")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--only", default="resp,http,memory")
+    ap.add_argument("--quick", action="store_true", help="shorter runs (for a smoke test)")
+    ap.add_argument("--memory-keys", type=int, default=1_000_000)
+    args = ap.parse_args()
+    only = set(args.only.split(","))
+    subprocess.run([os.path.join(ROOT, "scripts", "ensure-deps.sh"), "zookeeper", "redis", "bench"], check=True)
+    subprocess.run(["cargo", "build", "--release", "--bins", "--example", "trivial_http_kv", "-p", "kvstore",
+                    "-p", "kv-gate"], cwd=ROOT, check=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    try:
+        zk = zookeeper()
+        s1 = kvserver(zk, "s1", "bench")
+        s2 = kvserver(zk, "s2", "bench")
+        gate = start("kvgate", [os.path.join(REL, "kvgate"), "--zk", zk, "--cluster", "bench", "--http-port", "0",
+                                "--resp-port", "0", "--log", "warn"])
+        words = ready_line(gate, "kvgate")
+        gate_http, gate_resp = words[0], int(words[1].split("=")[1].rsplit(":", 1)[1])
+        solo = kvserver(zk, "solo", "solo")
+        r1, r2, rsolo = redis("redis-1"), redis("redis-2"), redis("redis-solo")
+        tw = twemproxy(r1, r2)
+        # Wait until the gate routes to both shards.
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            out = subprocess.run(["redis-cli", "-p", str(gate_resp), "info", "cluster"], capture_output=True,
+                                 text=True).stdout
+            if "kvstore_shards:2" in out and out.count("leader=127") == 2:
+                break
+            time.sleep(0.2)
+        print(f"# kvstore benchmark — {time.strftime('%Y-%m-%d %H:%M')} — {os.cpu_count()} cores, loopback")
+        print(f"\ncommit {subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()}"
+              f"; processes unpinned; logs in {WORK}")
+        if "resp" in only:
+            resp_bench({"gate": gate_resp, "twemproxy": tw, "kvserver": solo, "redis": rsolo}, args.repeats,
+                       args.quick)
+        if "http" in only:
+            axum = start("trivial_http_kv", [os.path.join(REL, "examples", "trivial_http_kv"), str(free_port())])
+            axum_port = int(ready_line(axum, "trivial_http_kv")[0].rsplit(":", 1)[1])
+            http_bench(gate_http, axum_port, args.repeats, args.quick)
+        if "memory" in only:
+            # Fresh processes, so that neither carries the allocations of the runs above.
+            kv_port = kvserver(zk, "mem", "mem")
+            kv_pid = PROCS[-1].pid
+            redis_port = redis("redis-mem")
+            redis_pid = PROCS[-1].pid
+            memory_bench(kv_pid, kv_port, redis_pid, redis_port, args.memory_keys)
+    finally:
+        stop_all()
+        shutil.rmtree(WORK, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
