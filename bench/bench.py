@@ -301,6 +301,9 @@ def main():
     ap.add_argument("--only", default="resp,http,memory")
     ap.add_argument("--quick", action="store_true", help="shorter runs (for a smoke test)")
     ap.add_argument("--memory-keys", type=int, default=1_000_000)
+    ap.add_argument("--gate-threads", type=int, default=1,
+                    help="kvgate worker threads (default 1: on 2 cores the gate shares them with two "
+                         "kvservers and the load generator; twemproxy is single-threaded too)")
     args = ap.parse_args()
     only = set(args.only.split(","))
     subprocess.run([os.path.join(ROOT, "scripts", "ensure-deps.sh"), "zookeeper", "redis", "bench"], check=True)
@@ -312,7 +315,7 @@ def main():
         s1 = kvserver(zk, "s1", "bench")
         s2 = kvserver(zk, "s2", "bench")
         gate = start("kvgate", [os.path.join(REL, "kvgate"), "--zk", zk, "--cluster", "bench", "--http-port", "0",
-                                "--resp-port", "0", "--log", "warn"])
+                                "--resp-port", "0", "--threads", str(args.gate_threads), "--log", "warn"])
         words = ready_line(gate, "kvgate")
         gate_http, gate_resp = words[0], int(words[1].split("=")[1].rsplit(":", 1)[1])
         solo = kvserver(zk, "solo", "solo")
@@ -327,6 +330,7 @@ def main():
                 break
             time.sleep(0.2)
         print(f"# kvstore benchmark — {time.strftime('%Y-%m-%d %H:%M')} — {os.cpu_count()} cores, loopback")
+        print(f"\nkvgate --threads {args.gate_threads}, kvserver --threads 1 (default)")
         print(f"\ncommit {subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()}"
               f"; processes unpinned; logs in {WORK}")
         if "resp" in only:

@@ -21,6 +21,15 @@ pub fn load_config<T: clap::CommandFactory + clap::FromArgMatches>(bin: &str) ->
     }
 }
 
+/// A multi-threaded tokio runtime with `threads` workers (0 = one per core).
+pub fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if threads > 0 {
+        b.worker_threads(threads);
+    }
+    b.enable_all().build()
+}
+
 /// Logs to stderr with the given filter (`RUST_LOG` wins when set).
 pub fn init_logging(filter: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));

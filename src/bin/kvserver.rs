@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     kvstore::init_logging(&config.log);
-    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let rt = kvstore::runtime(config.threads).expect("tokio runtime");
     rt.block_on(async move {
         let coord = tokio::select! {
             c = ZkCoordinator::connect_retrying(&zk, config.session_timeout()) => Arc::new(c),

@@ -156,6 +156,12 @@ async fn write_loop(
 ) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     'outer: while let Some(first) = rx.recv().await {
+        // Woken by the first request, run only after the other tasks that are ready: they may
+        // queue requests too, and one write then carries them all. (Tokio runs a task woken
+        // by the current one next, which would otherwise make every write carry one request.)
+        if rx.is_empty() {
+            tokio::task::yield_now().await;
+        }
         let mut next = Some(first);
         while let Some(p) = next.take() {
             if shared.closed.load(Ordering::Acquire) {

@@ -98,6 +98,11 @@ pub struct Config {
     #[arg(long, env = "KVGATE_ZK_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
     pub zk_session_timeout_ms: u64,
 
+    /// Worker threads; 0 = one per CPU core. A gate holds no shared state, so it scales
+    /// with threads when it has cores to itself.
+    #[arg(long, env = "KVGATE_THREADS", default_value_t = 0)]
+    pub threads: usize,
+
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(long, env = "KVGATE_LOG", default_value = "info")]
     pub log: String,

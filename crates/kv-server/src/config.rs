@@ -95,6 +95,11 @@ pub struct Config {
     #[command(flatten)]
     pub resp: kv_config::RespLimits,
 
+    /// Worker threads. One, like Redis: the store sits behind one lock, so more threads
+    /// mostly add contention; run more shards per machine to use more cores.
+    #[arg(long, env = "KVSERVER_THREADS", default_value_t = 1)]
+    pub threads: usize,
+
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `kv_server=debug`.
     #[arg(long, env = "KVSERVER_LOG", default_value = "info")]
     pub log: String,
@@ -123,6 +128,9 @@ impl Config {
             ));
         }
         self.resp.validate()?;
+        if self.threads == 0 {
+            return Err("--threads must be at least 1".into());
+        }
         if self.host.is_empty() {
             return Err("--host must not be empty".into());
         }
