@@ -3,7 +3,7 @@
 # kvgate, as separate processes. Installs ZooKeeper from the distribution's packages when
 # missing. `down` stops exactly the processes `up` started (their pids are recorded).
 #
-#   scripts/cluster.sh up [--shards N] [--replicas R] [--http-port P] [--zk-port Z] [--base-port B]
+#   scripts/cluster.sh up [--shards N] [--replicas R] [--http-port P] [--resp-port Q] [--zk-port Z] [--base-port B]
 #   scripts/cluster.sh status
 #   scripts/cluster.sh down
 #
@@ -14,7 +14,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${KVSTORE_CLUSTER_DIR:-$root/.cluster}
 bin=$root/target/release
 
-shards=2 replicas=2 http_port=3000 zk_port=2181 base_port=7001
+shards=2 replicas=2 http_port=3000 resp_port=7379 zk_port=2181 base_port=7001
 
 usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
@@ -63,13 +63,14 @@ case "$cmd" in
         --shards) shards=$2; shift 2 ;;
         --replicas) replicas=$2; shift 2 ;;
         --http-port) http_port=$2; shift 2 ;;
+        --resp-port) resp_port=$2; shift 2 ;;
         --zk-port) zk_port=$2; shift 2 ;;
         --base-port) base_port=$2; shift 2 ;;
         *) usage ;;
       esac
     done
     if [ -f "$dir/pids" ]; then echo "cluster.sh: a cluster is already up (scripts/cluster.sh down first)" >&2; exit 1; fi
-    for p in "$zk_port" "$http_port"; do
+    for p in "$zk_port" "$http_port" "$resp_port"; do
       port_free "$p" || { echo "cluster.sh: port $p is in use" >&2; exit 1; }
     done
     "$root/scripts/ensure-deps.sh" zookeeper
@@ -112,9 +113,9 @@ CFG
         port=$((port + 1))
       done
     done
-    "$bin/kvgate" "$zk" "$http_port" >"$dir/logs/kvgate.out" 2>"$dir/logs/kvgate.log" &
+    "$bin/kvgate" "$zk" "$http_port" --resp-port "$resp_port" >"$dir/logs/kvgate.out" 2>"$dir/logs/kvgate.log" &
     echo "$! kvgate kvgate $zk $http_port" >>"$dir/pids"
-    echo "kvgate      http://127.0.0.1:$http_port"
+    echo "kvgate      http://127.0.0.1:$http_port  redis://127.0.0.1:$resp_port"
 
     all_led() {
       local json
@@ -136,6 +137,7 @@ sys.exit(0 if ok else 1)
     "$bin/kvctl" --host "127.0.0.1:$http_port" cluster
     echo
     echo "Try: $bin/kvctl --host 127.0.0.1:$http_port put hello world"
+    echo "     redis-cli -p $resp_port get hello"
     echo "Logs: $dir/logs   Stop: scripts/cluster.sh down"
     ;;
   status)

@@ -21,8 +21,13 @@ pub fn load_config<T: clap::CommandFactory + clap::FromArgMatches>(bin: &str) ->
     }
 }
 
-/// A multi-threaded tokio runtime with `threads` workers (0 = one per core).
+/// The process's tokio runtime: with one thread, a current-thread runtime (tasks and I/O on
+/// the main thread, no cross-thread queues: measured faster for a single-threaded kvserver);
+/// otherwise a multi-threaded one with `threads` workers (0 = one per core).
 pub fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads == 1 {
+        return tokio::runtime::Builder::new_current_thread().enable_all().build();
+    }
     let mut b = tokio::runtime::Builder::new_multi_thread();
     if threads > 0 {
         b.worker_threads(threads);

@@ -61,13 +61,10 @@ impl Request {
 enum State {
     /// Between requests.
     Start,
-    /// Inside `*<expected>`: `args` holds the element ranges seen so far and `pos` is where
-    /// the next element's `$` header starts. Ranges index the (unconsumed) input buffer.
-    MultiBulk {
-        expected: usize,
-        args: Vec<(usize, usize)>,
-        pos: usize,
-    },
+    /// Inside `*<expected>`: `RequestParser::ranges` holds the element ranges seen so far and
+    /// `pos` is where the next element's `$` header starts. Ranges index the (unconsumed)
+    /// input buffer.
+    MultiBulk { expected: usize, pos: usize },
 }
 
 /// Parses requests from a connection's input buffer. One parser per connection.
@@ -75,6 +72,8 @@ enum State {
 pub struct RequestParser {
     limits: Limits,
     state: State,
+    /// Element ranges of the request being parsed; reused from request to request.
+    ranges: Vec<(usize, usize)>,
 }
 
 impl RequestParser {
@@ -83,6 +82,7 @@ impl RequestParser {
         RequestParser {
             limits,
             state: State::Start,
+            ranges: Vec::new(),
         }
     }
 
@@ -138,19 +138,20 @@ impl RequestParser {
             let _ = buf.split_to(line_end + 2);
             return Ok(Step::Skip);
         }
+        // `ranges` grows with the elements that arrive, never with the declared count.
+        self.ranges.clear();
         self.state = State::MultiBulk {
             expected: n as usize,
-            // Grows with the elements that arrive, never with the declared count.
-            args: Vec::new(),
             pos: line_end + 2,
         };
         self.continue_multibulk(buf)
     }
 
     fn continue_multibulk(&mut self, buf: &mut BytesMut) -> Result<Step, ProtocolError> {
-        let State::MultiBulk { expected, args, pos } = &mut self.state else {
+        let State::MultiBulk { expected, pos } = &mut self.state else {
             unreachable!("continue_multibulk outside a multibulk");
         };
+        let args = &mut self.ranges;
         while args.len() < *expected {
             if *pos >= buf.len() {
                 return Ok(Step::NeedMore);
@@ -177,10 +178,9 @@ impl RequestParser {
             *pos = end + 2;
         }
         let total = *pos;
-        let ranges = std::mem::take(args);
         self.state = State::Start;
         let frame = buf.split_to(total).freeze();
-        let args = ranges.into_iter().map(|(s, e)| frame.slice(s..e)).collect();
+        let args = self.ranges.iter().map(|&(s, e)| frame.slice(s..e)).collect();
         Ok(Step::Done(Request { args, raw: frame }))
     }
 

@@ -1,5 +1,5 @@
-//! The in-memory store of one kvserver: a hash map of binary keys to binary values with an
-//! exact LRU order, bounds on entries and bytes, absolute expiry times and an order-independent
+//! The in-memory store of one kvserver: a hash map of binary keys to binary values with
+//! second-chance (CLOCK) eviction approximating LRU, bounds on entries and bytes, absolute expiry times and an order-independent
 //! digest of the contents. No sockets, no clocks, no locks: callers pass the time in and
 //! serialise access (kvserver holds it under one mutex together with its replication log, so
 //! that the order of the log is the order of application).
