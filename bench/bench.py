@@ -31,6 +31,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = os.path.join(ROOT, "target", "release")
 PROCS = []
 WORK = tempfile.mkdtemp(prefix="kvstore-bench-")
+# With --pin: servers on CPU 1, load generators on CPU 0 (steadier; each system gets one core).
+PIN = {"server": [], "load": []}
 
 
 def log(*a):
@@ -56,7 +58,7 @@ def wait_port(port, limit=30):
 
 def start(name, args, env=None):
     logf = open(os.path.join(WORK, f"{name}.log"), "w")
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=logf, stdin=subprocess.DEVNULL,
+    p = subprocess.Popen(PIN["server"] + args, stdout=subprocess.PIPE, stderr=logf, stdin=subprocess.DEVNULL,
                          env={**os.environ, **(env or {})}, text=True)
     PROCS.append(p)
     return p
@@ -150,7 +152,7 @@ def twemproxy(r1, r2):
 
 
 def redis_benchmark(port, pipeline, n):
-    out = subprocess.run(["redis-benchmark", "-p", str(port), "-t", "set,get", "-n", str(n), "-c", "50", "-d", "100",
+    out = subprocess.run(PIN["load"] + ["redis-benchmark", "-p", str(port), "-t", "set,get", "-n", str(n), "-c", "50", "-d", "100",
                           "-r", "100000", "-P", str(pipeline), "--csv"],
                          capture_output=True, text=True, timeout=600).stdout
     rows = {}
@@ -243,7 +245,7 @@ def memory_bench(kv_pid, kv_port, redis_pid, redis_port, keys):
 
 
 def wrk(url, script, seconds):
-    out = subprocess.run(["wrk", "-t1", "-c50", f"-d{seconds}s", "--latency", "-s", script, url],
+    out = subprocess.run(PIN["load"] + ["wrk", "-t1", "-c50", f"-d{seconds}s", "--latency", "-s", script, url],
                          capture_output=True, text=True, timeout=seconds + 60).stdout
     rps, p99 = 0.0, float("nan")
     for line in out.splitlines():
@@ -301,11 +303,15 @@ def main():
     ap.add_argument("--only", default="resp,http,memory")
     ap.add_argument("--quick", action="store_true", help="shorter runs (for a smoke test)")
     ap.add_argument("--memory-keys", type=int, default=1_000_000)
+    ap.add_argument("--pin", action="store_true",
+                    help="pin servers to CPU 1 and the load generators to CPU 0 (taskset)")
     ap.add_argument("--gate-threads", type=int, default=1,
                     help="kvgate worker threads (default 1: on 2 cores the gate shares them with two "
                          "kvservers and the load generator; twemproxy is single-threaded too)")
     args = ap.parse_args()
     only = set(args.only.split(","))
+    if args.pin:
+        PIN["server"], PIN["load"] = ["taskset", "-c", "1"], ["taskset", "-c", "0"]
     subprocess.run([os.path.join(ROOT, "scripts", "ensure-deps.sh"), "zookeeper", "redis", "bench"], check=True)
     subprocess.run(["cargo", "build", "--release", "--bins", "--example", "trivial_http_kv", "-p", "kvstore",
                     "-p", "kv-gate"], cwd=ROOT, check=True)
@@ -330,9 +336,10 @@ def main():
                 break
             time.sleep(0.2)
         print(f"# kvstore benchmark — {time.strftime('%Y-%m-%d %H:%M')} — {os.cpu_count()} cores, loopback")
-        print(f"\nkvgate --threads {args.gate_threads}, kvserver --threads 1 (default)")
+        print(f"\nkvgate --threads {args.gate_threads}, kvserver --threads 1 (default); "
+              + ("servers pinned to CPU 1, load generators to CPU 0" if args.pin else "processes unpinned"))
         print(f"\ncommit {subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()}"
-              f"; processes unpinned; logs in {WORK}")
+              f"; logs in {WORK}")
         if "resp" in only:
             resp_bench({"gate": gate_resp, "twemproxy": tw, "kvserver": solo, "redis": rsolo}, args.repeats,
                        args.quick)
