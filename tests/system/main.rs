@@ -9,5 +9,7 @@ mod failover;
 mod gate_first;
 mod redis_api;
 mod replica_join;
+mod replication;
 mod resp_limits;
 mod spread;
+mod zk_restart;

@@ -58,6 +58,9 @@ pub struct ReplicaInfo {
     /// Replication offset applied; `null` when the replica did not answer.
     #[serde(default)]
     pub offset: Option<u64>,
+    /// Entries behind the leader (`leader offset − offset`); `null` when either did not answer.
+    #[serde(default)]
+    pub lag: Option<u64>,
     /// Bytes held (as counted against `--maxmemory`); `null` when the replica did not answer.
     #[serde(default)]
     pub bytes: Option<u64>,

@@ -5,9 +5,9 @@ use kv_client::api::ClusterInfo;
 /// Renders the topology as an aligned table.
 pub fn render(info: &ClusterInfo) -> String {
     let header = [
-        "SHARD", "EPOCH", "REPLICA", "ROLE", "IN-SYNC", "KEYS", "OFFSET", "DIGEST",
+        "SHARD", "EPOCH", "REPLICA", "ROLE", "IN-SYNC", "KEYS", "OFFSET", "LAG", "DIGEST",
     ];
-    let mut rows: Vec<[String; 8]> = Vec::new();
+    let mut rows: Vec<[String; 9]> = Vec::new();
     for shard in &info.shards {
         for (i, r) in shard.replicas.iter().enumerate() {
             let first = i == 0;
@@ -24,6 +24,7 @@ pub fn render(info: &ClusterInfo) -> String {
                 if r.in_sync { "yes" } else { "no" }.to_string(),
                 opt(r.keys),
                 opt(r.offset),
+                opt(r.lag),
                 r.digest.clone().unwrap_or_else(|| "-".into()),
             ]);
         }
@@ -32,6 +33,7 @@ pub fn render(info: &ClusterInfo) -> String {
                 String::new(),
                 String::new(),
                 "(no leader right now)".into(),
+                String::new(),
                 String::new(),
                 String::new(),
                 String::new(),

@@ -93,6 +93,7 @@ fn server_error(frame: &Frame) -> ApiError {
     let text = String::from_utf8_lossy(frame.as_error().unwrap_or_default()).into_owned();
     let status = match frame.error_code() {
         Some(b"OOM") => StatusCode::INSUFFICIENT_STORAGE,
+        Some(b"NOREPLICAS") => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     ApiError::new(status, text)

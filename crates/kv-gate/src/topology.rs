@@ -71,12 +71,17 @@ pub async fn cluster_info(routing: &Routing) -> ClusterInfo {
                         keys: num(info, "keys"),
                         id: n.id.clone(),
                         offset: num(info, "offset"),
+                        lag: None,
                         bytes: num(info, "bytes"),
                         digest: info.and_then(|m| m.get("digest").cloned()),
                         reachable: info.is_some(),
                     }
                 })
                 .collect();
+            let leader_offset = replicas.iter().find(|r| r.role == "leader").and_then(|r| r.offset);
+            for r in &mut replicas {
+                r.lag = leader_offset.zip(r.offset).map(|(l, o)| l.saturating_sub(o));
+            }
             // Leader first, then by address: stable, and readable in kvctl's table.
             replicas.sort_by(|a, b| (a.role != "leader", &a.addr).cmp(&(b.role != "leader", &b.addr)));
             ShardInfo {

@@ -77,6 +77,18 @@ pub struct Config {
     #[arg(long, env = "KVSERVER_REPLICA_LAG_TIMEOUT_MS", default_value_t = 2000)]
     pub replica_lag_timeout_ms: u64,
 
+    /// A replication stream on which nothing arrived for this long is closed (the leader
+    /// sends heartbeats every quarter of it and followers answer them). The follower
+    /// reconnects and resumes from the backlog, or copies everything when the backlog no
+    /// longer holds its position. At least `--replica-lag-timeout-ms`.
+    #[arg(long, env = "KVSERVER_REPLICA_TIMEOUT_MS", default_value_t = 10_000)]
+    pub replica_timeout_ms: u64,
+
+    /// Writes are refused (`-NOREPLICAS`) while the shard has fewer in-sync replicas than
+    /// this, the leader included. 1 = never refuse.
+    #[arg(long, env = "KVSERVER_MIN_INSYNC", default_value_t = 1)]
+    pub min_insync: usize,
+
     /// Bytes of recent writes the leader keeps so a reconnecting follower can resume
     /// (partial resync) instead of copying everything.
     #[arg(long, env = "KVSERVER_REPL_BACKLOG_BYTES", default_value = "16mb", value_parser = size)]
@@ -127,6 +139,15 @@ impl Config {
                 self.replica_lag_timeout_ms
             ));
         }
+        if self.replica_timeout_ms < self.replica_lag_timeout_ms {
+            return Err(format!(
+                "--replica-timeout-ms {} is below --replica-lag-timeout-ms {}",
+                self.replica_timeout_ms, self.replica_lag_timeout_ms
+            ));
+        }
+        if self.min_insync == 0 {
+            return Err("--min-insync must be at least 1".into());
+        }
         self.resp.validate()?;
         if self.threads == 0 {
             return Err("--threads must be at least 1".into());
@@ -164,6 +185,16 @@ impl Config {
     pub fn lag_timeout(&self) -> Duration {
         Duration::from_millis(self.replica_lag_timeout_ms)
     }
+
+    /// How long a replication stream may stay silent before it is closed.
+    pub fn replica_timeout(&self) -> Duration {
+        Duration::from_millis(self.replica_timeout_ms)
+    }
+
+    /// How often an idle leader sends a heartbeat on each follower stream.
+    pub fn heartbeat_interval(&self) -> Duration {
+        (self.replica_timeout() / 4).clamp(Duration::from_millis(5), Duration::from_secs(1))
+    }
 }
 
 #[cfg(test)]
@@ -191,5 +222,9 @@ mod tests {
         assert_eq!(c.maxmemory, 1 << 20);
         assert!(!c.unclean_election);
         assert!(Config::try_parse_from(["kvserver", "--shard", "s", "--maxmemory", "lots"]).is_err());
+        let c = Config::parse_from(["kvserver", "--shard", "s", "--replica-timeout-ms", "100"]);
+        assert!(c.validate().unwrap_err().contains("--replica-timeout-ms"));
+        let c = Config::parse_from(["kvserver", "--shard", "s", "--min-insync", "0"]);
+        assert!(c.validate().unwrap_err().contains("--min-insync"));
     }
 }

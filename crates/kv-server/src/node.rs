@@ -8,6 +8,7 @@
 //! mini-redis's `Db`. Waiting for followers happens after the lock is released, on a watch
 //! channel ([`Node::wait_replicated`]).
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -141,6 +142,9 @@ pub enum WriteError {
     /// The leader could not confirm its ZooKeeper session recently: it may have been replaced.
     #[error("TRYAGAIN the leader of shard {0} cannot confirm its leadership right now")]
     LeaseExpired(String),
+    /// Fewer in-sync replicas than `--min-insync`: the write would have too few copies.
+    #[error("NOREPLICAS shard {shard} has {have} in-sync replicas, --min-insync requires {need}")]
+    NotEnoughReplicas { shard: String, have: usize, need: usize },
 }
 
 /// Why an acknowledged-looking write could not be confirmed as replicated. Its outcome is
@@ -202,6 +206,11 @@ pub struct Stats {
     pub full_syncs_done: AtomicU64,
     /// Partial resyncs this node started as follower.
     pub partial_syncs_done: AtomicU64,
+    /// Times the coordinator named an epoch older than one this node had seen (its data was
+    /// lost or rolled back); each was refused.
+    pub epoch_regressions: AtomicU64,
+    /// Follower streams ended because the other side sent nothing for `--replica-timeout-ms`.
+    pub replica_timeouts: AtomicU64,
 }
 
 /// One kvserver's shared state. See the module documentation.
@@ -220,6 +229,9 @@ pub struct Node {
     /// Address of the current leader, for error messages.
     leader_hint: Mutex<Option<String>>,
     conn_seq: AtomicU64,
+    /// The highest epoch this node has led, followed or received entries of. Epochs never go
+    /// backwards: a coordinator naming an older one has lost data.
+    highest_epoch: AtomicU64,
     pub stats: Stats,
 }
 
@@ -250,6 +262,7 @@ impl Node {
             cluster_poke: Notify::new(),
             leader_hint: Mutex::new(None),
             conn_seq: AtomicU64::new(0),
+            highest_epoch: AtomicU64::new(0),
             stats: Stats::default(),
         }
     }
@@ -262,6 +275,16 @@ impl Node {
     /// A fresh id for a connection.
     pub fn next_conn_id(&self) -> u64 {
         self.conn_seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Records that `epoch` exists.
+    pub fn observe_epoch(&self, epoch: u64) {
+        self.highest_epoch.fetch_max(epoch, Ordering::AcqRel);
+    }
+
+    /// The highest epoch this node has seen.
+    pub fn highest_epoch(&self) -> u64 {
+        self.highest_epoch.load(Ordering::Acquire)
     }
 
     /// The current role.
@@ -337,6 +360,14 @@ impl Node {
         if !self.lease.valid() {
             return Err(WriteError::LeaseExpired(self.shard.clone()));
         }
+        let in_sync = 1 + data.followers.confirmed().len();
+        if in_sync < self.config.min_insync {
+            return Err(WriteError::NotEnoughReplicas {
+                shard: self.shard.clone(),
+                have: in_sync,
+                need: self.config.min_insync,
+            });
+        }
         let before = data.log.last_offset();
         let mut w = Writer {
             data: &mut data,
@@ -394,8 +425,9 @@ impl Node {
         }
     }
 
-    /// Starts leading in `epoch`, with a lease until `lease_until`.
-    pub fn become_leader(&self, epoch: u64, lease_until: Instant) {
+    /// Starts leading in `epoch`, with a lease until `lease_until` and `isr` (followers) as
+    /// the in-sync set the coordinator now holds.
+    pub fn become_leader(&self, epoch: u64, lease_until: Instant, isr: BTreeSet<String>) {
         let mut data = self.lock();
         if !data.position_valid {
             // Elected (uncleanly) in the middle of loading a snapshot: the store matches no
@@ -404,9 +436,10 @@ impl Node {
             data.log.reset(epoch, next);
             data.position_valid = true;
         }
+        self.observe_epoch(epoch);
         data.role = Role::Leader { epoch };
         data.term += 1;
-        data.followers = Followers::new();
+        data.followers = Followers::inherit(isr, Instant::now() + self.config.lag_timeout());
         // Entries received as a follower are what the previous leader's other followers will
         // resume from; a leader that starts with an empty backlog has nobody to keep one for.
         data.backlog_until = (data.log.bytes() > 0).then(|| Instant::now() + data.backlog_ttl);
@@ -429,6 +462,9 @@ impl Node {
     /// Stops leading or following; `role` is the new role. Returns the new term.
     pub fn change_role(&self, role: Role) -> u64 {
         let mut data = self.lock();
+        if let Role::Follower { epoch } | Role::Leader { epoch } = role {
+            self.observe_epoch(epoch);
+        }
         data.role = role;
         data.term += 1;
         data.followers = Followers::new();
@@ -477,6 +513,7 @@ impl Node {
     /// Follower: the snapshot taken at `(epoch, offset)` is complete.
     pub fn finish_snapshot(&self, term: u64, epoch: u64, offset: u64) -> Result<(), ApplyError> {
         let mut data = self.check_term(term)?;
+        self.observe_epoch(epoch);
         data.log.reset(epoch, offset);
         data.position_valid = true;
         drop(data);
@@ -504,6 +541,7 @@ impl Node {
             e.mutation.apply(&mut data.store);
             data.log.append(e.epoch, req.raw().clone());
         }
+        self.observe_epoch(data.log.last_epoch());
         let last = data.log.last_offset();
         drop(data);
         self.notify_appended(last);
@@ -691,7 +729,7 @@ mod tests {
             n.write(|w| w.set(b"k", b"v", None)),
             Err(WriteError::NotLeader { .. })
         ));
-        n.become_leader(1, Instant::now());
+        n.become_leader(1, Instant::now(), BTreeSet::new());
         assert!(matches!(
             n.write(|w| w.set(b"k", b"v", None)),
             Err(WriteError::LeaseExpired(_))
@@ -707,7 +745,7 @@ mod tests {
     #[test]
     fn a_follower_applies_the_leaders_log_in_order() {
         let leader = node();
-        leader.become_leader(3, lease());
+        leader.become_leader(3, lease(), BTreeSet::new());
         // With a follower attached the leader keeps its log.
         leader.lock().followers.attach("f", 1, 0, true, Instant::now());
         leader.write(|w| w.set(b"a", b"1", None)).unwrap();
@@ -738,7 +776,7 @@ mod tests {
     #[test]
     fn a_lone_leader_keeps_no_backlog() {
         let n = node();
-        n.become_leader(1, lease());
+        n.become_leader(1, lease(), BTreeSet::new());
         for i in 0..100u32 {
             n.write(|w| w.set(&i.to_be_bytes(), b"v", None)).unwrap();
         }
@@ -756,7 +794,7 @@ mod tests {
         let term = n.change_role(Role::Follower { epoch: 1 });
         n.begin_snapshot(term).unwrap();
         assert_eq!(n.position(), None);
-        n.become_leader(2, lease());
+        n.become_leader(2, lease(), BTreeSet::new());
         let (epoch, offset) = n.position().unwrap();
         assert_eq!((epoch, offset), (2, 1));
         assert!(!n.lock().log.can_resume(1, 0), "no follower resumes against this store");

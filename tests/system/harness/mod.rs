@@ -7,6 +7,7 @@
 //! test fails, the children's logs are printed.
 
 pub mod cluster;
+pub mod load;
 pub mod proc;
 pub mod zk;
 

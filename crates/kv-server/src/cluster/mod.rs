@@ -14,15 +14,17 @@
 //!   (version-checked) before writes stop waiting for a removed follower; the lease is renewed
 //!   by timed probes of the session.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kv_cluster::{
     ClusterView, CoordError, Coordinator, CreateMode, NodeInfo, Paths, ShardState, ShardView, watch_view,
 };
+use std::sync::atomic::Ordering;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::node::{Node, Role};
 use crate::replication::follower;
@@ -46,6 +48,8 @@ struct Runtime {
     registered: Option<u64>,
     leading: Option<Leading>,
     following: Option<Following>,
+    /// The last regressed epoch reported, so each is logged once.
+    regressed: Option<u64>,
 }
 
 /// The lease a leader holds after a successful probe sent at `t`: two thirds of the session
@@ -66,6 +70,7 @@ pub async fn run(node: Arc<Node>, coord: Arc<dyn Coordinator>, paths: Paths, mut
         registered: None,
         leading: None,
         following: None,
+        regressed: None,
     };
     let mut session = rt.coord.session();
     let mut lease_tick = tokio::time::interval((rt.coord.session_timeout() / 6).max(Duration::from_millis(20)));
@@ -149,6 +154,27 @@ impl Runtime {
         }
     }
 
+    /// True (and reported loudly, once) when the coordinator names an epoch older than one
+    /// this node has seen: its data was lost or rolled back. Such a state is never obeyed.
+    fn epoch_regressed(&mut self, sv: &ShardView) -> bool {
+        let (named, seen) = (sv.epoch(), self.node.highest_epoch());
+        if sv.state.is_none() || named >= seen {
+            return false;
+        }
+        if self.regressed != Some(named) {
+            self.regressed = Some(named);
+            self.node.stats.epoch_regressions.fetch_add(1, Ordering::Relaxed);
+            error!(
+                shard = self.shard(),
+                named,
+                seen,
+                "the coordinator names epoch {named}, older than epoch {seen} this node has seen: \
+                 its data was lost or rolled back; refusing that state"
+            );
+        }
+        true
+    }
+
     async fn lead(&mut self, sv: &ShardView) {
         let epoch = self.leading.as_ref().map_or(0, |l| l.epoch);
         let lock_mine = sv.leader_lock.as_deref() == Some(self.node.id.as_str());
@@ -162,6 +188,13 @@ impl Runtime {
 
     async fn not_leading(&mut self, sv: &ShardView) {
         match sv.leader() {
+            Some(_) if self.epoch_regressed(sv) => {
+                if let Some(f) = self.following.take() {
+                    f.task.abort();
+                    self.node.change_role(Role::Idle);
+                    self.node.set_leader_hint(None);
+                }
+            }
             Some(leader) if leader.id != self.node.id => {
                 let leader = leader.clone();
                 self.ensure_following(&leader, sv.epoch());
@@ -255,11 +288,38 @@ impl Runtime {
             self.release_lock().await;
             return;
         }
-        let epoch = fresh.as_ref().map_or(0, |(s, _)| s.epoch) + 1;
+        // Never reuse an epoch: if the coordinator lost the state (or rolled it back), go on
+        // from the highest epoch this node has seen.
+        let stored = fresh.as_ref().map_or(0, |(s, _)| s.epoch);
+        let seen = self.node.highest_epoch();
+        if stored < seen {
+            self.node.stats.epoch_regressions.fetch_add(1, Ordering::Relaxed);
+            error!(
+                shard,
+                stored,
+                seen,
+                "the shard state's epoch {stored} is older than epoch {seen} this node has seen: continuing from {seen}"
+            );
+        }
+        let epoch = stored.max(seen) + 1;
+        // Keep the live members of the in-sync set (a clean election only): they hold every
+        // acknowledged write, and the writes this term acknowledges will wait for them.
+        let me = &self.node.id;
+        let inherited: BTreeSet<String> = match &fresh {
+            Some((s, _)) if s.isr.contains(me) => s
+                .isr
+                .iter()
+                .filter(|id| *id != me && sv.nodes.contains_key(*id))
+                .cloned()
+                .collect(),
+            _ => BTreeSet::new(),
+        };
+        let mut isr = vec![me.clone()];
+        isr.extend(inherited.iter().cloned());
         let state = ShardState {
             epoch,
-            leader: Some(self.node.id.clone()),
-            isr: vec![self.node.id.clone()],
+            leader: Some(me.clone()),
+            isr,
         };
         let data = serde_json::to_vec(&state).expect("ShardState serialises");
         let path = self.paths.state(&shard);
@@ -276,7 +336,8 @@ impl Runtime {
                 if let Some(f) = self.following.take() {
                     f.task.abort();
                 }
-                self.node.become_leader(epoch, lease_after(self.coord.as_ref(), sent));
+                self.node
+                    .become_leader(epoch, lease_after(self.coord.as_ref(), sent), inherited);
                 self.leading = Some(Leading {
                     epoch,
                     state_version: version,

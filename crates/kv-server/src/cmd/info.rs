@@ -37,6 +37,9 @@ pub fn apply(node: &Node, out: &mut BytesMut) {
         ("partial_syncs_served", s.partial_syncs_served.load(Ordering::Relaxed)),
         ("full_syncs_done", s.full_syncs_done.load(Ordering::Relaxed)),
         ("partial_syncs_done", s.partial_syncs_done.load(Ordering::Relaxed)),
+        ("epoch_regressions", s.epoch_regressions.load(Ordering::Relaxed)),
+        ("replica_timeouts", s.replica_timeouts.load(Ordering::Relaxed)),
+        ("highest_epoch", node.highest_epoch()),
     ];
     kv_proto::write::array_header(out, (fields.len() + counters.len()) * 2);
     for (k, v) in &fields {

@@ -24,6 +24,8 @@ enum FollowError {
     Conn(#[from] ConnError),
     #[error("the leader closed the stream")]
     Closed,
+    #[error("the leader sent nothing for {0:?}")]
+    Silent(Duration),
     #[error("the leader refused: {0}")]
     Refused(String),
     #[error("unexpected message from the leader: {0}")]
@@ -88,7 +90,8 @@ async fn follow_once(node: &Node, leader: &str, epoch: u64, term: u64) -> Result
         known_epoch: epoch,
     };
     conn.stream.write_all(&sync.encode()).await?;
-    let reply = conn.next_request().await?.ok_or(FollowError::Closed)?;
+    let silence = node.config.replica_timeout();
+    let reply = next_within(node, &mut conn, silence).await?;
     let leader_epoch;
     if name_is(&reply, b"KV.FULLSYNC") {
         leader_epoch = arg_u64(&reply, 1)?;
@@ -97,7 +100,7 @@ async fn follow_once(node: &Node, leader: &str, epoch: u64, term: u64) -> Result
         node.begin_snapshot(term)?;
         let mut keys = 0;
         loop {
-            let req = conn.next_request().await?.ok_or(FollowError::Closed)?;
+            let req = next_within(node, &mut conn, silence).await?;
             if name_is(&req, b"KV.SNAP") {
                 keys += node.load_snapshot_chunk(term, &req)?;
             } else if name_is(&req, b"KV.SNAPEND") {
@@ -136,17 +139,41 @@ async fn follow_once(node: &Node, leader: &str, epoch: u64, term: u64) -> Result
 
     let mut batch = Vec::new();
     loop {
+        let mut pinged = false;
         while let Some(req) = conn.parse().map_err(ConnError::from)? {
-            batch.push(req);
+            if name_is(&req, b"KV.PING") {
+                pinged = true;
+            } else {
+                batch.push(req);
+            }
         }
         if !batch.is_empty() {
             let last = node.apply_entries(term, &batch)?;
             batch.clear();
             ack(&mut conn, last).await?;
+        } else if pinged {
+            let last = node.lock().log.last_offset();
+            ack(&mut conn, last).await?;
         }
-        if !conn.read_more().await? {
-            return Err(FollowError::Closed);
+        match tokio::time::timeout(silence, conn.read_more()).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => return Err(FollowError::Closed),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Err(silent(node, silence)),
         }
+    }
+}
+
+fn silent(node: &Node, limit: Duration) -> FollowError {
+    node.stats.replica_timeouts.fetch_add(1, Ordering::Relaxed);
+    FollowError::Silent(limit)
+}
+
+/// The next message from the leader, which must arrive within `limit`.
+async fn next_within(node: &Node, conn: &mut Connection, limit: Duration) -> Result<Request, FollowError> {
+    match tokio::time::timeout(limit, conn.next_request()).await {
+        Ok(r) => r?.ok_or(FollowError::Closed),
+        Err(_) => Err(silent(node, limit)),
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use kv_proto::{CommandBuilder, Limits, RequestParser};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -78,6 +79,8 @@ enum StreamError {
     SteppedDown,
     #[error("the follower fell behind the backlog; it will resynchronise fully")]
     BacklogTrimmed,
+    #[error("the follower sent nothing for {0:?}")]
+    Silent(Duration),
     #[error("follower connection: {0}")]
     Io(#[from] std::io::Error),
     #[error("follower sent: {0}")]
@@ -212,8 +215,9 @@ async fn send_snapshot(
         d.log.last_offset()
     };
     info!(follower = req.node_id, at, "sending a full snapshot");
+    let limit = node.config.replica_timeout();
     let head = CommandBuilder::new(3).arg(b"KV.FULLSYNC").uint(epoch).uint(at).finish();
-    conn.stream.write_all(&head).await?;
+    write_within(&mut conn.stream, &head, limit).await?;
     let mut cursor = Some(0);
     let mut body = BytesMut::new();
     while let Some(c) = cursor {
@@ -238,21 +242,33 @@ async fn send_snapshot(
         let mut head = BytesMut::new();
         kv_proto::write::array_header(&mut head, 1 + 3 * n);
         kv_proto::write::bulk(&mut head, b"KV.SNAP");
-        conn.stream.write_all(&head).await?;
-        conn.stream.write_all(&body).await?;
+        write_within(&mut conn.stream, &head, limit).await?;
+        write_within(&mut conn.stream, &body, limit).await?;
     }
     let end = CommandBuilder::new(2).arg(b"KV.SNAPEND").uint(at).finish();
-    conn.stream.write_all(&end).await?;
+    write_within(&mut conn.stream, &end, limit).await?;
     let mut d = node.lock();
     d.followers.mark_streaming(&req.node_id, conn_id);
     Ok(at)
 }
 
-/// Streams log entries from `next` on, as they are appended.
+/// Writes `buf`, failing when the follower does not take it within `limit` (a stopped
+/// follower fills the socket buffers and would block the snapshot forever).
+async fn write_within(stream: &mut TcpStream, buf: &[u8], limit: Duration) -> Result<(), StreamError> {
+    match tokio::time::timeout(limit, stream.write_all(buf)).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(StreamError::Silent(limit)),
+    }
+}
+
+/// Streams log entries from `next` on, as they are appended; a heartbeat (`KV.PING`) when
+/// nothing was sent for a heartbeat interval, so the follower's answers show it is alive.
 async fn send_log(node: &Node, mut write: OwnedWriteHalf, mut next: u64, term: u64) -> Result<(), StreamError> {
     let mut appended = node.subscribe_appended();
     let mut batch: Vec<Bytes> = Vec::with_capacity(STREAM_BATCH);
     let mut out = BytesMut::new();
+    let heartbeat = node.config.heartbeat_interval();
+    let ping = CommandBuilder::new(1).arg(b"KV.PING").finish();
     loop {
         batch.clear();
         {
@@ -268,8 +284,12 @@ async fn send_log(node: &Node, mut write: OwnedWriteHalf, mut next: u64, term: u
             appended.borrow_and_update();
             // Re-check after marking seen, so an append in between is not missed.
             let more = node.lock().log.last_offset() >= next;
-            if !more && appended.changed().await.is_err() {
-                return Ok(());
+            if !more {
+                match tokio::time::timeout(heartbeat, appended.changed()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Ok(()),
+                    Err(_) => write.write_all(&ping).await?,
+                }
             }
             continue;
         }
@@ -297,6 +317,7 @@ async fn read_acks(
         max_query_buffer: 64 * 1024,
     };
     let mut parser = RequestParser::new(limits);
+    let silence = node.config.replica_timeout();
     loop {
         let mut acked = None;
         loop {
@@ -320,8 +341,14 @@ async fn read_acks(
                 node.publish_commit(&d);
             }
         }
-        if read.read_buf(&mut input).await? == 0 {
-            return Err(StreamError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        match tokio::time::timeout(silence, read.read_buf(&mut input)).await {
+            Ok(Ok(0)) => return Err(StreamError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => {
+                node.stats.replica_timeouts.fetch_add(1, Ordering::Relaxed);
+                return Err(StreamError::Silent(silence));
+            }
         }
     }
 }
@@ -340,8 +367,7 @@ pub async fn monitor(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => return,
         }
         let mut d = node.lock();
-        if !matches!(d.role, Role::Leader { .. }) || d.followers.connected() == 0 && d.followers.confirmed().is_empty()
-        {
+        if !matches!(d.role, Role::Leader { .. }) || d.followers.idle() {
             continue;
         }
         let last = d.log.last_offset();

@@ -23,8 +23,12 @@
 //! leader → follower   KV.OP <epoch> <offset> SET <key> <value> <expires-at-ms|0>
 //!                     KV.OP <epoch> <offset> DEL <key>
 //!                     KV.OP <epoch> <offset> EXPIRE <key> <expires-at-ms|0>
-//! follower → leader   KV.ACK <offset>
+//! leader → follower   KV.PING                          (heartbeat when idle)
+//! follower → leader   KV.ACK <offset>                  (after applying, and per heartbeat)
 //! ```
+//!
+//! Either side closes a stream on which nothing arrived for `--replica-timeout-ms`; the
+//! follower then reconnects and resumes from its last `(epoch, offset)`.
 
 pub mod backlog;
 pub mod follower;

@@ -11,6 +11,12 @@
 //! everything from that moment on ([`Followers::desired`]); and a lagging follower stops being
 //! waited for only after the coordinator confirmed its removal. Together: every confirmed
 //! follower holds every acknowledged write.
+//!
+//! A new leader inherits the previous in-sync set (its live members): they hold every write
+//! acknowledged so far, and keeping them confirmed means the next acknowledged writes wait for
+//! them too — otherwise the new leader would acknowledge writes alone until they reattach,
+//! and losing it then would lose those writes. An inherited follower that does not reattach
+//! within a grace period stops being desired, and leaves the set the usual way.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -44,17 +50,30 @@ impl Progress {
 pub struct Followers {
     map: HashMap<String, Progress>,
     confirmed: BTreeSet<String>,
+    /// Inherited members that have not attached yet, and until when they stay desired.
+    grace: HashMap<String, Instant>,
 }
 
 impl Followers {
-    /// No followers, nothing confirmed (a new term: the new leader's in-sync set is itself).
+    /// No followers, nothing confirmed.
     pub fn new() -> Followers {
         Followers::default()
+    }
+
+    /// A new term whose in-sync set already holds `confirmed` (the previous term's members
+    /// that are alive); each stays desired without attaching until `until`.
+    pub fn inherit(confirmed: BTreeSet<String>, until: Instant) -> Followers {
+        Followers {
+            map: HashMap::new(),
+            grace: confirmed.iter().map(|id| (id.clone(), until)).collect(),
+            confirmed,
+        }
     }
 
     /// A follower connected. `acked` is the offset it resumes after (0 for a snapshot, until
     /// loaded). A confirmed follower that resumes stays wanted.
     pub fn attach(&mut self, id: &str, conn: u64, acked: u64, streaming: bool, now: Instant) {
+        self.grace.remove(id);
         let keep = streaming && self.confirmed.contains(id);
         self.map.insert(
             id.to_string(),
@@ -98,6 +117,7 @@ impl Followers {
     /// reached the previous tick's offset is caught up (and becomes wanted); a wanted follower
     /// not caught up for longer than `lag_timeout` stops being wanted.
     pub fn tick(&mut self, now: Instant, last: u64, lag_timeout: Duration) {
+        self.grace.retain(|_, until| now < *until);
         for p in self.map.values_mut().filter(|p| p.streaming) {
             let caught_up = p.acked >= p.target || p.acked >= last;
             if caught_up {
@@ -136,13 +156,13 @@ impl Followers {
     /// The in-sync set (followers) the coordinator should hold: wanted followers that are
     /// already confirmed or have acked everything since they became wanted.
     pub fn desired(&self) -> BTreeSet<String> {
-        self.map
-            .iter()
-            .filter(|(id, p)| {
-                p.wanted_from
-                    .is_some_and(|from| self.confirmed.contains(*id) || p.acked >= from)
-            })
+        let attached = self.map.iter().filter(|(id, p)| {
+            p.wanted_from
+                .is_some_and(|from| self.confirmed.contains(*id) || p.acked >= from)
+        });
+        attached
             .map(|(id, _)| id.clone())
+            .chain(self.grace.keys().filter(|id| self.confirmed.contains(*id)).cloned())
             .collect()
     }
 
@@ -164,6 +184,11 @@ impl Followers {
     /// Number of connected followers.
     pub fn connected(&self) -> usize {
         self.map.len()
+    }
+
+    /// True when nothing needs the lag monitor: no follower connected, none confirmed.
+    pub fn idle(&self) -> bool {
+        self.map.is_empty() && self.confirmed.is_empty()
     }
 }
 
@@ -242,6 +267,40 @@ mod tests {
         assert!(f.desired().is_empty());
         f.confirm(f.desired());
         assert_eq!(f.commit(9), 9);
+    }
+
+    #[test]
+    fn an_inherited_follower_is_waited_for_and_kept_when_it_resumes() {
+        let t = Instant::now();
+        let mut f = Followers::inherit(set(&["b", "c"]), ms(t, 100));
+        assert!(f.any_waited());
+        assert_eq!(f.commit(7), 0, "writes wait for the inherited members");
+        assert_eq!(f.desired(), set(&["b", "c"]), "desired while within the grace period");
+        f.attach("b", 1, 7, true, ms(t, 10));
+        assert!(f.get("b").unwrap().wanted(), "resumed: stays in the set");
+        f.ack("b", 1, 7);
+        f.tick(ms(t, 50), 7, LAG);
+        assert_eq!(f.desired(), set(&["b", "c"]));
+        f.tick(ms(t, 150), 7, LAG);
+        assert_eq!(f.desired(), set(&["b"]), "c never came back: given up after the grace");
+        assert_eq!(
+            f.commit(7),
+            0,
+            "still confirmed: writes wait until its removal is confirmed"
+        );
+        f.confirm(f.desired());
+        assert_eq!(f.commit(7), 7);
+    }
+
+    #[test]
+    fn an_inherited_follower_that_needs_a_snapshot_leaves_the_set() {
+        let t = Instant::now();
+        let mut f = Followers::inherit(set(&["b"]), ms(t, 100));
+        f.attach("b", 1, 0, false, ms(t, 5));
+        assert!(
+            f.desired().is_empty(),
+            "a follower about to be emptied must leave first"
+        );
     }
 
     #[test]

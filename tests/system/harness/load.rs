@@ -1,0 +1,124 @@
+//! Continuous writes through a gate, recording which were acknowledged, so a test can check
+//! that none of them was lost whatever happened meanwhile.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use kv_client::GateClient;
+use tokio::task::JoinHandle;
+
+/// One acknowledged write: its key (the value is the key too) and when it was sent and
+/// acknowledged.
+#[derive(Debug, Clone)]
+pub struct Acked {
+    pub key: String,
+    pub sent: Instant,
+    pub done: Instant,
+}
+
+/// Writers putting unique keys through a gate until stopped.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<()>>,
+    acked: Arc<Mutex<Vec<Acked>>>,
+    failed: Arc<AtomicU64>,
+}
+
+impl Load {
+    /// Starts `workers` writers, each putting `<prefix>-<worker>-<n>` for n = 0, 1, ...
+    pub fn start(client: GateClient, workers: usize, prefix: &str) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let failed = Arc::new(AtomicU64::new(0));
+        let tasks = (0..workers)
+            .map(|w| {
+                let (client, stop, acked, failed) = (client.clone(), stop.clone(), acked.clone(), failed.clone());
+                let prefix = format!("{prefix}-{w}");
+                tokio::spawn(async move {
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let key = format!("{prefix}-{n}");
+                        n += 1;
+                        let sent = Instant::now();
+                        match client.put(&key, key.as_bytes(), None).await {
+                            Ok(()) => acked.lock().unwrap().push(Acked {
+                                key,
+                                sent,
+                                done: Instant::now(),
+                            }),
+                            Err(_) => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            tasks,
+            acked,
+            failed,
+        }
+    }
+
+    /// Acknowledged writes so far.
+    pub fn acked(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    /// When the first write of a key matching `which`, sent at or after `t`, was acknowledged.
+    pub fn first_ack_sent_after(&self, t: Instant, which: impl Fn(&str) -> bool) -> Option<Instant> {
+        self.acked
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a.sent >= t && which(&a.key))
+            .map(|a| a.done)
+            .min()
+    }
+
+    /// Stops the writers; returns the acknowledged writes and the number of failed ones.
+    pub async fn stop(self) -> (Vec<Acked>, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.expect("writer task");
+        }
+        let acked = std::mem::take(&mut *self.acked.lock().unwrap());
+        (acked, self.failed.load(Ordering::Relaxed))
+    }
+}
+
+/// Reads back every acknowledged write through `client`; returns the keys that are missing
+/// or hold another value.
+pub async fn lost(client: &GateClient, acked: &[Acked]) -> Vec<String> {
+    let mut lost = Vec::new();
+    for a in acked {
+        match client.get(&a.key).await {
+            Ok(Some(v)) if v == a.key.as_bytes() => {}
+            _ => lost.push(a.key.clone()),
+        }
+    }
+    lost
+}
+
+/// A kvserver's `KV.INFO` fields, asked directly.
+pub async fn server_info(addr: &str) -> Option<HashMap<String, String>> {
+    let client = redis::Client::open(format!("redis://{addr}/")).ok()?;
+    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+    let fields: Vec<String> = redis::cmd("KV.INFO").query_async(&mut conn).await.ok()?;
+    Some(
+        fields
+            .chunks(2)
+            .filter(|c| c.len() == 2)
+            .map(|c| (c[0].clone(), c[1].clone()))
+            .collect(),
+    )
+}
+
+/// One numeric `KV.INFO` field of the server at `addr`.
+pub async fn server_counter(addr: &str, field: &str) -> Option<u64> {
+    server_info(addr).await?.get(field)?.parse().ok()
+}

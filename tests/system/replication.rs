@@ -1,0 +1,226 @@
+//! Followers that stall, disconnect or restart: the in-sync set shrinks and heals by itself,
+//! resyncs are partial within the backlog and full beyond it (asserted through the servers'
+//! counters), and `--min-insync` refuses writes that would have too few copies.
+
+use std::time::{Duration, Instant};
+
+use kv_client::api::{ClusterInfo, ReplicaInfo};
+
+use crate::harness::load::server_counter;
+use crate::harness::{TestCluster, eventually};
+
+fn replica<'a>(info: &'a ClusterInfo, role: &str) -> &'a ReplicaInfo {
+    info.shards[0]
+        .replicas
+        .iter()
+        .find(|r| r.role == role)
+        .expect("replica listed")
+}
+
+/// Waits until the shard's `n` replicas are in sync with equal contents.
+async fn converged(c: &TestCluster, n: usize) -> ClusterInfo {
+    let gate = c.client(0);
+    eventually(
+        "replicas in sync with equal digests",
+        Duration::from_secs(20),
+        || async {
+            let info = gate.cluster().await.ok()?;
+            let rs = &info.shards.first()?.replicas;
+            (rs.len() == n
+                && rs
+                    .iter()
+                    .all(|r| r.in_sync && r.digest.is_some() && r.digest == rs[0].digest && r.lag == Some(0)))
+            .then_some(info)
+        },
+    )
+    .await
+}
+
+/// Waits until the server at `addr` reports `field` ≥ `at_least`.
+async fn counter_reaches(addr: &str, field: &str, at_least: u64) -> u64 {
+    eventually(
+        &format!("{field} of {addr} to reach {at_least}"),
+        Duration::from_secs(20),
+        || async { server_counter(addr, field).await.filter(|v| *v >= at_least) },
+    )
+    .await
+}
+
+async fn counter(addr: &str, field: &str) -> u64 {
+    server_counter(addr, field).await.expect("KV.INFO answers")
+}
+
+#[tokio::test]
+async fn a_stalled_follower_stops_blocking_writes_and_rejoins() {
+    let mut c = TestCluster::start();
+    let lag = ["--replica-lag-timeout-ms", "500"];
+    c.start_server("s1", &lag);
+    c.start_server("s1", &lag);
+    c.start_gate(&[]);
+    let info = c.wait_ready(&[("s1", 2)]).await;
+    let gate = c.client(0);
+    gate.put("before", b"1", None).await.unwrap();
+    let follower = info.shards[0]
+        .replicas
+        .iter()
+        .find(|r| r.role == "follower")
+        .unwrap()
+        .addr
+        .clone();
+
+    c.server_at(&follower).signal(libc::SIGSTOP);
+    let paused = Instant::now();
+    gate.put("during", b"2", None)
+        .await
+        .expect("a write while the follower is stalled");
+    let waited = paused.elapsed();
+    assert!(
+        waited < Duration::from_secs(3),
+        "the write waited {waited:?} for a stalled follower"
+    );
+    eprintln!("a write waited {waited:?} for a stalled follower (lag timeout 500 ms)");
+    // The in-sync set shrank in ZooKeeper before the write was released; the gate's view of
+    // it follows through its watch.
+    crate::harness::eventually(
+        "the stalled follower to leave the in-sync set",
+        Duration::from_secs(5),
+        || async {
+            let info = gate.cluster().await.ok()?;
+            let f = info.shards[0].replicas.iter().find(|r| r.addr == follower)?;
+            (!f.in_sync).then_some(())
+        },
+    )
+    .await;
+    // Later writes do not wait for it at all.
+    let t = Instant::now();
+    for i in 0..20 {
+        gate.put(&format!("k{i}"), b"v", None).await.unwrap();
+    }
+    assert!(t.elapsed() < Duration::from_secs(2), "20 writes took {:?}", t.elapsed());
+
+    c.server_at(&follower).signal(libc::SIGCONT);
+    crate::harness::eventually(
+        "the follower to rejoin with equal contents",
+        Duration::from_secs(15),
+        || async {
+            let info = gate.cluster().await.ok()?;
+            let rs = &info.shards[0].replicas;
+            (rs.len() == 2
+                && rs
+                    .iter()
+                    .all(|r| r.in_sync && r.digest.is_some() && r.digest == rs[0].digest))
+            .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_follower_resumes_within_the_backlog_and_copies_everything_beyond_it() {
+    let mut c = TestCluster::start();
+    let flags = [
+        "--replica-lag-timeout-ms",
+        "300",
+        "--replica-timeout-ms",
+        "600",
+        "--repl-backlog-bytes",
+        "256kb",
+    ];
+    c.start_server("s1", &flags);
+    c.start_server("s1", &flags);
+    c.start_gate(&[]);
+    let info = c.wait_ready(&[("s1", 2)]).await;
+    let gate = c.client(0);
+    for i in 0..200 {
+        gate.put(&format!("k{i}"), b"v", None).await.unwrap();
+    }
+    let leader = replica(&info, "leader").addr.clone();
+    let follower = replica(&info, "follower").addr.clone();
+    let (full0, partial0) = (
+        counter(&follower, "full_syncs_done").await,
+        counter(&follower, "partial_syncs_done").await,
+    );
+
+    // 1. Stalled past the replica timeout while a few writes go on: the leader closes the
+    //    stream; resumed, the follower continues from the leader's backlog.
+    let timeouts = counter(&leader, "replica_timeouts").await;
+    c.server_at(&follower).signal(libc::SIGSTOP);
+    for i in 0..50 {
+        gate.put(&format!("p{i}"), b"partial", None).await.unwrap();
+    }
+    counter_reaches(&leader, "replica_timeouts", timeouts + 1).await;
+    c.server_at(&follower).signal(libc::SIGCONT);
+    counter_reaches(&follower, "partial_syncs_done", partial0 + 1).await;
+    let info = converged(&c, 2).await;
+    assert_eq!(
+        counter(&follower, "full_syncs_done").await,
+        full0,
+        "no full copy was needed"
+    );
+    assert_eq!(replica(&info, "follower").keys, Some(250));
+
+    // 2. Stalled while more than the backlog is written: it must copy everything.
+    let timeouts = counter(&leader, "replica_timeouts").await;
+    c.server_at(&follower).signal(libc::SIGSTOP);
+    let value = vec![b'x'; 1024];
+    for i in 0..400 {
+        gate.put(&format!("f{i}"), &value, None).await.unwrap();
+    }
+    counter_reaches(&leader, "replica_timeouts", timeouts + 1).await;
+    c.server_at(&follower).signal(libc::SIGCONT);
+    counter_reaches(&follower, "full_syncs_done", full0 + 1).await;
+    let info = converged(&c, 2).await;
+    assert_eq!(replica(&info, "follower").keys, Some(650));
+
+    // 3. Killed and restarted: an in-memory replica restarts empty, so it copies everything.
+    let served = counter(&leader, "full_syncs_served").await;
+    c.server_at(&follower).kill();
+    let restarted = c.start_server("s1", &flags);
+    let addr = c.servers[restarted].addr.clone();
+    counter_reaches(&addr, "full_syncs_done", 1).await;
+    let info = converged(&c, 2).await;
+    assert_eq!(replica(&info, "follower").addr, addr);
+    assert_eq!(replica(&info, "follower").keys, Some(650));
+    assert_eq!(counter(&leader, "full_syncs_served").await, served + 1);
+}
+
+#[tokio::test]
+async fn min_insync_refuses_writes_without_enough_copies() {
+    let mut c = TestCluster::start();
+    let flags = ["--min-insync", "2", "--replica-lag-timeout-ms", "300"];
+    c.start_server("s1", &flags);
+    c.start_server("s1", &flags);
+    c.start_gate(&[]);
+    let info = c.wait_ready(&[("s1", 2)]).await;
+    let gate = c.client(0);
+    gate.put("a", b"1", None).await.unwrap();
+    let follower = replica(&info, "follower").addr.clone();
+
+    c.server_at(&follower).signal(libc::SIGSTOP);
+    let refused = eventually(
+        "a write to be refused for too few copies",
+        Duration::from_secs(10),
+        || async {
+            match gate.put("b", b"2", None).await {
+                Err(e) => Some(e.to_string()),
+                Ok(()) => None,
+            }
+        },
+    )
+    .await;
+    assert!(
+        refused.contains("NOREPLICAS") && refused.contains("--min-insync"),
+        "{refused}"
+    );
+    assert!(refused.contains("503"), "refused as unavailable: {refused}");
+
+    c.server_at(&follower).signal(libc::SIGCONT);
+    let t = Instant::now();
+    eventually("writes accepted again", Duration::from_secs(15), || async {
+        gate.put("c", b"3", None).await.ok()
+    })
+    .await;
+    eprintln!("writes accepted again {:?} after the follower resumed", t.elapsed());
+    converged(&c, 2).await;
+    assert_eq!(gate.get("a").await.unwrap().as_deref(), Some(&b"1"[..]));
+}

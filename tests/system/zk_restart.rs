@@ -1,0 +1,66 @@
+//! ZooKeeper restarted while the cluster serves: writes resume within a bound and nothing
+//! acknowledged is lost.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::cluster::SESSION_TIMEOUT_MS;
+use crate::harness::load::{Load, lost};
+use crate::harness::{TestCluster, eventually};
+
+#[tokio::test]
+async fn service_resumes_after_zookeeper_restarts() {
+    let mut c = TestCluster::start();
+    c.start_server("s1", &[]);
+    c.start_server("s1", &[]);
+    c.start_gate(&[]);
+    c.wait_ready(&[("s1", 2)]).await;
+    let load = Load::start(c.client(0), 4, "w");
+    eventually("writes flowing", Duration::from_secs(10), || async {
+        (load.acked() >= 100).then_some(())
+    })
+    .await;
+
+    c.zk.stop();
+    // How long ZooKeeper stays down is the experiment (half a session timeout), not a wait.
+    tokio::time::sleep(Duration::from_millis(SESSION_TIMEOUT_MS / 2)).await;
+    c.zk.restart();
+    let restarted = Instant::now();
+    let resumed_at = eventually(
+        "writes acknowledged after the restart",
+        Duration::from_secs(20),
+        || async { load.first_ack_sent_after(restarted, |_| true) },
+    )
+    .await;
+    let resumed = resumed_at - restarted;
+    eprintln!("writes resumed {resumed:?} after ZooKeeper came back");
+    let bound = Duration::from_millis(2 * SESSION_TIMEOUT_MS) + Duration::from_secs(2);
+    assert!(resumed <= bound, "writes resumed after {resumed:?}, bound {bound:?}");
+
+    let (acked, failed) = load.stop().await;
+    let gate = c.client(0);
+    eventually(
+        "replicas in sync with equal digests",
+        Duration::from_secs(20),
+        || async {
+            let info = gate.cluster().await.ok()?;
+            let rs = &info.shards.first()?.replicas;
+            (rs.len() == 2
+                && rs
+                    .iter()
+                    .all(|r| r.in_sync && r.digest.is_some() && r.digest == rs[0].digest))
+            .then_some(())
+        },
+    )
+    .await;
+    let missing = lost(&gate, &acked).await;
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged writes lost",
+        missing.len(),
+        acked.len()
+    );
+    eprintln!(
+        "{} acknowledged writes all present ({failed} reported failed)",
+        acked.len()
+    );
+}
