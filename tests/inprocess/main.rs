@@ -167,3 +167,48 @@ async fn a_replica_added_later_copies_the_data() {
     assert_eq!(info.shards[0].replicas[1].keys, Some(300));
     cluster.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_coordinator_that_lost_its_data_never_makes_the_epoch_go_backwards() {
+    use kv_cluster::{Coordinator, Paths};
+    use std::sync::atomic::Ordering;
+
+    let (cluster, client) = start(1, 2, |_| {}).await;
+    for i in 0..50 {
+        client.put(&format!("k{i}"), b"v", None).await.unwrap();
+    }
+    let before = until(&client, "both replicas in sync", |i| {
+        i.shards[0].replicas.len() == 2 && converged(i)
+    })
+    .await;
+    let old_epoch = before.shards[0].epoch;
+    let shard = before.shards[0].name.clone();
+
+    // Wipe the shard's leadership state, as a ZooKeeper restored from an old backup (or
+    // wiped) would present it.
+    let admin = cluster.coordinator.connect();
+    let paths = Paths::new(&cluster.servers[0].node().config.cluster);
+    admin.delete(&paths.state(&shard), None).await.unwrap();
+    admin.delete(&paths.leader(&shard), None).await.unwrap();
+
+    let after = until(&client, "a new leader above the old epoch", |i| {
+        i.shards[0].leader.is_some() && ![0, old_epoch].contains(&i.shards[0].epoch) && converged(i)
+    })
+    .await;
+    assert!(
+        after.shards[0].epoch > old_epoch,
+        "epoch {} after the loss, {old_epoch} before",
+        after.shards[0].epoch
+    );
+    let regressions: u64 = cluster
+        .servers
+        .iter()
+        .map(|s| s.node().stats.epoch_regressions.load(Ordering::Relaxed))
+        .sum();
+    assert!(regressions >= 1, "the loss was reported");
+    client.put("after", b"x", None).await.unwrap();
+    for i in 0..50 {
+        assert!(client.get(&format!("k{i}")).await.unwrap().is_some(), "k{i} lost");
+    }
+    cluster.shutdown().await;
+}

@@ -14,7 +14,8 @@
 //!   (version-checked) before writes stop waiting for a removed follower; the lease is renewed
 //!   by timed probes of the session.
 
-use std::collections::BTreeSet;
+pub mod election;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -183,6 +184,14 @@ impl Runtime {
                 .await;
             return;
         }
+        if !lock_mine {
+            // Either the view has not caught up with our election yet, or the coordinator
+            // lost the lock and the state (its data was wiped): ask it directly.
+            self.recheck_state().await;
+            if self.leading.is_none() {
+                return;
+            }
+        }
         self.sync_isr().await;
     }
 
@@ -219,12 +228,12 @@ impl Runtime {
     }
 
     fn eligible(&self, state: Option<&ShardState>, sv: &ShardView) -> bool {
-        let me = &self.node.id;
-        match state {
-            None => true,
-            Some(s) if s.isr.contains(me) => true,
-            Some(s) => self.node.config.unclean_election && !s.isr.iter().any(|id| sv.nodes.contains_key(id)),
-        }
+        election::eligible(
+            &self.node.id,
+            state,
+            |id| sv.nodes.contains_key(id),
+            self.node.config.unclean_election,
+        )
     }
 
     fn ensure_following(&mut self, leader: &NodeInfo, epoch: u64) {
@@ -288,38 +297,28 @@ impl Runtime {
             self.release_lock().await;
             return;
         }
-        // Never reuse an epoch: if the coordinator lost the state (or rolled it back), go on
-        // from the highest epoch this node has seen.
-        let stored = fresh.as_ref().map_or(0, |(s, _)| s.epoch);
-        let seen = self.node.highest_epoch();
-        if stored < seen {
+        let plan = election::plan(
+            &self.node.id,
+            fresh.as_ref().map(|(s, _)| s),
+            |id| sv.nodes.contains_key(id),
+            self.node.highest_epoch(),
+        );
+        if plan.regressed {
+            // Never reuse an epoch: the coordinator lost the state or was rolled back.
             self.node.stats.epoch_regressions.fetch_add(1, Ordering::Relaxed);
             error!(
                 shard,
-                stored,
-                seen,
-                "the shard state's epoch {stored} is older than epoch {seen} this node has seen: continuing from {seen}"
+                stored = fresh.as_ref().map_or(0, |(s, _)| s.epoch),
+                seen = self.node.highest_epoch(),
+                "the shard state's epoch is older than one this node has seen: the coordinator lost \
+                 data; continuing above it"
             );
         }
-        let epoch = stored.max(seen) + 1;
-        // Keep the live members of the in-sync set (a clean election only): they hold every
-        // acknowledged write, and the writes this term acknowledges will wait for them.
-        let me = &self.node.id;
-        let inherited: BTreeSet<String> = match &fresh {
-            Some((s, _)) if s.isr.contains(me) => s
-                .isr
-                .iter()
-                .filter(|id| *id != me && sv.nodes.contains_key(*id))
-                .cloned()
-                .collect(),
-            _ => BTreeSet::new(),
-        };
-        let mut isr = vec![me.clone()];
-        isr.extend(inherited.iter().cloned());
+        let epoch = plan.epoch;
         let state = ShardState {
             epoch,
-            leader: Some(me.clone()),
-            isr,
+            leader: Some(self.node.id.clone()),
+            isr: plan.isr,
         };
         let data = serde_json::to_vec(&state).expect("ShardState serialises");
         let path = self.paths.state(&shard);
@@ -337,7 +336,7 @@ impl Runtime {
                     f.task.abort();
                 }
                 self.node
-                    .become_leader(epoch, lease_after(self.coord.as_ref(), sent), inherited);
+                    .become_leader(epoch, lease_after(self.coord.as_ref(), sent), plan.inherited);
                 self.leading = Some(Leading {
                     epoch,
                     state_version: version,
@@ -404,12 +403,23 @@ impl Runtime {
         }
     }
 
-    /// A version-checked write failed: adopt the new version if the state is still ours,
-    /// step down otherwise.
+    /// A version-checked write failed, or the view shows neither our lock nor our state:
+    /// adopt the stored version if the state and the lock are still ours, step down otherwise.
     async fn recheck_state(&mut self) {
         let Some(epoch) = self.leading.as_ref().map(|l| l.epoch) else {
             return;
         };
+        match self.coord.get(&self.paths.leader(self.shard())).await {
+            Ok(Some((holder, _))) if holder == self.node.id.as_bytes() => {}
+            Ok(_) => {
+                self.step_down("the leader lock is gone").await;
+                return;
+            }
+            Err(e) => {
+                debug!(error = %e, "cannot read the leader lock");
+                return;
+            }
+        }
         match self.coord.get(&self.paths.state(self.shard())).await {
             Ok(Some((data, stat))) => match serde_json::from_slice::<ShardState>(&data) {
                 Ok(s) if s.epoch == epoch && s.leader.as_deref() == Some(self.node.id.as_str()) => {
