@@ -151,8 +151,8 @@ def twemproxy(r1, r2):
     return port
 
 
-def redis_benchmark(port, pipeline, n):
-    out = subprocess.run(PIN["load"] + ["redis-benchmark", "-p", str(port), "-t", "set,get", "-n", str(n), "-c", "50", "-d", "100",
+def redis_benchmark(port, pipeline, n, tests=("SET", "GET")):
+    out = subprocess.run(PIN["load"] + ["redis-benchmark", "-p", str(port), "-t", ",".join(tests).lower(), "-n", str(n), "-c", "50", "-d", "100",
                           "-r", "100000", "-P", str(pipeline), "--csv"],
                          capture_output=True, text=True, timeout=600).stdout
     rows = {}
@@ -161,7 +161,7 @@ def redis_benchmark(port, pipeline, n):
         if cells and cells[0] in ("SET", "GET"):
             # test, rps, avg, min, p50, p95, p99, max
             rows[cells[0]] = {"rps": float(cells[1]), "p50": float(cells[4]), "p99": float(cells[6])}
-    if set(rows) != {"SET", "GET"}:
+    if set(rows) != set(tests):
         raise SystemExit(f"redis-benchmark on port {port} printed no figures:\n{out}")
     return rows
 
