@@ -10,6 +10,7 @@ mod gate_first;
 mod redis_api;
 mod replica_join;
 mod replication;
+mod resharding;
 mod resp_limits;
 mod spread;
 mod zk_restart;

@@ -28,6 +28,39 @@ pub struct ClusterInfo {
     /// Shard names on the hash ring, sorted.
     #[serde(default)]
     pub ring: Vec<String>,
+    /// Version of the ring (grows with every change; 0 before the first ring).
+    #[serde(default)]
+    pub ring_version: u64,
+    /// The ring being moved to, while a change is under way.
+    #[serde(default)]
+    pub next_ring: Option<Vec<String>>,
+    /// Keys moving between shards right now; empty when idle.
+    #[serde(default)]
+    pub migrations: Vec<Migration>,
+    /// Shards being drained for removal.
+    #[serde(default)]
+    pub removing: Vec<String>,
+}
+
+/// One source → destination move in [`ClusterInfo::migrations`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Migration {
+    pub from: String,
+    pub to: String,
+    /// Keys sent so far.
+    pub moved: u64,
+    /// Keys to send (counted when the move began).
+    pub total: u64,
+    /// The source's sending rate, keys per second.
+    pub rate: u64,
+    /// `"preparing"` (targets getting ready), `"moving"` or `"done"` (this source finished).
+    pub state: String,
+}
+
+/// Body of `POST /api/shards/remove`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveShard {
+    pub name: String,
 }
 
 /// One shard in [`ClusterInfo`].

@@ -116,6 +116,23 @@ impl GateClient {
         }
     }
 
+    /// `POST /api/shards/remove`: asks the cluster to drain shard `name` and take it off the
+    /// ring.
+    pub async fn remove_shard(&self, name: &str) -> Result<(), GateError> {
+        let body = serde_json::to_vec(&crate::api::RemoveShard { name: name.to_string() })
+            .map_err(|e| GateError::Decode(e.to_string()))?;
+        let reply = self
+            .request(Method::POST, "/api/shards/remove", Some(body.into()))
+            .await?;
+        match reply.status {
+            200 | 202 => Ok(()),
+            status => Err(GateError::Status {
+                status,
+                message: reply.error_message(),
+            }),
+        }
+    }
+
     /// `DELETE /api/cache/delete`: true when the key existed.
     pub async fn delete(&self, key: &str) -> Result<bool, GateError> {
         let reply = self

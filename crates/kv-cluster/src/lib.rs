@@ -7,6 +7,8 @@
 //! - [`coord`]: the [`Coordinator`] trait (a small ZooKeeper-shaped interface) with two
 //!   implementations: [`ZkCoordinator`] on a real ZooKeeper ensemble and
 //!   [`MemoryCluster`]/[`MemoryCoordinator`] in-process, for the embedded local cluster and tests.
+//! - [`placement`]: the versioned ring, moves between ring versions, the ring manager's
+//!   decisions.
 //! - [`view`]: reads the tree into a [`ClusterView`] and keeps it current.
 //!
 //! All cluster logic (election, in-sync sets, routing) is written once against the trait, so
@@ -15,6 +17,7 @@
 pub mod coord;
 pub mod model;
 pub mod paths;
+pub mod placement;
 pub mod ring;
 pub mod view;
 
@@ -23,5 +26,6 @@ pub use coord::zookeeper::ZkCoordinator;
 pub use coord::{CoordError, Coordinator, CreateMode, NodeStat, SessionStatus, TreeWatch};
 pub use model::{ClusterView, NodeInfo, ShardState, ShardView};
 pub use paths::Paths;
+pub use placement::{MoveProgress, Phase, Placement, RingState};
 pub use ring::Ring;
 pub use view::{read_view, watch_view};

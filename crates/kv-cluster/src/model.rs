@@ -1,8 +1,10 @@
 //! What the coordinator stores, and the [`ClusterView`] assembled from it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
+
+use crate::placement::{MoveProgress, RingState};
 
 /// A server's registration (ephemeral: it disappears with the server's session).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +28,13 @@ pub struct ShardState {
     /// The in-sync replica set (node ids, the leader included): the replicas holding every
     /// acknowledged write, and so the only ones that may be elected.
     pub isr: Vec<String>,
+    /// The highest ring version this shard is ready to receive keys for (see
+    /// [`crate::placement`]).
+    #[serde(default)]
+    pub ring_ready: u64,
+    /// This shard's progress in moving keys away, during a ring change.
+    #[serde(default)]
+    pub moving: Option<MoveProgress>,
 }
 
 /// One shard as currently registered.
@@ -63,10 +72,16 @@ impl ShardView {
     }
 }
 
-/// Every shard with at least one registration or persistent state.
+/// Every shard with at least one registration or persistent state, and the ring.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterView {
     pub shards: BTreeMap<String, ShardView>,
+    /// The stored ring, once the ring manager created it.
+    pub ring: Option<RingState>,
+    /// Version of the ring node, for version-checked writes.
+    pub ring_node_version: i32,
+    /// Shards an operator asked to remove.
+    pub removing: BTreeSet<String>,
 }
 
 impl ClusterView {
@@ -100,6 +115,7 @@ mod tests {
             epoch: 3,
             leader: Some("a".into()),
             isr: vec!["a".into()],
+            ..Default::default()
         });
         assert!(v.leader().is_none(), "no lock yet");
         v.leader_lock = Some("a".into());

@@ -6,6 +6,9 @@
 //! /kvstore/<cluster>/shards/<shard>/state            persistent: ShardState (epoch, leader, ISR),
 //!                                                    changed only by version-checked writes
 //! /kvstore/<cluster>/gates/<gate-id>                 ephemeral: a gate's addresses
+//! /kvstore/<cluster>/ring                            persistent: RingState (versioned ring, move)
+//! /kvstore/<cluster>/ring-lock                       ephemeral: the ring manager's lock
+//! /kvstore/<cluster>/removing/<shard>                persistent: a shard to drain and remove
 //! ```
 
 /// Path builder for one cluster.
@@ -55,6 +58,26 @@ impl Paths {
     /// A shard's persistent state.
     pub fn state(&self, shard: &str) -> String {
         format!("{}/shards/{shard}/state", self.root)
+    }
+
+    /// The stored ring.
+    pub fn ring(&self) -> String {
+        format!("{}/ring", self.root)
+    }
+
+    /// The ring manager's lock.
+    pub fn ring_lock(&self) -> String {
+        format!("{}/ring-lock", self.root)
+    }
+
+    /// Parent of removal requests.
+    pub fn removing(&self) -> String {
+        format!("{}/removing", self.root)
+    }
+
+    /// A request to drain and remove `shard`.
+    pub fn removing_shard(&self, shard: &str) -> String {
+        format!("{}/removing/{shard}", self.root)
     }
 
     /// Parent of gate registrations.

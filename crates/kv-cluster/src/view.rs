@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use crate::{ClusterView, CoordError, Coordinator, NodeInfo, Paths, ShardState, ShardView};
+use crate::{ClusterView, CoordError, Coordinator, NodeInfo, Paths, RingState, ShardState, ShardView};
 
 /// Reads every shard's registrations, state and leader lock.
 pub async fn read_view(coord: &dyn Coordinator, paths: &Paths) -> Result<ClusterView, CoordError> {
@@ -41,6 +41,16 @@ pub async fn read_view(coord: &dyn Coordinator, paths: &Paths) -> Result<Cluster
         }
         view.shards.insert(shard, sv);
     }
+    if let Some((data, stat)) = coord.get(&paths.ring()).await? {
+        match serde_json::from_slice::<RingState>(&data) {
+            Ok(ring) => {
+                view.ring = Some(ring);
+                view.ring_node_version = stat.version;
+            }
+            Err(e) => warn!(error = %e, "ignoring an unreadable ring"),
+        }
+    }
+    view.removing = children_or_empty(coord, &paths.removing()).await?.into_iter().collect();
     Ok(view)
 }
 

@@ -47,11 +47,29 @@ pub enum Cmd {
     /// Delete KEY.
     #[command(alias = "delete")]
     Del { key: String },
-    /// Show shards, replicas, roles, epochs and key counts.
+    /// Show shards, replicas, roles, epochs and key counts, and keys moving between shards.
     Cluster {
         /// Print the gate's JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Shard operations.
+    Shard {
+        #[command(subcommand)]
+        action: ShardCmd,
+    },
+}
+
+/// `kvctl shard ...`
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum ShardCmd {
+    /// Drain shard NAME (its keys move to the other shards), then take it off the ring; shows
+    /// progress until done. Its servers can be stopped afterwards.
+    Remove {
+        name: String,
+        /// Return once the request is recorded instead of following the progress.
+        #[arg(long)]
+        no_wait: bool,
     },
 }
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use kv_client::{GateClient, GateError};
 
-use crate::args::Cmd;
+use crate::args::{Cmd, ShardCmd};
 use crate::table;
 
 /// kvctl's exit codes.
@@ -112,6 +112,40 @@ pub async fn execute(client: &GateClient, cmd: Cmd, style: Style) -> Exit {
             }
             Err(e) => report(&e),
         },
+        Cmd::Shard {
+            action: ShardCmd::Remove { name, no_wait },
+        } => {
+            if let Err(e) = client.remove_shard(&name).await {
+                return report(&e);
+            }
+            let _ = writeln!(out, "removing shard {name}: its keys move to the other shards");
+            let _ = out.flush();
+            if no_wait {
+                return Exit::Ok;
+            }
+            loop {
+                match client.cluster().await {
+                    Ok(info) => {
+                        let on_ring =
+                            info.ring.contains(&name) || info.next_ring.as_ref().is_some_and(|n| n.contains(&name));
+                        if !on_ring {
+                            let _ = writeln!(
+                                out,
+                                "shard {name} is off the ring (version {}); its servers can be stopped",
+                                info.ring_version
+                            );
+                            return Exit::Ok;
+                        }
+                        for line in table::migration_lines(&info) {
+                            let _ = writeln!(out, "{line}");
+                        }
+                        let _ = out.flush();
+                    }
+                    Err(e) => eprintln!("warning: {e}"),
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
     }
 }
 

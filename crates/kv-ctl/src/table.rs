@@ -72,14 +72,55 @@ pub fn render(info: &ClusterInfo) -> String {
         .filter_map(|s| s.replicas.iter().find(|r| r.role == "leader").and_then(|r| r.keys))
         .sum();
     out.push_str(&format!(
-        "ring: {} | keys (leaders): {total}\n",
+        "ring v{}: {} | keys (leaders): {total}\n",
+        info.ring_version,
         if info.ring.is_empty() {
             "(empty)".to_string()
         } else {
             info.ring.join(", ")
         }
     ));
+    if let Some(next) = &info.next_ring {
+        out.push_str(&format!(
+            "moving to ring v{}: {}\n",
+            info.ring_version + 1,
+            next.join(", ")
+        ));
+    }
+    for line in migration_lines(info) {
+        out.push_str(&line);
+        out.push('\n');
+    }
     out
+}
+
+/// One line per move in progress: `s1 → s3  [#####.....]  1200/2400  5000 keys/s  moving`.
+pub fn migration_lines(info: &ClusterInfo) -> Vec<String> {
+    info.migrations
+        .iter()
+        .map(|m| {
+            if m.state == "preparing" {
+                return format!("{}: preparing the move", m.from);
+            }
+            const WIDTH: usize = 20;
+            let filled = if m.total == 0 {
+                WIDTH
+            } else {
+                (m.moved.min(m.total) as usize * WIDTH) / m.total as usize
+            };
+            format!(
+                "{} → {}  [{}{}]  {}/{}  {} keys/s  {}",
+                m.from,
+                m.to,
+                "#".repeat(filled),
+                ".".repeat(WIDTH - filled),
+                m.moved,
+                m.total,
+                m.rate,
+                m.state
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -114,6 +155,7 @@ mod tests {
                 ],
             }],
             ring: vec!["s1".into()],
+            ..Default::default()
         };
         let t = render(&info);
         assert!(t.starts_with("SHARD  EPOCH  REPLICA"), "{t}");

@@ -11,13 +11,19 @@
 //!   refused with `NOTLEADER`/`TRYAGAIN`), or when it is safe to repeat (reads, and writes
 //!   that set a key to a given state). A write that is not safe to repeat and whose outcome is
 //!   unknown is reported as such, never silently applied twice.
+//!
+//! During a ring change a key that is moving ([`Routing::moving`]) takes a third path
+//! ([`Forwarder::execute_moving`]): reads go to the new owner and fall back to the old one on
+//! a miss; a write first pulls the key's current value to the new owner (a no-op if the new
+//! owner already has the key or deleted it), runs there, then drops the old copy, so a later
+//! fallback read cannot see a stale value.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kv_client::{CallError, Connection, Reply};
-use kv_proto::Frame;
+use kv_proto::{CommandBuilder, Frame};
 use tokio::sync::watch;
 use tracing::debug;
 
@@ -66,8 +72,19 @@ pub struct Forwarder {
 
 /// Server errors that mean "not applied here, try the current leader".
 fn redirected(frame: &Frame) -> bool {
-    matches!(frame.error_code(), Some(b"NOTLEADER" | b"TRYAGAIN" | b"LOADING"))
+    matches!(
+        frame.error_code(),
+        Some(b"NOTLEADER" | b"TRYAGAIN" | b"LOADING" | b"MOVED")
+    )
 }
+
+/// A read reply that means "not here": nil, 0 (`EXISTS`, `STRLEN`) or -2 (`TTL`).
+fn miss(frame: &Frame) -> bool {
+    matches!(frame, Frame::Null | Frame::Integer(0) | Frame::Integer(-2))
+}
+
+/// Routed to a shard's leader, repeatable.
+const LEADER: Access = Access::Write { idempotent: true };
 
 /// A command queued on a server connection, or already answered.
 pub struct InFlight(State);
@@ -141,6 +158,11 @@ impl Forwarder {
     /// leader, no connection), the retrying path runs now.
     pub async fn start(&self, target: Target, access: Access, request: Bytes, affinity: usize) -> InFlight {
         let routing = self.routing();
+        if let Target::Key(key) = &target
+            && routing.moving(key).is_some()
+        {
+            return InFlight::done(self.execute(&target, access, request).await);
+        }
         if let Ok((_, pool)) = routing.target(&target, access.is_write())
             && let Ok((reply, conn)) = pool.enqueue(request.clone(), affinity).await
         {
@@ -170,6 +192,12 @@ impl Forwarder {
         let mut backoff = Duration::from_millis(10);
         loop {
             let current = routing.borrow_and_update().clone();
+            if let Target::Key(key) = target
+                && let Some((from, to, version)) = current.moving(key)
+            {
+                let (from, to) = (from.to_string(), to.to_string());
+                return Box::pin(self.execute_moving(key, &from, &to, version, access, request)).await;
+            }
             let problem = match current.target(target, access.is_write()) {
                 Ok((shard, pool)) => match pool.call(request.clone(), self.backend_timeout).await {
                     Ok(frame) if redirected(&frame) => {
@@ -202,5 +230,60 @@ impl Forwarder {
             }
             backoff = (backoff * 2).min(Duration::from_millis(250));
         }
+    }
+
+    /// A command about `key` while it moves from shard `from` to `to` (ring `version`); see
+    /// the module documentation.
+    async fn execute_moving(
+        &self,
+        key: &Bytes,
+        from: &str,
+        to: &str,
+        version: u64,
+        access: Access,
+        request: Bytes,
+    ) -> Result<Frame, ForwardError> {
+        let (from_t, to_t) = (Target::Shard(from.to_string()), Target::Shard(to.to_string()));
+        if !access.is_write() {
+            let reply = self.execute(&to_t, access, request.clone()).await?;
+            if !miss(&reply) {
+                return Ok(reply);
+            }
+            let old = self.execute(&from_t, access, request.clone()).await?;
+            if !miss(&old) {
+                return Ok(old);
+            }
+            // A write may have moved the key between the two reads (written at the new owner,
+            // then dropped at the old): look at the new owner once more.
+            return self.execute(&to_t, access, request).await;
+        }
+        let fetch = CommandBuilder::new(2).arg(b"KV.FETCH").arg(key).finish();
+        if let Frame::Array(parts) = self.execute(&from_t, LEADER, fetch).await?
+            && let [value, at] = &parts[..]
+            && let (Some(value), Some(at)) = (value.as_bytes(), at.as_bytes())
+        {
+            let copy = CommandBuilder::new(5)
+                .arg(b"KV.MIGRATE")
+                .uint(version)
+                .arg(key)
+                .arg(value)
+                .arg(at)
+                .finish();
+            let copied = self.execute(&to_t, LEADER, copy).await?;
+            if let Some(e) = copied.as_error() {
+                return Err(ForwardError::Unavailable(format!(
+                    "cannot move key to shard {to}: {}",
+                    String::from_utf8_lossy(e)
+                )));
+            }
+        }
+        let reply = self.execute(&to_t, access, request).await?;
+        if reply.as_error().is_none() {
+            let drop = CommandBuilder::new(2).arg(b"KV.DROP").arg(key).finish();
+            if let Err(e) = self.execute(&from_t, LEADER, drop).await {
+                debug!(error = %e, from, "could not drop the old copy of a moved key");
+            }
+        }
+        Ok(reply)
     }
 }

@@ -83,6 +83,8 @@ impl Gate {
         });
         let state = Arc::new(HttpState {
             forwarder,
+            coord: coord.clone(),
+            paths: paths.clone(),
             max_key_bytes: config.max_key_bytes as usize,
             max_value_bytes: config.max_value_bytes as usize,
         });

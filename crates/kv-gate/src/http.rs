@@ -20,7 +20,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use base64::Engine as _;
-use kv_client::api::{ErrorBody, PutRequest};
+use kv_client::api::{ErrorBody, PutRequest, RemoveShard};
+use kv_cluster::{CoordError, Coordinator, CreateMode, Paths};
 use kv_proto::{CommandBuilder, Frame};
 
 use crate::forward::{Access, ForwardError, Forwarder};
@@ -30,6 +31,9 @@ use crate::topology;
 /// What the handlers share.
 pub struct HttpState {
     pub forwarder: Forwarder,
+    /// For operator requests recorded in the coordinator (shard removal).
+    pub coord: Arc<dyn Coordinator>,
+    pub paths: Paths,
     pub max_key_bytes: usize,
     pub max_value_bytes: usize,
 }
@@ -41,6 +45,7 @@ pub fn router(state: Arc<HttpState>, max_body: usize) -> Router {
         .route("/api/cache/get", get(get_value))
         .route("/api/cache/delete", delete(delete_value))
         .route("/api/cluster", get(cluster))
+        .route("/api/shards/remove", post(remove_shard))
         .route("/health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -240,6 +245,57 @@ async fn delete_value(State(state): State<Arc<HttpState>>, RawQuery(query): RawQ
 async fn cluster(State(state): State<Arc<HttpState>>) -> Response {
     let info = topology::cluster_info(&state.forwarder.routing()).await;
     axum::Json(info).into_response()
+}
+
+/// `POST /api/shards/remove` `{"name": ...}`: records the request in the coordinator; the
+/// ring manager drains the shard (its keys move to the others), then takes it off the ring.
+async fn remove_shard(
+    State(state): State<Arc<HttpState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let req: RemoveShard = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON body: {e}")))?;
+    kv_cluster::paths::validate_name("shard", &req.name).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+    let routing = state.forwarder.routing();
+    let ring = routing.view.ring.clone().unwrap_or_default();
+    let on_ring = ring.shards.contains(&req.name) || ring.next.as_ref().is_some_and(|n| n.shards.contains(&req.name));
+    if !on_ring {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("shard {} is not on the ring", req.name),
+        ));
+    }
+    let remaining = ring
+        .shards
+        .iter()
+        .filter(|s| **s != req.name && !routing.view.removing.contains(*s))
+        .count();
+    if remaining == 0 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "cannot remove the last shard: its keys would have nowhere to go",
+        ));
+    }
+    let unavailable = |e: CoordError| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("coordinator: {e}"));
+    state
+        .coord
+        .ensure_path(&state.paths.removing())
+        .await
+        .map_err(unavailable)?;
+    match state
+        .coord
+        .create(&state.paths.removing_shard(&req.name), b"", CreateMode::Persistent)
+        .await
+    {
+        Ok(()) | Err(CoordError::NodeExists) => {}
+        Err(e) => return Err(unavailable(e)),
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({ "removing": req.name })),
+    )
+        .into_response())
 }
 
 async fn health(State(state): State<Arc<HttpState>>) -> Response {

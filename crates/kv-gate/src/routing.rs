@@ -7,8 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use kv_client::{ConnOptions, Pool};
-use kv_cluster::ring::DEFAULT_VNODES;
-use kv_cluster::{ClusterView, Ring};
+use kv_cluster::{ClusterView, Phase, Placement, Ring};
 use tokio::sync::watch;
 use tracing::info;
 
@@ -33,7 +32,8 @@ pub struct ShardRoute {
 
 /// See the module documentation.
 pub struct Routing {
-    ring: Ring,
+    /// The stored ring and, during a ring change, the next one.
+    placement: Placement,
     shards: HashMap<String, ShardRoute>,
     policy: ReadPolicy,
     next_reader: AtomicUsize,
@@ -44,16 +44,32 @@ pub struct Routing {
 }
 
 impl Routing {
-    /// The ring.
+    /// The current ring.
     pub fn ring(&self) -> &Ring {
-        &self.ring
+        self.placement.current()
+    }
+
+    /// Where keys live, including a ring change under way.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    /// The shard that serves `key` now (its new owner while it is moving).
+    pub fn owner(&self, key: &[u8]) -> Option<&str> {
+        self.placement.owner(key)
+    }
+
+    /// `(from, to, ring version)` when `key` is moving between shards.
+    pub fn moving(&self, key: &[u8]) -> Option<(&str, &str, u64)> {
+        let (from, to) = self.placement.moving(key)?;
+        Some((from, to, self.placement.next()?.0))
     }
 
     /// The shard and server to send to: the leader for writes, per the read policy for
     /// reads. The shard is the one owning the key, or the one named.
     pub fn target<'a>(&'a self, target: &'a Target, write: bool) -> Result<(&'a str, &'a Arc<Pool>), RouteError> {
         let shard = match target {
-            Target::Key(key) => self.ring.shard_for(key).ok_or(RouteError::NoShards)?,
+            Target::Key(key) => self.placement.owner(key).ok_or(RouteError::NoShards)?,
             Target::Shard(name) => name.as_str(),
         };
         let no_leader = || RouteError::NoLeader(shard.to_string());
@@ -67,9 +83,12 @@ impl Routing {
         Ok((shard, pool))
     }
 
-    /// The shards on the ring.
+    /// The shards keys are served from: the next ring's while keys move to it.
     pub fn shard_names(&self) -> &[String] {
-        self.ring.shards()
+        match self.placement.next() {
+            Some((_, next, Phase::Moving)) => next.shards(),
+            _ => self.placement.current().shards(),
+        }
     }
 }
 
@@ -138,7 +157,7 @@ impl RoutingBuilder {
             keep
         });
         Routing {
-            ring: Ring::new(view.live_shards().map(|s| s.name.as_str()), DEFAULT_VNODES),
+            placement: Placement::new(view.ring.as_ref()),
             shards,
             policy: self.policy,
             next_reader: AtomicUsize::new(fastrand::usize(..)),
@@ -159,9 +178,11 @@ pub fn spawn_routing(
         while view.changed().await.is_ok() {
             let v = view.borrow_and_update().clone();
             let routing = builder.build(v);
-            let ring: Vec<String> = routing.ring.shards().to_vec();
-            if tx.borrow().ring.shards() != ring.as_slice() {
-                info!(shards = ?ring, "hash ring changed");
+            let (before, after) = (tx.borrow().placement.version, routing.placement.version);
+            if before != after
+                || tx.borrow().placement.next().map(|n| (n.0, n.2)) != routing.placement.next().map(|n| (n.0, n.2))
+            {
+                info!(version = after, shards = ?routing.ring().shards(), next = ?routing.placement.next().map(|n| (n.0, n.1.shards().to_vec(), n.2)), "hash ring changed");
             }
             if tx.send(Arc::new(routing)).is_err() {
                 return;
@@ -174,7 +195,7 @@ pub fn spawn_routing(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kv_cluster::{NodeInfo, ShardState, ShardView};
+    use kv_cluster::{NodeInfo, RingState, ShardState, ShardView};
 
     fn view() -> Arc<ClusterView> {
         let mut v = ClusterView::default();
@@ -197,10 +218,16 @@ mod tests {
                 epoch: 1,
                 leader: Some(ids[0].into()),
                 isr: vec![ids[0].into(), ids[1].into()],
+                ..Default::default()
             });
             sv.leader_lock = Some(ids[0].into());
             v.shards.insert(shard.into(), sv);
         }
+        v.ring = Some(RingState {
+            version: 1,
+            shards: vec!["s1".into(), "s2".into()],
+            next: None,
+        });
         Arc::new(v)
     }
 

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kv_client::api::{ClusterInfo, ReplicaInfo, ShardInfo};
+use kv_client::api::{ClusterInfo, Migration, ReplicaInfo, ShardInfo};
+use kv_cluster::Phase;
 use kv_proto::Frame;
 use tokio::task::JoinSet;
 
@@ -92,8 +93,50 @@ pub async fn cluster_info(routing: &Routing) -> ClusterInfo {
             }
         })
         .collect();
+    let view = &routing.view;
+    let mut migrations = Vec::new();
+    if let Some(ring) = &view.ring
+        && let Some(next) = &ring.next
+    {
+        for from in &ring.shards {
+            let progress = view
+                .shards
+                .get(from)
+                .and_then(|sv| sv.state.as_ref())
+                .and_then(|st| st.moving.as_ref())
+                .filter(|m| m.version == next.version);
+            let Some(p) = progress else {
+                if next.phase == Phase::Prepare {
+                    migrations.push(Migration {
+                        from: from.clone(),
+                        state: "preparing".into(),
+                        ..Default::default()
+                    });
+                }
+                continue;
+            };
+            for (to, total) in &p.total {
+                migrations.push(Migration {
+                    from: from.clone(),
+                    to: to.clone(),
+                    moved: p.moved.get(to).copied().unwrap_or(0),
+                    total: *total,
+                    rate: p.rate,
+                    state: if p.done { "done" } else { "moving" }.into(),
+                });
+            }
+        }
+    }
     ClusterInfo {
         shards,
         ring: routing.ring().shards().to_vec(),
+        ring_version: view.ring.as_ref().map_or(0, |r| r.version),
+        next_ring: view
+            .ring
+            .as_ref()
+            .and_then(|r| r.next.as_ref())
+            .map(|n| n.shards.clone()),
+        migrations,
+        removing: view.removing.iter().cloned().collect(),
     }
 }

@@ -104,6 +104,11 @@ pub struct Config {
     #[arg(long, env = "KVSERVER_UNCLEAN_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub unclean_election: bool,
 
+    /// Most keys per second a leader sends to other shards when the ring changes (adding or
+    /// removing a shard). 0 = no limit.
+    #[arg(long, env = "KVSERVER_MIGRATION_RATE", default_value_t = 200_000)]
+    pub migration_rate: u64,
+
     #[command(flatten)]
     pub resp: kv_config::RespLimits,
 

@@ -8,12 +8,14 @@
 //! mini-redis's `Db`. Waiting for followers happens after the lock is released, on a watch
 //! channel ([`Node::wait_replicated`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use kv_cluster::{MoveProgress, Placement};
 use kv_proto::Request;
 use kv_store::time::now_ms;
 use kv_store::{Lookup, Store};
@@ -62,12 +64,24 @@ pub struct Data {
     /// so a follower that left can still resume; after that it stops logging entries at all.
     pub backlog_until: Option<Instant>,
     backlog_ttl: Duration,
+    /// During the moving phase of a ring change: the placement, so writes of keys moving away
+    /// from this shard are refused (`MOVED`) rather than lost.
+    pub moving: Option<Arc<Placement>>,
+    /// `Some(version)` while this shard receives keys for that ring version (see
+    /// [`Mutation::Inbound`]).
+    pub inbound: Option<u64>,
+    /// Keys deleted while receiving: a copy arriving later must not bring them back. Bounded
+    /// by the deletes made during one move.
+    pub tombstones: HashSet<Box<[u8]>>,
+    /// The highest ring version whose inbound move completed here: copies for it are late.
+    pub inbound_done: u64,
 }
 
 impl Data {
     /// Appends `m` to the log as the next entry of `epoch` — or, when no follower could ever
     /// read it, only moves the offset on (no encoding, no memory).
     fn log(&mut self, epoch: u64, m: Mutation<'_>) {
+        self.remember(&m);
         if self.keeps_log() {
             let offset = self.log.next_offset();
             let frame = m.encode(epoch, offset);
@@ -96,6 +110,26 @@ impl Data {
                 false
             }
             None => false,
+        }
+    }
+
+    /// Tracks inbound moves and their tombstones; runs for every mutation, on the leader as
+    /// it logs and on followers as they apply.
+    fn remember(&mut self, m: &Mutation<'_>) {
+        match *m {
+            Mutation::Del { key } if self.inbound.is_some() => {
+                self.tombstones.insert(key.into());
+            }
+            Mutation::Inbound { version } => {
+                if version == 0
+                    && let Some(ended) = self.inbound
+                {
+                    self.inbound_done = self.inbound_done.max(ended);
+                }
+                self.inbound = (version != 0).then_some(version);
+                self.tombstones.clear();
+            }
+            _ => {}
         }
     }
 
@@ -145,6 +179,9 @@ pub enum WriteError {
     /// Fewer in-sync replicas than `--min-insync`: the write would have too few copies.
     #[error("NOREPLICAS shard {shard} has {have} in-sync replicas, --min-insync requires {need}")]
     NotEnoughReplicas { shard: String, have: usize, need: usize },
+    /// The key is moving to another shard in a ring change: the gate retries there.
+    #[error("MOVED {0}")]
+    Moved(String),
 }
 
 /// Why an acknowledged-looking write could not be confirmed as replicated. Its outcome is
@@ -211,6 +248,10 @@ pub struct Stats {
     pub epoch_regressions: AtomicU64,
     /// Follower streams ended because the other side sent nothing for `--replica-timeout-ms`.
     pub replica_timeouts: AtomicU64,
+    /// Keys received from other shards in ring changes (copies applied).
+    pub keys_moved_in: AtomicU64,
+    /// Batches of moving keys that had to be sent again.
+    pub move_retries: AtomicU64,
 }
 
 /// One kvserver's shared state. See the module documentation.
@@ -232,6 +273,8 @@ pub struct Node {
     /// The highest epoch this node has led, followed or received entries of. Epochs never go
     /// backwards: a coordinator naming an older one has lost data.
     highest_epoch: AtomicU64,
+    /// This leader's progress in moving keys away, for the shard state.
+    move_progress: Mutex<Option<MoveProgress>>,
     pub stats: Stats,
 }
 
@@ -251,6 +294,10 @@ impl Node {
                 followers: Followers::new(),
                 backlog_until: None,
                 backlog_ttl: Duration::from_secs(config.repl_backlog_ttl_secs),
+                moving: None,
+                inbound: None,
+                tombstones: HashSet::new(),
+                inbound_done: 0,
             }),
             config,
             appended: watch::channel(0).0,
@@ -263,6 +310,7 @@ impl Node {
             leader_hint: Mutex::new(None),
             conn_seq: AtomicU64::new(0),
             highest_epoch: AtomicU64::new(0),
+            move_progress: Mutex::new(None),
             stats: Stats::default(),
         }
     }
@@ -275,6 +323,23 @@ impl Node {
     /// A fresh id for a connection.
     pub fn next_conn_id(&self) -> u64 {
         self.conn_seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Publishes progress of moving keys away (the cluster runtime writes it to the shard
+    /// state).
+    pub fn report_move(&self, p: MoveProgress) {
+        *self.move_progress.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
+        self.poke_cluster();
+    }
+
+    /// The last progress reported, if any.
+    pub fn move_progress(&self) -> Option<MoveProgress> {
+        self.move_progress.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Forgets the move progress (a new term or ring).
+    pub fn clear_move(&self) {
+        *self.move_progress.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Records that `epoch` exists.
@@ -352,6 +417,19 @@ impl Node {
     /// logs every change. Returns `f`'s result and, when followers must confirm the write
     /// before it is acknowledged, what to wait for.
     pub fn write<R>(&self, f: impl FnOnce(&mut Writer<'_>) -> R) -> Result<(R, Option<Pending>), WriteError> {
+        self.write_as(true, f)
+    }
+
+    /// [`Node::write`] for the moves themselves (copies in, drops out): never refused as moved.
+    pub fn write_unguarded<R>(&self, f: impl FnOnce(&mut Writer<'_>) -> R) -> Result<(R, Option<Pending>), WriteError> {
+        self.write_as(false, f)
+    }
+
+    fn write_as<R>(
+        &self,
+        guarded: bool,
+        f: impl FnOnce(&mut Writer<'_>) -> R,
+    ) -> Result<(R, Option<Pending>), WriteError> {
         let mut data = self.lock();
         let Role::Leader { epoch } = data.role else {
             drop(data);
@@ -369,14 +447,26 @@ impl Node {
             });
         }
         let before = data.log.last_offset();
+        let guard = if guarded { data.moving.clone() } else { None };
         let mut w = Writer {
             data: &mut data,
             epoch,
             now: now_ms(),
+            guard: guard.as_deref().map(|p| (p, self.shard.as_str())),
+            moved: None,
         };
         let r = f(&mut w);
         w.evict();
+        let moved = w.moved.take();
         let last = data.log.last_offset();
+        if let Some(to) = moved {
+            // Changes to keys that stay here were applied and are replicated as usual; the
+            // client repeats the whole command at the new owner (these commands are
+            // idempotent for the keys that stayed).
+            drop(data);
+            self.notify_appended(last);
+            return Err(WriteError::Moved(to));
+        }
         if last == before {
             return Ok((r, None));
         }
@@ -493,6 +583,8 @@ impl Node {
         let mut data = self.check_term(term)?;
         data.store.clear();
         data.position_valid = false;
+        data.inbound = None;
+        data.tombstones.clear();
         Ok(())
     }
 
@@ -508,6 +600,16 @@ impl Node {
             data.store.set(&t[0], &t[1], (at != 0).then_some(at));
         }
         Ok(args.len() / 3)
+    }
+
+    /// Follower: the snapshot's leader was receiving keys for ring `version` (0: none), with
+    /// these tombstones, and had completed moves up to ring `done`.
+    pub fn load_inbound(&self, term: u64, version: u64, done: u64, tombstones: &[Bytes]) -> Result<(), ApplyError> {
+        let mut data = self.check_term(term)?;
+        data.inbound = (version != 0).then_some(version);
+        data.inbound_done = done;
+        data.tombstones = tombstones.iter().map(|k| Box::from(&k[..])).collect();
+        Ok(())
     }
 
     /// Follower: the snapshot taken at `(epoch, offset)` is complete.
@@ -539,6 +641,7 @@ impl Node {
                 return Err(ApplyError::EpochRegressed { last, got: e.epoch });
             }
             e.mutation.apply(&mut data.store);
+            data.remember(&e.mutation);
             data.log.append(e.epoch, req.raw().clone());
         }
         self.observe_epoch(data.log.last_epoch());
@@ -554,6 +657,10 @@ pub struct Writer<'a> {
     data: &'a mut Data,
     epoch: u64,
     now: u64,
+    /// During a move: the placement and this shard, to refuse keys moving away.
+    guard: Option<(&'a Placement, &'a str)>,
+    /// Set when a change was refused because its key moved to this shard.
+    moved: Option<String>,
 }
 
 impl Writer<'_> {
@@ -601,24 +708,70 @@ impl Writer<'_> {
         self.data.store.fits(key_len, value_len)
     }
 
+    /// True (and remembered) when `key` is moving away from this shard: it must not change.
+    fn refused(&mut self, key: &[u8]) -> bool {
+        let Some((placement, shard)) = self.guard else {
+            return false;
+        };
+        match placement.moved_away(shard, key) {
+            Some(to) => {
+                self.moved = Some(to.to_string());
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Sets `key`.
     pub fn set(&mut self, key: &[u8], value: &[u8], expires_at: Option<u64>) {
+        if self.refused(key) {
+            return;
+        }
         self.data.store.set(key, value, expires_at);
         self.log(Mutation::Set { key, value, expires_at });
     }
 
-    /// Deletes `key`; false when it was absent.
+    /// Sets `key` unless it exists or was deleted during the current inbound move: a copy
+    /// of an older value never overwrites a newer one. True when set.
+    pub fn set_if_new(&mut self, key: &[u8], value: &[u8], expires_at: Option<u64>) -> bool {
+        if self.exists(key) || self.data.tombstones.contains(key) || expires_at.is_some_and(|t| t <= self.now) {
+            return false;
+        }
+        self.set(key, value, expires_at);
+        true
+    }
+
+    /// Deletes `key`; false when it was absent. While receiving keys the delete is logged
+    /// even for an absent key, so the tombstone reaches the followers too.
     pub fn del(&mut self, key: &[u8]) -> bool {
+        if self.refused(key) {
+            return false;
+        }
         let existed = self.data.store.remove(key);
-        if existed {
+        if existed || self.data.inbound.is_some() {
             self.log(Mutation::Del { key });
         }
         existed
     }
 
+    /// The ring version this shard receives keys for (0: none).
+    pub fn inbound(&self) -> u64 {
+        self.data.inbound.unwrap_or(0)
+    }
+
+    /// The highest ring version whose move into this shard completed.
+    pub fn inbound_done(&self) -> u64 {
+        self.data.inbound_done
+    }
+
+    /// Logs a change of inbound state (see [`Mutation::Inbound`]).
+    pub fn set_inbound(&mut self, version: u64) {
+        self.log(Mutation::Inbound { version });
+    }
+
     /// Changes the expiry of a live key; false when absent.
     pub fn expire(&mut self, key: &[u8], expires_at: Option<u64>) -> bool {
-        if !self.exists(key) {
+        if self.refused(key) || !self.exists(key) {
             return false;
         }
         self.data.store.set_expiry(key, expires_at);

@@ -34,7 +34,7 @@ fn group(fwd: &Forwarder, req: &Request, step: usize) -> Option<BTreeMap<String,
     let routing = fwd.routing();
     let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for i in (1..req.len()).step_by(step) {
-        let shard = routing.ring().shard_for(&req.args()[i])?;
+        let shard = routing.owner(&req.args()[i])?;
         groups.entry(shard.to_string()).or_default().push(i);
     }
     Some(groups)
@@ -55,6 +55,30 @@ async fn start(
     let Some(groups) = groups else {
         return Pending::Now(Frame::error("CLUSTERDOWN no shard is registered in the cluster yet"));
     };
+    let routing = fwd.routing();
+    if (1..req.len())
+        .step_by(step)
+        .any(|i| routing.moving(&req.args()[i]).is_some())
+    {
+        // Keys are moving between shards: one command per key, each taking the moving path.
+        let name: &[u8] = match req.name().to_ascii_uppercase().as_slice() {
+            b"MGET" => b"GET",
+            b"MSET" => b"SET",
+            b"UNLINK" => b"DEL",
+            _ => req.name(),
+        };
+        let mut parts = Vec::with_capacity(req.len() / step);
+        for i in (1..req.len()).step_by(step) {
+            let mut cmd = CommandBuilder::new(1 + step).arg(name);
+            for a in &req.args()[i..i + step] {
+                cmd = cmd.arg(a);
+            }
+            let key = req.args()[i].clone();
+            let flight = fwd.start(Target::Key(key), access, cmd.finish(), affinity).await;
+            parts.push((flight, vec![(i - 1) / step]));
+        }
+        return Pending::Fanout(Fanout { parts, combine });
+    }
     let mut parts = Vec::with_capacity(groups.len());
     for (shard, indices) in groups {
         let mut cmd = CommandBuilder::new(1 + indices.len() * step).arg(req.name());
@@ -112,6 +136,9 @@ impl Fanout {
             match (self.combine, reply) {
                 (_, e @ Frame::Error(_)) => {
                     first_error.get_or_insert(e);
+                }
+                (Combine::Positions(_), item @ (Frame::Bulk(_) | Frame::Null)) if positions.len() == 1 => {
+                    values[positions[0]] = item;
                 }
                 (Combine::Positions(_), Frame::Array(items)) if items.len() == positions.len() => {
                     for (item, pos) in items.into_iter().zip(positions) {

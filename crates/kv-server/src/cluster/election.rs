@@ -60,6 +60,7 @@ mod tests {
             epoch,
             leader: isr.first().map(|s| s.to_string()),
             isr: isr.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
         }
     }
 

@@ -15,6 +15,8 @@
 //!   by timed probes of the session.
 
 pub mod election;
+mod moves;
+mod ring;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +35,8 @@ use crate::replication::follower;
 struct Leading {
     epoch: u64,
     state_version: i32,
+    /// The shard state as last written.
+    written: ShardState,
 }
 
 struct Following {
@@ -51,6 +55,8 @@ struct Runtime {
     following: Option<Following>,
     /// The last regressed epoch reported, so each is logged once.
     regressed: Option<u64>,
+    /// This leader's part in ring changes.
+    ring: ring::RingDuties,
 }
 
 /// The lease a leader holds after a successful probe sent at `t`: two thirds of the session
@@ -72,6 +78,7 @@ pub async fn run(node: Arc<Node>, coord: Arc<dyn Coordinator>, paths: Paths, mut
         leading: None,
         following: None,
         regressed: None,
+        ring: ring::RingDuties::default(),
     };
     let mut session = rt.coord.session();
     let mut lease_tick = tokio::time::interval((rt.coord.session_timeout() / 6).max(Duration::from_millis(20)));
@@ -192,7 +199,12 @@ impl Runtime {
                 return;
             }
         }
-        self.sync_isr().await;
+        self.ring.reconcile(&self.node, &self.view).await;
+        let view = self.view.borrow().clone();
+        self.ring
+            .manage(&self.node, self.coord.as_ref(), &self.paths, &view)
+            .await;
+        self.sync_state().await;
     }
 
     async fn not_leading(&mut self, sv: &ShardView) {
@@ -319,6 +331,8 @@ impl Runtime {
             epoch,
             leader: Some(self.node.id.clone()),
             isr: plan.isr,
+            ring_ready: self.node.lock().inbound.unwrap_or(0),
+            moving: None,
         };
         let data = serde_json::to_vec(&state).expect("ShardState serialises");
         let path = self.paths.state(&shard);
@@ -337,9 +351,12 @@ impl Runtime {
                 }
                 self.node
                     .become_leader(epoch, lease_after(self.coord.as_ref(), sent), plan.inherited);
+                self.ring.stop(&self.node);
+                self.ring.ready_for = state.ring_ready;
                 self.leading = Some(Leading {
                     epoch,
                     state_version: version,
+                    written: state.clone(),
                 });
                 info!(node = self.node.id, shard, epoch, "elected leader");
             }
@@ -363,19 +380,29 @@ impl Runtime {
         if let Some(l) = self.leading.take() {
             warn!(node = self.node.id, epoch = l.epoch, why, "stepping down");
         }
+        self.ring.stop(&self.node);
         self.node.change_role(Role::Idle);
         self.node.set_leader_hint(None);
         self.release_lock().await;
+        let lock = self.paths.ring_lock();
+        if let Ok(Some((holder, _))) = self.coord.get(&lock).await
+            && holder == self.node.id.as_bytes()
+        {
+            let _ = self.coord.delete(&lock, None).await;
+        }
     }
 
-    /// Writes the in-sync set the replication layer wants, if it differs from the confirmed one.
-    async fn sync_isr(&mut self) {
+    /// Writes the shard state when what it should say changed: the in-sync set the
+    /// replication layer wants, readiness to receive keys, progress in moving keys away.
+    async fn sync_state(&mut self) {
         let Some(leading) = &self.leading else { return };
         let (desired, confirmed) = {
             let d = self.node.lock();
             (d.followers.desired(), d.followers.confirmed().clone())
         };
-        if desired == confirmed {
+        let moving = self.node.move_progress();
+        let isr_changed = desired != confirmed;
+        if !isr_changed && leading.written.ring_ready == self.ring.ready_for && leading.written.moving == moving {
             return;
         }
         let mut isr = vec![self.node.id.clone()];
@@ -384,6 +411,8 @@ impl Runtime {
             epoch: leading.epoch,
             leader: Some(self.node.id.clone()),
             isr,
+            ring_ready: self.ring.ready_for,
+            moving,
         };
         let path = self.paths.state(self.shard());
         let data = serde_json::to_vec(&state).expect("ShardState serialises");
@@ -391,15 +420,18 @@ impl Runtime {
             Ok(version) => {
                 if let Some(l) = &mut self.leading {
                     l.state_version = version;
+                    l.written = state.clone();
                 }
-                let mut d = self.node.lock();
-                d.followers.confirm(desired);
-                self.node.publish_commit(&d);
-                drop(d);
-                info!(shard = self.shard(), isr = ?state.isr, "in-sync set changed");
+                if isr_changed {
+                    let mut d = self.node.lock();
+                    d.followers.confirm(desired);
+                    self.node.publish_commit(&d);
+                    drop(d);
+                    info!(shard = self.shard(), isr = ?state.isr, "in-sync set changed");
+                }
             }
             Err(CoordError::BadVersion) => self.recheck_state().await,
-            Err(e) => debug!(error = %e, "cannot write the in-sync set; will retry"),
+            Err(e) => debug!(error = %e, "cannot write the shard state; will retry"),
         }
     }
 

@@ -26,6 +26,8 @@ pub fn apply(node: &Node, out: &mut BytesMut) {
             ("digest", format!("{:016x}", d.store.digest())),
             ("followers", d.followers.connected().to_string()),
             ("isr_followers", isr.join(",")),
+            ("inbound", d.inbound.unwrap_or(0).to_string()),
+            ("tombstones", d.tombstones.len().to_string()),
             ("backlog_bytes", d.log.bytes().to_string()),
             ("max_keys", d.store.limits().max_keys.to_string()),
             ("maxmemory", d.store.limits().max_bytes.to_string()),
@@ -40,6 +42,8 @@ pub fn apply(node: &Node, out: &mut BytesMut) {
         ("epoch_regressions", s.epoch_regressions.load(Ordering::Relaxed)),
         ("replica_timeouts", s.replica_timeouts.load(Ordering::Relaxed)),
         ("highest_epoch", node.highest_epoch()),
+        ("keys_moved_in", s.keys_moved_in.load(Ordering::Relaxed)),
+        ("move_retries", s.move_retries.load(Ordering::Relaxed)),
     ];
     kv_proto::write::array_header(out, (fields.len() + counters.len()) * 2);
     for (k, v) in &fields {

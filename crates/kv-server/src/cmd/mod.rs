@@ -12,6 +12,7 @@ mod expire;
 mod get;
 mod incr;
 mod info;
+mod moves;
 mod set;
 
 use bytes::{Bytes, BytesMut};
@@ -47,6 +48,10 @@ pub enum Command {
     Info,
     /// `KV.SYNC`: a follower asks to replicate; the connection becomes a replication stream.
     Sync(SyncRequest),
+    /// `KV.MIGRATE`, `KV.DROP`, `KV.FETCH`: ring changes (see `moves.rs`).
+    Migrate(moves::Migrate),
+    Drop(moves::Drop),
+    Fetch(moves::Fetch),
 }
 
 impl Command {
@@ -94,6 +99,9 @@ impl Command {
                 Command::Info
             }
             b"KV.SYNC" => Command::Sync(SyncRequest::parse(&mut args)?),
+            b"KV.MIGRATE" => Command::Migrate(moves::Migrate::parse(&mut args)?),
+            b"KV.DROP" => Command::Drop(moves::Drop::parse(&mut args)?),
+            b"KV.FETCH" => Command::Fetch(moves::Fetch::parse(&mut args)?),
             _ => return Err(args.unknown()),
         })
     }
@@ -123,6 +131,9 @@ impl Command {
                 kv_proto::write::integer(out, n as i64);
             }
             Command::Info => info::apply(node, out),
+            Command::Migrate(c) => return c.apply(node, out),
+            Command::Drop(c) => return c.apply(node, out),
+            Command::Fetch(c) => c.apply(node, out),
             Command::Sync(_) => kv_proto::write::error(out, b"ERR KV.SYNC must be the first command on a connection"),
         }
         None

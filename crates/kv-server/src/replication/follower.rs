@@ -103,6 +103,9 @@ async fn follow_once(node: &Node, leader: &str, epoch: u64, term: u64) -> Result
             let req = next_within(node, &mut conn, silence).await?;
             if name_is(&req, b"KV.SNAP") {
                 keys += node.load_snapshot_chunk(term, &req)?;
+            } else if name_is(&req, b"KV.SNAPIN") {
+                let (version, done) = (arg_u64(&req, 1)?, arg_u64(&req, 2)?);
+                node.load_inbound(term, version, done, &req.args()[3..])?;
             } else if name_is(&req, b"KV.SNAPEND") {
                 break;
             } else {

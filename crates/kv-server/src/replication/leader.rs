@@ -207,12 +207,21 @@ async fn send_snapshot(
         node.poke_cluster();
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let at = {
+    let (at, inbound) = {
         let d = node.lock();
         if d.term != term {
             return Err(StreamError::SteppedDown);
         }
-        d.log.last_offset()
+        // A shard receiving keys in a ring change hands its tombstones on too, so a follower
+        // elected mid-move still refuses to resurrect deleted keys.
+        let inbound = (d.inbound.is_some() || d.inbound_done > 0).then(|| {
+            (
+                d.inbound.unwrap_or(0),
+                d.inbound_done,
+                d.tombstones.iter().cloned().collect::<Vec<_>>(),
+            )
+        });
+        (d.log.last_offset(), inbound)
     };
     info!(follower = req.node_id, at, "sending a full snapshot");
     let limit = node.config.replica_timeout();
@@ -244,6 +253,18 @@ async fn send_snapshot(
         kv_proto::write::bulk(&mut head, b"KV.SNAP");
         write_within(&mut conn.stream, &head, limit).await?;
         write_within(&mut conn.stream, &body, limit).await?;
+    }
+    if let Some((version, done, tombstones)) = inbound {
+        // KV.SNAPIN <inbound-version|0> <inbound-done> <tombstone>...
+        let mut msg = BytesMut::new();
+        kv_proto::write::array_header(&mut msg, 3 + tombstones.len());
+        kv_proto::write::bulk(&mut msg, b"KV.SNAPIN");
+        kv_proto::write::bulk(&mut msg, version.to_string().as_bytes());
+        kv_proto::write::bulk(&mut msg, done.to_string().as_bytes());
+        for k in &tombstones {
+            kv_proto::write::bulk(&mut msg, k);
+        }
+        write_within(&mut conn.stream, &msg, limit).await?;
     }
     let end = CommandBuilder::new(2).arg(b"KV.SNAPEND").uint(at).finish();
     write_within(&mut conn.stream, &end, limit).await?;

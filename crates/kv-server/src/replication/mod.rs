@@ -17,12 +17,15 @@
 //!
 //! ```text
 //! follower → leader   KV.SYNC <node-id> <last-epoch> <last-offset> <known-epoch>
-//! leader → follower   KV.FULLSYNC <epoch> <offset>    then KV.SNAP chunks, KV.SNAPEND <offset>
+//! leader → follower   KV.FULLSYNC <epoch> <offset>    then KV.SNAP chunks, [KV.SNAPIN
+//!                                                     <inbound> <done> <tombstones...>],
+//!                                                     KV.SNAPEND <offset>
 //!                  or KV.CONTINUE <epoch> <offset>     (resume after <offset>)
 //!                  or KV.ERR <message>
 //! leader → follower   KV.OP <epoch> <offset> SET <key> <value> <expires-at-ms|0>
 //!                     KV.OP <epoch> <offset> DEL <key>
 //!                     KV.OP <epoch> <offset> EXPIRE <key> <expires-at-ms|0>
+//!                     KV.OP <epoch> <offset> INBOUND <ring-version|0>  (a ring change)
 //! leader → follower   KV.PING                          (heartbeat when idle)
 //! follower → leader   KV.ACK <offset>                  (after applying, and per heartbeat)
 //! ```

@@ -19,6 +19,12 @@ pub enum Mutation<'a> {
         key: &'a [u8],
         expires_at: Option<u64>,
     },
+    /// From here on the shard receives keys for ring `version` (0: the move ended): deletes
+    /// are remembered so a copied old value never resurrects a deleted key. A log entry, so
+    /// followers start and stop remembering at exactly the leader's point.
+    Inbound {
+        version: u64,
+    },
 }
 
 impl Mutation<'_> {
@@ -32,6 +38,7 @@ impl Mutation<'_> {
             Mutation::Expire { key, expires_at } => {
                 store.set_expiry(key, expires_at);
             }
+            Mutation::Inbound { .. } => {}
         }
     }
 
@@ -40,6 +47,7 @@ impl Mutation<'_> {
         let payload = match *self {
             Mutation::Set { key, value, .. } => key.len() + value.len(),
             Mutation::Del { key } | Mutation::Expire { key, .. } => key.len(),
+            Mutation::Inbound { .. } => 0,
         };
         // One allocation of the right size: this runs for every write.
         let head = |n: usize| {
@@ -59,6 +67,7 @@ impl Mutation<'_> {
             Mutation::Expire { key, expires_at } => {
                 head(6).arg(b"EXPIRE").arg(key).uint(expires_at.unwrap_or(0)).finish()
             }
+            Mutation::Inbound { version } => head(5).arg(b"INBOUND").uint(version).finish(),
         }
     }
 }
@@ -101,6 +110,9 @@ pub fn decode(req: &Request) -> Result<Entry<'_>, DecodeError> {
             expires_at: expiry(&a[6])?,
         },
         (b"DEL", 5) => Mutation::Del { key: &a[4] },
+        (b"INBOUND", 5) => Mutation::Inbound {
+            version: parse_u64(&a[4]).ok_or(DecodeError("bad ring version"))?,
+        },
         (b"EXPIRE", 6) => Mutation::Expire {
             key: &a[4],
             expires_at: expiry(&a[5])?,
@@ -139,6 +151,7 @@ mod tests {
                 expires_at: Some(u64::MAX),
             },
             Mutation::Del { key: b"k" },
+            Mutation::Inbound { version: 7 },
             Mutation::Expire {
                 key: b"k",
                 expires_at: None,

@@ -1,0 +1,335 @@
+//! Where keys live over time: the versioned ring stored in the coordinator, the move from one
+//! ring version to the next, and the ring manager's decisions (pure functions).
+//!
+//! A ring change goes through two phases recorded in [`RingState::next`]:
+//!
+//! 1. **prepare**: every shard of the next ring makes ready to receive keys (its leader logs a
+//!    marker from which it and its followers remember deletes, so a copied old value never
+//!    resurrects a key deleted meanwhile) and reports `ring_ready` in its state. Gates still
+//!    route by the current ring.
+//! 2. **moving**: gates send writes of moving keys to their new owner (then drop the old copy)
+//!    and read the new owner first, falling back to the old one on a miss; each source leader
+//!    streams its moving keys to their new owners and reports progress in its state.
+//!
+//! When every source reported done, the manager makes the next ring current; sources then
+//! delete what they no longer own.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ring::DEFAULT_VNODES;
+use crate::{ClusterView, Ring};
+
+/// The ring as stored in the coordinator (`/kvstore/<cluster>/ring`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingState {
+    /// Grows with every change.
+    pub version: u64,
+    /// The shards keys are placed on (sorted).
+    pub shards: Vec<String>,
+    /// The ring being moved to, if a move is under way.
+    #[serde(default)]
+    pub next: Option<NextRing>,
+}
+
+/// The ring a move goes to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextRing {
+    pub version: u64,
+    pub shards: Vec<String>,
+    pub phase: Phase,
+}
+
+/// See the module documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Prepare,
+    Moving,
+}
+
+/// A source shard's progress in moving its keys to `version`, reported in its state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveProgress {
+    pub version: u64,
+    /// Keys sent, by destination shard.
+    pub moved: BTreeMap<String, u64>,
+    /// Keys to send, by destination shard (counted when the move began).
+    pub total: BTreeMap<String, u64>,
+    /// Keys per second over the last report interval.
+    #[serde(default)]
+    pub rate: u64,
+    /// Every moving key was sent and acknowledged.
+    pub done: bool,
+}
+
+/// Key placement for routing: the current ring and, during a move, the next one.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub version: u64,
+    current: Ring,
+    next: Option<(u64, Ring, Phase)>,
+}
+
+impl Placement {
+    /// Placement from the stored ring (empty when there is none yet).
+    pub fn new(state: Option<&RingState>) -> Placement {
+        let Some(s) = state else {
+            return Placement {
+                version: 0,
+                current: Ring::new(Vec::<String>::new(), DEFAULT_VNODES),
+                next: None,
+            };
+        };
+        Placement {
+            version: s.version,
+            current: Ring::new(&s.shards, DEFAULT_VNODES),
+            next: s
+                .next
+                .as_ref()
+                .map(|n| (n.version, Ring::new(&n.shards, DEFAULT_VNODES), n.phase)),
+        }
+    }
+
+    /// The current ring.
+    pub fn current(&self) -> &Ring {
+        &self.current
+    }
+
+    /// The next ring, its version and phase, during a move.
+    pub fn next(&self) -> Option<(u64, &Ring, Phase)> {
+        self.next.as_ref().map(|(v, r, p)| (*v, r, *p))
+    }
+
+    /// The shard a request for `key` goes to: its next owner while keys are moving, its current
+    /// owner otherwise.
+    pub fn owner(&self, key: &[u8]) -> Option<&str> {
+        match &self.next {
+            Some((_, next, Phase::Moving)) => next.shard_for(key),
+            _ => self.current.shard_for(key),
+        }
+    }
+
+    /// `(from, to)` when `key` is moving between shards right now.
+    pub fn moving(&self, key: &[u8]) -> Option<(&str, &str)> {
+        let Some((_, next, Phase::Moving)) = &self.next else {
+            return None;
+        };
+        let (from, to) = (self.current.shard_for(key)?, next.shard_for(key)?);
+        (from != to).then_some((from, to))
+    }
+
+    /// True when `shard` must refuse writes of `key` (it is moving away from it).
+    pub fn moved_away(&self, shard: &str, key: &[u8]) -> Option<&str> {
+        self.moving(key).filter(|(from, _)| *from == shard).map(|(_, to)| to)
+    }
+}
+
+/// Inputs of the ring manager besides the stored ring and the view.
+#[derive(Debug, Default, Clone)]
+pub struct ManagerInput {
+    /// Shards an operator asked to drain and remove.
+    pub removing: BTreeSet<String>,
+    /// Shards on the ring that have had no live server for longer than the grace period:
+    /// their data is gone, so they leave the ring without moving anything.
+    pub lost: BTreeSet<String>,
+}
+
+/// The ring manager's next write, if any: the ring to store (version-checked by the caller).
+pub fn next_ring(ring: Option<&RingState>, view: &ClusterView, input: &ManagerInput) -> Option<RingState> {
+    let led = |name: &str| view.shards.get(name).is_some_and(|s| s.leader().is_some());
+    let Some(ring) = ring else {
+        let shards: Vec<String> = view
+            .shards
+            .keys()
+            .filter(|s| led(s) && !input.removing.contains(*s))
+            .cloned()
+            .collect();
+        return (!shards.is_empty()).then_some(RingState {
+            version: 1,
+            shards,
+            next: None,
+        });
+    };
+    match &ring.next {
+        None => {
+            let mut desired: BTreeSet<String> = ring.shards.iter().cloned().collect();
+            desired.extend(view.shards.keys().filter(|s| led(s)).cloned());
+            desired.retain(|s| !input.removing.contains(s) && !input.lost.contains(s));
+            let desired: Vec<String> = desired.into_iter().collect();
+            if desired == ring.shards || desired.is_empty() {
+                return None;
+            }
+            Some(RingState {
+                next: Some(NextRing {
+                    version: ring.version + 1,
+                    shards: desired,
+                    phase: Phase::Prepare,
+                }),
+                ..ring.clone()
+            })
+        }
+        Some(next) if next.phase == Phase::Prepare => {
+            let ready = next.shards.iter().all(|s| {
+                view.shards
+                    .get(s)
+                    .and_then(|sv| sv.state.as_ref())
+                    .is_some_and(|st| st.ring_ready >= next.version)
+            });
+            ready.then(|| RingState {
+                next: Some(NextRing {
+                    phase: Phase::Moving,
+                    ..next.clone()
+                }),
+                ..ring.clone()
+            })
+        }
+        Some(next) => {
+            let done = ring.shards.iter().all(|s| {
+                input.lost.contains(s)
+                    || view.shards.get(s).is_none_or(|sv| sv.nodes.is_empty())
+                    || view
+                        .shards
+                        .get(s)
+                        .and_then(|sv| sv.state.as_ref())
+                        .and_then(|st| st.moving.as_ref())
+                        .is_some_and(|m| m.version == next.version && m.done)
+            });
+            done.then(|| RingState {
+                version: next.version,
+                shards: next.shards.clone(),
+                next: None,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{NodeInfo, ShardState, ShardView};
+
+    fn view(shards: &[(&str, u64, Option<MoveProgress>)]) -> ClusterView {
+        let mut v = ClusterView::default();
+        for (name, ready, moving) in shards {
+            let id = format!("{name}-a");
+            let mut sv = ShardView {
+                name: name.to_string(),
+                ..Default::default()
+            };
+            sv.nodes.insert(
+                id.clone(),
+                NodeInfo {
+                    id: id.clone(),
+                    shard: name.to_string(),
+                    addr: "h:1".into(),
+                },
+            );
+            sv.state = Some(ShardState {
+                epoch: 1,
+                leader: Some(id.clone()),
+                isr: vec![id.clone()],
+                ring_ready: *ready,
+                moving: moving.clone(),
+            });
+            sv.leader_lock = Some(id);
+            v.shards.insert(name.to_string(), sv);
+        }
+        v
+    }
+
+    fn names(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_new_shard_joins_through_prepare_and_moving() {
+        let input = ManagerInput::default();
+        let first = next_ring(None, &view(&[("s1", 0, None)]), &input).unwrap();
+        assert_eq!((first.version, first.shards.clone()), (1, names(&["s1"])));
+        assert_eq!(next_ring(Some(&first), &view(&[("s1", 0, None)]), &input), None);
+
+        let v = view(&[("s1", 0, None), ("s2", 0, None)]);
+        let prepare = next_ring(Some(&first), &v, &input).unwrap();
+        let next = prepare.next.clone().unwrap();
+        assert_eq!(
+            (next.version, next.phase, next.shards.clone()),
+            (2, Phase::Prepare, names(&["s1", "s2"]))
+        );
+        assert_eq!(next_ring(Some(&prepare), &v, &input), None, "not ready yet");
+
+        let v = view(&[("s1", 2, None), ("s2", 2, None)]);
+        let moving = next_ring(Some(&prepare), &v, &input).unwrap();
+        assert_eq!(moving.next.as_ref().unwrap().phase, Phase::Moving);
+        assert_eq!(next_ring(Some(&moving), &v, &input), None, "the source is not done");
+
+        let done = MoveProgress {
+            version: 2,
+            done: true,
+            ..Default::default()
+        };
+        let v = view(&[("s1", 2, Some(done)), ("s2", 2, None)]);
+        let last = next_ring(Some(&moving), &v, &input).unwrap();
+        assert_eq!(
+            last,
+            RingState {
+                version: 2,
+                shards: names(&["s1", "s2"]),
+                next: None
+            }
+        );
+    }
+
+    #[test]
+    fn removal_drains_and_lost_shards_leave_at_once() {
+        let ring = RingState {
+            version: 3,
+            shards: names(&["s1", "s2"]),
+            next: None,
+        };
+        let v = view(&[("s1", 0, None), ("s2", 0, None)]);
+        let input = ManagerInput {
+            removing: ["s2".to_string()].into(),
+            ..Default::default()
+        };
+        let next = next_ring(Some(&ring), &v, &input).unwrap().next.unwrap();
+        assert_eq!((next.version, next.shards), (4, names(&["s1"])));
+        let input = ManagerInput {
+            removing: ["s1".to_string(), "s2".to_string()].into(),
+            ..Default::default()
+        };
+        assert_eq!(next_ring(Some(&ring), &v, &input), None, "never an empty ring");
+    }
+
+    #[test]
+    fn placement_routes_moving_keys_to_their_next_owner() {
+        let mut state = RingState {
+            version: 1,
+            shards: names(&["s1"]),
+            next: Some(NextRing {
+                version: 2,
+                shards: names(&["s1", "s2"]),
+                phase: Phase::Prepare,
+            }),
+        };
+        let p = Placement::new(Some(&state));
+        assert!((0..100).all(|i| p.owner(format!("k{i}").as_bytes()) == Some("s1")));
+        state.next.as_mut().unwrap().phase = Phase::Moving;
+        let p = Placement::new(Some(&state));
+        let moving = (0..1000)
+            .filter(|i| p.moving(format!("k{i}").as_bytes()).is_some())
+            .count();
+        assert!(
+            (300..700).contains(&moving),
+            "{moving} of 1000 keys move to the new shard"
+        );
+        let k = (0..)
+            .map(|i| format!("k{i}"))
+            .find(|k| p.moving(k.as_bytes()).is_some())
+            .unwrap();
+        assert_eq!(p.owner(k.as_bytes()), Some("s2"));
+        assert_eq!(p.moved_away("s1", k.as_bytes()), Some("s2"));
+        assert_eq!(p.moved_away("s2", k.as_bytes()), None);
+    }
+}

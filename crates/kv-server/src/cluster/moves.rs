@@ -1,0 +1,216 @@
+//! Moving keys in a ring change, on a source shard's leader: count the keys that move, stream
+//! them to their new owners in batches (rate-limited), report progress; and, once a ring is
+//! final, delete what this shard no longer owns.
+//!
+//! Copies are idempotent (`KV.MIGRATE` sets a key only if the target has neither the key nor a
+//! tombstone for it), so a move that restarts after a failover simply sends everything again.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use kv_client::{ConnOptions, Connection};
+use kv_cluster::{ClusterView, MoveProgress, Placement};
+use tokio::sync::watch;
+use tracing::{debug, info};
+
+use crate::node::Node;
+
+/// Store entries visited per lock hold.
+const SCAN_CHUNK: usize = 1024;
+/// Bytes of keys and values per `KV.MIGRATE` batch, about.
+const BATCH_BYTES: usize = 256 * 1024;
+/// How often progress is published.
+const REPORT_EVERY: Duration = Duration::from_millis(250);
+
+/// A key to copy: destination shard, key, value, absolute expiry (ms, 0 = none).
+struct Item {
+    to: String,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    expires_at: u64,
+}
+
+/// Streams this shard's keys that move under `placement` (ring `version`) to their new
+/// owners. Runs until done; the caller aborts it when the term or the ring changes.
+pub async fn send(node: Arc<Node>, placement: Arc<Placement>, version: u64, view: watch::Receiver<Arc<ClusterView>>) {
+    let shard = node.shard.clone();
+    let mut progress = MoveProgress {
+        version,
+        ..Default::default()
+    };
+    // Count first, so the report has a total.
+    let mut cursor = Some(0);
+    while let Some(c) = cursor {
+        {
+            let d = node.lock();
+            cursor = d.store.scan(c, SCAN_CHUNK * 4, |k, _, _| {
+                if let Some(to) = placement.moved_away(&shard, k) {
+                    *progress.total.entry(to.to_string()).or_default() += 1;
+                }
+                true
+            });
+        }
+        tokio::task::yield_now().await;
+    }
+    for to in progress.total.keys() {
+        progress.moved.insert(to.clone(), 0);
+    }
+    node.report_move(progress.clone());
+    info!(version, total = ?progress.total, "moving keys to their new shards");
+
+    let rate = node.config.migration_rate;
+    let started = Instant::now();
+    let mut sent_total = 0u64;
+    let (mut last_report, mut at_last_report) = (Instant::now(), 0u64);
+    let mut links: BTreeMap<String, (String, Connection)> = BTreeMap::new();
+    let mut cursor = Some(0);
+    while let Some(c) = cursor {
+        let mut batch: Vec<Item> = Vec::new();
+        let mut bytes = 0;
+        {
+            let d = node.lock();
+            let now = kv_store::time::now_ms();
+            cursor = d.store.scan(c, SCAN_CHUNK, |k, v, at| {
+                if let Some(to) = placement.moved_away(&shard, k)
+                    && at.is_none_or(|t| t > now)
+                {
+                    bytes += k.len() + v.len();
+                    batch.push(Item {
+                        to: to.to_string(),
+                        key: k.to_vec(),
+                        value: v.to_vec(),
+                        expires_at: at.unwrap_or(0),
+                    });
+                }
+                bytes < BATCH_BYTES
+            });
+        }
+        let mut by_dest: BTreeMap<String, Vec<Item>> = BTreeMap::new();
+        for item in batch {
+            by_dest.entry(item.to.clone()).or_default().push(item);
+        }
+        for (to, items) in by_dest {
+            deliver(&node, &view, &mut links, &to, version, &items).await;
+            *progress.moved.entry(to).or_default() += items.len() as u64;
+            sent_total += items.len() as u64;
+        }
+        if rate > 0 {
+            // Keep the average at or under the configured rate.
+            let due = started + Duration::from_secs_f64(sent_total as f64 / rate as f64);
+            tokio::time::sleep_until(due.into()).await;
+        } else {
+            tokio::task::yield_now().await;
+        }
+        if last_report.elapsed() >= REPORT_EVERY {
+            let secs = last_report.elapsed().as_secs_f64();
+            progress.rate = ((sent_total - at_last_report) as f64 / secs) as u64;
+            (last_report, at_last_report) = (Instant::now(), sent_total);
+            node.report_move(progress.clone());
+        }
+    }
+    progress.done = true;
+    node.report_move(progress.clone());
+    info!(version, moved = ?progress.moved, secs = started.elapsed().as_secs_f64(), "all moving keys sent");
+}
+
+/// Sends one batch to the leader of `to`, retrying (with a fresh connection, after the view
+/// changes or a pause) until it is acknowledged: the target replicates it before answering.
+async fn deliver(
+    node: &Node,
+    view: &watch::Receiver<Arc<ClusterView>>,
+    links: &mut BTreeMap<String, (String, Connection)>,
+    to: &str,
+    version: u64,
+    items: &[Item],
+) {
+    let mut cmd = BytesMut::new();
+    kv_proto::write::array_header(&mut cmd, 2 + 3 * items.len());
+    kv_proto::write::bulk(&mut cmd, b"KV.MIGRATE");
+    kv_proto::write::bulk(&mut cmd, version.to_string().as_bytes());
+    for it in items {
+        kv_proto::write::bulk(&mut cmd, &it.key);
+        kv_proto::write::bulk(&mut cmd, &it.value);
+        kv_proto::write::bulk(&mut cmd, it.expires_at.to_string().as_bytes());
+    }
+    let cmd = cmd.freeze();
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        let leader = view
+            .borrow()
+            .shards
+            .get(to)
+            .and_then(|sv| sv.leader())
+            .map(|l| l.addr.clone());
+        if let Some(addr) = leader {
+            let stale = links.get(to).is_none_or(|(a, c)| *a != addr || c.is_closed());
+            if stale && let Ok(c) = Connection::connect(&addr, ConnOptions::default()).await {
+                links.insert(to.to_string(), (addr.clone(), c));
+            }
+            if let Some((_, c)) = links.get(to) {
+                match c.call(cmd.clone()).await {
+                    Ok(reply) if reply.as_error().is_none() => return,
+                    Ok(reply) => debug!(to, reply = ?reply, "the target refused a batch; retrying"),
+                    Err(e) => {
+                        debug!(to, error = %e, "sending a batch failed; retrying");
+                        links.remove(to);
+                    }
+                }
+            }
+        }
+        node.stats
+            .move_retries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// Deletes the keys this shard does not own under the final ring `placement`, in batches,
+/// while `still` holds (no new move began).
+pub async fn clean_up(node: Arc<Node>, placement: Arc<Placement>, still: impl Fn() -> bool) {
+    let shard = node.shard.clone();
+    let mut cursor = Some(0);
+    let mut deleted = 0u64;
+    while let Some(c) = cursor {
+        if !still() {
+            return;
+        }
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        {
+            let d = node.lock();
+            cursor = d.store.scan(c, SCAN_CHUNK, |k, _, _| {
+                if placement.current().shard_for(k) != Some(shard.as_str()) {
+                    keys.push(k.to_vec());
+                }
+                true
+            });
+        }
+        if !keys.is_empty() {
+            let result = node.write_unguarded(|w| {
+                for k in &keys {
+                    w.del(k);
+                }
+            });
+            match result {
+                Ok((_, Some(p))) => {
+                    if node.wait_replicated(p).await.is_err() {
+                        return;
+                    }
+                }
+                Ok((_, None)) => {}
+                Err(_) => return,
+            }
+            deleted += keys.len() as u64;
+        }
+        tokio::task::yield_now().await;
+    }
+    if deleted > 0 {
+        info!(
+            deleted,
+            ring = placement.version,
+            "deleted the keys that moved to other shards"
+        );
+    }
+}
