@@ -280,25 +280,45 @@ async fn keep_watching(inner: Weak<Inner>, path: String, tx: watch::Sender<u64>)
             Ok(mut watcher) => {
                 drop(client);
                 bump(&tx);
+                let mut disconnected = false;
                 loop {
                     tokio::select! {
                         event = watcher.changed() => {
                             bump(&tx);
-                            let terminal = event.event_type == zk::EventType::Session
-                                && matches!(
-                                    event.session_state,
-                                    zk::SessionState::Expired | zk::SessionState::Closed | zk::SessionState::AuthFailed
-                                );
-                            if terminal {
+                            if event.event_type != zk::EventType::Session {
+                                continue;
+                            }
+                            match event.session_state {
+                                zk::SessionState::Expired | zk::SessionState::Closed | zk::SessionState::AuthFailed => break,
+                                zk::SessionState::Disconnected => disconnected = true,
+                                // Back on a server that may have restarted: it may not know the
+                                // watch any more (seen with a restarted standalone server), so
+                                // arm it again rather than trust that it was restored.
+                                _ if disconnected => break,
+                                _ => {}
+                            }
+                        }
+                        r = status.changed() => {
+                            if r.is_err() {
+                                return;
+                            }
+                            let s = *status.borrow_and_update();
+                            if s.closed || s.generation != generation {
+                                break;
+                            }
+                            if !s.connected {
+                                disconnected = true;
+                            } else if disconnected {
                                 break;
                             }
                         }
                         _ = tx.closed() => return,
                     }
                 }
-                // Wait for the replacement session.
+                // Wait for the session to be usable again (the same one, or a replacement).
                 loop {
-                    if status.borrow_and_update().generation != generation {
+                    let s = *status.borrow_and_update();
+                    if s.generation != generation || (disconnected && s.connected) {
                         break;
                     }
                     tokio::select! {
