@@ -171,6 +171,24 @@ pub fn next_ring(ring: Option<&RingState>, view: &ClusterView, input: &ManagerIn
             })
         }
         Some(next) if next.phase == Phase::Prepare => {
+            // A shard of the next ring that was lost (or asked to leave) before any key moved:
+            // prepare a ring without it instead, under a fresh version (versions are never
+            // reused: a shard that finished receiving for one ignores late copies for it).
+            let gone = |s: &String| input.lost.contains(s) || input.removing.contains(s);
+            if next.shards.iter().any(gone) {
+                let shards: Vec<String> = next.shards.iter().filter(|s| !gone(s)).cloned().collect();
+                if shards.is_empty() {
+                    return None;
+                }
+                return Some(RingState {
+                    next: Some(NextRing {
+                        version: next.version + 1,
+                        shards,
+                        phase: Phase::Prepare,
+                    }),
+                    ..ring.clone()
+                });
+            }
             let ready = next.shards.iter().all(|s| {
                 view.shards
                     .get(s)
@@ -300,6 +318,29 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(next_ring(Some(&ring), &v, &input), None, "never an empty ring");
+    }
+
+    #[test]
+    fn a_shard_lost_while_preparing_is_left_out_under_a_new_version() {
+        let ring = RingState {
+            version: 1,
+            shards: names(&["s1"]),
+            next: Some(NextRing {
+                version: 2,
+                shards: names(&["s1", "s2"]),
+                phase: Phase::Prepare,
+            }),
+        };
+        let v = view(&[("s1", 2, None)]);
+        let input = ManagerInput {
+            lost: ["s2".to_string()].into(),
+            ..Default::default()
+        };
+        let next = next_ring(Some(&ring), &v, &input).unwrap().next.unwrap();
+        assert_eq!(
+            (next.version, next.shards, next.phase),
+            (3, names(&["s1"]), Phase::Prepare)
+        );
     }
 
     #[test]

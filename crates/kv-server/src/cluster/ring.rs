@@ -137,8 +137,10 @@ impl RingDuties {
             ..Default::default()
         };
         if let Some(ring) = &view.ring {
-            self.empty_since.retain(|s, _| ring.shards.contains(s));
-            for s in &ring.shards {
+            let mut members: Vec<&String> = ring.shards.iter().collect();
+            members.extend(ring.next.iter().flat_map(|n| n.shards.iter()));
+            self.empty_since.retain(|s, _| members.contains(&s));
+            for s in members {
                 let empty = view.shards.get(s).is_none_or(|sv| sv.nodes.is_empty());
                 if empty {
                     let since = *self.empty_since.entry(s.clone()).or_insert(now);
