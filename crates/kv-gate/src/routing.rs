@@ -49,11 +49,6 @@ impl Routing {
         self.placement.current()
     }
 
-    /// Where keys live, including a ring change under way.
-    pub fn placement(&self) -> &Placement {
-        &self.placement
-    }
-
     /// The shard that serves `key` now (its new owner while it is moving).
     pub fn owner(&self, key: &[u8]) -> Option<&str> {
         self.placement.owner(key)
