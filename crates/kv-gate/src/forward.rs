@@ -70,12 +70,16 @@ pub struct Forwarder {
     backend_timeout: Duration,
 }
 
-/// Server errors that mean "not applied here, try the current leader".
-fn redirected(frame: &Frame) -> bool {
-    matches!(
-        frame.error_code(),
-        Some(b"NOTLEADER" | b"TRYAGAIN" | b"LOADING" | b"MOVED")
-    )
+/// Server errors that mean "not applied here, try where the current routing says". `MOVED`
+/// (a key moving to another shard) is retried only for a key target, which the next routing
+/// sends elsewhere; a command sent to a named shard gets the reply back (a fan-out then redoes
+/// it key by key).
+fn redirected(frame: &Frame, target: &Target) -> bool {
+    match frame.error_code() {
+        Some(b"NOTLEADER" | b"TRYAGAIN" | b"LOADING") => true,
+        Some(b"MOVED") => matches!(target, Target::Key(_)),
+        _ => false,
+    }
 }
 
 /// A read reply that means "not here": nil, 0 (`EXISTS`, `STRLEN`) or -2 (`TTL`).
@@ -119,7 +123,7 @@ impl InFlight {
             } => (reply, conn, target, access, request),
         };
         let failure = match tokio::time::timeout(fwd.backend_timeout, reply).await {
-            Ok(Ok(frame)) if !redirected(&frame) => return Ok(frame),
+            Ok(Ok(frame)) if !redirected(&frame, &target) => return Ok(frame),
             Ok(Ok(_)) => None,
             Ok(Err(e)) => Some(e),
             Err(_) => {
@@ -200,7 +204,7 @@ impl Forwarder {
             }
             let problem = match current.target(target, access.is_write()) {
                 Ok((shard, pool)) => match pool.call(request.clone(), self.backend_timeout).await {
-                    Ok(frame) if redirected(&frame) => {
+                    Ok(frame) if redirected(&frame, target) => {
                         format!(
                             "shard {shard}: {}",
                             String::from_utf8_lossy(frame.as_error().unwrap_or_default())

@@ -27,6 +27,27 @@ enum Combine {
 pub struct Fanout {
     parts: Vec<(InFlight, Vec<usize>)>,
     combine: Combine,
+    /// The client's request, arguments per key and access, to redo a part key by key when
+    /// its shard answered `MOVED` (keys started moving after the command was split).
+    req: Request,
+    step: usize,
+    access: Access,
+}
+
+/// The single-key form of the key at argument `i` of a multi-key request: the key and the
+/// command (`GET`, `SET`, `DEL`, `EXISTS`).
+fn single(req: &Request, step: usize, i: usize) -> (Bytes, Bytes) {
+    let name: &[u8] = match req.name().to_ascii_uppercase().as_slice() {
+        b"MGET" => b"GET",
+        b"MSET" => b"SET",
+        b"UNLINK" => b"DEL",
+        _ => req.name(),
+    };
+    let mut cmd = CommandBuilder::new(1 + step).arg(name);
+    for a in &req.args()[i..i + step] {
+        cmd = cmd.arg(a);
+    }
+    (req.args()[i].clone(), cmd.finish())
 }
 
 /// Groups argument indices `first..` (stepping by `step`) by the shard of the key there.
@@ -61,23 +82,19 @@ async fn start(
         .any(|i| routing.moving(&req.args()[i]).is_some())
     {
         // Keys are moving between shards: one command per key, each taking the moving path.
-        let name: &[u8] = match req.name().to_ascii_uppercase().as_slice() {
-            b"MGET" => b"GET",
-            b"MSET" => b"SET",
-            b"UNLINK" => b"DEL",
-            _ => req.name(),
-        };
         let mut parts = Vec::with_capacity(req.len() / step);
         for i in (1..req.len()).step_by(step) {
-            let mut cmd = CommandBuilder::new(1 + step).arg(name);
-            for a in &req.args()[i..i + step] {
-                cmd = cmd.arg(a);
-            }
-            let key = req.args()[i].clone();
-            let flight = fwd.start(Target::Key(key), access, cmd.finish(), affinity).await;
+            let (key, cmd) = single(req, step, i);
+            let flight = fwd.start(Target::Key(key), access, cmd, affinity).await;
             parts.push((flight, vec![(i - 1) / step]));
         }
-        return Pending::Fanout(Fanout { parts, combine });
+        return Pending::Fanout(Fanout {
+            parts,
+            combine,
+            req: req.clone(),
+            step,
+            access,
+        });
     }
     let mut parts = Vec::with_capacity(groups.len());
     for (shard, indices) in groups {
@@ -91,7 +108,13 @@ async fn start(
         // Positions in the reply are key ordinals, not argument indices.
         parts.push((flight, indices.iter().map(|i| (i - 1) / step).collect()));
     }
-    Pending::Fanout(Fanout { parts, combine })
+    Pending::Fanout(Fanout {
+        parts,
+        combine,
+        req: req.clone(),
+        step,
+        access,
+    })
 }
 
 /// MGET
@@ -128,11 +151,28 @@ impl Fanout {
         };
         let mut total = 0i64;
         let mut first_error = None;
+        let mut replies = Vec::with_capacity(self.parts.len());
         for (flight, positions) in self.parts {
             let reply = match flight.finish(fwd).await {
                 Ok(f) => f,
                 Err(e) => forward_error(&e),
             };
+            if reply.error_code() != Some(b"MOVED") {
+                replies.push((reply, positions));
+                continue;
+            }
+            // The shard refused keys that began moving after the split: redo this part key
+            // by key (each key then takes the moving path).
+            for pos in positions {
+                let (key, cmd) = single(&self.req, self.step, 1 + pos * self.step);
+                let reply = match fwd.execute(&Target::Key(key), self.access, cmd).await {
+                    Ok(f) => f,
+                    Err(e) => forward_error(&e),
+                };
+                replies.push((reply, vec![pos]));
+            }
+        }
+        for (reply, positions) in replies {
             match (self.combine, reply) {
                 (_, e @ Frame::Error(_)) => {
                     first_error.get_or_insert(e);
