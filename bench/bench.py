@@ -76,6 +76,19 @@ def ready_line(p, name, limit=30):
     raise SystemExit(f"{name} did not start; see {WORK}/{name}.log")
 
 
+def prepare(deps, cargo_args):
+    """Installs the peers (`scripts/ensure-deps.sh deps...`), builds the release binaries
+    (`cargo build --release cargo_args...`), and turns SIGTERM into a clean exit."""
+    subprocess.run([os.path.join(ROOT, "scripts", "ensure-deps.sh"), *deps], check=True)
+    subprocess.run(["cargo", "build", "--release", *cargo_args], cwd=ROOT, check=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+
+
+def commit_id():
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True).stdout.strip()
+
+
 def stop_all():
     for p in reversed(PROCS):
         if p.poll() is None:
@@ -312,10 +325,8 @@ def main():
     only = set(args.only.split(","))
     if args.pin:
         PIN["server"], PIN["load"] = ["taskset", "-c", "1"], ["taskset", "-c", "0"]
-    subprocess.run([os.path.join(ROOT, "scripts", "ensure-deps.sh"), "zookeeper", "redis", "bench"], check=True)
-    subprocess.run(["cargo", "build", "--release", "--bins", "--example", "trivial_http_kv", "-p", "kvstore",
-                    "-p", "kv-gate"], cwd=ROOT, check=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    prepare(["zookeeper", "redis", "bench"],
+            ["--bins", "--example", "trivial_http_kv", "-p", "kvstore", "-p", "kv-gate"])
     try:
         zk = zookeeper()
         s1 = kvserver(zk, "s1", "bench")
@@ -338,8 +349,7 @@ def main():
         print(f"# kvstore benchmark — {time.strftime('%Y-%m-%d %H:%M')} — {os.cpu_count()} cores, loopback")
         print(f"\nkvgate --threads {args.gate_threads}, kvserver --threads 1 (default); "
               + ("servers pinned to CPU 1, load generators to CPU 0" if args.pin else "processes unpinned"))
-        print(f"\ncommit {subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()}"
-              f"; logs in {WORK}")
+        print(f"\ncommit {commit_id()}; logs in {WORK}")
         if "resp" in only:
             resp_bench({"gate": gate_resp, "twemproxy": tw, "kvserver": solo, "redis": rsolo}, args.repeats,
                        args.quick)

@@ -201,13 +201,10 @@ def main():
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     only = set(args.only.split(","))
-    subprocess.run([os.path.join(b.ROOT, "scripts", "ensure-deps.sh"), "zookeeper", "redis"], check=True)
-    subprocess.run(["cargo", "build", "--release", "--bins", "-p", "kvstore"], cwd=b.ROOT, check=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    b.prepare(["zookeeper", "redis"], ["--bins", "-p", "kvstore"])
     try:
         zk = b.zookeeper()
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=b.ROOT, capture_output=True,
-                                text=True).stdout.strip()
+        commit = b.commit_id()
         print(f"# kvstore replication figures — {time.strftime('%Y-%m-%d %H:%M')} — "
               f"{os.cpu_count()} cores, loopback, commit {commit}")
         if "failover" in only:

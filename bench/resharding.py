@@ -14,8 +14,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -98,13 +96,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--keys", type=int, default=1_000_000)
     args = ap.parse_args()
-    subprocess.run([os.path.join(b.ROOT, "scripts", "ensure-deps.sh"), "zookeeper", "redis"], check=True)
-    subprocess.run(["cargo", "build", "--release", "--bins", "-p", "kvstore"], cwd=b.ROOT, check=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    b.prepare(["zookeeper", "redis"], ["--bins", "-p", "kvstore"])
     try:
         zk = b.zookeeper()
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=b.ROOT, capture_output=True,
-                                text=True).stdout.strip()
+        commit = b.commit_id()
         print(f"# kvstore resharding figures — {time.strftime('%Y-%m-%d %H:%M')} — "
               f"{os.cpu_count()} cores, loopback, commit {commit}")
         print(f"\nOne shard with {args.keys // 1000}k keys of 100 bytes; a second shard joins.\n")

@@ -10,7 +10,7 @@ use kv_cluster::ring::DEFAULT_VNODES;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::cluster::SESSION_TIMEOUT_MS;
-use crate::harness::load::{Load, lost};
+use crate::harness::load::{Load, assert_none_lost};
 use crate::harness::{TestCluster, eventually};
 
 fn leader_of(info: &ClusterInfo, shard: &str) -> (String, u64) {
@@ -30,27 +30,6 @@ async fn new_leader(c: &TestCluster, shard: &str, old: &[&str], limit: Duration)
     .await
 }
 
-/// Waits until every replica of `shard` is in sync and holds the same contents.
-async fn converged(c: &TestCluster, shard: &str, replicas: usize) {
-    let gate = c.client(0);
-    eventually(
-        "replicas in sync with equal digests",
-        Duration::from_secs(20),
-        || async {
-            let info = gate.cluster().await.ok()?;
-            let s = info.shards.iter().find(|s| s.name == shard)?;
-            let rs = &s.replicas;
-            (s.leader.is_some()
-                && rs.len() == replicas
-                && rs
-                    .iter()
-                    .all(|r| r.in_sync && r.digest.is_some() && r.digest == rs[0].digest && r.lag == Some(0)))
-            .then_some(())
-        },
-    )
-    .await
-}
-
 async fn wait_acked(load: &Load, n: usize) {
     eventually("writes to be acknowledged", Duration::from_secs(20), || async {
         (load.acked() >= n).then_some(())
@@ -60,18 +39,7 @@ async fn wait_acked(load: &Load, n: usize) {
 
 async fn check_none_lost(c: &TestCluster, load: Load) {
     let (acked, failed) = load.stop().await;
-    let missing = lost(&c.client(0), &acked).await;
-    assert!(
-        missing.is_empty(),
-        "{} of {} acknowledged writes lost, e.g. {:?}",
-        missing.len(),
-        acked.len(),
-        &missing[..missing.len().min(5)]
-    );
-    eprintln!(
-        "{} acknowledged writes all present ({failed} reported failed)",
-        acked.len()
-    );
+    assert_none_lost(&c.client(0), &acked, failed).await;
 }
 
 #[tokio::test]
@@ -173,10 +141,10 @@ async fn a_leader_paused_past_its_session_is_fenced_and_rejoins_as_a_follower() 
     let (leader, epoch) = new_leader(&c, "s1", &[&old_leader], Duration::from_secs(15)).await;
     assert!(epoch > old_epoch);
     let took_over = Instant::now();
-    eventually(
+    load.resumed_after(
+        took_over,
         "writes acknowledged by the new leader",
         Duration::from_secs(10),
-        || async { load.first_ack_sent_after(took_over, |_| true) },
     )
     .await;
 
@@ -190,7 +158,7 @@ async fn a_leader_paused_past_its_session_is_fenced_and_rejoins_as_a_follower() 
     let gate = c.client(0);
     assert_eq!(gate.get("direct").await.unwrap().as_deref(), Some(&b"before"[..]));
 
-    converged(&c, "s1", 2).await;
+    c.converged("s1", 2).await;
     let info = gate.cluster().await.unwrap();
     let (now_leader, _) = leader_of(&info, "s1");
     assert_eq!(now_leader, leader, "the old leader rejoined as a follower");
@@ -213,12 +181,8 @@ async fn a_leader_paused_within_its_lease_keeps_leading() {
     tokio::time::sleep(Duration::from_millis(SESSION_TIMEOUT_MS / 4)).await;
     c.server_at(&leader).signal(libc::SIGCONT);
     let resumed = Instant::now();
-    eventually(
-        "writes acknowledged after the pause",
-        Duration::from_secs(5),
-        || async { load.first_ack_sent_after(resumed, |_| true) },
-    )
-    .await;
+    load.resumed_after(resumed, "writes acknowledged after the pause", Duration::from_secs(5))
+        .await;
     // Observe for a full session timeout that nothing changes afterwards either.
     tokio::time::sleep(Duration::from_millis(SESSION_TIMEOUT_MS)).await;
     let info = c.client(0).cluster().await.unwrap();
@@ -242,10 +206,10 @@ async fn two_failovers_within_a_second_leave_the_replicas_equal() {
     let (second, _) = new_leader(&c, "s1", &[&first], Duration::from_secs(15)).await;
     let elected = Instant::now();
     // Let the second leader acknowledge writes of its own first: they must survive it.
-    eventually(
+    load.resumed_after(
+        elected,
         "writes acknowledged by the second leader",
         Duration::from_secs(1),
-        || async { load.first_ack_sent_after(elected, |_| true) },
     )
     .await;
     c.server_at(&second).kill();
@@ -257,23 +221,13 @@ async fn two_failovers_within_a_second_leave_the_replicas_equal() {
     let (third, _) = new_leader(&c, "s1", &[&first, &second], Duration::from_secs(15)).await;
     eprintln!("leaders: {first} → {second} (killed {gap:?} after its election) → {third}");
     let after = Instant::now();
-    eventually(
+    load.resumed_after(
+        after,
         "writes acknowledged by the third leader",
         Duration::from_secs(10),
-        || async { load.first_ack_sent_after(after, |_| true) },
     )
     .await;
     let (acked, failed) = load.stop().await;
-    converged(&c, "s1", 2).await;
-    let missing = lost(&c.client(0), &acked).await;
-    assert!(
-        missing.is_empty(),
-        "{} of {} acknowledged writes lost",
-        missing.len(),
-        acked.len()
-    );
-    eprintln!(
-        "{} acknowledged writes all present ({failed} reported failed)",
-        acked.len()
-    );
+    c.converged("s1", 2).await;
+    assert_none_lost(&c.client(0), &acked, failed).await;
 }

@@ -17,25 +17,6 @@ fn replica<'a>(info: &'a ClusterInfo, role: &str) -> &'a ReplicaInfo {
         .expect("replica listed")
 }
 
-/// Waits until the shard's `n` replicas are in sync with equal contents.
-async fn converged(c: &TestCluster, n: usize) -> ClusterInfo {
-    let gate = c.client(0);
-    eventually(
-        "replicas in sync with equal digests",
-        Duration::from_secs(20),
-        || async {
-            let info = gate.cluster().await.ok()?;
-            let rs = &info.shards.first()?.replicas;
-            (rs.len() == n
-                && rs
-                    .iter()
-                    .all(|r| r.in_sync && r.digest.is_some() && r.digest == rs[0].digest && r.lag == Some(0)))
-            .then_some(info)
-        },
-    )
-    .await
-}
-
 /// Waits until the server at `addr` reports `field` ≥ `at_least`.
 async fn counter_reaches(addr: &str, field: &str, at_least: u64) -> u64 {
     eventually(
@@ -151,7 +132,7 @@ async fn a_follower_resumes_within_the_backlog_and_copies_everything_beyond_it()
     counter_reaches(&leader, "replica_timeouts", timeouts + 1).await;
     c.server_at(&follower).signal(libc::SIGCONT);
     counter_reaches(&follower, "partial_syncs_done", partial0 + 1).await;
-    let info = converged(&c, 2).await;
+    let info = c.converged("s1", 2).await;
     assert_eq!(
         counter(&follower, "full_syncs_done").await,
         full0,
@@ -169,7 +150,7 @@ async fn a_follower_resumes_within_the_backlog_and_copies_everything_beyond_it()
     counter_reaches(&leader, "replica_timeouts", timeouts + 1).await;
     c.server_at(&follower).signal(libc::SIGCONT);
     counter_reaches(&follower, "full_syncs_done", full0 + 1).await;
-    let info = converged(&c, 2).await;
+    let info = c.converged("s1", 2).await;
     assert_eq!(replica(&info, "follower").keys, Some(650));
 
     // 3. Killed and restarted: an in-memory replica restarts empty, so it copies everything.
@@ -178,7 +159,7 @@ async fn a_follower_resumes_within_the_backlog_and_copies_everything_beyond_it()
     let restarted = c.start_server("s1", &flags);
     let addr = c.servers[restarted].addr.clone();
     counter_reaches(&addr, "full_syncs_done", 1).await;
-    let info = converged(&c, 2).await;
+    let info = c.converged("s1", 2).await;
     assert_eq!(replica(&info, "follower").addr, addr);
     assert_eq!(replica(&info, "follower").keys, Some(650));
     assert_eq!(counter(&leader, "full_syncs_served").await, served + 1);
@@ -221,6 +202,6 @@ async fn min_insync_refuses_writes_without_enough_copies() {
     })
     .await;
     eprintln!("writes accepted again {:?} after the follower resumed", t.elapsed());
-    converged(&c, 2).await;
+    c.converged("s1", 2).await;
     assert_eq!(gate.get("a").await.unwrap().as_deref(), Some(&b"1"[..]));
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use kv_client::api::ClusterInfo;
 use tokio::task::JoinHandle;
 
-use crate::harness::load::{Load, lost};
+use crate::harness::load::{Load, assert_none_lost};
 use crate::harness::{TestCluster, eventually};
 
 const KEYS: usize = 100_000;
@@ -138,14 +138,7 @@ async fn counts_add_up(c: &TestCluster, shards: &[&str], distinct: u64) -> Vec<u
 
 async fn check_writes(c: &TestCluster, load: Load) -> u64 {
     let (acked, failed) = load.stop().await;
-    let missing = lost(&c.client(0), &acked).await;
-    assert!(
-        missing.is_empty(),
-        "{} of {} acknowledged writes lost, e.g. {:?}",
-        missing.len(),
-        acked.len(),
-        &missing[..missing.len().min(5)]
-    );
+    assert_none_lost(&c.client(0), &acked, failed).await;
     assert_eq!(failed, 0, "writes failed during the move");
     acked.len() as u64
 }

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::harness::cluster::SESSION_TIMEOUT_MS;
-use crate::harness::load::{Load, lost};
+use crate::harness::load::{Load, assert_none_lost};
 use crate::harness::{TestCluster, eventually};
 
 #[tokio::test]
@@ -26,13 +26,13 @@ async fn service_resumes_after_zookeeper_restarts() {
     tokio::time::sleep(Duration::from_millis(SESSION_TIMEOUT_MS / 2)).await;
     c.zk.restart();
     let restarted = Instant::now();
-    let resumed_at = eventually(
-        "writes acknowledged after the restart",
-        Duration::from_secs(20),
-        || async { load.first_ack_sent_after(restarted, |_| true) },
-    )
-    .await;
-    let resumed = resumed_at - restarted;
+    let resumed = load
+        .resumed_after(
+            restarted,
+            "writes acknowledged after the restart",
+            Duration::from_secs(20),
+        )
+        .await;
     eprintln!("writes resumed {resumed:?} after ZooKeeper came back");
     let bound = Duration::from_millis(2 * SESSION_TIMEOUT_MS) + Duration::from_secs(2);
     assert!(resumed <= bound, "writes resumed after {resumed:?}, bound {bound:?}");
@@ -49,13 +49,13 @@ async fn service_resumes_after_zookeeper_restarts() {
     tokio::time::sleep(Duration::from_millis(3 * SESSION_TIMEOUT_MS)).await;
     c.zk.restart();
     let restarted = Instant::now();
-    let resumed_at = eventually(
-        "writes acknowledged after the second restart",
-        Duration::from_secs(20),
-        || async { load.first_ack_sent_after(restarted, |_| true) },
-    )
-    .await;
-    let resumed = resumed_at - restarted;
+    let resumed = load
+        .resumed_after(
+            restarted,
+            "writes acknowledged after the second restart",
+            Duration::from_secs(20),
+        )
+        .await;
     eprintln!("writes resumed {resumed:?} after ZooKeeper came back from a longer outage");
     let bound = Duration::from_millis(2 * SESSION_TIMEOUT_MS) + Duration::from_secs(2);
     assert!(resumed <= bound, "writes resumed after {resumed:?}, bound {bound:?}");
@@ -68,15 +68,5 @@ async fn service_resumes_after_zookeeper_restarts() {
         (rs.len() == 1 && rs[0].role == "leader" && rs[0].in_sync).then_some(())
     })
     .await;
-    let missing = lost(&gate, &acked).await;
-    assert!(
-        missing.is_empty(),
-        "{} of {} acknowledged writes lost",
-        missing.len(),
-        acked.len()
-    );
-    eprintln!(
-        "{} acknowledged writes all present ({failed} reported failed)",
-        acked.len()
-    );
+    assert_none_lost(&gate, &acked, failed).await;
 }

@@ -82,6 +82,8 @@ pub struct ClusterView {
     pub ring_node_version: i32,
     /// Shards an operator asked to remove.
     pub removing: BTreeSet<String>,
+    /// The node id holding the ring manager's lock, if any.
+    pub ring_lock: Option<String>,
 }
 
 impl ClusterView {

@@ -51,6 +51,9 @@ pub async fn read_view(coord: &dyn Coordinator, paths: &Paths) -> Result<Cluster
         }
     }
     view.removing = children_or_empty(coord, &paths.removing()).await?.into_iter().collect();
+    if let Some((data, _)) = coord.get(&paths.ring_lock()).await? {
+        view.ring_lock = String::from_utf8(data).ok();
+    }
     Ok(view)
 }
 

@@ -113,6 +113,28 @@ impl TestCluster {
     }
 }
 
+impl TestCluster {
+    /// Waits until `shard` has a leader and exactly `replicas` replicas, all in sync, at the
+    /// leader's offset and with equal contents (digests).
+    pub async fn converged(&self, shard: &str, replicas: usize) -> ClusterInfo {
+        let client = self.client(0);
+        eventually(
+            &format!("the {replicas} replicas of {shard} in sync with equal digests"),
+            Duration::from_secs(20),
+            || async {
+                let info = client.cluster().await.ok()?;
+                let s = info.shards.iter().find(|s| s.name == shard)?;
+                let rs = &s.replicas;
+                let equal = rs
+                    .iter()
+                    .all(|r| r.in_sync && r.digest.is_some() && r.digest == rs[0].digest && r.lag == Some(0));
+                (s.leader.is_some() && rs.len() == replicas && equal).then_some(info)
+            },
+        )
+        .await
+    }
+}
+
 impl Drop for TestCluster {
     fn drop(&mut self) {
         if std::thread::panicking() {

@@ -4,10 +4,12 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kv_client::GateClient;
 use tokio::task::JoinHandle;
+
+use super::eventually;
 
 /// One acknowledged write: its key (the value is the key too) and when it was sent and
 /// acknowledged.
@@ -80,6 +82,13 @@ impl Load {
             .min()
     }
 
+    /// Waits (up to `limit`, naming `what` on failure) until a write sent at or after `t` is
+    /// acknowledged; returns how long after `t` that was.
+    pub async fn resumed_after(&self, t: Instant, what: &str, limit: Duration) -> Duration {
+        let at = eventually(what, limit, || async { self.first_ack_sent_after(t, |_| true) }).await;
+        at - t
+    }
+
     /// Stops the writers; returns the acknowledged writes and the number of failed ones.
     pub async fn stop(self) -> (Vec<Acked>, u64) {
         self.stop.store(true, Ordering::Relaxed);
@@ -102,6 +111,23 @@ pub async fn lost(client: &GateClient, acked: &[Acked]) -> Vec<String> {
         }
     }
     lost
+}
+
+/// Asserts that every acknowledged write reads back through `client`, and reports how many
+/// there were (and how many writes failed, which is allowed: they were never acknowledged).
+pub async fn assert_none_lost(client: &GateClient, acked: &[Acked], failed: u64) {
+    let missing = lost(client, acked).await;
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged writes lost, e.g. {:?}",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(5)]
+    );
+    eprintln!(
+        "{} acknowledged writes all present ({failed} reported failed)",
+        acked.len()
+    );
 }
 
 /// A kvserver's `KV.INFO` fields, asked directly.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kv_cluster::placement::{ManagerInput, next_ring};
-use kv_cluster::{ClusterView, CoordError, Coordinator, CreateMode, Paths, Phase, Placement};
+use kv_cluster::{ClusterView, CoordError, Coordinator, CreateMode, Paths, Phase, Placement, RingState};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -30,6 +30,8 @@ pub struct RingDuties {
     cleaned: u64,
     /// When each ring shard was first seen without any live server.
     empty_since: HashMap<String, Instant>,
+    /// The placement of the last ring seen, rebuilt only when the ring changes.
+    placement: Option<(RingState, Arc<Placement>)>,
 }
 
 impl RingDuties {
@@ -53,7 +55,14 @@ impl RingDuties {
         let Some(ring) = snapshot.ring.as_ref() else {
             return;
         };
-        let placement = Arc::new(Placement::new(Some(ring)));
+        let placement = match &self.placement {
+            Some((seen, p)) if seen == ring => p.clone(),
+            _ => {
+                let p = Arc::new(Placement::new(Some(ring)));
+                self.placement = Some((ring.clone(), p.clone()));
+                p
+            }
+        };
         let shard = node.shard.as_str();
         let moving = ring.next.as_ref().is_some_and(|n| n.phase == Phase::Moving);
         node.lock().moving = moving.then(|| placement.clone());
@@ -120,15 +129,17 @@ impl RingDuties {
 
     /// If this leader holds (or takes) the ring lock, moves the ring one step.
     pub async fn manage(&mut self, node: &Node, coord: &dyn Coordinator, paths: &Paths, view: &ClusterView) {
-        let lock = paths.ring_lock();
-        match coord.get(&lock).await {
-            Ok(Some((holder, _))) if holder == node.id.as_bytes() => {}
-            Ok(Some(_)) => return,
-            Ok(None) => match coord.create(&lock, node.id.as_bytes(), CreateMode::Ephemeral).await {
+        // The view carries the lock holder: no coordinator round trip per reconcile.
+        match view.ring_lock.as_deref() {
+            Some(holder) if holder == node.id => {}
+            Some(_) => return,
+            None => match coord
+                .create(&paths.ring_lock(), node.id.as_bytes(), CreateMode::Ephemeral)
+                .await
+            {
                 Ok(()) => info!(node = node.id, "managing the ring"),
                 Err(_) => return,
             },
-            Err(_) => return,
         }
         let grace = coord.session_timeout() * 2;
         let now = Instant::now();
