@@ -1,5 +1,5 @@
 //! Cluster membership for one kvserver: registration, leader election, following, the
-//! leader's lease and its in-sync set in the coordinator.
+//! leader's lease, its in-sync set in the coordinator, and its part in ring changes.
 //!
 //! One task ([`run`]) reconciles the node with the cluster view whenever either changes:
 //!
@@ -13,6 +13,9 @@
 //! - **Leading**: the in-sync set the replication layer wants is written to the state node
 //!   (version-checked) before writes stop waiting for a removed follower; the lease is renewed
 //!   by timed probes of the session.
+//! - **Ring changes** (`ring.rs`, `moves.rs`): a leader gets its shard ready to receive keys,
+//!   streams away the keys that move, deletes what it no longer owns once a ring is final, and
+//!   the leader holding the ring lock moves the ring itself.
 
 pub mod election;
 mod moves;
@@ -368,11 +371,15 @@ impl Runtime {
     }
 
     async fn release_lock(&self) {
-        let path = self.paths.leader(self.shard());
-        if let Ok(Some((data, _))) = self.coord.get(&path).await
+        self.release(&self.paths.leader(self.shard())).await;
+    }
+
+    /// Deletes the lock node at `path` if this node holds it.
+    async fn release(&self, path: &str) {
+        if let Ok(Some((data, _))) = self.coord.get(path).await
             && data == self.node.id.as_bytes()
         {
-            let _ = self.coord.delete(&path, None).await;
+            let _ = self.coord.delete(path, None).await;
         }
     }
 
@@ -384,12 +391,8 @@ impl Runtime {
         self.node.change_role(Role::Idle);
         self.node.set_leader_hint(None);
         self.release_lock().await;
-        let lock = self.paths.ring_lock();
-        if let Ok(Some((holder, _))) = self.coord.get(&lock).await
-            && holder == self.node.id.as_bytes()
-        {
-            let _ = self.coord.delete(&lock, None).await;
-        }
+        // Only leaders manage the ring: let another leader take over.
+        self.release(&self.paths.ring_lock()).await;
     }
 
     /// Writes the shard state when what it should say changed: the in-sync set the
