@@ -33,6 +33,12 @@ PROCS = []
 WORK = tempfile.mkdtemp(prefix="kvstore-bench-")
 # With --pin: servers on CPU 1, load generators on CPU 0 (steadier; each system gets one core).
 PIN = {"server": [], "load": []}
+# One cluster secret for every kvserver and kvgate started here (they read it from the
+# environment): the gates reach the servers on their authenticated cluster ports.
+SECRET = os.path.join(WORK, "cluster.secret")
+with open(os.open(SECRET, os.O_WRONLY | os.O_CREAT, 0o600), "w") as _f:
+    _f.write(os.urandom(32).hex())
+os.environ["KVSTORE_CLUSTER_SECRET_FILE"] = SECRET
 
 
 def log(*a):

@@ -15,6 +15,9 @@ Usage: bench/replication.py [--only failover,resync,modes] [--trials 10] [--repe
 """
 
 import argparse
+import hashlib
+import hmac
+import json
 import os
 import shutil
 import signal
@@ -58,12 +61,47 @@ def read_reply(f):
     raise ValueError(f"bad reply {line!r}")
 
 
-def info(port):
+def send(s, *args):
+    parts = [f"*{len(args)}\r\n".encode()]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        parts.append(f"${len(a)}\r\n".encode() + a + b"\r\n")
+    s.sendall(b"".join(parts))
+
+
+def peer_call(port, *args, timeout=2):
+    """Sends one command to a kvserver's cluster port, after the handshake that proves the
+    cluster secret (kv_peer::handshake: HMAC-SHA256 over both sides' nonces)."""
+    with open(b.SECRET, "rb") as f:
+        key = f.read().rstrip()
+    proof = lambda side, c, s: hmac.new(key, f"kvstore cluster {side} proof\0".encode() + c + b"\0" + s,
+                                        hashlib.sha256).hexdigest()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        f = s.makefile("rb")
+        client_nonce = os.urandom(32).hex().encode()
+        send(s, "KV.HELLO", client_nonce, "bench")
+        _, server_nonce, server_proof = read_reply(f)
+        server_nonce = server_nonce.encode()
+        if not hmac.compare_digest(server_proof, proof("server", client_nonce, server_nonce)):
+            raise ConnectionError("the server could not prove the cluster secret")
+        send(s, "KV.AUTH", proof("client", client_nonce, server_nonce))
+        if read_reply(f) != "OK":
+            raise ConnectionError("the cluster port refused the handshake")
+        send(s, *args)
+        return read_reply(f)
+
+
+def info(shard, port):
+    """The `KV.INFO` of the server whose client port is `port` (flattened: counters too)."""
     try:
-        r = resp(port, "KV.INFO", timeout=2)
+        r = peer_call(shard.cluster[port], "KV.INFO")
     except OSError:
         return {}
-    return dict(zip(r[0::2], r[1::2])) if isinstance(r, list) else {}
+    if not isinstance(r, str):
+        return {}
+    d = json.loads(r)
+    d.update(d.pop("counters", {}))
+    return d
 
 
 def wait(what, cond, limit=120):
@@ -80,20 +118,25 @@ class Shard:
     """Replicas of one shard in their own cluster namespace."""
 
     def __init__(self, zk, cluster, flags):
-        self.zk, self.cluster, self.flags, self.procs, self.seq = zk, cluster, flags, {}, 0
+        self.zk, self.name, self.flags, self.procs, self.seq = zk, cluster, flags, {}, 0
+        self.cluster = {}  # client port -> cluster port
 
     def add(self):
         self.seq += 1
-        name = f"kvserver-{self.cluster}-{self.seq}"
+        name = f"kvserver-{self.name}-{self.seq}"
         p = b.start(name, [os.path.join(b.REL, "kvserver"), "--shard", "s", "--port", "0", "--zk", self.zk,
-                           "--cluster", self.cluster, "--max-keys", "0", "--log", "warn"] + self.flags)
-        port = int(b.ready_line(p, name)[0].rsplit(":", 1)[1])
+                           "--cluster", self.name, "--max-keys", "0", "--log", "warn"] + self.flags)
+        words = b.ready_line(p, name)
+        port = int(words[0].rsplit(":", 1)[1])
+        self.cluster[port] = int(next(w for w in words if w.startswith("cluster=")).rsplit(":", 1)[1])
         self.procs[port] = p
         return port
 
     def leader(self):
         for port in self.procs:
-            if info(port).get("role") == "leader":
+            i = info(self, port)
+            # Leading, and the ring exists (writes straight to it need one).
+            if i.get("role") == "leader" and i.get("ring_version"):
                 return port
         return None
 
@@ -102,11 +145,10 @@ class Shard:
         lead = self.leader()
         if lead is None:
             return None
-        li = info(lead)
-        isr = [x for x in li.get("isr_followers", "").split(",") if x]
-        if len(isr) != followers:
+        li = info(self, lead)
+        if len(li.get("isr_followers", [])) != followers:
             return None
-        offs = [info(p).get("offset") for p in self.procs if p != lead]
+        offs = [info(self, p).get("offset") for p in self.procs if p != lead]
         return lead if all(o == li["offset"] for o in offs) else None
 
     def kill(self, port):
@@ -149,10 +191,10 @@ def resync(zk, keys):
     follower = sh.add()
     wait("the new follower in sync", lambda: sh.in_sync(1), limit=600)
     full = time.monotonic() - t0
-    fi = info(follower)
-    assert int(fi["keys"]) == keys and fi["full_syncs_done"] == "1", fi
+    fi = info(sh, follower)
+    assert fi["keys"] == keys and fi["full_syncs_done"] == 1, fi
     # Partial: pause the follower past the replica timeout while writes go on.
-    timeouts = int(info(lead)["replica_timeouts"])
+    timeouts = info(sh, lead)["replica_timeouts"]
     sh.procs[follower].send_signal(signal.SIGSTOP)
     value = "w" * 100
     data = "".join(f"*3\r\n$3\r\nSET\r\n${len(k)}\r\n{k}\r\n$100\r\n{value}\r\n"
@@ -160,13 +202,13 @@ def resync(zk, keys):
     out = subprocess.run(["redis-cli", "-p", str(lead), "--pipe"], input=data, capture_output=True, timeout=600)
     if b"errors: 0" not in out.stdout:
         raise SystemExit(f"writes during the pause failed: {out.stdout[-300:]!r}")
-    wait("the leader to drop the paused follower", lambda: int(info(lead)["replica_timeouts"]) > timeouts)
+    wait("the leader to drop the paused follower", lambda: info(sh, lead)["replica_timeouts"] > timeouts)
     t0 = time.monotonic()
     sh.procs[follower].send_signal(signal.SIGCONT)
     wait("the resumed follower in sync", lambda: sh.in_sync(1), limit=600)
     partial = time.monotonic() - t0
-    fi = info(follower)
-    assert fi["partial_syncs_done"] == "1" and fi["full_syncs_done"] == "1", fi
+    fi = info(sh, follower)
+    assert fi["partial_syncs_done"] == 1 and fi["full_syncs_done"] == 1, fi
     for p in list(sh.procs):
         sh.kill(p)
     return full, partial

@@ -78,6 +78,11 @@ case "$cmd" in
       (cd "$root" && cargo build --release)
     fi
     mkdir -p "$dir/zk-data" "$dir/logs"
+    # The cluster secret every server and gate proves on the cluster ports (made once).
+    if [ ! -s "$dir/cluster.secret" ]; then
+      (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/cluster.secret")
+    fi
+    export KVSTORE_CLUSTER_SECRET_FILE="$dir/cluster.secret"
     : >"$dir/pids"
     trap 'echo "cluster.sh: start failed; stopping what was started" >&2; stop_all' ERR
 
@@ -106,10 +111,11 @@ CFG
     for s in $(seq 1 "$shards"); do
       for r in $(seq 1 "$replicas"); do
         port_free "$port" || { echo "cluster.sh: port $port is in use" >&2; false; }
+        port_free $((port + 10000)) || { echo "cluster.sh: port $((port + 10000)) (cluster port) is in use" >&2; false; }
         "$bin/kvserver" --shard "shard-$s" --port "$port" --zk "$zk" \
           >"$dir/logs/kvserver-$port.out" 2>"$dir/logs/kvserver-$port.log" &
         echo "$! kvserver-$port kvserver --shard shard-$s --port $port" >>"$dir/pids"
-        echo "kvserver    127.0.0.1:$port  shard-$s"
+        echo "kvserver    127.0.0.1:$port  shard-$s  (cluster port $((port + 10000)))"
         port=$((port + 1))
       done
     done

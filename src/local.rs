@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use kv_cluster::{MemoryCluster, Paths, read_view};
 use kv_gate::{Gate, GateHandle};
+use kv_peer::ClusterSecret;
 use kv_server::{Server, ServerHandle};
 
 /// A running local cluster.
@@ -30,15 +31,20 @@ impl LocalCluster {
     /// Starts the servers and the gate, and waits (up to 10 s) until every shard has a leader.
     pub async fn start(opts: LocalOptions) -> anyhow::Result<LocalCluster> {
         let coordinator = MemoryCluster::new();
+        // The cluster's own secret, made fresh: its cluster ports admit only its members.
+        let secret = Arc::new(ClusterSecret::generate());
         let mut servers = Vec::new();
         for s in 1..=opts.shards {
             for _ in 0..opts.replicas {
                 let mut config = opts.server.clone();
                 config.shard = format!("shard-{s}");
+                config.cluster_secret.get_or_insert_with(|| secret.clone());
                 servers.push(Server::start(config, Arc::new(coordinator.connect())).await?);
             }
         }
-        let gate = Gate::start(opts.gate.clone(), Arc::new(coordinator.connect())).await?;
+        let mut gate_config = opts.gate.clone();
+        gate_config.cluster_secret.get_or_insert(secret);
+        let gate = Gate::start(gate_config, Arc::new(coordinator.connect())).await?;
         let cluster = LocalCluster {
             coordinator,
             servers,

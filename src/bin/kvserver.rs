@@ -35,8 +35,9 @@ fn main() -> ExitCode {
         };
         // One machine-readable line on stdout: scripts and tests learn the port from it.
         println!(
-            "kvserver listening on {} shard={} node={}",
+            "kvserver listening on {} cluster={} shard={} node={}",
             server.addr(),
+            server.node().cluster_addr,
             server.node().shard,
             server.id()
         );

@@ -42,8 +42,8 @@ async fn expect(
 
 #[tokio::test]
 async fn http_errors_are_documented_json() {
-    let mut c = TestCluster::start();
-    c.start_server("s1", &[]);
+    let mut c = TestCluster::start().await;
+    c.start_server("s1", &[]).await;
     c.start_gate(&[
         "--max-key-bytes",
         "16",
@@ -51,7 +51,8 @@ async fn http_errors_are_documented_json() {
         "64",
         "--retry-timeout-ms",
         "300",
-    ]);
+    ])
+    .await;
     c.wait_ready(&[("s1", 1)]).await;
     let gate = c.client(0);
     let put = "/api/cache/put";

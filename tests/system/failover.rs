@@ -44,12 +44,12 @@ async fn check_none_lost(c: &TestCluster, load: Load) {
 
 #[tokio::test]
 async fn sigkill_of_a_shard_leader_under_continuous_writes() {
-    let mut c = TestCluster::start();
+    let mut c = TestCluster::start().await;
     for shard in ["s1", "s2"] {
-        c.start_server(shard, &[]);
-        c.start_server(shard, &[]);
+        c.start_server(shard, &[]).await;
+        c.start_server(shard, &[]).await;
     }
-    c.start_gate(&[]);
+    c.start_gate(&[]).await;
     let info = c.wait_ready(&[("s1", 2), ("s2", 2)]).await;
     let load = Load::start(c.client(0), 4, "w");
     wait_acked(&load, 200).await;
@@ -78,11 +78,11 @@ async fn sigkill_of_a_shard_leader_under_continuous_writes() {
 
 #[tokio::test]
 async fn sigterm_hands_over_without_waiting_for_the_session_timeout() {
-    let mut c = TestCluster::start();
+    let mut c = TestCluster::start().await;
     // A long session timeout: only a graceful exit can make failover this fast.
-    c.start_server("s1", &["--zk-session-timeout-ms", "10000"]);
-    c.start_server("s1", &["--zk-session-timeout-ms", "10000"]);
-    c.start_gate(&[]);
+    c.start_server("s1", &["--zk-session-timeout-ms", "10000"]).await;
+    c.start_server("s1", &["--zk-session-timeout-ms", "10000"]).await;
+    c.start_gate(&[]).await;
     let info = c.wait_ready(&[("s1", 2)]).await;
     let gate = c.client(0);
     gate.put("a", b"1", None).await.unwrap();
@@ -91,6 +91,7 @@ async fn sigterm_hands_over_without_waiting_for_the_session_timeout() {
     let status = c
         .server_at(&leader)
         .terminate(Duration::from_secs(10))
+        .await
         .expect("exits on SIGTERM");
     assert!(status.success(), "{status:?}");
     gate.put("b", b"2", None).await.unwrap();
@@ -121,10 +122,10 @@ async fn direct_set(stream: &mut tokio::net::TcpStream, key: &str, value: &str) 
 
 #[tokio::test]
 async fn a_leader_paused_past_its_session_is_fenced_and_rejoins_as_a_follower() {
-    let mut c = TestCluster::start();
-    c.start_server("s1", &[]);
-    c.start_server("s1", &[]);
-    c.start_gate(&[]);
+    let mut c = TestCluster::start().await;
+    c.start_server("s1", &[]).await;
+    c.start_server("s1", &[]).await;
+    c.start_gate(&[]).await;
     let info = c.wait_ready(&[("s1", 2)]).await;
     let (old_leader, old_epoch) = leader_of(&info, "s1");
     let mut direct = tokio::net::TcpStream::connect(&old_leader).await.unwrap();
@@ -167,10 +168,10 @@ async fn a_leader_paused_past_its_session_is_fenced_and_rejoins_as_a_follower() 
 
 #[tokio::test]
 async fn a_leader_paused_within_its_lease_keeps_leading() {
-    let mut c = TestCluster::start();
-    c.start_server("s1", &[]);
-    c.start_server("s1", &[]);
-    c.start_gate(&[]);
+    let mut c = TestCluster::start().await;
+    c.start_server("s1", &[]).await;
+    c.start_server("s1", &[]).await;
+    c.start_gate(&[]).await;
     let info = c.wait_ready(&[("s1", 2)]).await;
     let (leader, epoch) = leader_of(&info, "s1");
     let load = Load::start(c.client(0), 2, "w");
@@ -192,11 +193,11 @@ async fn a_leader_paused_within_its_lease_keeps_leading() {
 
 #[tokio::test]
 async fn two_failovers_within_a_second_leave_the_replicas_equal() {
-    let mut c = TestCluster::start();
+    let mut c = TestCluster::start().await;
     for _ in 0..4 {
-        c.start_server("s1", &[]);
+        c.start_server("s1", &[]).await;
     }
-    c.start_gate(&[]);
+    c.start_gate(&[]).await;
     let info = c.wait_ready(&[("s1", 4)]).await;
     let (first, _) = leader_of(&info, "s1");
     let load = Load::start(c.client(0), 4, "w");

@@ -8,8 +8,8 @@ use crate::harness::{TestCluster, eventually};
 
 #[tokio::test]
 async fn a_gate_started_before_any_server_becomes_useful() {
-    let mut c = TestCluster::start();
-    c.start_gate(&["--retry-timeout-ms", "300"]);
+    let mut c = TestCluster::start().await;
+    c.start_gate(&["--retry-timeout-ms", "300"]).await;
     let gate = c.client(0);
     let asked = Instant::now();
     let reply = gate.request(Method::GET, "/api/cache/get?key=a", None).await.unwrap();
@@ -20,8 +20,8 @@ async fn a_gate_started_before_any_server_becomes_useful() {
     let health = gate.request(Method::GET, "/health", None).await.unwrap();
     assert_eq!(health.status, 200);
 
-    c.start_server("s1", &[]);
-    c.start_server("s2", &[]);
+    c.start_server("s1", &[]).await;
+    c.start_server("s2", &[]).await;
     eventually("the gate to accept writes", Duration::from_secs(15), || async {
         gate.put("a", b"1", None).await.ok()
     })

@@ -6,10 +6,10 @@ use crate::harness::{TestCluster, eventually};
 
 #[tokio::test]
 async fn a_late_replica_gets_the_data_and_survives_the_old_ones() {
-    let mut c = TestCluster::start();
-    let a = c.start_server("s1", &[]);
-    let b = c.start_server("s1", &[]);
-    c.start_gate(&[]);
+    let mut c = TestCluster::start().await;
+    let a = c.start_server("s1", &[]).await;
+    let b = c.start_server("s1", &[]).await;
+    c.start_gate(&[]).await;
     c.wait_ready(&[("s1", 2)]).await;
     let gate = c.client(0);
     for i in 0..500 {
@@ -17,7 +17,7 @@ async fn a_late_replica_gets_the_data_and_survives_the_old_ones() {
             .await
             .unwrap();
     }
-    let late = c.start_server("s1", &[]);
+    let late = c.start_server("s1", &[]).await;
     let late_addr = c.servers[late].addr.clone();
     let info = c.wait_ready(&[("s1", 3)]).await;
     let joined = info.shards[0].replicas.iter().find(|r| r.addr == late_addr).unwrap();

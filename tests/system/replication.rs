@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use kv_client::api::{ClusterInfo, ReplicaInfo};
 
-use crate::harness::load::server_counter;
 use crate::harness::{TestCluster, eventually};
 
 fn replica<'a>(info: &'a ClusterInfo, role: &str) -> &'a ReplicaInfo {
@@ -17,27 +16,13 @@ fn replica<'a>(info: &'a ClusterInfo, role: &str) -> &'a ReplicaInfo {
         .expect("replica listed")
 }
 
-/// Waits until the server at `addr` reports `field` ≥ `at_least`.
-async fn counter_reaches(addr: &str, field: &str, at_least: u64) -> u64 {
-    eventually(
-        &format!("{field} of {addr} to reach {at_least}"),
-        Duration::from_secs(20),
-        || async { server_counter(addr, field).await.filter(|v| *v >= at_least) },
-    )
-    .await
-}
-
-async fn counter(addr: &str, field: &str) -> u64 {
-    server_counter(addr, field).await.expect("KV.INFO answers")
-}
-
 #[tokio::test]
 async fn a_stalled_follower_stops_blocking_writes_and_rejoins() {
-    let mut c = TestCluster::start();
+    let mut c = TestCluster::start().await;
     let lag = ["--replica-lag-timeout-ms", "500"];
-    c.start_server("s1", &lag);
-    c.start_server("s1", &lag);
-    c.start_gate(&[]);
+    c.start_server("s1", &lag).await;
+    c.start_server("s1", &lag).await;
+    c.start_gate(&[]).await;
     let info = c.wait_ready(&[("s1", 2)]).await;
     let gate = c.client(0);
     gate.put("before", b"1", None).await.unwrap();
@@ -98,7 +83,7 @@ async fn a_stalled_follower_stops_blocking_writes_and_rejoins() {
 
 #[tokio::test]
 async fn a_follower_resumes_within_the_backlog_and_copies_everything_beyond_it() {
-    let mut c = TestCluster::start();
+    let mut c = TestCluster::start().await;
     let flags = [
         "--replica-lag-timeout-ms",
         "300",
@@ -107,9 +92,9 @@ async fn a_follower_resumes_within_the_backlog_and_copies_everything_beyond_it()
         "--repl-backlog-bytes",
         "256kb",
     ];
-    c.start_server("s1", &flags);
-    c.start_server("s1", &flags);
-    c.start_gate(&[]);
+    c.start_server("s1", &flags).await;
+    c.start_server("s1", &flags).await;
+    c.start_gate(&[]).await;
     let info = c.wait_ready(&[("s1", 2)]).await;
     let gate = c.client(0);
     for i in 0..200 {
@@ -118,60 +103,65 @@ async fn a_follower_resumes_within_the_backlog_and_copies_everything_beyond_it()
     let leader = replica(&info, "leader").addr.clone();
     let follower = replica(&info, "follower").addr.clone();
     let (full0, partial0) = (
-        counter(&follower, "full_syncs_done").await,
-        counter(&follower, "partial_syncs_done").await,
+        c.counters(&follower).await.full_syncs_done,
+        c.counters(&follower).await.partial_syncs_done,
     );
 
     // 1. Stalled past the replica timeout while a few writes go on: the leader closes the
     //    stream; resumed, the follower continues from the leader's backlog.
-    let timeouts = counter(&leader, "replica_timeouts").await;
+    let timeouts = c.counters(&leader).await.replica_timeouts;
     c.server_at(&follower).signal(libc::SIGSTOP);
     for i in 0..50 {
         gate.put(&format!("p{i}"), b"partial", None).await.unwrap();
     }
-    counter_reaches(&leader, "replica_timeouts", timeouts + 1).await;
+    c.counter_reaches(&leader, "replica_timeouts", |k| k.replica_timeouts, timeouts + 1)
+        .await;
     c.server_at(&follower).signal(libc::SIGCONT);
-    counter_reaches(&follower, "partial_syncs_done", partial0 + 1).await;
+    c.counter_reaches(&follower, "partial_syncs_done", |k| k.partial_syncs_done, partial0 + 1)
+        .await;
     let info = c.converged("s1", 2).await;
     assert_eq!(
-        counter(&follower, "full_syncs_done").await,
+        c.counters(&follower).await.full_syncs_done,
         full0,
         "no full copy was needed"
     );
     assert_eq!(replica(&info, "follower").keys, Some(250));
 
     // 2. Stalled while more than the backlog is written: it must copy everything.
-    let timeouts = counter(&leader, "replica_timeouts").await;
+    let timeouts = c.counters(&leader).await.replica_timeouts;
     c.server_at(&follower).signal(libc::SIGSTOP);
     let value = vec![b'x'; 1024];
     for i in 0..400 {
         gate.put(&format!("f{i}"), &value, None).await.unwrap();
     }
-    counter_reaches(&leader, "replica_timeouts", timeouts + 1).await;
+    c.counter_reaches(&leader, "replica_timeouts", |k| k.replica_timeouts, timeouts + 1)
+        .await;
     c.server_at(&follower).signal(libc::SIGCONT);
-    counter_reaches(&follower, "full_syncs_done", full0 + 1).await;
+    c.counter_reaches(&follower, "full_syncs_done", |k| k.full_syncs_done, full0 + 1)
+        .await;
     let info = c.converged("s1", 2).await;
     assert_eq!(replica(&info, "follower").keys, Some(650));
 
     // 3. Killed and restarted: an in-memory replica restarts empty, so it copies everything.
-    let served = counter(&leader, "full_syncs_served").await;
+    let served = c.counters(&leader).await.full_syncs_served;
     c.server_at(&follower).kill();
-    let restarted = c.start_server("s1", &flags);
+    let restarted = c.start_server("s1", &flags).await;
     let addr = c.servers[restarted].addr.clone();
-    counter_reaches(&addr, "full_syncs_done", 1).await;
+    c.counter_reaches(&addr, "full_syncs_done", |k| k.full_syncs_done, 1)
+        .await;
     let info = c.converged("s1", 2).await;
     assert_eq!(replica(&info, "follower").addr, addr);
     assert_eq!(replica(&info, "follower").keys, Some(650));
-    assert_eq!(counter(&leader, "full_syncs_served").await, served + 1);
+    assert_eq!(c.counters(&leader).await.full_syncs_served, served + 1);
 }
 
 #[tokio::test]
 async fn min_insync_refuses_writes_without_enough_copies() {
-    let mut c = TestCluster::start();
+    let mut c = TestCluster::start().await;
     let flags = ["--min-insync", "2", "--replica-lag-timeout-ms", "300"];
-    c.start_server("s1", &flags);
-    c.start_server("s1", &flags);
-    c.start_gate(&[]);
+    c.start_server("s1", &flags).await;
+    c.start_server("s1", &flags).await;
+    c.start_gate(&[]).await;
     let info = c.wait_ready(&[("s1", 2)]).await;
     let gate = c.client(0);
     gate.put("a", b"1", None).await.unwrap();

@@ -156,10 +156,10 @@ async fn check_reads(readers: Readers) {
 
 #[tokio::test]
 async fn adding_a_shard_under_load_moves_a_third_of_the_keys() {
-    let mut c = TestCluster::start();
-    c.start_server("s1", &NO_LIMIT);
-    c.start_server("s2", &NO_LIMIT);
-    c.start_gate(&[]);
+    let mut c = TestCluster::start().await;
+    c.start_server("s1", &NO_LIMIT).await;
+    c.start_server("s2", &NO_LIMIT).await;
+    c.start_gate(&[]).await;
     c.wait_ready(&[("s1", 1), ("s2", 1)]).await;
     ring_settles(&c, &["s1", "s2"], Duration::from_secs(20)).await;
     let resp = c.gates[0].resp.clone().unwrap();
@@ -167,7 +167,7 @@ async fn adding_a_shard_under_load_moves_a_third_of_the_keys() {
     let readers = Readers::start(&resp, KEYS, 4).await;
     let load = Load::start(c.client(0), 2, "w");
 
-    c.start_server("s3", &NO_LIMIT);
+    c.start_server("s3", &NO_LIMIT).await;
     let began = Instant::now();
     ring_settles(&c, &["s1", "s2", "s3"], Duration::from_secs(120)).await;
     eprintln!("the ring settled {:?} after the third shard started", began.elapsed());
@@ -189,11 +189,11 @@ async fn adding_a_shard_under_load_moves_a_third_of_the_keys() {
 
 #[tokio::test]
 async fn removing_a_shard_under_load_drains_it() {
-    let mut c = TestCluster::start();
+    let mut c = TestCluster::start().await;
     for s in ["s1", "s2", "s3"] {
-        c.start_server(s, &NO_LIMIT);
+        c.start_server(s, &NO_LIMIT).await;
     }
-    c.start_gate(&[]);
+    c.start_gate(&[]).await;
     c.wait_ready(&[("s1", 1), ("s2", 1), ("s3", 1)]).await;
     ring_settles(&c, &["s1", "s2", "s3"], Duration::from_secs(20)).await;
     let resp = c.gates[0].resp.clone().unwrap();
@@ -230,14 +230,14 @@ async fn removing_a_shard_under_load_drains_it() {
 /// Adds s3 to s1 and s2 (2 replicas each), SIGKILLs the leader of `victim` while keys move,
 /// and checks the move completes with nothing missed or lost.
 async fn leader_killed_mid_move(victim: &str) {
-    let mut c = TestCluster::start();
+    let mut c = TestCluster::start().await;
     // Slow moves, so the kill lands in the middle of one.
     let flags = ["--max-keys", "0", "--migration-rate", "5000"];
     for s in ["s1", "s2"] {
-        c.start_server(s, &flags);
-        c.start_server(s, &flags);
+        c.start_server(s, &flags).await;
+        c.start_server(s, &flags).await;
     }
-    c.start_gate(&[]);
+    c.start_gate(&[]).await;
     c.wait_ready(&[("s1", 2), ("s2", 2)]).await;
     ring_settles(&c, &["s1", "s2"], Duration::from_secs(20)).await;
     let resp = c.gates[0].resp.clone().unwrap();
@@ -246,8 +246,8 @@ async fn leader_killed_mid_move(victim: &str) {
     let readers = Readers::start(&resp, keys, 3).await;
     let load = Load::start(c.client(0), 2, "w");
 
-    c.start_server("s3", &flags);
-    c.start_server("s3", &flags);
+    c.start_server("s3", &flags).await;
+    c.start_server("s3", &flags).await;
     let gate = c.client(0);
     let leader = eventually("s1 to be moving keys", Duration::from_secs(30), || async {
         let info = gate.cluster().await.ok()?;
@@ -264,7 +264,7 @@ async fn leader_killed_mid_move(victim: &str) {
     .await;
     c.server_at(&leader).kill();
     // A gate started mid-move routes from what ZooKeeper holds.
-    let late_gate = c.start_gate(&[]);
+    let late_gate = c.start_gate(&[]).await;
     let late_resp = c.gates[late_gate].resp.clone().unwrap();
     let mid_move = !gate.cluster().await.unwrap().migrations.is_empty();
     let mut conn = connect(&late_resp).await;

@@ -33,8 +33,8 @@ fn roundtrip(s: &mut TcpStream, bytes: &[u8]) -> String {
 
 #[tokio::test]
 async fn limits_contain_bad_clients() {
-    let mut c = TestCluster::start();
-    c.start_server("s1", &[]);
+    let mut c = TestCluster::start().await;
+    c.start_server("s1", &[]).await;
     c.start_gate(&[
         "--proto-max-bulk-len",
         "1kb",
@@ -46,7 +46,8 @@ async fn limits_contain_bad_clients() {
         "4kb",
         "--max-clients",
         "4",
-    ]);
+    ])
+    .await;
     c.wait_ready(&[("s1", 1)]).await;
     let addr = c.gates[0].resp.clone().unwrap();
 

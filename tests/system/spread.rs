@@ -6,10 +6,10 @@ use crate::harness::TestCluster;
 
 #[tokio::test]
 async fn ten_thousand_keys_spread_over_two_shards() {
-    let mut c = TestCluster::start();
-    c.start_server("s1", &["--max-keys", "0"]);
-    c.start_server("s2", &["--max-keys", "0"]);
-    c.start_gate(&[]);
+    let mut c = TestCluster::start().await;
+    c.start_server("s1", &["--max-keys", "0"]).await;
+    c.start_server("s2", &["--max-keys", "0"]).await;
+    c.start_gate(&[]).await;
     c.wait_ready(&[("s1", 1), ("s2", 1)]).await;
     let gate = Arc::new(c.client(0));
     const N: usize = 10_000;

@@ -9,10 +9,10 @@ use crate::harness::{TestCluster, eventually};
 
 #[tokio::test]
 async fn service_resumes_after_zookeeper_restarts() {
-    let mut c = TestCluster::start();
-    c.start_server("s1", &[]);
-    c.start_server("s1", &[]);
-    c.start_gate(&[]);
+    let mut c = TestCluster::start().await;
+    c.start_server("s1", &[]).await;
+    c.start_server("s1", &[]).await;
+    c.start_gate(&[]).await;
     c.wait_ready(&[("s1", 2)]).await;
     let gate_client = c.client(0);
     let load = Load::start(c.client(0), 4, "w");
@@ -24,7 +24,7 @@ async fn service_resumes_after_zookeeper_restarts() {
     c.zk.stop();
     // How long ZooKeeper stays down is the experiment (half a session timeout), not a wait.
     tokio::time::sleep(Duration::from_millis(SESSION_TIMEOUT_MS / 2)).await;
-    c.zk.restart();
+    c.zk.restart().await;
     let restarted = Instant::now();
     let resumed = load
         .resumed_after(
@@ -47,7 +47,7 @@ async fn service_resumes_after_zookeeper_restarts() {
     c.zk.stop();
     c.server_at(&leader).kill();
     tokio::time::sleep(Duration::from_millis(3 * SESSION_TIMEOUT_MS)).await;
-    c.zk.restart();
+    c.zk.restart().await;
     let restarted = Instant::now();
     let resumed = load
         .resumed_after(

@@ -103,4 +103,11 @@ pub struct ReplicaInfo {
     /// False when the gate could not reach the replica just now.
     #[serde(default)]
     pub reachable: bool,
+    /// `host:port` of the replica's cluster port (peers only: replication, gates).
+    #[serde(default)]
+    pub cluster_addr: String,
+    /// True while the replica may serve reads (a leader within its lease, a follower within
+    /// its read lease); `null` when it did not answer.
+    #[serde(default)]
+    pub serving_reads: Option<bool>,
 }

@@ -47,7 +47,7 @@ impl Pool {
         {
             return Ok(c.clone());
         }
-        let fresh = Connection::connect(&self.addr, self.options)
+        let fresh = Connection::connect(&self.addr, &self.options)
             .await
             .map_err(|e| CallError::NotSent(format!("cannot connect to {}: {e}", self.addr)))?;
         let mut slot = self.slots[i].lock().expect("pool slot");
@@ -74,15 +74,14 @@ impl Pool {
     }
 
     /// Sends `request` on one of the connections and waits up to `timeout` for the reply.
-    /// A timeout drops that connection (its other calls fail as outcome unknown).
+    /// A timeout abandons this request only: the connection stays for the other callers
+    /// (a stalled server is detected by the connection itself, see
+    /// [`ConnOptions::stall_timeout`]).
     pub async fn call(&self, request: Bytes, timeout: Duration) -> Result<Frame, CallError> {
         let conn = self.connection(None).await?;
         match tokio::time::timeout(timeout, conn.call(request)).await {
             Ok(r) => r,
-            Err(_) => {
-                conn.abort();
-                Err(CallError::Timeout)
-            }
+            Err(_) => Err(CallError::Timeout),
         }
     }
 

@@ -5,11 +5,13 @@
 //! to slots. Requests in flight are bounded: when `max_in_flight` replies are outstanding,
 //! callers wait.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use kv_peer::PeerAuth;
 use kv_proto::{Frame, Limits, parse_reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -39,14 +41,21 @@ impl CallError {
 }
 
 /// Settings of a connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnOptions {
     /// Requests written but not yet answered, at most.
     pub max_in_flight: usize,
-    /// How long establishing the TCP connection may take.
+    /// How long establishing the connection (TCP and, for a cluster port, the handshake) may
+    /// take.
     pub connect_timeout: Duration,
     /// Bounds on replies (a server is trusted, but not unboundedly).
     pub limits: Limits,
+    /// Set for a kvserver's cluster port: the handshake that proves the cluster secret.
+    pub peer: Option<PeerAuth>,
+    /// The connection is closed (its calls fail as outcome unknown) when requests are
+    /// outstanding and no reply byte arrived for this long: the server is stalled. A caller's
+    /// own timeout only abandons its request; the connection stays for the others.
+    pub stall_timeout: Option<Duration>,
 }
 
 impl Default for ConnOptions {
@@ -55,8 +64,39 @@ impl Default for ConnOptions {
             max_in_flight: 1024,
             connect_timeout: Duration::from_secs(2),
             limits: Limits::REDIS,
+            peer: None,
+            stall_timeout: None,
         }
     }
+}
+
+/// TCP keepalive for long-lived connections: a peer that vanished without closing (a cut
+/// link, a powered-off machine) is noticed in about 20 s even when nothing is being sent.
+pub fn keepalive(stream: &TcpStream) {
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(10))
+        .with_interval(Duration::from_secs(2))
+        .with_retries(5);
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&ka) {
+        tracing::debug!(error = %e, "cannot enable TCP keepalive");
+    }
+}
+
+/// Opens a TCP connection to `addr` within `options.connect_timeout`, with keepalive, and
+/// runs the cluster handshake when `options.peer` is set.
+pub async fn open(addr: &str, options: &ConnOptions) -> std::io::Result<TcpStream> {
+    let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, format!("connecting to {addr} timed out"));
+    let mut stream = tokio::time::timeout(options.connect_timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| timed_out())??;
+    stream.set_nodelay(true)?;
+    keepalive(&stream);
+    if let Some(auth) = &options.peer {
+        kv_peer::handshake::connect(&mut stream, auth, options.connect_timeout)
+            .await
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::PermissionDenied, format!("{addr}: {e}")))?;
+    }
+    Ok(stream)
 }
 
 type ReplySlot = oneshot::Sender<Result<Frame, CallError>>;
@@ -96,13 +136,8 @@ const WRITE_BATCH_BYTES: usize = 64 * 1024;
 
 impl Connection {
     /// Connects to `addr` (`host:port`).
-    pub async fn connect(addr: &str, options: ConnOptions) -> std::io::Result<Connection> {
-        let stream = tokio::time::timeout(options.connect_timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, format!("connecting to {addr} timed out"))
-            })??;
-        stream.set_nodelay(true)?;
+    pub async fn connect(addr: &str, options: &ConnOptions) -> std::io::Result<Connection> {
+        let stream = open(addr, options).await?;
         let (read, write) = stream.into_split();
         let max = options.max_in_flight.max(1);
         let (tx, rx) = mpsc::channel(max);
@@ -112,7 +147,14 @@ impl Connection {
             abort: Notify::new(),
         });
         tokio::spawn(write_loop(rx, write, slots_tx, shared.clone()));
-        tokio::spawn(read_loop(read, slots_rx, shared.clone(), options.limits));
+        tokio::spawn(read_loop(
+            read,
+            slots_rx,
+            shared.clone(),
+            options.limits,
+            options.stall_timeout,
+            max,
+        ));
         Ok(Connection { tx, shared })
     }
 
@@ -213,43 +255,81 @@ async fn write_loop(
     }
 }
 
-async fn read_loop(mut read: OwnedReadHalf, mut slots: mpsc::Receiver<ReplySlot>, shared: Arc<Shared>, limits: Limits) {
+async fn read_loop(
+    mut read: OwnedReadHalf,
+    mut slots: mpsc::Receiver<ReplySlot>,
+    shared: Arc<Shared>,
+    limits: Limits,
+    stall: Option<Duration>,
+    max_in_flight: usize,
+) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
-    let reason = loop {
+    // Slots of requests written (or being written), oldest first. Taken from the writer's
+    // channel only up to `max_in_flight`, so the bound on requests in flight still holds.
+    let mut waiting: VecDeque<ReplySlot> = VecDeque::new();
+    // When the reply stream last made progress (or requests began waiting on it).
+    let mut progress = tokio::time::Instant::now();
+    let mut writer_done = false;
+    let reason = 'conn: loop {
         loop {
             match parse_reply(&mut buf, &limits) {
-                Ok(Some(frame)) => match slots.try_recv() {
-                    Ok(slot) => {
-                        let _ = slot.send(Ok(frame));
+                Ok(Some(frame)) => {
+                    let slot = match waiting.pop_front() {
+                        Some(s) => Some(s),
+                        None => slots.try_recv().ok(),
+                    };
+                    match slot {
+                        // A dropped receiver (its caller timed out) just discards the reply.
+                        Some(slot) => {
+                            let _ = slot.send(Ok(frame));
+                        }
+                        None => {
+                            tracing::warn!("backend sent a reply nobody asked for; dropping the connection");
+                            break 'conn "unexpected reply";
+                        }
                     }
-                    Err(_) => {
-                        tracing::warn!("backend sent a reply nobody asked for; dropping the connection");
-                        break;
-                    }
-                },
+                }
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "backend sent a malformed reply; dropping the connection");
-                    shared.closed.store(true, Ordering::Release);
-                    break;
+                    break 'conn "malformed reply";
                 }
             }
         }
         if shared.closed.load(Ordering::Acquire) {
             break "connection closed";
         }
+        let stalled = async {
+            match stall {
+                Some(limit) if !waiting.is_empty() => tokio::time::sleep_until(progress + limit).await,
+                _ => std::future::pending().await,
+            }
+        };
         tokio::select! {
             r = read.read_buf(&mut buf) => match r {
                 Ok(0) => break "connection closed by the server",
-                Ok(_) => {}
+                Ok(_) => progress = tokio::time::Instant::now(),
                 Err(_) => break "connection reset",
             },
+            slot = slots.recv(), if !writer_done && waiting.len() < max_in_flight => match slot {
+                Some(slot) => {
+                    if waiting.is_empty() {
+                        progress = tokio::time::Instant::now();
+                    }
+                    waiting.push_back(slot);
+                }
+                None => writer_done = true,
+            },
+            _ = stalled => break "no reply from the server within the stall timeout",
             _ = shared.abort.notified() => break "connection aborted",
         }
     };
     shared.closed.store(true, Ordering::Release);
     shared.abort.notify_one();
     slots.close();
+    for slot in waiting {
+        let _ = slot.send(Err(CallError::Unknown(reason.into())));
+    }
     while let Some(slot) = slots.recv().await {
         let _ = slot.send(Err(CallError::Unknown(reason.into())));
     }
@@ -275,8 +355,11 @@ mod tests {
                 }
                 let mut out = BytesMut::new();
                 while let Some(req) = parser.parse(&mut buf).unwrap() {
-                    if req.name() == b"CLOSE" {
-                        return;
+                    match req.name() {
+                        b"CLOSE" => return,
+                        b"HANG" => std::future::pending::<()>().await,
+                        b"SLOW" => tokio::time::sleep(Duration::from_millis(300)).await,
+                        _ => {}
                     }
                     n += 1;
                     kv_proto::write::integer(&mut out, n);
@@ -292,7 +375,7 @@ mod tests {
         let (addr, _server) = numbering_server().await;
         let conn = Connection::connect(
             &addr,
-            ConnOptions {
+            &ConnOptions {
                 max_in_flight: 4,
                 ..Default::default()
             },
@@ -316,12 +399,45 @@ mod tests {
     #[tokio::test]
     async fn a_dead_server_fails_calls_with_unknown_then_not_sent() {
         let (addr, server) = numbering_server().await;
-        let conn = Connection::connect(&addr, ConnOptions::default()).await.unwrap();
+        let conn = Connection::connect(&addr, &ConnOptions::default()).await.unwrap();
         let r = conn.call(kv_proto::write::command([&b"CLOSE"[..]])).await;
         assert!(matches!(r, Err(CallError::Unknown(_))), "{r:?}");
         server.await.unwrap();
         assert!(conn.is_closed());
         let r = conn.call(kv_proto::write::command([&b"PING"[..]])).await;
         assert!(matches!(r, Err(CallError::NotSent(_))), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn a_caller_timeout_leaves_the_connection_to_the_others() {
+        let (addr, _server) = numbering_server().await;
+        let pool = crate::Pool::new(addr, 1, ConnOptions::default());
+        let slow = pool
+            .call(kv_proto::write::command([&b"SLOW"[..]]), Duration::from_millis(50))
+            .await;
+        assert_eq!(slow, Err(CallError::Timeout));
+        let next = pool
+            .call(kv_proto::write::command([&b"PING"[..]]), Duration::from_secs(2))
+            .await;
+        assert_eq!(next, Ok(Frame::Integer(2)), "same connection, the late reply discarded");
+    }
+
+    #[tokio::test]
+    async fn a_stalled_server_closes_the_connection() {
+        let (addr, _server) = numbering_server().await;
+        let options = ConnOptions {
+            stall_timeout: Some(Duration::from_millis(100)),
+            ..Default::default()
+        };
+        let conn = Connection::connect(&addr, &options).await.unwrap();
+        assert_eq!(
+            conn.call(kv_proto::write::command([&b"PING"[..]])).await,
+            Ok(Frame::Integer(1))
+        );
+        let started = std::time::Instant::now();
+        let r = conn.call(kv_proto::write::command([&b"HANG"[..]])).await;
+        assert!(matches!(r, Err(CallError::Unknown(_))), "{r:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(conn.is_closed());
     }
 }

@@ -23,9 +23,9 @@ pub mod view;
 
 pub use coord::memory::{MemoryCluster, MemoryCoordinator};
 pub use coord::zookeeper::ZkCoordinator;
-pub use coord::{CoordError, Coordinator, CreateMode, NodeStat, SessionStatus, TreeWatch};
+pub use coord::{Changes, CoordError, Coordinator, CreateMode, NodeStat, SessionStatus, TreeWatch};
 pub use model::{ClusterView, NodeInfo, ShardState, ShardView};
 pub use paths::Paths;
-pub use placement::{MoveProgress, Phase, Placement, RingState};
+pub use placement::{Ownership, Phase, Placement, PlacementCache, RingState};
 pub use ring::Ring;
 pub use view::{read_view, watch_view};

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::placement::{MoveProgress, RingState};
+use crate::placement::RingState;
 
 /// A server's registration (ephemeral: it disappears with the server's session).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,8 +13,11 @@ pub struct NodeInfo {
     pub id: String,
     /// The shard this server is a replica of.
     pub shard: String,
-    /// `host:port` where gates and other replicas reach it.
+    /// `host:port` of its client port (clients and cluster-aware Redis clients).
     pub addr: String,
+    /// `host:port` of its cluster port, where peers (other servers and gates) reach it:
+    /// replication, key moves, internal commands and the gates' forwarded traffic.
+    pub cluster_addr: String,
 }
 
 /// A shard's persistent state. Written only by the shard's leader (or a server winning an
@@ -32,9 +35,6 @@ pub struct ShardState {
     /// [`crate::placement`]).
     #[serde(default)]
     pub ring_ready: u64,
-    /// This shard's progress in moving keys away, during a ring change.
-    #[serde(default)]
-    pub moving: Option<MoveProgress>,
 }
 
 /// One shard as currently registered.
@@ -102,6 +102,7 @@ mod tests {
             id: id.into(),
             shard: "s".into(),
             addr: format!("{id}:1"),
+            cluster_addr: format!("{id}:2"),
         }
     }
 

@@ -14,7 +14,8 @@
 //! When every source reported done, the manager makes the next ring current; sources then
 //! delete what they no longer own.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -47,21 +48,6 @@ pub struct NextRing {
 pub enum Phase {
     Prepare,
     Moving,
-}
-
-/// A source shard's progress in moving its keys to `version`, reported in its state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MoveProgress {
-    pub version: u64,
-    /// Keys sent, by destination shard.
-    pub moved: BTreeMap<String, u64>,
-    /// Keys to send, by destination shard (counted when the move began).
-    pub total: BTreeMap<String, u64>,
-    /// Keys per second over the last report interval.
-    #[serde(default)]
-    pub rate: u64,
-    /// Every moving key was sent and acknowledged.
-    pub done: bool,
 }
 
 /// Key placement for routing: the current ring and, during a move, the next one.
@@ -124,11 +110,65 @@ impl Placement {
     pub fn moved_away(&self, shard: &str, key: &[u8]) -> Option<&str> {
         self.moving(key).filter(|(from, _)| *from == shard).map(|(_, to)| to)
     }
+
+    /// Whether `shard` serves a read (`write` false) or a write of `key` under this
+    /// placement. A shard serves the keys it owns on the current ring; while keys move, a
+    /// moving key's new owner serves it, and its old owner still serves reads of it (the
+    /// gates' fallback while the copy is under way) but no writes.
+    pub fn ownership(&self, shard: &str, key: &[u8], write: bool) -> Ownership<'_> {
+        let Some(current) = self.current.shard_for(key) else {
+            return Ownership::NoRing;
+        };
+        let next = match &self.next {
+            Some((_, next, Phase::Moving)) => next.shard_for(key).unwrap_or(current),
+            _ => current,
+        };
+        if next == shard || (!write && current == shard) {
+            Ownership::Serve
+        } else {
+            Ownership::Elsewhere(next)
+        }
+    }
+}
+
+/// The [`Placement`] of the last ring seen, rebuilt only when the ring changes (building one
+/// hashes every shard's points).
+#[derive(Debug, Default)]
+pub struct PlacementCache {
+    last: Option<(Option<RingState>, Arc<Placement>)>,
+}
+
+impl PlacementCache {
+    /// The placement of `ring`.
+    pub fn get(&mut self, ring: Option<&RingState>) -> Arc<Placement> {
+        match &self.last {
+            Some((seen, p)) if seen.as_ref() == ring => p.clone(),
+            _ => {
+                let p = Arc::new(Placement::new(ring));
+                self.last = Some((ring.cloned(), p.clone()));
+                p
+            }
+        }
+    }
+}
+
+/// The answer of [`Placement::ownership`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership<'a> {
+    /// The shard serves the request.
+    Serve,
+    /// Another shard serves it.
+    Elsewhere(&'a str),
+    /// No ring is known yet: nobody serves anything.
+    NoRing,
 }
 
 /// Inputs of the ring manager besides the stored ring and the view.
 #[derive(Debug, Default, Clone)]
 pub struct ManagerInput {
+    /// Source shards whose leader reported (on the cluster port) that it sent every key
+    /// moving to the next ring.
+    pub done: BTreeSet<String>,
     /// Shards an operator asked to drain and remove.
     pub removing: BTreeSet<String>,
     /// Shards on the ring that have had no live server for longer than the grace period:
@@ -207,12 +247,7 @@ pub fn next_ring(ring: Option<&RingState>, view: &ClusterView, input: &ManagerIn
             let done = ring.shards.iter().all(|s| {
                 input.lost.contains(s)
                     || view.shards.get(s).is_none_or(|sv| sv.nodes.is_empty())
-                    || view
-                        .shards
-                        .get(s)
-                        .and_then(|sv| sv.state.as_ref())
-                        .and_then(|st| st.moving.as_ref())
-                        .is_some_and(|m| m.version == next.version && m.done)
+                    || input.done.contains(s)
             });
             done.then(|| RingState {
                 version: next.version,
@@ -228,9 +263,9 @@ mod tests {
     use super::*;
     use crate::{NodeInfo, ShardState, ShardView};
 
-    fn view(shards: &[(&str, u64, Option<MoveProgress>)]) -> ClusterView {
+    fn view(shards: &[(&str, u64)]) -> ClusterView {
         let mut v = ClusterView::default();
-        for (name, ready, moving) in shards {
+        for (name, ready) in shards {
             let id = format!("{name}-a");
             let mut sv = ShardView {
                 name: name.to_string(),
@@ -242,6 +277,7 @@ mod tests {
                     id: id.clone(),
                     shard: name.to_string(),
                     addr: "h:1".into(),
+                    cluster_addr: "h:2".into(),
                 },
             );
             sv.state = Some(ShardState {
@@ -249,7 +285,6 @@ mod tests {
                 leader: Some(id.clone()),
                 isr: vec![id.clone()],
                 ring_ready: *ready,
-                moving: moving.clone(),
             });
             sv.leader_lock = Some(id);
             v.shards.insert(name.to_string(), sv);
@@ -264,11 +299,11 @@ mod tests {
     #[test]
     fn a_new_shard_joins_through_prepare_and_moving() {
         let input = ManagerInput::default();
-        let first = next_ring(None, &view(&[("s1", 0, None)]), &input).unwrap();
+        let first = next_ring(None, &view(&[("s1", 0)]), &input).unwrap();
         assert_eq!((first.version, first.shards.clone()), (1, names(&["s1"])));
-        assert_eq!(next_ring(Some(&first), &view(&[("s1", 0, None)]), &input), None);
+        assert_eq!(next_ring(Some(&first), &view(&[("s1", 0)]), &input), None);
 
-        let v = view(&[("s1", 0, None), ("s2", 0, None)]);
+        let v = view(&[("s1", 0), ("s2", 0)]);
         let prepare = next_ring(Some(&first), &v, &input).unwrap();
         let next = prepare.next.clone().unwrap();
         assert_eq!(
@@ -277,17 +312,15 @@ mod tests {
         );
         assert_eq!(next_ring(Some(&prepare), &v, &input), None, "not ready yet");
 
-        let v = view(&[("s1", 2, None), ("s2", 2, None)]);
+        let v = view(&[("s1", 2), ("s2", 2)]);
         let moving = next_ring(Some(&prepare), &v, &input).unwrap();
         assert_eq!(moving.next.as_ref().unwrap().phase, Phase::Moving);
         assert_eq!(next_ring(Some(&moving), &v, &input), None, "the source is not done");
 
-        let done = MoveProgress {
-            version: 2,
-            done: true,
+        let input = ManagerInput {
+            done: ["s1".to_string()].into(),
             ..Default::default()
         };
-        let v = view(&[("s1", 2, Some(done)), ("s2", 2, None)]);
         let last = next_ring(Some(&moving), &v, &input).unwrap();
         assert_eq!(
             last,
@@ -306,7 +339,7 @@ mod tests {
             shards: names(&["s1", "s2"]),
             next: None,
         };
-        let v = view(&[("s1", 0, None), ("s2", 0, None)]);
+        let v = view(&[("s1", 0), ("s2", 0)]);
         let input = ManagerInput {
             removing: ["s2".to_string()].into(),
             ..Default::default()
@@ -331,7 +364,7 @@ mod tests {
                 phase: Phase::Prepare,
             }),
         };
-        let v = view(&[("s1", 2, None)]);
+        let v = view(&[("s1", 2)]);
         let input = ManagerInput {
             lost: ["s2".to_string()].into(),
             ..Default::default()
@@ -372,5 +405,51 @@ mod tests {
         assert_eq!(p.owner(k.as_bytes()), Some("s2"));
         assert_eq!(p.moved_away("s1", k.as_bytes()), Some("s2"));
         assert_eq!(p.moved_away("s2", k.as_bytes()), None);
+    }
+
+    #[test]
+    fn a_shard_serves_only_what_it_owns() {
+        assert_eq!(Placement::new(None).ownership("s1", b"k", false), Ownership::NoRing);
+        let mut state = RingState {
+            version: 1,
+            shards: names(&["s1", "s2"]),
+            next: None,
+        };
+        let p = Placement::new(Some(&state));
+        let k = b"some-key";
+        let owner = p.current().shard_for(k).unwrap();
+        let other = if owner == "s1" { "s2" } else { "s1" };
+        assert_eq!(p.ownership(owner, k, true), Ownership::Serve);
+        assert_eq!(p.ownership(other, k, false), Ownership::Elsewhere(owner));
+
+        // s3 joins; while keys move, a moving key is written only at its new owner and read
+        // at either.
+        state.next = Some(NextRing {
+            version: 2,
+            shards: names(&["s1", "s2", "s3"]),
+            phase: Phase::Prepare,
+        });
+        let k = (0..)
+            .map(|i| format!("k{i}"))
+            .find(|k| {
+                let mut moving = state.clone();
+                moving.next.as_mut().unwrap().phase = Phase::Moving;
+                Placement::new(Some(&moving)).moving(k.as_bytes()).is_some()
+            })
+            .unwrap();
+        let k = k.as_bytes();
+        let p = Placement::new(Some(&state));
+        let old = p.current().shard_for(k).unwrap().to_string();
+        assert_eq!(
+            p.ownership("s3", k, false),
+            Ownership::Elsewhere(&old),
+            "prepare: old owner"
+        );
+        assert_eq!(p.ownership(&old, k, true), Ownership::Serve);
+        state.next.as_mut().unwrap().phase = Phase::Moving;
+        let p = Placement::new(Some(&state));
+        assert_eq!(p.ownership("s3", k, true), Ownership::Serve);
+        assert_eq!(p.ownership(&old, k, false), Ownership::Serve, "fallback reads");
+        assert_eq!(p.ownership(&old, k, true), Ownership::Elsewhere("s3"));
     }
 }

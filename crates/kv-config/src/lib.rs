@@ -14,6 +14,7 @@
 //! - [`parse_args`]: clap parsing with the config file merged in.
 //! - [`parse_size`]: `"64mb"`-style byte sizes, as Redis writes them.
 //! - [`RespLimits`]: the bounds on RESP clients, shared by kvserver and kvgate.
+//! - [`ClusterAuth`]: the cluster secret's file, shared by kvserver and kvgate.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -155,6 +156,18 @@ impl RespLimits {
         }
         Ok(())
     }
+}
+
+/// How a server or gate proves it belongs to its cluster when it opens a connection to a
+/// cluster port (the same flag on kvserver and kvgate).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ClusterAuth {
+    /// File holding the cluster's shared secret (at least 16 bytes, e.g. from
+    /// `openssl rand -hex 32`); every server and gate of a cluster uses the same one. Peers
+    /// prove they hold it with a challenge-response: it never crosses the wire. Without it,
+    /// anyone who can reach a cluster port can read and change everything.
+    #[arg(long, env = "KVSTORE_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
 }
 
 /// Parses a byte size: a plain number of bytes or a number with a unit, as Redis accepts

@@ -1,10 +1,12 @@
 //! kvgate's configuration.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use kv_config::parse_size;
+use kv_peer::ClusterSecret;
 
 /// Where reads go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -71,7 +73,7 @@ pub struct Config {
     #[arg(long, env = "KVGATE_BACKEND_TIMEOUT_MS", default_value_t = 5000)]
     pub backend_timeout_ms: u64,
 
-    /// Persistent connections per server.
+    /// Persistent connections per server (on its cluster port; monitoring uses one more).
     #[arg(long, env = "KVGATE_BACKEND_CONNECTIONS", default_value_t = 2)]
     pub backend_connections: usize,
 
@@ -89,6 +91,14 @@ pub struct Config {
 
     #[command(flatten)]
     pub resp: kv_config::RespLimits,
+
+    #[command(flatten)]
+    pub cluster_auth: kv_config::ClusterAuth,
+
+    /// The cluster secret itself, for an embedding process (the local cluster makes one);
+    /// takes precedence over --cluster-secret-file.
+    #[arg(skip)]
+    pub cluster_secret: Option<Arc<ClusterSecret>>,
 
     /// Most HTTP connections served at once; more wait to be accepted.
     #[arg(long, env = "KVGATE_MAX_CONNECTIONS", default_value_t = 10_000)]

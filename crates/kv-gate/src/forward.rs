@@ -22,8 +22,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kv_client::{CallError, Connection, Reply};
-use kv_proto::{CommandBuilder, Frame};
+use kv_client::{CallError, Reply};
+use kv_peer::command::parse_fetch_reply;
+use kv_peer::{ErrorCode, MigrateItem, PeerCommand};
+use kv_proto::Frame;
 use tokio::sync::watch;
 use tracing::debug;
 
@@ -71,14 +73,14 @@ pub struct Forwarder {
 }
 
 /// Server errors that mean "not applied here, try where the current routing says". `MOVED`
-/// (a key moving to another shard) is retried only for a key target, which the next routing
-/// sends elsewhere; a command sent to a named shard gets the reply back (a fan-out then redoes
-/// it key by key).
+/// (a key another shard serves) is retried only for a key target, which the next routing
+/// sends elsewhere; a command sent to a named shard gets the reply back (a fan-out then
+/// redoes it key by key).
 fn redirected(frame: &Frame, target: &Target) -> bool {
-    match frame.error_code() {
-        Some(b"NOTLEADER" | b"TRYAGAIN" | b"LOADING") => true,
-        Some(b"MOVED") => matches!(target, Target::Key(_)),
-        _ => false,
+    match ErrorCode::of(frame) {
+        Some(ErrorCode::Moved) => !matches!(target, Target::Shard(_)),
+        Some(code) => code.retry_elsewhere(),
+        None => false,
     }
 }
 
@@ -97,7 +99,6 @@ enum State {
     Done(Result<Frame, ForwardError>),
     Sent {
         reply: Reply,
-        conn: Connection,
         target: Target,
         access: Access,
         request: Bytes,
@@ -112,24 +113,22 @@ impl InFlight {
 
     /// The command's reply; falls back to the retrying path when the fast path failed.
     pub async fn finish(self, fwd: &Forwarder) -> Result<Frame, ForwardError> {
-        let (reply, conn, target, access, request) = match self.0 {
+        let (reply, target, access, request) = match self.0 {
             State::Done(r) => return r,
             State::Sent {
                 reply,
-                conn,
                 target,
                 access,
                 request,
-            } => (reply, conn, target, access, request),
+            } => (reply, target, access, request),
         };
+        // A timeout abandons this request only: the connection carries other clients'
+        // requests, and detects a stalled server itself (`ConnOptions::stall_timeout`).
         let failure = match tokio::time::timeout(fwd.backend_timeout, reply).await {
             Ok(Ok(frame)) if !redirected(&frame, &target) => return Ok(frame),
             Ok(Ok(_)) => None,
             Ok(Err(e)) => Some(e),
-            Err(_) => {
-                conn.abort();
-                Some(CallError::Timeout)
-            }
+            Err(_) => Some(CallError::Timeout),
         };
         match failure {
             Some(e) if !e.not_sent() && !access.repeatable() => Err(ForwardError::OutcomeUnknown(e.to_string())),
@@ -168,11 +167,10 @@ impl Forwarder {
             return InFlight::done(self.execute(&target, access, request).await);
         }
         if let Ok((_, pool)) = routing.target(&target, access.is_write())
-            && let Ok((reply, conn)) = pool.enqueue(request.clone(), affinity).await
+            && let Ok((reply, _)) = pool.enqueue(request.clone(), affinity).await
         {
             return InFlight(State::Sent {
                 reply,
-                conn,
                 target,
                 access,
                 request,
@@ -194,6 +192,8 @@ impl Forwarder {
         let deadline = Instant::now() + self.retry_timeout;
         let mut routing = self.routing.clone();
         let mut backoff = Duration::from_millis(10);
+        // After a follower refused to vouch for its data, read from the leader.
+        let mut from_leader = false;
         loop {
             let current = routing.borrow_and_update().clone();
             if let Target::Key(key) = target
@@ -202,9 +202,10 @@ impl Forwarder {
                 let (from, to) = (from.to_string(), to.to_string());
                 return Box::pin(self.execute_moving(key, &from, &to, version, access, request)).await;
             }
-            let problem = match current.target(target, access.is_write()) {
+            let problem = match current.target_as(target, access.is_write(), from_leader) {
                 Ok((shard, pool)) => match pool.call(request.clone(), self.backend_timeout).await {
                     Ok(frame) if redirected(&frame, target) => {
+                        from_leader |= ErrorCode::of(&frame) == Some(ErrorCode::MasterDown);
                         format!(
                             "shard {shard}: {}",
                             String::from_utf8_lossy(frame.as_error().unwrap_or_default())
@@ -247,32 +248,33 @@ impl Forwarder {
         access: Access,
         request: Bytes,
     ) -> Result<Frame, ForwardError> {
-        let (from_t, to_t) = (Target::Shard(from.to_string()), Target::Shard(to.to_string()));
+        let (from_t, to_t) = (Target::Shard(from.to_string()), Target::Owner(to.to_string()));
         if !access.is_write() {
             let reply = self.execute(&to_t, access, request.clone()).await?;
             if !miss(&reply) {
                 return Ok(reply);
             }
             let old = self.execute(&from_t, access, request.clone()).await?;
-            if !miss(&old) {
+            // `MOVED` from the old owner: the move ended there (the key is the new owner's).
+            if !miss(&old) && ErrorCode::of(&old) != Some(ErrorCode::Moved) {
                 return Ok(old);
             }
             // A write may have moved the key between the two reads (written at the new owner,
             // then dropped at the old): look at the new owner once more.
             return self.execute(&to_t, access, request).await;
         }
-        let fetch = CommandBuilder::new(2).arg(b"KV.FETCH").arg(key).finish();
-        if let Frame::Array(parts) = self.execute(&from_t, LEADER, fetch).await?
-            && let [value, at] = &parts[..]
-            && let (Some(value), Some(at)) = (value.as_bytes(), at.as_bytes())
-        {
-            let copy = CommandBuilder::new(5)
-                .arg(b"KV.MIGRATE")
-                .uint(version)
-                .arg(key)
-                .arg(value)
-                .arg(at)
-                .finish();
+        let fetch = PeerCommand::Fetch { key: key.clone() }.encode();
+        let fetched = self.execute(&from_t, LEADER, fetch).await?;
+        if let Ok(Some(found)) = parse_fetch_reply(&fetched) {
+            let copy = PeerCommand::Migrate {
+                version,
+                items: vec![MigrateItem {
+                    key: key.clone(),
+                    value: found.value,
+                    expires_at: found.expires_at,
+                }],
+            }
+            .encode();
             let copied = self.execute(&to_t, LEADER, copy).await?;
             if let Some(e) = copied.as_error() {
                 return Err(ForwardError::Unavailable(format!(
@@ -283,7 +285,10 @@ impl Forwarder {
         }
         let reply = self.execute(&to_t, access, request).await?;
         if reply.as_error().is_none() {
-            let drop = CommandBuilder::new(2).arg(b"KV.DROP").arg(key).finish();
+            let drop = PeerCommand::Drop {
+                keys: vec![key.clone()],
+            }
+            .encode();
             if let Err(e) = self.execute(&from_t, LEADER, drop).await {
                 debug!(error = %e, from, "could not drop the old copy of a moved key");
             }

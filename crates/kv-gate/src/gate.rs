@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use kv_client::ConnOptions;
 use kv_cluster::{Coordinator, CreateMode, Paths, watch_view};
+use kv_peer::{ClusterSecret, PeerAuth};
 use kv_proto::Limits;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -18,6 +19,7 @@ use crate::http::{self, HttpState};
 use crate::listener::LimitedListener;
 use crate::resp::{self, RespState};
 use crate::routing::{RoutingBuilder, spawn_routing};
+use crate::topology::Monitor;
 
 /// Why a gate could not start.
 #[derive(Debug, thiserror::Error)]
@@ -62,19 +64,41 @@ impl Gate {
             .map_err(|source| StartError::Bind { addr, source })?;
 
         let paths = Paths::new(&config.cluster);
+        let secret = match &config.cluster_secret {
+            Some(s) => s.clone(),
+            None => Arc::new(
+                ClusterSecret::load(
+                    config.cluster_auth.cluster_secret_file.as_deref(),
+                    "the cluster's ports (this gate connects to them)",
+                )
+                .map_err(|e| StartError::Config(e.to_string()))?,
+            ),
+        };
+        let peer = Some(PeerAuth {
+            secret,
+            name: Arc::from(format!("gate:{http_addr}").as_str()),
+        });
         let view = watch_view(coord.clone(), paths.clone());
         let options = ConnOptions {
             max_in_flight: config.backend_max_in_flight,
             connect_timeout: Duration::from_secs(2),
             limits: Limits::REDIS,
+            peer: peer.clone(),
+            stall_timeout: Some(config.backend_timeout()),
         };
         let routing = spawn_routing(
             view,
-            RoutingBuilder::new(config.read_policy, config.backend_connections, options),
+            coord.session(),
+            RoutingBuilder::new(config.read_policy, config.backend_connections, options.clone()),
         );
+        let monitor = Arc::new(Monitor::new(ConnOptions {
+            max_in_flight: 64,
+            ..options
+        }));
         let forwarder = Forwarder::new(routing, config.retry_timeout(), config.backend_timeout());
         let resp_state = Arc::new(RespState {
             forwarder: forwarder.clone(),
+            monitor: monitor.clone(),
             limits: config.resp.limits(),
             started: std::time::Instant::now(),
             http_addr: http_addr.to_string(),
@@ -83,6 +107,7 @@ impl Gate {
         });
         let state = Arc::new(HttpState {
             forwarder,
+            monitor,
             coord: coord.clone(),
             paths: paths.clone(),
             max_key_bytes: config.max_key_bytes as usize,

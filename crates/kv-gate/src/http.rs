@@ -26,11 +26,13 @@ use kv_proto::{CommandBuilder, Frame};
 
 use crate::forward::{Access, ForwardError, Forwarder};
 use crate::routing::Target;
-use crate::topology;
+use crate::topology::{self, Monitor};
+use kv_peer::ErrorCode;
 
 /// What the handlers share.
 pub struct HttpState {
     pub forwarder: Forwarder,
+    pub monitor: Arc<Monitor>,
     /// For operator requests recorded in the coordinator (shard removal).
     pub coord: Arc<dyn Coordinator>,
     pub paths: Paths,
@@ -96,9 +98,9 @@ impl From<ForwardError> for ApiError {
 /// A server's error reply, as HTTP.
 fn server_error(frame: &Frame) -> ApiError {
     let text = String::from_utf8_lossy(frame.as_error().unwrap_or_default()).into_owned();
-    let status = match frame.error_code() {
-        Some(b"OOM") => StatusCode::INSUFFICIENT_STORAGE,
-        Some(b"NOREPLICAS") => StatusCode::SERVICE_UNAVAILABLE,
+    let status = match ErrorCode::of(frame) {
+        Some(ErrorCode::Oom) => StatusCode::INSUFFICIENT_STORAGE,
+        Some(ErrorCode::NoReplicas) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     ApiError::new(status, text)
@@ -243,7 +245,7 @@ async fn delete_value(State(state): State<Arc<HttpState>>, RawQuery(query): RawQ
 }
 
 async fn cluster(State(state): State<Arc<HttpState>>) -> Response {
-    let info = topology::cluster_info(&state.forwarder.routing()).await;
+    let info = topology::cluster_info(&state.monitor, &state.forwarder.routing()).await;
     axum::Json(info).into_response()
 }
 

@@ -1,15 +1,21 @@
 //! [`Routing`]: an immutable snapshot of where every key goes, rebuilt whenever the cluster
 //! view changes. Requests take the current snapshot (an `Arc` clone) and never lock.
+//!
+//! The gate reaches servers on their cluster ports (`NodeInfo::cluster_addr`), as an
+//! authenticated peer. While the gate cannot confirm its view (its coordinator session is
+//! disconnected), reads go to leaders only: a leader refuses reads once its own lease
+//! lapses, so a gate cut off from the coordinator never serves a read from a server it
+//! cannot vouch for.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use kv_client::{ConnOptions, Pool};
-use kv_cluster::{ClusterView, Phase, Placement, Ring};
+use kv_cluster::{ClusterView, Phase, Placement, PlacementCache, Ring, SessionStatus};
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::ReadPolicy;
 
@@ -33,14 +39,14 @@ pub struct ShardRoute {
 /// See the module documentation.
 pub struct Routing {
     /// The stored ring and, during a ring change, the next one.
-    placement: Placement,
+    placement: Arc<Placement>,
     shards: HashMap<String, ShardRoute>,
     policy: ReadPolicy,
     next_reader: AtomicUsize,
     /// The view this routing was built from.
     pub view: Arc<ClusterView>,
-    /// Every server's pool, by address.
-    pub pools: HashMap<String, Arc<Pool>>,
+    /// False while the gate's coordinator session is disconnected: `view` may be stale.
+    pub confirmed: bool,
 }
 
 impl Routing {
@@ -63,13 +69,26 @@ impl Routing {
     /// The shard and server to send to: the leader for writes, per the read policy for
     /// reads. The shard is the one owning the key, or the one named.
     pub fn target<'a>(&'a self, target: &'a Target, write: bool) -> Result<(&'a str, &'a Arc<Pool>), RouteError> {
+        self.target_as(target, write, false)
+    }
+
+    /// [`Routing::target`]; with `leader`, reads go to the leader whatever the policy (a
+    /// follower refused to vouch for its data).
+    pub fn target_as<'a>(
+        &'a self,
+        target: &'a Target,
+        write: bool,
+        leader: bool,
+    ) -> Result<(&'a str, &'a Arc<Pool>), RouteError> {
+        let write = write || leader;
         let shard = match target {
             Target::Key(key) => self.placement.owner(key).ok_or(RouteError::NoShards)?,
-            Target::Shard(name) => name.as_str(),
+            Target::Shard(name) | Target::Owner(name) => name.as_str(),
         };
         let no_leader = || RouteError::NoLeader(shard.to_string());
         let route = self.shards.get(shard).ok_or_else(no_leader)?;
-        let pool = if write || self.policy == ReadPolicy::Leader || route.readers.is_empty() {
+        let leader_only = write || self.policy == ReadPolicy::Leader || !self.confirmed;
+        let pool = if leader_only || route.readers.is_empty() {
             route.leader.as_ref().ok_or_else(no_leader)?
         } else {
             let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % route.readers.len();
@@ -87,11 +106,17 @@ impl Routing {
     }
 }
 
-/// What a command is about: a key (routed by the ring) or a whole shard (fan-out commands).
+/// What a command is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
+    /// A key, routed by the ring.
     Key(Bytes),
+    /// A whole shard (fan-out commands): a `MOVED` reply comes back to the caller, which
+    /// redoes the command key by key.
     Shard(String),
+    /// The shard that serves a moving key under the gate's view: its own view of the ring
+    /// may lag for a moment, so a `MOVED` reply is retried.
+    Owner(String),
 }
 
 /// Builds [`Routing`]s, keeping each server's pool across rebuilds.
@@ -100,6 +125,7 @@ pub struct RoutingBuilder {
     pool_size: usize,
     options: ConnOptions,
     pools: HashMap<String, Arc<Pool>>,
+    placements: PlacementCache,
 }
 
 impl RoutingBuilder {
@@ -109,30 +135,32 @@ impl RoutingBuilder {
             pool_size,
             options,
             pools: HashMap::new(),
+            placements: PlacementCache::default(),
         }
     }
 
     fn pool(&mut self, addr: &str) -> Arc<Pool> {
         self.pools
             .entry(addr.to_string())
-            .or_insert_with(|| Arc::new(Pool::new(addr, self.pool_size, self.options)))
+            .or_insert_with(|| Arc::new(Pool::new(addr, self.pool_size, self.options.clone())))
             .clone()
     }
 
-    /// Routing for `view`. Pools of servers no longer in the view are closed.
-    pub fn build(&mut self, view: Arc<ClusterView>) -> Routing {
-        let mut live = HashMap::new();
+    /// Routing for `view` (`confirmed`: the gate's session is connected). Pools of servers
+    /// no longer in the view are closed.
+    pub fn build(&mut self, view: Arc<ClusterView>, confirmed: bool) -> Routing {
+        let mut live = HashSet::new();
         let mut shards = HashMap::new();
         for sv in view.live_shards() {
             for n in sv.nodes.values() {
-                live.insert(n.addr.clone(), self.pool(&n.addr));
+                live.insert(n.cluster_addr.clone());
             }
-            let leader = sv.leader().map(|l| self.pool(&l.addr));
+            let leader = sv.leader().map(|l| self.pool(&l.cluster_addr));
             let mut readers: Vec<Arc<Pool>> = sv
                 .nodes
                 .values()
                 .filter(|n| sv.in_sync(&n.id) || sv.leader().is_some_and(|l| l.id == n.id))
-                .map(|n| self.pool(&n.addr))
+                .map(|n| self.pool(&n.cluster_addr))
                 .collect();
             readers.dedup_by(|a, b| a.addr() == b.addr());
             shards.insert(
@@ -145,34 +173,51 @@ impl RoutingBuilder {
             );
         }
         self.pools.retain(|addr, pool| {
-            let keep = live.contains_key(addr);
+            let keep = live.contains(addr);
             if !keep {
                 pool.close();
             }
             keep
         });
         Routing {
-            placement: Placement::new(view.ring.as_ref()),
+            placement: self.placements.get(view.ring.as_ref()),
             shards,
             policy: self.policy,
             next_reader: AtomicUsize::new(fastrand::usize(..)),
             view,
-            pools: live,
+            confirmed,
         }
     }
 }
 
-/// Keeps a [`Routing`] current with the cluster view.
+/// Keeps a [`Routing`] current with the cluster view and the gate's session state.
 pub fn spawn_routing(
     mut view: watch::Receiver<Arc<ClusterView>>,
+    mut session: watch::Receiver<SessionStatus>,
     mut builder: RoutingBuilder,
 ) -> watch::Receiver<Arc<Routing>> {
-    let first = builder.build(view.borrow_and_update().clone());
+    let connected = session.borrow_and_update().connected;
+    let first = builder.build(view.borrow_and_update().clone(), connected);
     let (tx, rx) = watch::channel(Arc::new(first));
     tokio::spawn(async move {
-        while view.changed().await.is_ok() {
+        loop {
+            tokio::select! {
+                r = view.changed() => if r.is_err() { return },
+                r = session.changed() => {
+                    if r.is_err() {
+                        return;
+                    }
+                    let connected = session.borrow_and_update().connected;
+                    if connected == tx.borrow().confirmed {
+                        continue;
+                    }
+                    if !connected {
+                        warn!("the coordinator session is disconnected: reading from shard leaders only");
+                    }
+                }
+            }
             let v = view.borrow_and_update().clone();
-            let routing = builder.build(v);
+            let routing = builder.build(v, session.borrow().connected);
             let (before, after) = (tx.borrow().placement.version, routing.placement.version);
             if before != after
                 || tx.borrow().placement.next().map(|n| (n.0, n.2)) != routing.placement.next().map(|n| (n.0, n.2))
@@ -206,6 +251,7 @@ mod tests {
                         id: id.into(),
                         shard: shard.into(),
                         addr: format!("127.0.0.1:{}", id.as_bytes()[0]),
+                        cluster_addr: format!("127.0.0.1:{}", 10_000 + id.as_bytes()[0] as u32),
                     },
                 );
             }
@@ -229,14 +275,18 @@ mod tests {
     #[tokio::test]
     async fn writes_to_leaders_reads_by_policy() {
         let mut b = RoutingBuilder::new(ReadPolicy::Any, 1, ConnOptions::default());
-        let r = b.build(view());
+        let r = b.build(view(), true);
         assert_eq!(r.ring().shards(), ["s1", "s2"]);
         let mut readers = std::collections::HashSet::new();
         for i in 0..200 {
             let key = format!("k{i}");
             let target = Target::Key(Bytes::from(key.clone()));
             let (shard, w) = r.target(&target, true).unwrap();
-            let leader = if shard == "s1" { "127.0.0.1:97" } else { "127.0.0.1:99" };
+            let leader = if shard == "s1" {
+                "127.0.0.1:10097"
+            } else {
+                "127.0.0.1:10099"
+            };
             assert_eq!(w.addr(), leader);
             readers.insert(
                 r.target(&Target::Key(Bytes::from(key.clone())), false)
@@ -247,11 +297,18 @@ mod tests {
             );
         }
         assert_eq!(readers.len(), 4, "reads spread over leaders and in-sync followers");
+        let unconfirmed = b.build(view(), false);
+        for i in 0..50 {
+            let target = Target::Key(Bytes::from(format!("k{i}")));
+            let (_, read) = unconfirmed.target(&target, false).unwrap();
+            let (_, write) = unconfirmed.target(&target, true).unwrap();
+            assert_eq!(read.addr(), write.addr(), "an unconfirmed view reads from leaders only");
+        }
 
         let mut b = RoutingBuilder::new(ReadPolicy::Leader, 1, ConnOptions::default());
         let mut v = (*view()).clone();
         v.shards.get_mut("s1").unwrap().leader_lock = None;
-        let r = b.build(Arc::new(v));
+        let r = b.build(Arc::new(v), true);
         let key = (0..)
             .map(|i| format!("k{i}"))
             .find(|k| r.ring().shard_for(k.as_bytes()) == Some("s1"))
@@ -261,7 +318,7 @@ mod tests {
             RouteError::NoLeader("s1".into())
         );
         assert_eq!(
-            b.build(Arc::new(ClusterView::default()))
+            b.build(Arc::new(ClusterView::default()), true)
                 .target(&Target::Key(Bytes::from_static(b"x")), true)
                 .unwrap_err(),
             RouteError::NoShards

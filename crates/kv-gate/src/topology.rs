@@ -1,13 +1,15 @@
 //! `/api/cluster`: the topology from the cluster view, with each server's own figures
-//! (`KV.INFO`), asked concurrently with a short timeout.
+//! (`KV.INFO`), asked concurrently with a short timeout over the [`Monitor`]'s own
+//! connections, so a slow report never delays (or fails) a client's command.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use kv_client::api::{ClusterInfo, Migration, ReplicaInfo, ShardInfo};
+use kv_client::{ConnOptions, Pool};
 use kv_cluster::Phase;
-use kv_proto::Frame;
+use kv_peer::{PeerCommand, ServerInfo};
 use tokio::task::JoinSet;
 
 use crate::routing::Routing;
@@ -15,45 +17,69 @@ use crate::routing::Routing;
 /// How long a server may take to report.
 const INFO_TIMEOUT: Duration = Duration::from_millis(1000);
 
-/// Parses a `KV.INFO` reply (flat field/value array).
-pub fn parse_info(frame: &Frame) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    if let Frame::Array(items) = frame {
-        for pair in items.chunks_exact(2) {
-            if let (Some(k), Some(v)) = (pair[0].as_bytes(), pair[1].as_bytes()) {
-                out.insert(
-                    String::from_utf8_lossy(k).into_owned(),
-                    String::from_utf8_lossy(v).into_owned(),
-                );
-            }
-        }
-    }
-    out
+/// One connection per server for monitoring and admin calls, apart from the data path.
+pub struct Monitor {
+    options: ConnOptions,
+    pools: Mutex<HashMap<String, Arc<Pool>>>,
 }
 
-/// Asks every server for `KV.INFO`; servers that do not answer map to `None`.
-pub async fn collect_info(routing: &Routing) -> HashMap<String, HashMap<String, String>> {
-    let request = Bytes::from_static(b"*1\r\n$7\r\nKV.INFO\r\n");
-    let mut set = JoinSet::new();
-    for (addr, pool) in &routing.pools {
-        let (addr, pool, request) = (addr.clone(), pool.clone(), request.clone());
-        set.spawn(async move { (addr, pool.call(request, INFO_TIMEOUT).await) });
-    }
-    let mut out = HashMap::new();
-    while let Some(done) = set.join_next().await {
-        if let Ok((addr, Ok(frame))) = done
-            && frame.as_error().is_none()
-        {
-            out.insert(addr, parse_info(&frame));
+impl Monitor {
+    pub fn new(options: ConnOptions) -> Monitor {
+        Monitor {
+            options,
+            pools: Mutex::new(HashMap::new()),
         }
     }
-    out
+
+    /// The pools of the servers `routing` names (by cluster address); others are closed.
+    fn pools(&self, routing: &Routing) -> Vec<(String, Arc<Pool>)> {
+        let mut pools = self.pools.lock().expect("monitor pools");
+        let live: Vec<&String> = routing
+            .view
+            .live_shards()
+            .flat_map(|sv| sv.nodes.values().map(|n| &n.cluster_addr))
+            .collect();
+        pools.retain(|addr, pool| {
+            let keep = live.contains(&addr);
+            if !keep {
+                pool.close();
+            }
+            keep
+        });
+        live.into_iter()
+            .map(|addr| {
+                let pool = pools
+                    .entry(addr.clone())
+                    .or_insert_with(|| Arc::new(Pool::new(addr.clone(), 1, self.options.clone())));
+                (addr.clone(), pool.clone())
+            })
+            .collect()
+    }
+
+    /// Asks every server for `KV.INFO`, by cluster address; servers that do not answer are
+    /// missing.
+    pub async fn collect(&self, routing: &Routing) -> HashMap<String, ServerInfo> {
+        let request = PeerCommand::Info.encode();
+        let mut set = JoinSet::new();
+        for (addr, pool) in self.pools(routing) {
+            let request = request.clone();
+            set.spawn(async move { (addr, pool.call(request, INFO_TIMEOUT).await) });
+        }
+        let mut out = HashMap::new();
+        while let Some(done) = set.join_next().await {
+            if let Ok((addr, Ok(frame))) = done
+                && let Ok(info) = ServerInfo::from_frame(&frame)
+            {
+                out.insert(addr, info);
+            }
+        }
+        out
+    }
 }
 
 /// Assembles `/api/cluster`.
-pub async fn cluster_info(routing: &Routing) -> ClusterInfo {
-    let infos = collect_info(routing).await;
-    let num = |m: Option<&HashMap<String, String>>, k: &str| m.and_then(|m| m.get(k)).and_then(|v| v.parse().ok());
+pub async fn cluster_info(monitor: &Monitor, routing: &Routing) -> ClusterInfo {
+    let infos = monitor.collect(routing).await;
     let shards = routing
         .view
         .live_shards()
@@ -63,19 +89,21 @@ pub async fn cluster_info(routing: &Routing) -> ClusterInfo {
                 .nodes
                 .values()
                 .map(|n| {
-                    let info = infos.get(&n.addr);
+                    let info = infos.get(&n.cluster_addr);
                     let is_leader = leader.is_some_and(|l| l.id == n.id);
                     ReplicaInfo {
                         addr: n.addr.clone(),
                         role: if is_leader { "leader" } else { "follower" }.to_string(),
                         in_sync: sv.in_sync(&n.id),
-                        keys: num(info, "keys"),
+                        keys: info.map(|i| i.keys),
                         id: n.id.clone(),
-                        offset: num(info, "offset"),
+                        offset: info.map(|i| i.offset),
                         lag: None,
-                        bytes: num(info, "bytes"),
-                        digest: info.and_then(|m| m.get("digest").cloned()),
+                        bytes: info.map(|i| i.bytes),
+                        digest: info.map(|i| i.digest.clone()),
                         reachable: info.is_some(),
+                        cluster_addr: n.cluster_addr.clone(),
+                        serving_reads: info.map(|i| i.serving_reads),
                     }
                 })
                 .collect();
@@ -99,11 +127,13 @@ pub async fn cluster_info(routing: &Routing) -> ClusterInfo {
         && let Some(next) = &ring.next
     {
         for from in &ring.shards {
+            // A source's progress, as its leader reports it.
             let progress = view
                 .shards
                 .get(from)
-                .and_then(|sv| sv.state.as_ref())
-                .and_then(|st| st.moving.as_ref())
+                .and_then(|sv| sv.leader())
+                .and_then(|l| infos.get(&l.cluster_addr))
+                .and_then(|i| i.moving.as_ref())
                 .filter(|m| m.version == next.version);
             let Some(p) = progress else {
                 if next.phase == Phase::Prepare {

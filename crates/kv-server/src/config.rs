@@ -2,10 +2,12 @@
 //! file (see `kv_config`), defaults in one place and a `validate` step.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use kv_config::parse_size;
+use kv_peer::ClusterSecret;
 use kv_proto::Limits;
 use kv_store::StoreLimits;
 
@@ -34,9 +36,32 @@ pub struct Config {
     #[arg(long, env = "KVSERVER_SHARD")]
     pub shard: String,
 
-    /// Port to listen on (RESP). 0 picks a free port; the chosen one is advertised.
+    /// Client port (RESP). 0 picks a free port; the chosen one is advertised.
     #[arg(long, env = "KVSERVER_PORT", default_value_t = 0)]
     pub port: u16,
+
+    /// Cluster port: replication, key moves, internal commands and the gates' traffic, for
+    /// authenticated peers only [default: --port + 10000, as Redis Cluster's bus; a free
+    /// port when --port is 0]. 0 picks a free port; the chosen one is advertised.
+    #[arg(long, env = "KVSERVER_CLUSTER_PORT")]
+    pub cluster_port: Option<u16>,
+
+    #[command(flatten)]
+    pub cluster_auth: kv_config::ClusterAuth,
+
+    /// The cluster secret itself, for an embedding process (the local cluster makes one);
+    /// takes precedence over --cluster-secret-file.
+    #[arg(skip)]
+    pub cluster_secret: Option<Arc<ClusterSecret>>,
+
+    /// Most connections on the cluster port (peers: gates, followers, key moves). Separate
+    /// from --max-clients, so no number of clients can block the cluster's own traffic.
+    #[arg(long, env = "KVSERVER_CLUSTER_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub cluster_max_connections: usize,
+
+    /// How long a peer may take to prove the cluster secret after connecting.
+    #[arg(long, env = "KVSERVER_CLUSTER_HANDSHAKE_TIMEOUT_MS", default_value_t = 5000)]
+    pub cluster_handshake_timeout_ms: u64,
 
     /// Address advertised to gates and replicas.
     #[arg(long, env = "KVSERVER_HOST", default_value = "127.0.0.1")]
@@ -160,7 +185,38 @@ impl Config {
         if self.host.is_empty() {
             return Err("--host must not be empty".into());
         }
+        if self.cluster_port.is_none() && self.port > u16::MAX - 10_000 {
+            return Err(format!(
+                "--port {} leaves no room for the default cluster port (--port + 10000); set --cluster-port",
+                self.port
+            ));
+        }
+        if self.cluster_port.is_some_and(|c| c != 0 && c == self.port) {
+            return Err("--cluster-port must differ from --port".into());
+        }
+        if self.cluster_max_connections == 0 {
+            return Err("--cluster-max-connections must be at least 1".into());
+        }
+        if self.cluster_handshake_timeout_ms == 0 {
+            return Err("--cluster-handshake-timeout-ms must be at least 1".into());
+        }
         Ok(())
+    }
+
+    /// The cluster port to bind: as given, or `--port` + 10000 (0 when `--port` is 0).
+    pub fn cluster_port(&self) -> u16 {
+        self.cluster_port
+            .unwrap_or(if self.port == 0 { 0 } else { self.port + 10_000 })
+    }
+
+    /// The address the cluster port listens on.
+    pub fn cluster_bind_addr(&self) -> String {
+        format!("{}:{}", self.bind.as_deref().unwrap_or(&self.host), self.cluster_port())
+    }
+
+    /// How long a peer may take to prove the secret.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.cluster_handshake_timeout_ms)
     }
 
     /// The address to listen on.
@@ -196,9 +252,20 @@ impl Config {
         Duration::from_millis(self.replica_timeout_ms)
     }
 
-    /// How often an idle leader sends a heartbeat on each follower stream.
+    /// How long a follower may serve reads after the leader vouched for it: half the lag
+    /// timeout (so a follower that stopped hearing from its leader has stopped serving
+    /// before the leader gives up waiting for it) and under a third of the session timeout
+    /// (so it has stopped before a new leader can be elected after its leader's lease).
+    pub fn read_lease(&self) -> Duration {
+        (self.lag_timeout() / 2).min(self.session_timeout() / 4)
+    }
+
+    /// How often a leader sends a heartbeat on each follower stream, busy or idle: often
+    /// enough to keep the followers' read leases and the stream's silence timeout satisfied.
     pub fn heartbeat_interval(&self) -> Duration {
-        (self.replica_timeout() / 4).clamp(Duration::from_millis(5), Duration::from_secs(1))
+        (self.replica_timeout() / 4)
+            .min(self.read_lease() / 3)
+            .clamp(Duration::from_millis(5), Duration::from_secs(1))
     }
 }
 

@@ -1,20 +1,25 @@
 //! kvserver: one replica of one shard.
 //!
-//! The data path reads like a sentence:
+//! Two ports. The client port speaks the Redis commands; the cluster port serves
+//! authenticated peers (gates, the other replicas, other shards' leaders moving keys) and
+//! carries replication and every internal command. The data path reads like a sentence:
 //!
 //! ```text
 //! server::accept_loop ─▶ handler::serve ─▶ Connection::parse ─▶ Command::from_request
-//!                      ─▶ Command::apply(&Node) ─▶ Node::write (store + replication log)
+//!                      ─▶ Command::apply(&Node) ─▶ Node::write (checks, store + log)
 //!                      ─▶ Node::wait_replicated ─▶ reply
 //! ```
 //!
 //! - [`config`]: flags, environment, config file.
-//! - [`server`]: [`Server::start`] and [`ServerHandle`].
-//! - [`connection`], [`handler`]: a client connection and its request loop.
-//! - [`cmd`]: the commands, one file each.
-//! - [`node`]: [`node::Node`], the shared state: store, log, role, lease.
+//! - [`server`]: [`Server::start`] and [`ServerHandle`]; both listeners.
+//! - [`connection`], [`handler`]: a connection and its request loop.
+//! - [`cmd`]: the client commands, one file each.
+//! - [`peer`]: the cluster port's internal commands.
+//! - [`node`]: [`node::Node`], the one owner of the replica's state: store, log, role,
+//!   leases, followers, key ownership.
 //! - [`replication`]: the log, the leader and follower sides, follower progress.
-//! - [`cluster`]: registration, election, following, the in-sync set in the coordinator.
+//! - [`cluster`]: the tasks that follow the coordinator: membership and election, the
+//!   leader's lease, its shard state (in-sync set), its part in ring changes.
 
 pub mod cluster;
 pub mod cmd;
@@ -22,6 +27,7 @@ pub mod config;
 pub mod connection;
 pub mod handler;
 pub mod node;
+pub mod peer;
 pub mod replication;
 pub mod server;
 

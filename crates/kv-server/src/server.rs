@@ -1,19 +1,25 @@
-//! [`Server`]: binds the listener and starts the node's tasks; [`ServerHandle`] stops them.
+//! [`Server`]: binds the client and cluster ports and starts the node's tasks;
+//! [`ServerHandle`] stops them.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kv_client::ConnOptions;
 use kv_cluster::{Coordinator, Paths};
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use kv_peer::{ClusterSecret, PeerAuth};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::connection::Connection;
-use crate::node::{Node, Role};
-use crate::{cluster, handler, replication};
+use crate::handler::{self, Port};
+use crate::node::{Node, Role, Stats};
+use crate::{cluster, replication};
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +27,7 @@ pub enum StartError {
     /// A setting is invalid; the message names it.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// The listening address could not be bound.
+    /// A listening address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
 }
@@ -32,40 +38,102 @@ pub struct Server;
 /// A running server.
 pub struct ServerHandle {
     local_addr: SocketAddr,
+    cluster_addr: SocketAddr,
     node: Arc<Node>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+async fn bind(addr: String) -> Result<(TcpListener, SocketAddr), StartError> {
+    let listener = TcpListener::bind(&addr).await.map_err(|source| StartError::Bind {
+        addr: addr.clone(),
+        source,
+    })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
+    Ok((listener, local))
 }
 
 impl Server {
     /// Binds, registers with the cluster through `coord` and starts serving.
     pub async fn start(config: Config, coord: Arc<dyn Coordinator>) -> Result<ServerHandle, StartError> {
         config.validate().map_err(StartError::Config)?;
-        let bind = config.bind_addr();
-        let listener = TcpListener::bind(&bind).await.map_err(|source| StartError::Bind {
-            addr: bind.clone(),
-            source,
-        })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind { addr: bind, source })?;
+        let (listener, local_addr) = bind(config.bind_addr()).await?;
+        let (cluster_listener, cluster_addr) = bind(config.cluster_bind_addr()).await?;
         let addr = format!("{}:{}", config.host, local_addr.port());
+        let advertised_cluster = format!("{}:{}", config.host, cluster_addr.port());
+        let secret = match &config.cluster_secret {
+            Some(s) => s.clone(),
+            None => Arc::new(
+                ClusterSecret::load(
+                    config.cluster_auth.cluster_secret_file.as_deref(),
+                    &format!("the cluster port {advertised_cluster}"),
+                )
+                .map_err(|e| StartError::Config(e.to_string()))?,
+            ),
+        };
         // Unique per process: a restarted server starts empty, so it must not inherit the
         // in-sync membership of its previous life.
         let id = format!("{addr}-{:06x}", fastrand::u32(..) & 0xff_ffff);
         let paths = Paths::new(&config.cluster);
-        let max_clients = config.resp.max_clients;
-        let node = Arc::new(Node::new(id, addr, config));
+        let peer = ConnOptions {
+            peer: Some(PeerAuth {
+                secret: secret.clone(),
+                name: Arc::from(id.as_str()),
+            }),
+            connect_timeout: config.handshake_timeout().min(Duration::from_secs(2)),
+            stall_timeout: Some(config.replica_timeout()),
+            ..ConnOptions::default()
+        };
+        let node = Arc::new(Node::new(id, addr, advertised_cluster, config));
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let client_node = node.clone();
+        let client_loop = accept_loop(
+            listener,
+            node.config.resp.max_clients,
+            b"-ERR max number of clients reached\r\n",
+            shutdown_rx.clone(),
+            move |stream, permit, shutdown| {
+                let node = client_node.clone();
+                async move {
+                    let conn = Connection::new(stream, node.config.limits());
+                    handler::serve(node, conn, Port::Client, shutdown).await;
+                    drop(permit);
+                }
+            },
+        );
+        let cluster_node = node.clone();
+        let cluster_loop = accept_loop(
+            cluster_listener,
+            node.config.cluster_max_connections,
+            b"-ERR max number of cluster connections reached\r\n",
+            shutdown_rx.clone(),
+            move |stream, permit, shutdown| {
+                let (node, secret) = (cluster_node.clone(), secret.clone());
+                async move {
+                    serve_peer(node, secret, stream, shutdown).await;
+                    drop(permit);
+                }
+            },
+        );
         let tasks = vec![
-            tokio::spawn(accept_loop(node.clone(), listener, max_clients, shutdown_rx.clone())),
-            tokio::spawn(cluster::run(node.clone(), coord, paths, shutdown_rx.clone())),
+            tokio::spawn(client_loop),
+            tokio::spawn(cluster_loop),
+            tokio::spawn(cluster::run(node.clone(), coord, paths, peer, shutdown_rx.clone())),
             tokio::spawn(replication::leader::monitor(node.clone(), shutdown_rx.clone())),
             tokio::spawn(expire_loop(node.clone(), shutdown_rx)),
         ];
-        info!(node = node.id, shard = node.shard, addr = node.addr, "kvserver started");
+        info!(
+            node = node.id,
+            shard = node.shard,
+            addr = node.addr,
+            cluster_addr = node.cluster_addr,
+            "kvserver started"
+        );
         Ok(ServerHandle {
             local_addr,
+            cluster_addr,
             node,
             shutdown,
             tasks,
@@ -74,12 +142,17 @@ impl Server {
 }
 
 impl ServerHandle {
-    /// The bound address.
+    /// The bound client address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
-    /// The address advertised to the cluster.
+    /// The bound cluster address.
+    pub fn cluster_addr(&self) -> SocketAddr {
+        self.cluster_addr
+    }
+
+    /// The client address advertised to the cluster.
     pub fn addr(&self) -> &str {
         &self.node.addr
     }
@@ -95,7 +168,7 @@ impl ServerHandle {
     }
 
     /// Stops serving: closes the coordinator session first (the shard fails over at once),
-    /// then the listener and every connection.
+    /// then the listeners and every connection.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
@@ -105,14 +178,25 @@ impl ServerHandle {
     }
 }
 
-async fn accept_loop(node: Arc<Node>, listener: TcpListener, max_clients: usize, mut shutdown: watch::Receiver<bool>) {
-    let slots = Arc::new(Semaphore::new(max_clients));
+/// Accepts connections until `shutdown`, at most `max` at once: beyond it a connection gets
+/// `refusal` and is closed. Each accepted connection runs `serve` in its own task.
+async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    max: usize,
+    refusal: &'static [u8],
+    mut shutdown: watch::Receiver<bool>,
+    serve: F,
+) where
+    F: Fn(TcpStream, OwnedSemaphorePermit, watch::Receiver<bool>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(max));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = shutdown.changed() => return,
         };
-        let stream = match accepted {
+        let mut stream = match accepted {
             Ok((s, _)) => s,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -123,19 +207,29 @@ async fn accept_loop(node: Arc<Node>, listener: TcpListener, max_clients: usize,
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             tokio::spawn(async move {
-                use tokio::io::AsyncWriteExt;
-                let mut s = stream;
-                let _ = s.write_all(b"-ERR max number of clients reached\r\n").await;
+                let _ = stream.write_all(refusal).await;
             });
             continue;
         };
-        let conn = Connection::new(stream, node.config.limits());
-        let node = node.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            handler::serve(node, conn, shutdown).await;
-            drop(permit);
-        });
+        tokio::spawn(serve(stream, permit, shutdown.clone()));
+    }
+}
+
+/// A cluster-port connection: the peer proves the secret first, then is served.
+async fn serve_peer(node: Arc<Node>, secret: Arc<ClusterSecret>, stream: TcpStream, shutdown: watch::Receiver<bool>) {
+    kv_client::keepalive(&stream);
+    let mut conn = Connection::new(stream, node.config.limits());
+    let timeout = node.config.handshake_timeout();
+    match kv_peer::handshake::accept(&mut conn.stream, &mut conn.input, &secret, timeout).await {
+        Ok(peer) => {
+            debug!(peer, "peer authenticated");
+            handler::serve(node, conn, Port::Cluster, shutdown).await;
+        }
+        Err(e) => {
+            Stats::bump(&node.stats.peer_auth_failures);
+            let from = conn.stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+            warn!(from, error = %e, "a connection to the cluster port failed to authenticate");
+        }
     }
 }
 
@@ -151,7 +245,7 @@ async fn expire_loop(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => return,
         }
         while matches!(node.role(), Role::Leader { .. }) {
-            match node.write(|w| w.expire_due(BATCH)) {
+            match node.write_internal(|w| w.expire_due(BATCH)) {
                 Ok((n, _)) if n == BATCH => tokio::task::yield_now().await,
                 _ => break,
             }

@@ -1,9 +1,13 @@
-//! A test cluster: one ZooKeeper, any number of kvservers and kvgates.
+//! A test cluster: one ZooKeeper, any number of kvservers and kvgates, sharing a cluster
+//! secret the harness writes.
 
+use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
-use kv_client::GateClient;
 use kv_client::api::ClusterInfo;
+use kv_client::{ConnOptions, Connection, GateClient};
+use kv_peer::{ClusterSecret, Counters, PeerAuth, PeerCommand, ServerInfo};
 
 use super::{Proc, TempDir, ZooKeeper, eventually};
 
@@ -15,17 +19,39 @@ pub struct TestCluster {
     pub dir: TempDir,
     pub servers: Vec<Proc>,
     pub gates: Vec<Proc>,
+    /// The file every server and gate reads the cluster secret from.
+    pub secret_file: std::path::PathBuf,
+    secret: Arc<ClusterSecret>,
     seq: usize,
 }
 
 impl TestCluster {
     /// Starts ZooKeeper; no servers or gates yet.
-    pub fn start() -> TestCluster {
+    pub async fn start() -> TestCluster {
+        let zk = ZooKeeper::start().await;
+        TestCluster::with_zk(zk)
+    }
+
+    /// A cluster on a ZooKeeper started elsewhere.
+    pub fn with_zk(zk: ZooKeeper) -> TestCluster {
+        let dir = TempDir::new("cluster");
+        let secret_file = dir.path().join("cluster.secret");
+        let mut key = [0u8; 24];
+        for b in &mut key {
+            *b = fastrand::u8(..);
+        }
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(&secret_file, format!("{hex}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let secret = Arc::new(ClusterSecret::from_file(&secret_file).unwrap());
         TestCluster {
-            zk: ZooKeeper::start(),
-            dir: TempDir::new("cluster"),
+            zk,
+            dir,
             servers: Vec::new(),
             gates: Vec::new(),
+            secret_file,
+            secret,
             seq: 0,
         }
     }
@@ -36,37 +62,35 @@ impl TestCluster {
     }
 
     /// Starts a kvserver of `shard`; returns its index in `servers`.
-    pub fn start_server(&mut self, shard: &str, extra: &[&str]) -> usize {
-        let mut args: Vec<String> = vec![
-            "--shard".into(),
-            shard.into(),
-            "--port".into(),
-            "0".into(),
-            "--zk".into(),
-            self.zk.connect_string(),
-            "--zk-session-timeout-ms".into(),
-            SESSION_TIMEOUT_MS.to_string(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
+    pub async fn start_server(&mut self, shard: &str, extra: &[&str]) -> usize {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kvserver"));
+        cmd.args(["--shard", shard, "--port", "0", "--zk", &self.zk.connect_string()])
+            .args(["--zk-session-timeout-ms", &SESSION_TIMEOUT_MS.to_string()])
+            .arg("--cluster-secret-file")
+            .arg(&self.secret_file)
+            .args(extra);
         let log = self.log_path(&format!("kvserver-{shard}"));
-        let p = Proc::spawn(&format!("kvserver {shard}"), env!("CARGO_BIN_EXE_kvserver"), &args, log);
+        let p = Proc::spawn(&format!("kvserver {shard}"), cmd, log).await;
         self.servers.push(p);
         self.servers.len() - 1
     }
 
-    /// Starts a kvgate on a free port; returns its index in `gates`.
-    pub fn start_gate(&mut self, extra: &[&str]) -> usize {
-        let mut args: Vec<String> = vec![
-            "--zk".into(),
-            self.zk.connect_string(),
-            "--http-port".into(),
-            "0".into(),
-            "--resp-port".into(),
-            "0".into(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
+    /// Starts a kvgate on free ports; returns its index in `gates`.
+    pub async fn start_gate(&mut self, extra: &[&str]) -> usize {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kvgate"));
+        cmd.args([
+            "--zk",
+            &self.zk.connect_string(),
+            "--http-port",
+            "0",
+            "--resp-port",
+            "0",
+        ])
+        .arg("--cluster-secret-file")
+        .arg(&self.secret_file)
+        .args(extra);
         let log = self.log_path("kvgate");
-        let p = Proc::spawn("kvgate", env!("CARGO_BIN_EXE_kvgate"), &args, log);
+        let p = Proc::spawn("kvgate", cmd, log).await;
         self.gates.push(p);
         self.gates.len() - 1
     }
@@ -76,12 +100,52 @@ impl TestCluster {
         GateClient::new(vec![self.gates[i].addr.clone()], Duration::from_secs(20))
     }
 
-    /// The server announced at `addr`.
+    /// The server announced at `addr` (its client address).
     pub fn server_at(&mut self, addr: &str) -> &mut Proc {
         self.servers
             .iter_mut()
             .find(|p| p.addr == addr)
             .unwrap_or_else(|| panic!("no server at {addr}"))
+    }
+
+    /// How a peer (a server or gate of this cluster) connects to a cluster port.
+    pub fn peer_options(&self) -> ConnOptions {
+        ConnOptions {
+            peer: Some(PeerAuth {
+                secret: self.secret.clone(),
+                name: Arc::from("test"),
+            }),
+            ..ConnOptions::default()
+        }
+    }
+
+    /// The `KV.INFO` of the server whose client address is `addr`, asked on its cluster port.
+    pub async fn server_info(&self, addr: &str) -> Option<ServerInfo> {
+        let p = self.servers.iter().find(|p| p.addr == addr)?;
+        let conn = Connection::connect(p.cluster_addr(), &self.peer_options()).await.ok()?;
+        let reply = tokio::time::timeout(Duration::from_secs(2), conn.call(PeerCommand::Info.encode()))
+            .await
+            .ok()?
+            .ok()?;
+        ServerInfo::from_frame(&reply).ok()
+    }
+
+    /// The counters of the server at `addr`.
+    pub async fn counters(&self, addr: &str) -> Counters {
+        self.server_info(addr).await.expect("KV.INFO answers").counters
+    }
+
+    /// Waits until `field` of the counters of the server at `addr` reaches `at_least`.
+    pub async fn counter_reaches(&self, addr: &str, what: &str, field: fn(&Counters) -> u64, at_least: u64) -> u64 {
+        eventually(
+            &format!("{what} of {addr} to reach {at_least}"),
+            Duration::from_secs(20),
+            || async {
+                let info = self.server_info(addr).await?;
+                Some(field(&info.counters)).filter(|v| *v >= at_least)
+            },
+        )
+        .await
     }
 
     /// Waits until every listed shard has a leader and exactly the given number of replicas,
@@ -111,9 +175,7 @@ impl TestCluster {
         )
         .await
     }
-}
 
-impl TestCluster {
     /// Waits until `shard` has a leader and exactly `replicas` replicas, all in sync, at the
     /// leader's offset and with equal contents (digests).
     pub async fn converged(&self, shard: &str, replicas: usize) -> ClusterInfo {

@@ -4,8 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Asks the kernel to SIGKILL the child when the thread that started it ends, so that a
 /// killed test binary leaves no process behind.
@@ -26,63 +25,70 @@ pub struct Proc {
     pub addr: String,
     /// A gate's RESP address (`resp=ADDR` on the same line).
     pub resp: Option<String>,
+    /// A server's cluster port (`cluster=ADDR` on the same line).
+    pub cluster: Option<String>,
     child: Child,
     log: PathBuf,
     exited: Option<ExitStatus>,
 }
 
+fn word(rest: &str, prefix: &str) -> Option<String> {
+    rest.split_whitespace()
+        .find_map(|w| w.strip_prefix(prefix))
+        .map(String::from)
+}
+
 impl Proc {
-    /// Starts `bin` with `args` and waits (up to 20 s) for its `listening on` line.
-    pub fn spawn(name: &str, bin: &str, args: &[String], log: PathBuf) -> Proc {
+    /// Starts `cmd` (stdout and stderr are set here) and waits, without blocking the test's
+    /// runtime, up to 20 s for its `listening on` line.
+    pub async fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Proc {
         let err = std::fs::File::create(&log).expect("create log file");
-        let mut cmd = Command::new(bin);
-        cmd.args(args)
-            .env("RUST_LOG", "info")
+        cmd.env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(err);
         die_with_parent(&mut cmd);
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("start {bin}: {e}"));
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
+        // Lines are read on a thread of their own (the pipe must be drained for the child's
+        // whole life); the first `listening on` line is handed over.
+        let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::spawn(move || {
+            let mut tx = Some(tx);
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
+                if let Some(rest) = line.split("listening on ").nth(1)
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(rest.to_string());
+                }
             }
         });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(rest) = line.split("listening on ").nth(1) {
-                        let addr = rest.split_whitespace().next().unwrap_or_default().to_string();
-                        let resp = rest
-                            .split_whitespace()
-                            .find_map(|w| w.strip_prefix("resp="))
-                            .map(String::from);
-                        return Proc {
-                            name: name.into(),
-                            addr,
-                            resp,
-                            child,
-                            log,
-                            exited: None,
-                        };
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    let logs = std::fs::read_to_string(&log).unwrap_or_default();
-                    panic!("{name} did not start within 20 s; its log:\n{logs}");
-                }
+        match tokio::time::timeout(Duration::from_secs(20), rx).await {
+            Ok(Ok(rest)) => Proc {
+                name: name.into(),
+                addr: rest.split_whitespace().next().unwrap_or_default().to_string(),
+                resp: word(&rest, "resp="),
+                cluster: word(&rest, "cluster="),
+                child,
+                log,
+                exited: None,
+            },
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let logs = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("{name} did not start within 20 s; its log:\n{logs}");
             }
         }
     }
 
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// The server's cluster address.
+    pub fn cluster_addr(&self) -> &str {
+        self.cluster.as_deref().expect("a kvserver announces its cluster port")
     }
 
     /// Sends `sig` (SIGSTOP, SIGCONT, SIGTERM, ...).
@@ -92,7 +98,7 @@ impl Proc {
         assert_eq!(rc, 0, "kill({}, {sig})", self.pid());
     }
 
-    /// SIGKILL, and reap.
+    /// SIGKILL, and reap (immediate for a killed process).
     pub fn kill(&mut self) {
         if self.exited.is_none() {
             let _ = self.child.kill();
@@ -101,15 +107,15 @@ impl Proc {
     }
 
     /// SIGTERM, then waits up to `limit` for the exit status.
-    pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
+    pub async fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
         self.signal(libc::SIGTERM);
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 self.exited = Some(status);
                 return Some(status);
             }
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         None
     }
@@ -122,7 +128,7 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        // A SIGSTOPped child must be continued to die promptly... SIGKILL works regardless.
+        // SIGKILL works on a stopped process too.
         self.kill();
     }
 }

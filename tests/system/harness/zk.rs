@@ -1,19 +1,24 @@
-//! A standalone ZooKeeper for one test.
+//! ZooKeeper for one test: standalone on loopback, or members of an ensemble (possibly each
+//! in its own network namespace, see `netns`).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{TempDir, free_port, proc::die_with_parent};
 
 const JAR: &str = "/usr/share/java/zookeeper.jar";
 
-/// A running ZooKeeper (tickTime 200 ms, sessions from 1 s), killed on drop.
+/// A running ZooKeeper server (tickTime 200 ms, sessions from 1 s), killed on drop.
 pub struct ZooKeeper {
     child: Option<Child>,
+    host: String,
     port: u16,
     dir: TempDir,
+    /// How to run it (a network namespace's `ip netns exec` prefix, or nothing).
+    prefix: Vec<String>,
 }
 
 fn ensure_installed() {
@@ -32,91 +37,156 @@ fn ensure_installed() {
 }
 
 /// Sends a four-letter command and returns the answer.
-pub fn four_letter(port: u16, cmd: &str) -> Option<String> {
-    let mut s =
-        TcpStream::connect_timeout(&format!("127.0.0.1:{port}").parse().ok()?, Duration::from_millis(300)).ok()?;
-    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
-    s.write_all(cmd.as_bytes()).ok()?;
+pub async fn four_letter(host: &str, port: u16, cmd: &str) -> Option<String> {
+    let connect = tokio::net::TcpStream::connect((host, port));
+    let mut s = tokio::time::timeout(Duration::from_millis(300), connect)
+        .await
+        .ok()?
+        .ok()?;
+    s.write_all(cmd.as_bytes()).await.ok()?;
     let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
+    tokio::time::timeout(Duration::from_millis(500), s.read_to_string(&mut out))
+        .await
+        .ok()?
+        .ok()?;
     Some(out)
 }
 
-/// Starts ZooKeeper with its config and data in `dir`, serving on `port`; waits until it
-/// serves. `Err` carries its log when it did not come up.
-fn spawn(dir: &TempDir, port: u16) -> Result<Child, String> {
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let cfg = dir.path().join("zoo.cfg");
-    std::fs::write(
-        &cfg,
-        format!(
-            "tickTime=200\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={port}\n\
-             clientPortAddress=127.0.0.1\nadmin.enableServer=false\n\
-             4lw.commands.whitelist=srvr,ruok,stat,mntr\nminSessionTimeout=1000\n\
-             maxSessionTimeout=60000\nmaxClientCnxns=0\n",
-            data.display()
-        ),
-    )
-    .unwrap();
-    let log_path = dir.path().join("zk.log");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .unwrap();
-    let mut cmd = Command::new("java");
-    cmd.args([
-        "-Xms32m",
-        "-Xmx256m",
-        "-XX:+UseSerialGC",
-        "-XX:TieredStopAtLevel=1",
-        "-Dzookeeper.jmx.log4j.disable=true",
-        "-cp",
-        "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar",
-        "org.apache.zookeeper.server.quorum.QuorumPeerMain",
-    ])
-    .arg(&cfg)
-    .stdin(Stdio::null())
-    .stdout(log.try_clone().unwrap())
-    .stderr(log);
-    die_with_parent(&mut cmd);
-    let mut child = cmd.spawn().expect("start java (ZooKeeper)");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if four_letter(port, "srvr").is_some_and(|out| out.lines().any(|l| l.starts_with("Mode:"))) {
-            return Ok(child);
-        }
-        if child.try_wait().ok().flatten().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    Err(std::fs::read_to_string(log_path).unwrap_or_default())
+/// True when the server answers `srvr` with a `Mode:` line (it serves clients).
+pub async fn serving(host: &str, port: u16) -> bool {
+    four_letter(host, port, "srvr")
+        .await
+        .is_some_and(|out| out.lines().any(|l| l.starts_with("Mode:")))
 }
 
+/// One member of an ensemble: `server.N=host:peer:election` lines are shared.
+#[derive(Debug, Clone)]
+#[allow(dead_code)] // the partition harness (next) launches ensembles
+pub struct Member {
+    pub id: u32,
+    pub host: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub election_port: u16,
+}
+
+fn config(data: &std::path::Path, host: &str, port: u16, ensemble: &[Member]) -> String {
+    let mut cfg = format!(
+        "tickTime=200\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={port}\n\
+         clientPortAddress={host}\nadmin.enableServer=false\n\
+         4lw.commands.whitelist=srvr,ruok,stat,mntr\nminSessionTimeout=1000\n\
+         maxSessionTimeout=60000\nmaxClientCnxns=0\n",
+        data.display()
+    );
+    for m in ensemble {
+        cfg.push_str(&format!(
+            "server.{}={}:{}:{}\n",
+            m.id, m.host, m.peer_port, m.election_port
+        ));
+    }
+    cfg
+}
+
+#[allow(dead_code)] // the partition harness (next) launches ensembles
 impl ZooKeeper {
-    /// Starts ZooKeeper (installing it if missing) and waits until it serves.
-    pub fn start() -> ZooKeeper {
+    /// Starts a standalone ZooKeeper on loopback (installing it if missing) and waits until
+    /// it serves.
+    pub async fn start() -> ZooKeeper {
         ensure_installed();
         let mut last_log = String::new();
         for _ in 0..3 {
-            let dir = TempDir::new("zk");
-            let port = free_port();
-            match spawn(&dir, port) {
-                Ok(child) => {
-                    return ZooKeeper {
-                        child: Some(child),
-                        port,
-                        dir,
-                    };
-                }
-                Err(log) => last_log = log,
+            let mut zk = ZooKeeper {
+                child: None,
+                host: "127.0.0.1".into(),
+                port: free_port(),
+                dir: TempDir::new("zk"),
+                prefix: Vec::new(),
+            };
+            let data = zk.dir.path().join("data");
+            std::fs::create_dir_all(&data).unwrap();
+            std::fs::write(zk.cfg(), config(&data, &zk.host, zk.port, &[])).unwrap();
+            zk.launch();
+            if zk.wait_serving(Duration::from_secs(20)).await {
+                return zk;
             }
+            last_log = zk.log();
         }
         panic!("ZooKeeper did not start; its log:\n{last_log}");
+    }
+
+    /// Launches member `me` of `ensemble` (run through `prefix`, e.g. `ip netns exec ns`);
+    /// does not wait: an ensemble serves only once a quorum is up
+    /// ([`ZooKeeper::wait_serving`]).
+    pub fn launch_member(me: &Member, ensemble: &[Member], prefix: Vec<String>) -> ZooKeeper {
+        ensure_installed();
+        let mut zk = ZooKeeper {
+            child: None,
+            host: me.host.clone(),
+            port: me.client_port,
+            dir: TempDir::new("zk"),
+            prefix,
+        };
+        let data = zk.dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        if !ensemble.is_empty() {
+            std::fs::write(data.join("myid"), me.id.to_string()).unwrap();
+        }
+        std::fs::write(zk.cfg(), config(&data, &zk.host, zk.port, ensemble)).unwrap();
+        zk.launch();
+        zk
+    }
+
+    fn cfg(&self) -> PathBuf {
+        self.dir.path().join("zoo.cfg")
+    }
+
+    fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("zk.log"))
+            .unwrap();
+        let mut cmd = match self.prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg("java");
+                c
+            }
+            None => Command::new("java"),
+        };
+        cmd.args([
+            "-Xms32m",
+            "-Xmx256m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-Dzookeeper.jmx.log4j.disable=true",
+            "-cp",
+            "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar",
+            "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+        ])
+        .arg(self.cfg())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+        die_with_parent(&mut cmd);
+        self.child = Some(cmd.spawn().expect("start java (ZooKeeper)"));
+    }
+
+    /// Polls until the server serves clients; false after `limit` (or when it exited).
+    pub async fn wait_serving(&mut self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if serving(&self.host, self.port).await {
+                return true;
+            }
+            if let Some(c) = &mut self.child
+                && c.try_wait().ok().flatten().is_some()
+            {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
     }
 
     /// Kills the server (its data directory stays).
@@ -128,25 +198,33 @@ impl ZooKeeper {
     }
 
     /// Starts the server again on the same port with the same data (sessions and ephemeral
-    /// nodes survive, as after a restart of a real ensemble member).
-    pub fn restart(&mut self) {
+    /// nodes survive, as after a restart of a real ensemble member). A standalone server is
+    /// waited for.
+    pub async fn restart(&mut self) {
         self.stop();
-        let mut last_log = String::new();
-        for _ in 0..3 {
-            match spawn(&self.dir, self.port) {
-                Ok(child) => {
-                    self.child = Some(child);
-                    return;
-                }
-                Err(log) => last_log = log,
-            }
+        self.launch();
+        if !self.wait_serving(Duration::from_secs(20)).await {
+            panic!("ZooKeeper did not restart; its log:\n{}", self.log());
         }
-        panic!("ZooKeeper did not restart; its log:\n{last_log}");
     }
 
-    /// `127.0.0.1:<port>`
+    /// Starts a stopped member again without waiting.
+    pub fn relaunch(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    /// `host:port`
     pub fn connect_string(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// The server's log.
@@ -157,9 +235,6 @@ impl ZooKeeper {
 
 impl Drop for ZooKeeper {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.stop();
     }
 }

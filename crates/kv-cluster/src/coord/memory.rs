@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use super::{CoordError, Coordinator, CreateMode, NodeStat, SessionStatus, TreeWatch};
+use super::{CoordError, Coordinator, CreateMode, NodeStat, SessionStatus, TreeEvents, TreeWatch};
 
 #[derive(Debug)]
 struct MemNode {
@@ -29,8 +29,8 @@ struct Tree {
 
 struct Shared {
     tree: Mutex<Tree>,
-    /// Bumped on every change; tree watches subscribe to it.
-    changes: watch::Sender<u64>,
+    /// Tree watches: the watched path and where its events go.
+    watches: Mutex<Vec<(String, TreeEvents)>>,
 }
 
 /// One in-process coordination service. Clone it to share; [`MemoryCluster::connect`] opens
@@ -52,7 +52,7 @@ impl MemoryCluster {
         MemoryCluster {
             shared: Arc::new(Shared {
                 tree: Mutex::new(Tree::default()),
-                changes: watch::channel(0).0,
+                watches: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -78,19 +78,30 @@ impl MemoryCluster {
         tree.next_session
     }
 
-    fn changed(&self) {
-        self.shared.changes.send_modify(|v| *v += 1);
+    /// Tells the watches under which each of `paths` lies.
+    fn changed(&self, paths: &[String]) {
+        let mut watches = self.shared.watches.lock().expect("watches lock");
+        watches.retain(|(_, events)| !events.abandoned());
+        for (root, events) in watches.iter() {
+            for p in paths.iter().filter(|p| p.starts_with(root.as_str())) {
+                events.path(p);
+            }
+        }
     }
 
     fn drop_session(&self, session: i64) {
         let mut tree = self.shared.tree.lock().expect("tree lock");
-        let before = tree.nodes.len();
-        tree.nodes.retain(|_, n| n.owner != session);
-        let removed = tree.nodes.len() != before;
-        drop(tree);
-        if removed {
-            self.changed();
+        let removed: Vec<String> = tree
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.owner == session)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &removed {
+            tree.nodes.remove(k);
         }
+        drop(tree);
+        self.changed(&removed);
     }
 }
 
@@ -119,14 +130,16 @@ impl MemoryCoordinator {
         Ok(self.session.load(Ordering::SeqCst))
     }
 
-    fn with_tree<T>(&self, f: impl FnOnce(&mut Tree, i64) -> Result<(T, bool), CoordError>) -> Result<T, CoordError> {
+    /// Runs `f` on the tree; `f` returns its result and the paths it changed.
+    fn with_tree<T>(
+        &self,
+        f: impl FnOnce(&mut Tree, i64) -> Result<(T, Vec<String>), CoordError>,
+    ) -> Result<T, CoordError> {
         let session = self.check_open()?;
         let mut tree = self.cluster.shared.tree.lock().expect("tree lock");
         let (out, changed) = f(&mut tree, session)?;
         drop(tree);
-        if changed {
-            self.cluster.changed();
-        }
+        self.cluster.changed(&changed);
         Ok(out)
     }
 }
@@ -171,14 +184,14 @@ impl Coordinator for MemoryCoordinator {
                     owner,
                 },
             );
-            Ok(((), true))
+            Ok(((), vec![path.to_string()]))
         })
     }
 
     async fn ensure_path(&self, path: &str) -> Result<(), CoordError> {
         check_path(path)?;
         self.with_tree(|tree, _| {
-            let mut changed = false;
+            let mut changed = Vec::new();
             for (i, _) in path.match_indices('/').skip(1).chain([(path.len(), "")]) {
                 let prefix = &path[..i];
                 if !tree.nodes.contains_key(prefix) {
@@ -190,7 +203,7 @@ impl Coordinator for MemoryCoordinator {
                             owner: 0,
                         },
                     );
-                    changed = true;
+                    changed.push(prefix.to_string());
                 }
             }
             Ok(((), changed))
@@ -208,7 +221,7 @@ impl Coordinator for MemoryCoordinator {
                     },
                 )
             });
-            Ok((found, false))
+            Ok((found, Vec::new()))
         })
     }
 
@@ -220,7 +233,7 @@ impl Coordinator for MemoryCoordinator {
             }
             node.data = data.to_vec();
             node.version += 1;
-            Ok((node.version, true))
+            Ok((node.version, vec![path.to_string()]))
         })
     }
 
@@ -240,7 +253,7 @@ impl Coordinator for MemoryCoordinator {
                 return Err(CoordError::NotEmpty);
             }
             tree.nodes.remove(path);
-            Ok(((), true))
+            Ok(((), vec![path.to_string()]))
         })
     }
 
@@ -259,18 +272,23 @@ impl Coordinator for MemoryCoordinator {
                     (!rest.contains('/')).then(|| rest.to_string())
                 })
                 .collect();
-            Ok((names, false))
+            Ok((names, Vec::new()))
         })
     }
 
-    async fn watch_tree(&self, _path: &str) -> Result<TreeWatch, CoordError> {
+    async fn watch_tree(&self, path: &str) -> Result<TreeWatch, CoordError> {
         self.check_open()?;
-        // Any change anywhere notifies; consumers re-read, so over-notifying is harmless.
-        Ok(TreeWatch::new(self.cluster.shared.changes.subscribe()))
+        let (events, watch) = TreeEvents::channel();
+        let mut watches = self.cluster.shared.watches.lock().expect("watches lock");
+        watches.push((path.to_string(), events));
+        Ok(watch)
     }
 
-    async fn probe(&self) -> Result<(), CoordError> {
-        self.check_open().map(|_| ())
+    async fn confirm_owner(&self, path: &str) -> Result<bool, CoordError> {
+        self.with_tree(|tree, session| {
+            let owned = tree.nodes.get(path).is_some_and(|n| n.owner == session);
+            Ok((owned, Vec::new()))
+        })
     }
 
     fn session(&self) -> watch::Receiver<SessionStatus> {
@@ -324,12 +342,24 @@ mod tests {
         assert_eq!(b.delete("/x/y", None).await, Err(CoordError::NotEmpty));
 
         let mut watch = b.watch_tree("/x").await.unwrap();
+        assert!(watch.changed().await.unwrap().all, "a new watch starts with everything");
+        assert!(b.confirm_owner("/x/y/e").await == Ok(false), "a's node, not b's");
+        assert!(a.confirm_owner("/x/y/e").await == Ok(true));
         let generation = a.session().borrow().generation;
         a.expire();
         assert_eq!(a.session().borrow().generation, generation + 1);
-        watch.changed().await.unwrap();
+        let changes = watch.changed().await.unwrap();
+        assert_eq!(changes.paths, ["/x/y/e".to_string()].into());
         assert_eq!(b.get("/x/y/e").await.unwrap(), None, "ephemeral gone with its session");
+        assert_eq!(a.confirm_owner("/x/y/e").await, Ok(false));
 
+        a.create("/x/y/e", b"1", CreateMode::Ephemeral).await.unwrap();
+        assert_eq!(
+            b.delete_owned("/x/y/e").await,
+            Ok(false),
+            "only its owner deletes a lock"
+        );
+        assert_eq!(a.delete_owned("/x/y/e").await, Ok(true));
         a.create("/x/y/e", b"1", CreateMode::Ephemeral).await.unwrap();
         drop(a);
         assert_eq!(b.get("/x/y/e").await.unwrap(), None, "dropping a session ends it");

@@ -7,10 +7,12 @@
 pub mod memory;
 pub mod zookeeper;
 
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 /// What went wrong talking to the coordinator.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,20 +74,108 @@ pub struct SessionStatus {
     pub closed: bool,
 }
 
-/// Notifies that something under a watched path changed (or may have: after a reconnect,
-/// events can be lost, so a reconnect also notifies). Consumers re-read what they need.
+/// What changed under a watched path since the consumer last looked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Anything may have changed (the watch was armed anew after a reconnect or a session
+    /// change, when events can be lost, or too many paths piled up): re-read everything.
+    pub all: bool,
+    /// Paths created, deleted or changed (nodes whose children changed included).
+    pub paths: BTreeSet<String>,
+}
+
+/// Paths queued beyond this collapse into [`Changes::all`].
+const MAX_QUEUED_PATHS: usize = 4096;
+
+#[derive(Default)]
+struct Queue {
+    changes: Changes,
+    closed: bool,
+}
+
+/// The producing side of a [`TreeWatch`]: coalesces events until the consumer takes them.
+#[derive(Clone)]
+pub(crate) struct TreeEvents {
+    queue: Arc<Mutex<Queue>>,
+    notify: Arc<Notify>,
+}
+
+impl TreeEvents {
+    /// A new watch and its producer.
+    pub(crate) fn channel() -> (TreeEvents, TreeWatch) {
+        let events = TreeEvents {
+            queue: Arc::new(Mutex::new(Queue {
+                changes: Changes {
+                    all: true,
+                    ..Default::default()
+                },
+                closed: false,
+            })),
+            notify: Arc::new(Notify::new()),
+        };
+        let watch = TreeWatch { events: events.clone() };
+        (events, watch)
+    }
+
+    /// `path` changed.
+    pub(crate) fn path(&self, path: &str) {
+        {
+            let mut q = self.queue.lock().expect("tree events");
+            if !q.changes.all {
+                q.changes.paths.insert(path.to_string());
+                if q.changes.paths.len() > MAX_QUEUED_PATHS {
+                    q.changes.all = true;
+                    q.changes.paths.clear();
+                }
+            }
+        }
+        self.notify.notify_one();
+    }
+
+    /// Anything may have changed.
+    pub(crate) fn all(&self) {
+        {
+            let mut q = self.queue.lock().expect("tree events");
+            q.changes.all = true;
+            q.changes.paths.clear();
+        }
+        self.notify.notify_one();
+    }
+
+    /// No more events will come.
+    pub(crate) fn close(&self) {
+        self.queue.lock().expect("tree events").closed = true;
+        self.notify.notify_one();
+    }
+
+    /// True when the consumer dropped its watch.
+    pub(crate) fn abandoned(&self) -> bool {
+        Arc::strong_count(&self.queue) == 1
+    }
+}
+
+/// Reports what changed under a watched path. Events are coalesced: a consumer that reads
+/// slowly gets one batch, never a backlog. A new watch starts with [`Changes::all`].
 pub struct TreeWatch {
-    rx: watch::Receiver<u64>,
+    events: TreeEvents,
 }
 
 impl TreeWatch {
-    pub(crate) fn new(rx: watch::Receiver<u64>) -> TreeWatch {
-        TreeWatch { rx }
-    }
-
-    /// Waits for the next change. Errors only when the coordinator is gone.
-    pub async fn changed(&mut self) -> Result<(), CoordError> {
-        self.rx.changed().await.map_err(|_| CoordError::Closed)
+    /// Waits for the next changes. Errors only when the coordinator is gone.
+    pub async fn changed(&mut self) -> Result<Changes, CoordError> {
+        loop {
+            let notified = self.events.notify.notified();
+            {
+                let mut q = self.events.queue.lock().expect("tree events");
+                if q.changes.all || !q.changes.paths.is_empty() {
+                    return Ok(std::mem::take(&mut q.changes));
+                }
+                if q.closed {
+                    return Err(CoordError::Closed);
+                }
+            }
+            notified.await;
+        }
     }
 }
 
@@ -114,10 +204,29 @@ pub trait Coordinator: Send + Sync + 'static {
     /// Watches `path` and everything below it, across reconnects and session expiry.
     async fn watch_tree(&self, path: &str) -> Result<TreeWatch, CoordError>;
 
-    /// A round trip that succeeds only while the session is alive. A leader times these to
-    /// hold a lease: the session cannot expire sooner than a session timeout after the moment
-    /// a successful probe was sent.
-    async fn probe(&self) -> Result<(), CoordError>;
+    /// Catches up with the ensemble's leader (a ZooKeeper `sync`, so a server cut off from
+    /// its quorum cannot answer from stale data), then tells whether `path` is an ephemeral
+    /// node of this session. A leader times these to hold its lease: if the answer is yes, the
+    /// session was alive and held `path` after the call was sent, so `path` cannot vanish
+    /// (except by this process deleting it) sooner than a session timeout after that moment.
+    async fn confirm_owner(&self, path: &str) -> Result<bool, CoordError>;
+
+    /// Deletes `path` only if it is an ephemeral node of this session (a lock this process
+    /// holds). True when deleted. Never deletes another session's node: the check and the
+    /// delete are tied by the node's version, and only the owner deletes its own locks.
+    async fn delete_owned(&self, path: &str) -> Result<bool, CoordError> {
+        let Some((_, stat)) = self.get(path).await? else {
+            return Ok(false);
+        };
+        if stat.owner != self.session_id() {
+            return Ok(false);
+        }
+        match self.delete(path, Some(stat.version)).await {
+            Ok(()) => Ok(true),
+            Err(CoordError::NoNode | CoordError::BadVersion) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
 
     /// The session's state, as a watch channel.
     fn session(&self) -> watch::Receiver<SessionStatus>;

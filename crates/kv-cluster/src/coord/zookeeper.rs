@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 use zookeeper_client as zk;
 
-use super::{CoordError, Coordinator, CreateMode, NodeStat, SessionStatus, TreeWatch};
+use super::{CoordError, Coordinator, CreateMode, NodeStat, SessionStatus, TreeEvents, TreeWatch};
 
 /// A session on a ZooKeeper ensemble, renewed when it expires.
 pub struct ZkCoordinator {
@@ -150,6 +150,18 @@ async fn supervise(inner: Weak<Inner>, mut client: zk::Client) {
     }
 }
 
+/// Runs one ZooKeeper request with a deadline of the session timeout: while disconnected,
+/// a request would otherwise wait for the reconnection however long it takes.
+async fn bounded<T>(
+    limit: Duration,
+    f: impl std::future::Future<Output = Result<T, zk::Error>>,
+) -> Result<T, CoordError> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(r) => r.map_err(map_err),
+        Err(_) => Err(CoordError::ConnectionLoss),
+    }
+}
+
 fn map_err(e: zk::Error) -> CoordError {
     match e {
         zk::Error::NodeExists => CoordError::NodeExists,
@@ -179,53 +191,57 @@ impl Coordinator for ZkCoordinator {
         };
         let client = self.inner.client()?;
         let options = mode.with_acls(zk::Acls::anyone_all());
-        client.create(path, data, &options).await.map(|_| ()).map_err(map_err)
+        bounded(self.session_timeout(), client.create(path, data, &options))
+            .await
+            .map(|_| ())
     }
 
     async fn ensure_path(&self, path: &str) -> Result<(), CoordError> {
         let client = self.inner.client()?;
         let options = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
-        client.mkdir(path, &options).await.map_err(map_err)
+        bounded(self.session_timeout(), client.mkdir(path, &options)).await
     }
 
     async fn get(&self, path: &str) -> Result<Option<(Vec<u8>, NodeStat)>, CoordError> {
         let client = self.inner.client()?;
-        match client.get_data(path).await {
+        match bounded(self.session_timeout(), client.get_data(path)).await {
             Ok((data, s)) => Ok(Some((data, stat(&s)))),
-            Err(zk::Error::NoNode) => Ok(None),
-            Err(e) => Err(map_err(e)),
+            Err(CoordError::NoNode) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
     async fn set(&self, path: &str, data: &[u8], version: Option<i32>) -> Result<i32, CoordError> {
         let client = self.inner.client()?;
-        client
-            .set_data(path, data, version)
+        bounded(self.session_timeout(), client.set_data(path, data, version))
             .await
             .map(|s| s.version)
-            .map_err(map_err)
     }
 
     async fn delete(&self, path: &str, version: Option<i32>) -> Result<(), CoordError> {
         let client = self.inner.client()?;
-        client.delete(path, version).await.map_err(map_err)
+        bounded(self.session_timeout(), client.delete(path, version)).await
     }
 
     async fn children(&self, path: &str) -> Result<Vec<String>, CoordError> {
         let client = self.inner.client()?;
-        client.list_children(path).await.map_err(map_err)
+        bounded(self.session_timeout(), client.list_children(path)).await
     }
 
     async fn watch_tree(&self, path: &str) -> Result<TreeWatch, CoordError> {
         self.inner.client()?;
-        let (tx, rx) = watch::channel(0u64);
-        tokio::spawn(keep_watching(Arc::downgrade(&self.inner), path.to_string(), tx));
-        Ok(TreeWatch::new(rx))
+        let (events, watch) = TreeEvents::channel();
+        tokio::spawn(keep_watching(Arc::downgrade(&self.inner), path.to_string(), events));
+        Ok(watch)
     }
 
-    async fn probe(&self) -> Result<(), CoordError> {
+    async fn confirm_owner(&self, path: &str) -> Result<bool, CoordError> {
         let client = self.inner.client()?;
-        client.check_stat("/").await.map(|_| ()).map_err(map_err)
+        let session = client.session_id().0;
+        let limit = self.session_timeout();
+        bounded(limit, client.sync("/")).await?;
+        let found = bounded(limit, client.check_stat(path)).await?;
+        Ok(found.is_some_and(|s| s.ephemeral_owner == session))
     }
 
     fn session(&self) -> watch::Receiver<SessionStatus> {
@@ -264,9 +280,15 @@ impl Coordinator for ZkCoordinator {
     }
 }
 
-/// Keeps a persistent recursive watch on `path` armed for the life of `tx`'s receivers.
-async fn keep_watching(inner: Weak<Inner>, path: String, tx: watch::Sender<u64>) {
-    let bump = |tx: &watch::Sender<u64>| tx.send_modify(|v| *v = v.wrapping_add(1));
+/// Keeps a persistent recursive watch on `path` armed for the life of its [`TreeWatch`]:
+/// each event reports its path; every (re)arming reports "everything", because events
+/// during a disconnection can be lost.
+async fn keep_watching(inner: Weak<Inner>, path: String, events: TreeEvents) {
+    keep_watching_inner(inner, path, &events).await;
+    events.close();
+}
+
+async fn keep_watching_inner(inner: Weak<Inner>, path: String, events: &TreeEvents) {
     loop {
         let (client, mut status) = {
             let Some(inner) = inner.upgrade() else { return };
@@ -279,15 +301,17 @@ async fn keep_watching(inner: Weak<Inner>, path: String, tx: watch::Sender<u64>)
         match client.watch(&path, zk::AddWatchMode::PersistentRecursive).await {
             Ok(mut watcher) => {
                 drop(client);
-                bump(&tx);
+                events.all();
                 let mut disconnected = false;
+                let mut abandoned = tokio::time::interval(Duration::from_secs(1));
                 loop {
                     tokio::select! {
                         event = watcher.changed() => {
-                            bump(&tx);
                             if event.event_type != zk::EventType::Session {
+                                events.path(&event.path);
                                 continue;
                             }
+                            events.all();
                             match event.session_state {
                                 zk::SessionState::Expired | zk::SessionState::Closed | zk::SessionState::AuthFailed => break,
                                 zk::SessionState::Disconnected => disconnected = true,
@@ -312,7 +336,7 @@ async fn keep_watching(inner: Weak<Inner>, path: String, tx: watch::Sender<u64>)
                                 break;
                             }
                         }
-                        _ = tx.closed() => return,
+                        _ = abandoned.tick() => if events.abandoned() { return },
                     }
                 }
                 // Wait for the session to be usable again (the same one, or a replacement).
@@ -321,9 +345,8 @@ async fn keep_watching(inner: Weak<Inner>, path: String, tx: watch::Sender<u64>)
                     if s.generation != generation || (disconnected && s.connected) {
                         break;
                     }
-                    tokio::select! {
-                        r = status.changed() => if r.is_err() { return },
-                        _ = tx.closed() => return,
+                    if status.changed().await.is_err() || events.abandoned() {
+                        return;
                     }
                     if status.borrow().closed {
                         return;
@@ -336,9 +359,9 @@ async fn keep_watching(inner: Weak<Inner>, path: String, tx: watch::Sender<u64>)
                     return;
                 }
                 warn!(path, error = %e, "cannot watch ZooKeeper tree; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                    _ = tx.closed() => return,
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if events.abandoned() {
+                    return;
                 }
             }
         }

@@ -207,7 +207,7 @@ pub async fn info(state: &RespState, section: Option<&str>) -> Frame {
     }
     let needs_cluster = wanted("keyspace") || wanted("cluster") || wanted("memory");
     if needs_cluster {
-        let cluster = topology::cluster_info(&routing).await;
+        let cluster = topology::cluster_info(&state.monitor, &routing).await;
         let leaders = || {
             cluster
                 .shards

@@ -46,6 +46,7 @@ const READ_CHUNK: usize = 16 * 1024;
 /// What every RESP connection shares.
 pub struct RespState {
     pub forwarder: Forwarder,
+    pub monitor: Arc<crate::topology::Monitor>,
     pub limits: Limits,
     pub started: Instant,
     pub http_addr: String,

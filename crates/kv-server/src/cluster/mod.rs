@@ -1,45 +1,73 @@
-//! Cluster membership for one kvserver: registration, leader election, following, the
-//! leader's lease, its in-sync set in the coordinator, and its part in ring changes.
+//! How a kvserver follows the cluster: separate tasks, so none can block another.
 //!
-//! One task ([`run`]) reconciles the node with the cluster view whenever either changes:
+//! - **Membership** ([`run`], this module): registration (an ephemeral node per session
+//!   generation), the node's view of the ring, election, following. When a shard has no
+//!   leader, an eligible server takes the ephemeral leader lock, re-reads the shard state and
+//!   bumps the epoch with a version-checked write ([`election`] decides). Eligible: in the
+//!   in-sync set (or, with `--unclean-election`, when no in-sync replica is alive; or on a
+//!   shard that never had a leader).
+//! - While leading, three more tasks, started on election and stopped on stepping down
+//!   ([`Term`]):
+//!   - the **lease** ([`lease`]): timed confirmations that the leader lock is still this
+//!     session's, each extending the lease;
+//!   - the **shard state** ([`state`]): the in-sync set the replication layer wants, and
+//!     readiness to receive keys, written to the state node with version checks, before
+//!     writes stop waiting for a removed follower;
+//!   - the **ring duties** ([`ring`]): get ready to receive keys, stream away the keys
+//!     that move ([`moves`]), delete what the shard no longer owns once a ring is final,
+//!     and, for whichever leader holds the ring lock, move the ring itself.
 //!
-//! - **Registration**: an ephemeral node per session generation; after a session expiry the
-//!   server re-registers (and, if it led, has already stepped down).
-//! - **Election**: when a shard has no leader, an eligible server takes the ephemeral leader
-//!   lock, re-reads the shard state and bumps the epoch with a version-checked write. Eligible:
-//!   in the in-sync set (or, with `--unclean-election`, when no in-sync replica is alive; or
-//!   on a shard that never had a leader).
-//! - **Following**: a follower task per (leader, epoch).
-//! - **Leading**: the in-sync set the replication layer wants is written to the state node
-//!   (version-checked) before writes stop waiting for a removed follower; the lease is renewed
-//!   by timed probes of the session.
-//! - **Ring changes** (`ring.rs`, `moves.rs`): a leader gets its shard ready to receive keys,
-//!   streams away the keys that move, deletes what it no longer owns once a ring is final, and
-//!   the leader holding the ring lock moves the ring itself.
+//! A per-term task that finds the leadership lost asks the membership task to step down
+//! (a channel), which owns the role.
 
 pub mod election;
+mod lease;
+mod links;
 mod moves;
 mod ring;
+mod state;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kv_client::ConnOptions;
 use kv_cluster::{
-    ClusterView, CoordError, Coordinator, CreateMode, NodeInfo, Paths, ShardState, ShardView, watch_view,
+    ClusterView, CoordError, Coordinator, CreateMode, NodeInfo, Paths, PlacementCache, ShardState, ShardView,
+    watch_view,
 };
-use std::sync::atomic::Ordering;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use crate::node::{Node, Role};
+use crate::node::{Node, Role, Stats};
 use crate::replication::follower;
 
-struct Leading {
+pub(crate) use links::Links;
+
+/// The lease a leader holds after a confirmation sent at `t`: two thirds of the session
+/// timeout. ZooKeeper cannot expire the session (and so free the lock) sooner than a
+/// session timeout after it last heard from it, which is after `t`.
+fn lease_after(coord: &dyn Coordinator, t: Instant) -> Instant {
+    t + coord.session_timeout() * 2 / 3
+}
+
+/// A request from a per-term task: step down from `term`, for `reason`.
+type StepDown = (u64, String);
+
+/// The tasks of one leadership term.
+struct Term {
     epoch: u64,
-    state_version: i32,
-    /// The shard state as last written.
-    written: ShardState,
+    term: u64,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Term {
+    fn stop(self, node: &Node) {
+        for t in self.tasks {
+            t.abort();
+        }
+        node.clear_move();
+    }
 }
 
 struct Following {
@@ -48,74 +76,99 @@ struct Following {
     task: JoinHandle<()>,
 }
 
-struct Runtime {
-    node: Arc<Node>,
-    coord: Arc<dyn Coordinator>,
-    paths: Paths,
-    view: watch::Receiver<Arc<ClusterView>>,
+/// What every task of this server shares to reach the cluster.
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    pub node: Arc<Node>,
+    pub coord: Arc<dyn Coordinator>,
+    pub paths: Paths,
+    /// Options of connections to other servers' cluster ports.
+    pub peer: ConnOptions,
+    pub view: watch::Receiver<Arc<ClusterView>>,
+}
+
+struct Membership {
+    ctx: Ctx,
     registered: Option<u64>,
-    leading: Option<Leading>,
+    leading: Option<Term>,
     following: Option<Following>,
     /// The last regressed epoch reported, so each is logged once.
     regressed: Option<u64>,
-    /// This leader's part in ring changes.
-    ring: ring::RingDuties,
+    placements: PlacementCache,
+    step_down: mpsc::Sender<StepDown>,
 }
 
-/// The lease a leader holds after a successful probe sent at `t`: two thirds of the session
-/// timeout. ZooKeeper cannot expire the session sooner than a full timeout after `t`.
-fn lease_after(coord: &dyn Coordinator, t: Instant) -> Instant {
-    t + coord.session_timeout() * 2 / 3
-}
-
-/// Runs membership until `shutdown`, then closes the coordinator session (so the shard fails
-/// over at once).
-pub async fn run(node: Arc<Node>, coord: Arc<dyn Coordinator>, paths: Paths, mut shutdown: watch::Receiver<bool>) {
+/// Runs the server's part in the cluster until `shutdown`, then closes the coordinator
+/// session (so the shard fails over at once).
+pub async fn run(
+    node: Arc<Node>,
+    coord: Arc<dyn Coordinator>,
+    paths: Paths,
+    peer: ConnOptions,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let view = watch_view(coord.clone(), paths.clone());
-    let mut rt = Runtime {
-        node,
-        coord,
-        paths,
-        view,
+    let (step_down, mut step_downs) = mpsc::channel(8);
+    let mut m = Membership {
+        ctx: Ctx {
+            node,
+            coord,
+            paths,
+            peer,
+            view,
+        },
         registered: None,
         leading: None,
         following: None,
         regressed: None,
-        ring: ring::RingDuties::default(),
+        placements: PlacementCache::default(),
+        step_down,
     };
-    let mut session = rt.coord.session();
-    let mut lease_tick = tokio::time::interval((rt.coord.session_timeout() / 6).max(Duration::from_millis(20)));
-    lease_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut session = m.ctx.coord.session();
+    let mut view = m.ctx.view.clone();
     let mut retry = tokio::time::interval(Duration::from_millis(250));
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        rt.reconcile().await;
+        m.reconcile().await;
         tokio::select! {
             _ = shutdown.changed() => break,
-            r = rt.view.changed() => if r.is_err() { break },
+            r = view.changed() => if r.is_err() { break },
             r = session.changed() => if r.is_err() { break },
-            _ = rt.node.cluster_poked() => {}
-            _ = lease_tick.tick() => rt.renew_lease().await,
+            Some((term, why)) = step_downs.recv() => {
+                if m.leading.as_ref().is_some_and(|l| l.term == term) {
+                    m.step_down(&why).await;
+                }
+            }
             _ = retry.tick() => {}
         }
     }
-    if let Some(f) = rt.following.take() {
+    if let Some(f) = m.following.take() {
         f.task.abort();
     }
-    rt.node.change_role(Role::Idle);
-    rt.coord.close().await;
+    if let Some(t) = m.leading.take() {
+        t.stop(&m.ctx.node);
+    }
+    m.ctx.node.change_role(Role::Idle);
+    m.ctx.coord.close().await;
 }
 
-impl Runtime {
+impl Membership {
+    fn node(&self) -> &Arc<Node> {
+        &self.ctx.node
+    }
+
     fn shard(&self) -> &str {
-        &self.node.shard
+        &self.ctx.node.shard
     }
 
     async fn reconcile(&mut self) {
-        let status = *self.coord.session().borrow();
+        let status = *self.ctx.coord.session().borrow();
         if status.closed {
             return;
         }
+        let view = self.ctx.view.borrow().clone();
+        let placement = self.placements.get(view.ring.as_ref());
+        self.node().set_placement(placement);
         if self.registered != Some(status.generation) {
             if self.leading.is_some() {
                 self.step_down("the coordinator session was replaced").await;
@@ -123,9 +176,10 @@ impl Runtime {
             match self.register().await {
                 Ok(()) => {
                     info!(
-                        node = self.node.id,
+                        node = self.node().id,
                         shard = self.shard(),
-                        addr = self.node.addr,
+                        addr = self.node().addr,
+                        cluster_addr = self.node().cluster_addr,
                         "registered"
                     );
                     self.registered = Some(status.generation);
@@ -136,30 +190,39 @@ impl Runtime {
                 }
             }
         }
-        let view = self.view.borrow().clone();
         let sv = view.shards.get(self.shard()).cloned().unwrap_or_default();
-        if self.leading.is_some() {
-            self.lead(&sv).await;
-        } else {
-            self.not_leading(&sv).await;
+        match &self.leading {
+            Some(l) => {
+                // Another leader took over (a newer epoch, or the lock held by someone else).
+                // A lock that merely vanished is caught by the lease task.
+                let lock_other = sv.leader_lock.as_deref().is_some_and(|id| id != self.node().id);
+                if sv.epoch() > l.epoch || (sv.epoch() == l.epoch && lock_other) {
+                    self.step_down("another leader took over").await;
+                }
+            }
+            None => self.not_leading(&sv).await,
         }
     }
 
     async fn register(&self) -> Result<(), CoordError> {
-        let shard = self.shard();
-        self.coord.ensure_path(&self.paths.nodes(shard)).await?;
+        let (coord, paths, shard) = (&self.ctx.coord, &self.ctx.paths, self.shard());
+        coord.ensure_path(&paths.nodes(shard)).await?;
         let info = NodeInfo {
-            id: self.node.id.clone(),
+            id: self.node().id.clone(),
             shard: shard.to_string(),
-            addr: self.node.addr.clone(),
+            addr: self.node().addr.clone(),
+            cluster_addr: self.node().cluster_addr.clone(),
         };
         let data = serde_json::to_vec(&info).expect("NodeInfo serialises");
-        let path = self.paths.node(shard, &self.node.id);
-        match self.coord.create(&path, &data, CreateMode::Ephemeral).await {
+        let path = paths.node(shard, &self.node().id);
+        match coord.create(&path, &data, CreateMode::Ephemeral).await {
             Err(CoordError::NodeExists) => {
                 // Left by our previous (expired) session: replace it with one we own.
-                self.coord.delete(&path, None).await.or_else(ignore_no_node)?;
-                self.coord.create(&path, &data, CreateMode::Ephemeral).await
+                match coord.delete(&path, None).await {
+                    Ok(()) | Err(CoordError::NoNode) => {}
+                    Err(e) => return Err(e),
+                }
+                coord.create(&path, &data, CreateMode::Ephemeral).await
             }
             other => other,
         }
@@ -168,13 +231,13 @@ impl Runtime {
     /// True (and reported loudly, once) when the coordinator names an epoch older than one
     /// this node has seen: its data was lost or rolled back. Such a state is never obeyed.
     fn epoch_regressed(&mut self, sv: &ShardView) -> bool {
-        let (named, seen) = (sv.epoch(), self.node.highest_epoch());
+        let (named, seen) = (sv.epoch(), self.node().highest_epoch());
         if sv.state.is_none() || named >= seen {
             return false;
         }
         if self.regressed != Some(named) {
             self.regressed = Some(named);
-            self.node.stats.epoch_regressions.fetch_add(1, Ordering::Relaxed);
+            Stats::bump(&self.node().stats.epoch_regressions);
             error!(
                 shard = self.shard(),
                 named,
@@ -186,40 +249,18 @@ impl Runtime {
         true
     }
 
-    async fn lead(&mut self, sv: &ShardView) {
-        let epoch = self.leading.as_ref().map_or(0, |l| l.epoch);
-        let lock_mine = sv.leader_lock.as_deref() == Some(self.node.id.as_str());
-        if sv.epoch() > epoch || (sv.epoch() == epoch && !lock_mine) {
-            self.step_down("another leader took over or the leader lock was lost")
-                .await;
-            return;
+    fn stop_following(&mut self) {
+        if let Some(f) = self.following.take() {
+            f.task.abort();
+            self.node().change_role(Role::Idle);
+            self.node().set_leader_hint(None);
         }
-        if !lock_mine {
-            // Either the view has not caught up with our election yet, or the coordinator
-            // lost the lock and the state (its data was wiped): ask it directly.
-            self.recheck_state().await;
-            if self.leading.is_none() {
-                return;
-            }
-        }
-        self.ring.reconcile(&self.node, &self.view).await;
-        let view = self.view.borrow().clone();
-        self.ring
-            .manage(&self.node, self.coord.as_ref(), &self.paths, &view)
-            .await;
-        self.sync_state().await;
     }
 
     async fn not_leading(&mut self, sv: &ShardView) {
         match sv.leader() {
-            Some(_) if self.epoch_regressed(sv) => {
-                if let Some(f) = self.following.take() {
-                    f.task.abort();
-                    self.node.change_role(Role::Idle);
-                    self.node.set_leader_hint(None);
-                }
-            }
-            Some(leader) if leader.id != self.node.id => {
+            Some(_) if self.epoch_regressed(sv) => self.stop_following(),
+            Some(leader) if leader.id != self.node().id => {
                 let leader = leader.clone();
                 self.ensure_following(&leader, sv.epoch());
             }
@@ -228,14 +269,10 @@ impl Runtime {
                 self.release_lock().await;
             }
             None => {
-                if let Some(f) = self.following.take() {
-                    f.task.abort();
-                    self.node.change_role(Role::Idle);
-                    self.node.set_leader_hint(None);
-                }
+                self.stop_following();
                 match sv.leader_lock.as_deref() {
                     None if self.eligible(sv.state.as_ref(), sv) => self.try_elect(sv).await,
-                    Some(id) if id == self.node.id => self.release_lock().await,
+                    Some(id) if id == self.node().id => self.release_lock().await,
                     _ => {}
                 }
             }
@@ -244,10 +281,10 @@ impl Runtime {
 
     fn eligible(&self, state: Option<&ShardState>, sv: &ShardView) -> bool {
         election::eligible(
-            &self.node.id,
+            &self.node().id,
             state,
             |id| sv.nodes.contains_key(id),
-            self.node.config.unclean_election,
+            self.node().config.unclean_election,
         )
     }
 
@@ -261,10 +298,16 @@ impl Runtime {
         if let Some(f) = self.following.take() {
             f.task.abort();
         }
-        let term = self.node.change_role(Role::Follower { epoch });
-        self.node.set_leader_hint(Some(leader.addr.clone()));
-        info!(leader = leader.id, addr = leader.addr, epoch, "following");
-        let task = tokio::spawn(follower::follow(self.node.clone(), leader.addr.clone(), epoch, term));
+        let term = self.node().change_role(Role::Follower { epoch });
+        self.node().set_leader_hint(Some(leader.addr.clone()));
+        info!(leader = leader.id, addr = leader.cluster_addr, epoch, "following");
+        let task = tokio::spawn(follower::follow(
+            self.node().clone(),
+            self.ctx.peer.clone(),
+            leader.cluster_addr.clone(),
+            epoch,
+            term,
+        ));
         self.following = Some(Following {
             leader_id: leader.id.clone(),
             epoch,
@@ -273,15 +316,11 @@ impl Runtime {
     }
 
     async fn try_elect(&mut self, sv: &ShardView) {
+        let (coord, paths) = (self.ctx.coord.clone(), self.ctx.paths.clone());
         let shard = self.shard().to_string();
         let sent = Instant::now();
-        match self
-            .coord
-            .create(
-                &self.paths.leader(&shard),
-                self.node.id.as_bytes(),
-                CreateMode::Ephemeral,
-            )
+        match coord
+            .create(&paths.leader(&shard), self.node().id.as_bytes(), CreateMode::Ephemeral)
             .await
         {
             Ok(()) => {}
@@ -292,7 +331,7 @@ impl Runtime {
             }
         }
         // Holding the lock: decide on the freshest state.
-        let fresh = match self.coord.get(&self.paths.state(&shard)).await {
+        let fresh = match coord.get(&paths.state(&shard)).await {
             Ok(Some((data, stat))) => match serde_json::from_slice::<ShardState>(&data) {
                 Ok(s) => Some((s, stat.version)),
                 Err(e) => {
@@ -313,18 +352,18 @@ impl Runtime {
             return;
         }
         let plan = election::plan(
-            &self.node.id,
+            &self.node().id,
             fresh.as_ref().map(|(s, _)| s),
             |id| sv.nodes.contains_key(id),
-            self.node.highest_epoch(),
+            self.node().highest_epoch(),
         );
         if plan.regressed {
             // Never reuse an epoch: the coordinator lost the state or was rolled back.
-            self.node.stats.epoch_regressions.fetch_add(1, Ordering::Relaxed);
+            Stats::bump(&self.node().stats.epoch_regressions);
             error!(
                 shard,
                 stored = fresh.as_ref().map_or(0, |(s, _)| s.epoch),
-                seen = self.node.highest_epoch(),
+                seen = self.node().highest_epoch(),
                 "the shard state's epoch is older than one this node has seen: the coordinator lost \
                  data; continuing above it"
             );
@@ -332,36 +371,44 @@ impl Runtime {
         let epoch = plan.epoch;
         let state = ShardState {
             epoch,
-            leader: Some(self.node.id.clone()),
+            leader: Some(self.node().id.clone()),
             isr: plan.isr,
-            ring_ready: self.node.lock().inbound.unwrap_or(0),
-            moving: None,
+            ring_ready: self.node().inbound().unwrap_or(0),
         };
         let data = serde_json::to_vec(&state).expect("ShardState serialises");
-        let path = self.paths.state(&shard);
+        let path = paths.state(&shard);
         let written = match fresh {
-            Some((_, version)) => self.coord.set(&path, &data, Some(version)).await,
-            None => self
-                .coord
-                .create(&path, &data, CreateMode::Persistent)
-                .await
-                .map(|()| 0),
+            Some((_, version)) => coord.set(&path, &data, Some(version)).await,
+            None => coord.create(&path, &data, CreateMode::Persistent).await.map(|()| 0),
         };
         match written {
             Ok(version) => {
                 if let Some(f) = self.following.take() {
                     f.task.abort();
                 }
-                self.node
-                    .become_leader(epoch, lease_after(self.coord.as_ref(), sent), plan.inherited);
-                self.ring.stop(&self.node);
-                self.ring.ready_for = state.ring_ready;
-                self.leading = Some(Leading {
+                let term = self
+                    .node()
+                    .become_leader(epoch, lease_after(coord.as_ref(), sent), plan.inherited);
+                // The ring duties report readiness to receive keys to the shard-state task.
+                let (ready_tx, ready_rx) = watch::channel(state.ring_ready);
+                let ctx = &self.ctx;
+                self.leading = Some(Term {
                     epoch,
-                    state_version: version,
-                    written: state.clone(),
+                    term,
+                    tasks: vec![
+                        tokio::spawn(lease::run(ctx.clone(), term, self.step_down.clone())),
+                        tokio::spawn(state::run(
+                            ctx.clone(),
+                            term,
+                            state,
+                            version,
+                            ready_rx,
+                            self.step_down.clone(),
+                        )),
+                        tokio::spawn(ring::run(ctx.clone(), term, ready_tx)),
+                    ],
                 });
-                info!(node = self.node.id, shard, epoch, "elected leader");
+                info!(node = self.node().id, shard, epoch, "elected leader");
             }
             Err(e) => {
                 debug!(error = %e, "lost the election race");
@@ -371,122 +418,25 @@ impl Runtime {
     }
 
     async fn release_lock(&self) {
-        self.release(&self.paths.leader(self.shard())).await;
-    }
-
-    /// Deletes the lock node at `path` if this node holds it.
-    async fn release(&self, path: &str) {
-        if let Ok(Some((data, _))) = self.coord.get(path).await
-            && data == self.node.id.as_bytes()
-        {
-            let _ = self.coord.delete(path, None).await;
-        }
+        release(&self.ctx, &self.ctx.paths.leader(self.shard())).await;
     }
 
     async fn step_down(&mut self, why: &str) {
-        if let Some(l) = self.leading.take() {
-            warn!(node = self.node.id, epoch = l.epoch, why, "stepping down");
+        if let Some(t) = self.leading.take() {
+            warn!(node = self.node().id, epoch = t.epoch, why, "stepping down");
+            t.stop(self.node());
         }
-        self.ring.stop(&self.node);
-        self.node.change_role(Role::Idle);
-        self.node.set_leader_hint(None);
+        self.node().change_role(Role::Idle);
+        self.node().set_leader_hint(None);
         self.release_lock().await;
         // Only leaders manage the ring: let another leader take over.
-        self.release(&self.paths.ring_lock()).await;
-    }
-
-    /// Writes the shard state when what it should say changed: the in-sync set the
-    /// replication layer wants, readiness to receive keys, progress in moving keys away.
-    async fn sync_state(&mut self) {
-        let Some(leading) = &self.leading else { return };
-        let (desired, confirmed) = {
-            let d = self.node.lock();
-            (d.followers.desired(), d.followers.confirmed().clone())
-        };
-        let moving = self.node.move_progress();
-        let isr_changed = desired != confirmed;
-        if !isr_changed && leading.written.ring_ready == self.ring.ready_for && leading.written.moving == moving {
-            return;
-        }
-        let mut isr = vec![self.node.id.clone()];
-        isr.extend(desired.iter().cloned());
-        let state = ShardState {
-            epoch: leading.epoch,
-            leader: Some(self.node.id.clone()),
-            isr,
-            ring_ready: self.ring.ready_for,
-            moving,
-        };
-        let path = self.paths.state(self.shard());
-        let data = serde_json::to_vec(&state).expect("ShardState serialises");
-        match self.coord.set(&path, &data, Some(leading.state_version)).await {
-            Ok(version) => {
-                if let Some(l) = &mut self.leading {
-                    l.state_version = version;
-                    l.written = state.clone();
-                }
-                if isr_changed {
-                    let mut d = self.node.lock();
-                    d.followers.confirm(desired);
-                    self.node.publish_commit(&d);
-                    drop(d);
-                    info!(shard = self.shard(), isr = ?state.isr, "in-sync set changed");
-                }
-            }
-            Err(CoordError::BadVersion) => self.recheck_state().await,
-            Err(e) => debug!(error = %e, "cannot write the shard state; will retry"),
-        }
-    }
-
-    /// A version-checked write failed, or the view shows neither our lock nor our state:
-    /// adopt the stored version if the state and the lock are still ours, step down otherwise.
-    async fn recheck_state(&mut self) {
-        let Some(epoch) = self.leading.as_ref().map(|l| l.epoch) else {
-            return;
-        };
-        match self.coord.get(&self.paths.leader(self.shard())).await {
-            Ok(Some((holder, _))) if holder == self.node.id.as_bytes() => {}
-            Ok(_) => {
-                self.step_down("the leader lock is gone").await;
-                return;
-            }
-            Err(e) => {
-                debug!(error = %e, "cannot read the leader lock");
-                return;
-            }
-        }
-        match self.coord.get(&self.paths.state(self.shard())).await {
-            Ok(Some((data, stat))) => match serde_json::from_slice::<ShardState>(&data) {
-                Ok(s) if s.epoch == epoch && s.leader.as_deref() == Some(self.node.id.as_str()) => {
-                    if let Some(l) = &mut self.leading {
-                        l.state_version = stat.version;
-                    }
-                    self.node.poke_cluster();
-                }
-                _ => self.step_down("the shard state changed under us").await,
-            },
-            Ok(None) => self.step_down("the shard state disappeared").await,
-            Err(e) => debug!(error = %e, "cannot re-read the shard state"),
-        }
-    }
-
-    async fn renew_lease(&mut self) {
-        if self.leading.is_none() {
-            return;
-        }
-        let sent = Instant::now();
-        let probe = tokio::time::timeout(self.coord.session_timeout() / 3, self.coord.probe()).await;
-        match probe {
-            Ok(Ok(())) => self.node.extend_lease(lease_after(self.coord.as_ref(), sent)),
-            Ok(Err(e)) => debug!(error = %e, "lease probe failed"),
-            Err(_) => debug!("lease probe timed out"),
-        }
+        release(&self.ctx, &self.ctx.paths.ring_lock()).await;
     }
 }
 
-fn ignore_no_node(e: CoordError) -> Result<(), CoordError> {
-    match e {
-        CoordError::NoNode => Ok(()),
-        e => Err(e),
+/// Deletes the lock at `path` if this session holds it.
+async fn release(ctx: &Ctx, path: &str) {
+    if let Err(e) = ctx.coord.delete_owned(path).await {
+        debug!(path, error = %e, "cannot release a lock; it goes with the session");
     }
 }

@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use kv_client::{ConnOptions, Connection};
-use kv_cluster::{ClusterView, MoveProgress, Placement};
-use tokio::sync::watch;
+use bytes::Bytes;
+use kv_cluster::Placement;
+use kv_peer::{MigrateItem, MoveProgress, PeerCommand};
 use tracing::{debug, info};
 
-use crate::node::Node;
+use super::{Ctx, Links};
+use crate::node::{Node, Stats};
 
 /// Store entries visited per lock hold.
 const SCAN_CHUNK: usize = 1024;
@@ -23,18 +23,13 @@ const SCAN_CHUNK: usize = 1024;
 const BATCH_BYTES: usize = 256 * 1024;
 /// How often progress is published.
 const REPORT_EVERY: Duration = Duration::from_millis(250);
-
-/// A key to copy: destination shard, key, value, absolute expiry (ms, 0 = none).
-struct Item {
-    to: String,
-    key: Vec<u8>,
-    value: Vec<u8>,
-    expires_at: u64,
-}
+/// How long a target may take to apply (and replicate) one batch.
+const BATCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Streams this shard's keys that move under `placement` (ring `version`) to their new
 /// owners. Runs until done; the caller aborts it when the term or the ring changes.
-pub async fn send(node: Arc<Node>, placement: Arc<Placement>, version: u64, view: watch::Receiver<Arc<ClusterView>>) {
+pub(super) async fn send(ctx: Ctx, placement: Arc<Placement>, version: u64) {
+    let node = &ctx.node;
     let shard = node.shard.clone();
     let mut progress = MoveProgress {
         version,
@@ -43,15 +38,12 @@ pub async fn send(node: Arc<Node>, placement: Arc<Placement>, version: u64, view
     // Count first, so the report has a total.
     let mut cursor = Some(0);
     while let Some(c) = cursor {
-        {
-            let d = node.lock();
-            cursor = d.store.scan(c, SCAN_CHUNK * 4, |k, _, _| {
-                if let Some(to) = placement.moved_away(&shard, k) {
-                    *progress.total.entry(to.to_string()).or_default() += 1;
-                }
-                true
-            });
-        }
+        cursor = node.scan(c, SCAN_CHUNK * 4, |k, _, _| {
+            if let Some(to) = placement.moved_away(&shard, k) {
+                *progress.total.entry(to.to_string()).or_default() += 1;
+            }
+            true
+        });
         tokio::task::yield_now().await;
     }
     for to in progress.total.keys() {
@@ -64,37 +56,30 @@ pub async fn send(node: Arc<Node>, placement: Arc<Placement>, version: u64, view
     let started = Instant::now();
     let mut sent_total = 0u64;
     let (mut last_report, mut at_last_report) = (Instant::now(), 0u64);
-    let mut links: BTreeMap<String, (String, Connection)> = BTreeMap::new();
+    let mut links = Links::new(ctx.peer.clone());
     let mut cursor = Some(0);
     while let Some(c) = cursor {
-        let mut batch: Vec<Item> = Vec::new();
+        let mut by_dest: BTreeMap<String, Vec<MigrateItem>> = BTreeMap::new();
         let mut bytes = 0;
-        {
-            let d = node.lock();
-            let now = kv_store::time::now_ms();
-            cursor = d.store.scan(c, SCAN_CHUNK, |k, v, at| {
-                if let Some(to) = placement.moved_away(&shard, k)
-                    && at.is_none_or(|t| t > now)
-                {
-                    bytes += k.len() + v.len();
-                    batch.push(Item {
-                        to: to.to_string(),
-                        key: k.to_vec(),
-                        value: v.to_vec(),
-                        expires_at: at.unwrap_or(0),
-                    });
-                }
-                bytes < BATCH_BYTES
-            });
-        }
-        let mut by_dest: BTreeMap<String, Vec<Item>> = BTreeMap::new();
-        for item in batch {
-            by_dest.entry(item.to.clone()).or_default().push(item);
-        }
+        let now = kv_store::time::now_ms();
+        cursor = node.scan(c, SCAN_CHUNK, |k, v, at| {
+            if let Some(to) = placement.moved_away(&shard, k)
+                && at.is_none_or(|t| t > now)
+            {
+                bytes += k.len() + v.len();
+                by_dest.entry(to.to_string()).or_default().push(MigrateItem {
+                    key: Bytes::copy_from_slice(k),
+                    value: Bytes::copy_from_slice(v),
+                    expires_at: at,
+                });
+            }
+            bytes < BATCH_BYTES
+        });
         for (to, items) in by_dest {
-            deliver(&node, &view, &mut links, &to, version, &items).await;
-            *progress.moved.entry(to).or_default() += items.len() as u64;
-            sent_total += items.len() as u64;
+            let n = items.len() as u64;
+            deliver(&ctx, &mut links, &to, PeerCommand::Migrate { version, items }.encode()).await;
+            *progress.moved.entry(to).or_default() += n;
+            sent_total += n;
         }
         if rate > 0 {
             // Keep the average at or under the configured rate.
@@ -115,53 +100,26 @@ pub async fn send(node: Arc<Node>, placement: Arc<Placement>, version: u64, view
     info!(version, moved = ?progress.moved, secs = started.elapsed().as_secs_f64(), "all moving keys sent");
 }
 
-/// Sends one batch to the leader of `to`, retrying (with a fresh connection, after the view
-/// changes or a pause) until it is acknowledged: the target replicates it before answering.
-async fn deliver(
-    node: &Node,
-    view: &watch::Receiver<Arc<ClusterView>>,
-    links: &mut BTreeMap<String, (String, Connection)>,
-    to: &str,
-    version: u64,
-    items: &[Item],
-) {
-    let mut cmd = BytesMut::new();
-    kv_proto::write::array_header(&mut cmd, 2 + 3 * items.len());
-    kv_proto::write::bulk(&mut cmd, b"KV.MIGRATE");
-    kv_proto::write::bulk(&mut cmd, version.to_string().as_bytes());
-    for it in items {
-        kv_proto::write::bulk(&mut cmd, &it.key);
-        kv_proto::write::bulk(&mut cmd, &it.value);
-        kv_proto::write::bulk(&mut cmd, it.expires_at.to_string().as_bytes());
-    }
-    let cmd = cmd.freeze();
+/// Sends one batch to the leader of `to`, retrying (over a fresh connection, after a pause)
+/// until it is acknowledged: the target replicates it before answering.
+async fn deliver(ctx: &Ctx, links: &mut Links, to: &str, cmd: Bytes) {
     let mut backoff = Duration::from_millis(20);
     loop {
-        let leader = view
+        let leader = ctx
+            .view
             .borrow()
             .shards
             .get(to)
             .and_then(|sv| sv.leader())
-            .map(|l| l.addr.clone());
+            .map(|l| l.cluster_addr.clone());
         if let Some(addr) = leader {
-            let stale = links.get(to).is_none_or(|(a, c)| *a != addr || c.is_closed());
-            if stale && let Ok(c) = Connection::connect(&addr, ConnOptions::default()).await {
-                links.insert(to.to_string(), (addr.clone(), c));
-            }
-            if let Some((_, c)) = links.get(to) {
-                match c.call(cmd.clone()).await {
-                    Ok(reply) if reply.as_error().is_none() => return,
-                    Ok(reply) => debug!(to, reply = ?reply, "the target refused a batch; retrying"),
-                    Err(e) => {
-                        debug!(to, error = %e, "sending a batch failed; retrying");
-                        links.remove(to);
-                    }
-                }
+            match links.call(&addr, cmd.clone(), BATCH_TIMEOUT).await {
+                Ok(reply) if reply.as_error().is_none() => return,
+                Ok(reply) => debug!(to, reply = ?reply, "the target refused a batch; retrying"),
+                Err(e) => debug!(to, error = %e, "sending a batch failed; retrying"),
             }
         }
-        node.stats
-            .move_retries
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Stats::bump(&ctx.node.stats.move_retries);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_millis(500));
     }
@@ -178,17 +136,14 @@ pub async fn clean_up(node: Arc<Node>, placement: Arc<Placement>, still: impl Fn
             return;
         }
         let mut keys: Vec<Vec<u8>> = Vec::new();
-        {
-            let d = node.lock();
-            cursor = d.store.scan(c, SCAN_CHUNK, |k, _, _| {
-                if placement.current().shard_for(k) != Some(shard.as_str()) {
-                    keys.push(k.to_vec());
-                }
-                true
-            });
-        }
+        cursor = node.scan(c, SCAN_CHUNK, |k, _, _| {
+            if placement.current().shard_for(k) != Some(shard.as_str()) {
+                keys.push(k.to_vec());
+            }
+            true
+        });
         if !keys.is_empty() {
-            let result = node.write_unguarded(|w| {
+            let result = node.write_internal(|w| {
                 for k in &keys {
                     w.del(k);
                 }

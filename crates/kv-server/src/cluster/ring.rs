@@ -1,77 +1,97 @@
-//! A leader's part in ring changes (see `kv_cluster::placement`):
+//! A leader's part in ring changes (see `kv_cluster::placement`), in its own task:
 //!
-//! - refuse writes of keys moving away, during the moving phase;
 //! - get ready to receive keys (log the inbound marker, wait until it is replicated, then
-//!   report `ring_ready` in the shard state), and stop receiving once the ring is final;
+//!   report readiness to the shard-state task), and stop receiving once the ring is final;
 //! - as a source, stream the moving keys ([`super::moves::send`]);
 //! - once a ring is final, delete what the shard no longer owns;
-//! - and, for whichever leader holds the ring lock, manage the ring itself.
+//! - and, for whichever leader holds the ring lock, manage the ring itself, reading the
+//!   sources' progress from their `KV.INFO` on the cluster port.
+//!
+//! Writes of keys moving away are refused by the node itself: the membership task keeps
+//! the node's placement current, and ownership is checked on every write.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kv_cluster::placement::{ManagerInput, next_ring};
-use kv_cluster::{ClusterView, CoordError, Coordinator, CreateMode, Paths, Phase, Placement, RingState};
+use kv_cluster::{ClusterView, CoordError, CreateMode, Phase, PlacementCache, RingState};
+use kv_peer::{PeerCommand, ServerInfo};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use super::moves;
-use crate::node::Node;
+use super::{Ctx, Links, moves};
 
-/// Per-term state of a leader's ring duties.
-#[derive(Default)]
-pub struct RingDuties {
-    /// The ring version this shard is ready to receive keys for (reported in its state).
-    pub ready_for: u64,
+/// How often the ring manager reads the sources' progress during a move.
+const POLL: Duration = Duration::from_millis(250);
+/// How long a source may take to report.
+const INFO_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Runs a leader's ring duties for `term`; readiness to receive keys goes to `ready`.
+pub(super) async fn run(ctx: Ctx, term: u64, ready: watch::Sender<u64>) {
+    let mut duties = RingDuties {
+        ready,
+        sender: None,
+        cleaner: None,
+        cleaned: 0,
+        empty_since: HashMap::new(),
+        placements: PlacementCache::default(),
+        links: Links::new(ctx.peer.clone()),
+    };
+    let mut view = ctx.view.clone();
+    let mut poll = tokio::time::interval(POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if !ctx.node.in_term(term) {
+            return;
+        }
+        let snapshot = view.borrow_and_update().clone();
+        duties.reconcile(&ctx, &snapshot).await;
+        duties.manage(&ctx, &snapshot).await;
+        tokio::select! {
+            r = view.changed() => if r.is_err() { return },
+            _ = poll.tick() => {}
+        }
+    }
+}
+
+struct RingDuties {
+    ready: watch::Sender<u64>,
     sender: Option<(u64, JoinHandle<()>)>,
     cleaner: Option<(u64, JoinHandle<()>)>,
     cleaned: u64,
     /// When each ring shard was first seen without any live server.
     empty_since: HashMap<String, Instant>,
-    /// The placement of the last ring seen, rebuilt only when the ring changes.
-    placement: Option<(RingState, Arc<Placement>)>,
+    placements: PlacementCache,
+    /// To read the sources' progress.
+    links: Links,
+}
+
+impl Drop for RingDuties {
+    fn drop(&mut self) {
+        for (_, t) in self.sender.take().into_iter().chain(self.cleaner.take()) {
+            t.abort();
+        }
+    }
 }
 
 impl RingDuties {
-    /// Stops the background tasks (leadership ended).
-    pub fn stop(&mut self, node: &Node) {
-        if let Some((_, t)) = self.sender.take() {
-            t.abort();
-        }
-        if let Some((_, t)) = self.cleaner.take() {
-            t.abort();
-        }
-        node.clear_move();
-        node.lock().moving = None;
-        self.ready_for = 0;
-        self.cleaned = 0;
-    }
-
     /// Reconciles the leader's duties with the ring in `view`.
-    pub async fn reconcile(&mut self, node: &Arc<Node>, view: &watch::Receiver<Arc<ClusterView>>) {
-        let snapshot = view.borrow().clone();
-        let Some(ring) = snapshot.ring.as_ref() else {
+    async fn reconcile(&mut self, ctx: &Ctx, view: &Arc<ClusterView>) {
+        let Some(ring) = view.ring.as_ref() else {
             return;
         };
-        let placement = match &self.placement {
-            Some((seen, p)) if seen == ring => p.clone(),
-            _ => {
-                let p = Arc::new(Placement::new(Some(ring)));
-                self.placement = Some((ring.clone(), p.clone()));
-                p
-            }
-        };
+        let node = &ctx.node;
+        let placement = self.placements.get(Some(ring));
         let shard = node.shard.as_str();
         let moving = ring.next.as_ref().is_some_and(|n| n.phase == Phase::Moving);
-        node.lock().moving = moving.then(|| placement.clone());
 
         // Receiving.
         match &ring.next {
             Some(next) if next.shards.iter().any(|s| s == shard) => {
-                if node.lock().inbound != Some(next.version) {
-                    match node.write_unguarded(|w| w.set_inbound(next.version)) {
+                if node.inbound() != Some(next.version) {
+                    match node.write_internal(|w| w.set_inbound(next.version)) {
                         Ok((_, Some(p))) if node.wait_replicated(p).await.is_err() => return,
                         Ok(_) => info!(version = next.version, "ready to receive keys"),
                         Err(e) => {
@@ -80,10 +100,10 @@ impl RingDuties {
                         }
                     }
                 }
-                self.ready_for = next.version;
+                self.ready.send_replace(next.version);
             }
-            None if node.lock().inbound.is_some() => {
-                let _ = node.write_unguarded(|w| w.set_inbound(0));
+            None if node.inbound().is_some() => {
+                let _ = node.write_internal(|w| w.set_inbound(0));
             }
             _ => {}
         }
@@ -97,7 +117,7 @@ impl RingDuties {
                         t.abort();
                     }
                     node.clear_move();
-                    let task = tokio::spawn(moves::send(node.clone(), placement.clone(), next.version, view.clone()));
+                    let task = tokio::spawn(moves::send(ctx.clone(), placement.clone(), next.version));
                     self.sender = Some((next.version, task));
                 }
             }
@@ -115,20 +135,22 @@ impl RingDuties {
             if let Some((_, t)) = self.cleaner.take() {
                 t.abort();
             }
-            let (version, view) = (ring.version, view.clone());
+            let (version, watched) = (ring.version, ctx.view.clone());
             let still = move || {
-                view.borrow()
+                watched
+                    .borrow()
                     .ring
                     .as_ref()
                     .is_some_and(|r| r.version == version && r.next.is_none())
             };
-            let task = tokio::spawn(moves::clean_up(node.clone(), placement.clone(), still));
+            let task = tokio::spawn(moves::clean_up(node.clone(), placement, still));
             self.cleaner = Some((ring.version, task));
         }
     }
 
     /// If this leader holds (or takes) the ring lock, moves the ring one step.
-    pub async fn manage(&mut self, node: &Node, coord: &dyn Coordinator, paths: &Paths, view: &ClusterView) {
+    async fn manage(&mut self, ctx: &Ctx, view: &ClusterView) {
+        let (node, coord, paths) = (&ctx.node, &ctx.coord, &ctx.paths);
         // The view carries the lock holder: no coordinator round trip per reconcile.
         match view.ring_lock.as_deref() {
             Some(holder) if holder == node.id => {}
@@ -162,6 +184,9 @@ impl RingDuties {
                     self.empty_since.remove(s);
                 }
             }
+            if let Some(next) = ring.next.as_ref().filter(|n| n.phase == Phase::Moving) {
+                input.done = self.sources_done(ctx, view, ring, next.version).await;
+            }
         }
         // A removal request is done once the shard is off the ring and its servers stopped.
         if let Some(ring) = &view.ring {
@@ -194,5 +219,40 @@ impl RingDuties {
             Err(CoordError::BadVersion | CoordError::NodeExists) => {}
             Err(e) => warn!(error = %e, "cannot write the ring"),
         }
+    }
+
+    /// The source shards whose leaders report every key moving to ring `version` sent.
+    async fn sources_done(
+        &mut self,
+        ctx: &Ctx,
+        view: &ClusterView,
+        ring: &RingState,
+        version: u64,
+    ) -> BTreeSet<String> {
+        let mut done = BTreeSet::new();
+        for s in &ring.shards {
+            let progress = if *s == ctx.node.shard {
+                ctx.node.move_progress()
+            } else {
+                let Some(leader) = view.shards.get(s).and_then(|sv| sv.leader()) else {
+                    continue;
+                };
+                let reply = self
+                    .links
+                    .call(&leader.cluster_addr, PeerCommand::Info.encode(), INFO_TIMEOUT)
+                    .await;
+                match reply.map(|f| ServerInfo::from_frame(&f)) {
+                    Ok(Ok(info)) => info.moving,
+                    other => {
+                        debug!(shard = s, reply = ?other.err(), "cannot read a source's move progress");
+                        None
+                    }
+                }
+            };
+            if progress.is_some_and(|p| p.version == version && p.done) {
+                done.insert(s.clone());
+            }
+        }
+        done
     }
 }

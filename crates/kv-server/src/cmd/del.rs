@@ -2,7 +2,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Args, CmdError, reply_write, write_opt};
+use super::{Args, CmdError, reply, write_opt};
 use crate::node::{Node, Pending};
 
 /// `DEL key [key ...]`: how many keys were removed.
@@ -19,8 +19,10 @@ impl Del {
     }
 
     pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
-        let result = node.write(|w| self.keys.iter().filter(|k| w.del(k)).count());
-        reply_write(out, result, |out, n| kv_proto::write::integer(out, n as i64))
+        let result = node.write(self.keys.iter().map(|k| &k[..]), |w| {
+            self.keys.iter().filter(|k| w.del(k)).count()
+        });
+        reply(out, result, |out, n| kv_proto::write::integer(out, n as i64))
     }
 }
 
@@ -38,13 +40,13 @@ impl GetDel {
     }
 
     pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
-        let result = node.write(|w| {
+        let result = node.write([&self.key[..]], |w| {
             let old = w.get(&self.key).map(|(v, _)| v);
             if old.is_some() {
                 w.del(&self.key);
             }
             old
         });
-        reply_write(out, result, |out, old| write_opt(out, old.as_ref()))
+        reply(out, result, |out, old| write_opt(out, old.as_ref()))
     }
 }

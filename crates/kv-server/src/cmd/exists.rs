@@ -2,8 +2,8 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Args, CmdError};
-use crate::node::Node;
+use super::{Args, CmdError, reply};
+use crate::node::{Node, Pending};
 
 /// `EXISTS key [key ...]`: how many of the keys exist (a key named twice counts twice).
 #[derive(Debug)]
@@ -18,8 +18,9 @@ impl Exists {
         })
     }
 
-    pub fn apply(self, node: &Node, out: &mut BytesMut) {
-        let n = node.read(|r| self.keys.iter().filter(|k| r.get(k, |v| v.is_some())).count());
-        kv_proto::write::integer(out, n as i64);
+    pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
+        let keys = self.keys.iter().map(|k| &k[..]);
+        let result = node.read(keys, |r| self.keys.iter().filter(|k| r.get(k, |v| v.is_some())).count());
+        reply(out, result, |out, n| kv_proto::write::integer(out, n as i64))
     }
 }

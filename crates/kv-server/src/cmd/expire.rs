@@ -2,7 +2,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Args, CmdError, reply_write};
+use super::{Args, CmdError, reply};
 use crate::node::{Node, Pending};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +65,7 @@ impl Expire {
     }
 
     pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
-        let result = node.write(|w| {
+        let result = node.write([&self.key[..]], |w| {
             let Some(current) = w.expiry_of(&self.key) else {
                 return Ok(false);
             };
@@ -95,7 +95,7 @@ impl Expire {
             Ok(true)
         });
         let name = &self.name;
-        reply_write(out, result, |out, r| match r {
+        reply(out, result, |out, r| match r {
             Ok(set) => kv_proto::write::integer(out, set as i64),
             Err(()) => kv_proto::write::error(out, format!("ERR invalid expire time in '{name}' command").as_bytes()),
         })
@@ -116,11 +116,11 @@ impl Persist {
     }
 
     pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
-        let result = node.write(|w| match w.expiry_of(&self.key) {
+        let result = node.write([&self.key[..]], |w| match w.expiry_of(&self.key) {
             Some(Some(_)) => w.expire(&self.key, None),
             _ => false,
         });
-        reply_write(out, result, |out, r| kv_proto::write::integer(out, r as i64))
+        reply(out, result, |out, r| kv_proto::write::integer(out, r as i64))
     }
 }
 
@@ -138,8 +138,8 @@ impl Ttl {
         Ok(Ttl { key, millis })
     }
 
-    pub fn apply(self, node: &Node, out: &mut BytesMut) {
-        let n = node.read(|r| {
+    pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
+        let result = node.read([&self.key[..]], |r| {
             let now = r.now();
             r.lookup(&self.key, |hit| match hit {
                 None => -2,
@@ -150,6 +150,6 @@ impl Ttl {
                 }
             })
         });
-        kv_proto::write::integer(out, n);
+        reply(out, result, kv_proto::write::integer)
     }
 }

@@ -1,9 +1,10 @@
-//! Reads of values: GET, MGET, STRLEN.
+//! Reads of values: GET, MGET, STRLEN. Values are written from the store straight into the
+//! reply, under the node's lock: no copy.
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Args, CmdError};
-use crate::node::Node;
+use super::{Args, CmdError, reply};
+use crate::node::{Node, Pending};
 
 /// `GET key`: the value, or nil.
 #[derive(Debug)]
@@ -18,13 +19,14 @@ impl Get {
         Ok(Get { key })
     }
 
-    pub fn apply(self, node: &Node, out: &mut BytesMut) {
-        node.read(|r| {
+    pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
+        let result = node.read([&self.key[..]], |r| {
             r.get(&self.key, |v| match v {
                 Some(v) => kv_proto::write::bulk(out, v),
                 None => kv_proto::write::null(out),
             })
         });
+        reply(out, result, |_, ()| {})
     }
 }
 
@@ -41,9 +43,9 @@ impl MGet {
         })
     }
 
-    pub fn apply(self, node: &Node, out: &mut BytesMut) {
-        kv_proto::write::array_header(out, self.keys.len());
-        node.read(|r| {
+    pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
+        let result = node.read(self.keys.iter().map(|k| &k[..]), |r| {
+            kv_proto::write::array_header(out, self.keys.len());
             for k in &self.keys {
                 r.get(k, |v| match v {
                     Some(v) => kv_proto::write::bulk(out, v),
@@ -51,6 +53,7 @@ impl MGet {
                 });
             }
         });
+        reply(out, result, |_, ()| {})
     }
 }
 
@@ -67,8 +70,8 @@ impl StrLen {
         Ok(StrLen { key })
     }
 
-    pub fn apply(self, node: &Node, out: &mut BytesMut) {
-        let n = node.read(|r| r.get(&self.key, |v| v.map_or(0, <[u8]>::len)));
-        kv_proto::write::integer(out, n as i64);
+    pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
+        let result = node.read([&self.key[..]], |r| r.get(&self.key, |v| v.map_or(0, <[u8]>::len)));
+        reply(out, result, |out, n| kv_proto::write::integer(out, n as i64))
     }
 }

@@ -6,7 +6,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::args::parse_i64;
-use super::{Args, CmdError, reply_write};
+use super::{Args, CmdError, reply};
 use crate::node::{Node, Pending};
 
 /// `INCR`/`DECR key`, `INCRBY`/`DECRBY key delta`.
@@ -44,7 +44,7 @@ impl IncrBy {
     }
 
     pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
-        let result = node.write(|w| {
+        let result = node.write([&self.key[..]], |w| {
             let (current, expires_at) = match w.get(&self.key) {
                 Some((v, at)) => match parse_i64(&v) {
                     Some(n) => (n, at),
@@ -58,7 +58,7 @@ impl IncrBy {
             w.set(&self.key, next.to_string().as_bytes(), expires_at);
             Outcome::Value(next)
         });
-        reply_write(out, result, |out, r| match r {
+        reply(out, result, |out, r| match r {
             Outcome::Value(n) => kv_proto::write::integer(out, n),
             Outcome::NotInteger => kv_proto::write::error(out, CmdError::NotInteger.to_string().as_bytes()),
             Outcome::Overflow => kv_proto::write::error(out, b"ERR increment or decrement would overflow"),
@@ -83,7 +83,7 @@ impl Append {
 
     pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
         let max = node.config.resp.proto_max_bulk_len as usize;
-        let result = node.write(|w| {
+        let result = node.write([&self.key[..]], |w| {
             let (mut current, expires_at) = match w.get(&self.key) {
                 Some((v, at)) => (v.to_vec(), at),
                 None => (Vec::new(), None),
@@ -98,7 +98,7 @@ impl Append {
             w.set(&self.key, &current, expires_at);
             Ok(current.len())
         });
-        reply_write(out, result, |out, r| match r {
+        reply(out, result, |out, r| match r {
             Ok(n) => kv_proto::write::integer(out, n as i64),
             Err(e) => kv_proto::write::error(out, e.as_bytes()),
         })

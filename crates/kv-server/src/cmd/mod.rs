@@ -1,6 +1,9 @@
 //! Client commands: one file per command (or family), each with `parse` from a request and
-//! `apply` to the node, writing its reply. A command that must be replicated before its reply
-//! is sent returns the [`Pending`] write to wait for.
+//! `apply` to the node, writing its reply. A command whose reply must wait until followers
+//! applied what it wrote (or saw) returns the [`Pending`] entry to wait for.
+//!
+//! These are the commands of the client port. The cluster port serves them too (gates
+//! forward their clients' commands there), plus the internal ones (`crate::peer`).
 //!
 //! Error replies follow Redis's wording, so Redis clients and tools recognise them.
 
@@ -11,8 +14,6 @@ mod exists;
 mod expire;
 mod get;
 mod incr;
-mod info;
-mod moves;
 mod set;
 
 use bytes::{Bytes, BytesMut};
@@ -20,8 +21,7 @@ use kv_proto::Request;
 
 pub use args::{Args, CmdError};
 
-use crate::node::{Node, Pending, WriteError};
-use crate::replication::leader::SyncRequest;
+use crate::node::{Node, Pending, Refusal};
 
 /// A parsed client command.
 #[derive(Debug)]
@@ -44,14 +44,6 @@ pub enum Command {
     IncrBy(incr::IncrBy),
     Append(incr::Append),
     DbSize,
-    /// `KV.INFO`: this node's role, position and contents, for gates and operators.
-    Info,
-    /// `KV.SYNC`: a follower asks to replicate; the connection becomes a replication stream.
-    Sync(SyncRequest),
-    /// `KV.MIGRATE`, `KV.DROP`, `KV.FETCH`: ring changes (see `moves.rs`).
-    Migrate(moves::Migrate),
-    Drop(moves::Drop),
-    Fetch(moves::Fetch),
 }
 
 impl Command {
@@ -94,14 +86,6 @@ impl Command {
                 args.finish()?;
                 Command::DbSize
             }
-            b"KV.INFO" => {
-                args.finish()?;
-                Command::Info
-            }
-            b"KV.SYNC" => Command::Sync(SyncRequest::parse(&mut args)?),
-            b"KV.MIGRATE" => Command::Migrate(moves::Migrate::parse(&mut args)?),
-            b"KV.DROP" => Command::Drop(moves::Drop::parse(&mut args)?),
-            b"KV.FETCH" => Command::Fetch(moves::Fetch::parse(&mut args)?),
             _ => return Err(args.unknown()),
         })
     }
@@ -113,37 +97,33 @@ impl Command {
             Command::Echo(c) => c.apply(out),
             Command::Select(c) => c.apply(out),
             Command::Quit => kv_proto::write::ok(out),
-            Command::Get(c) => c.apply(node, out),
-            Command::MGet(c) => c.apply(node, out),
-            Command::StrLen(c) => c.apply(node, out),
+            Command::Get(c) => return c.apply(node, out),
+            Command::MGet(c) => return c.apply(node, out),
+            Command::StrLen(c) => return c.apply(node, out),
             Command::Set(c) => return c.apply(node, out),
             Command::MSet(c) => return c.apply(node, out),
             Command::Del(c) => return c.apply(node, out),
             Command::GetDel(c) => return c.apply(node, out),
-            Command::Exists(c) => c.apply(node, out),
+            Command::Exists(c) => return c.apply(node, out),
             Command::Expire(c) => return c.apply(node, out),
             Command::Persist(c) => return c.apply(node, out),
-            Command::Ttl(c) => c.apply(node, out),
+            Command::Ttl(c) => return c.apply(node, out),
             Command::IncrBy(c) => return c.apply(node, out),
             Command::Append(c) => return c.apply(node, out),
             Command::DbSize => {
-                let n = node.read(|r| r.len());
-                kv_proto::write::integer(out, n as i64);
+                let result = node.read(std::iter::empty::<&[u8]>(), |r| r.len());
+                return reply(out, result, |out, n| kv_proto::write::integer(out, n as i64));
             }
-            Command::Info => info::apply(node, out),
-            Command::Migrate(c) => return c.apply(node, out),
-            Command::Drop(c) => return c.apply(node, out),
-            Command::Fetch(c) => c.apply(node, out),
-            Command::Sync(_) => kv_proto::write::error(out, b"ERR KV.SYNC must be the first command on a connection"),
         }
         None
     }
 }
 
-/// Writes the reply of a write command: `ok` on success, the refusal otherwise.
-fn reply_write<R>(
+/// Writes a command's reply: `ok` with its result when it ran (it may also have written
+/// its reply itself), the refusal otherwise. Returns what the reply must wait for.
+pub fn reply<R>(
     out: &mut BytesMut,
-    result: Result<(R, Option<Pending>), WriteError>,
+    result: Result<(R, Option<Pending>), Refusal>,
     ok: impl FnOnce(&mut BytesMut, R),
 ) -> Option<Pending> {
     match result {

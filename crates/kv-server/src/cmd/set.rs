@@ -4,7 +4,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Args, CmdError, reply_write, write_opt};
+use super::{Args, CmdError, reply, write_opt};
 use crate::node::{Node, Pending};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,7 +148,7 @@ impl Set {
 
     pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
         let flag = self.flag_reply;
-        let result = node.write(|w| {
+        let result = node.write([&self.key[..]], |w| {
             if !w.fits(self.key.len(), self.value.len()) {
                 return Outcome::TooLarge;
             }
@@ -182,7 +182,7 @@ impl Set {
             }
             if self.get { Outcome::Old(old_value) } else { Outcome::Ok }
         });
-        reply_write(out, result, |out, outcome| match outcome {
+        reply(out, result, |out, outcome| match outcome {
             Outcome::Ok if flag => kv_proto::write::integer(out, 1),
             Outcome::NotSet if flag => kv_proto::write::integer(out, 0),
             Outcome::Ok => kv_proto::write::ok(out),
@@ -210,7 +210,8 @@ impl MSet {
     }
 
     pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
-        let result = node.write(|w| {
+        let keys = self.pairs.iter().step_by(2).map(|k| &k[..]);
+        let result = node.write(keys, |w| {
             if self.pairs.chunks_exact(2).any(|p| !w.fits(p[0].len(), p[1].len())) {
                 return false;
             }
@@ -219,7 +220,7 @@ impl MSet {
             }
             true
         });
-        reply_write(out, result, |out, ok| {
+        reply(out, result, |out, ok| {
             if ok {
                 kv_proto::write::ok(out)
             } else {

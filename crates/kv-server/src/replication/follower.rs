@@ -1,30 +1,32 @@
-//! The follower's side of replication: connect to the leader, resume or load a snapshot,
-//! apply the stream, acknowledge.
+//! The follower's side of replication: connect to the leader's cluster port (proving the
+//! cluster secret), resume or load a snapshot, apply the stream, acknowledge, and hold the
+//! read lease the leader's heartbeats grant.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use kv_proto::{CommandBuilder, Limits, Request};
+use kv_client::ConnOptions;
+use kv_peer::stream::{Ack, LeaderMsg};
+use kv_peer::{PeerCommand, SyncRequest};
+use kv_proto::{Limits, Request};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tracing::{info, warn};
 
 use crate::connection::{ConnError, Connection};
-use crate::node::{ApplyError, Node};
-use crate::replication::leader::SyncRequest;
-use crate::replication::ops::parse_u64;
+use crate::node::following::ApplyError;
+use crate::node::{Node, Stats};
 
 /// Why one attempt to follow ended.
 #[derive(Debug, thiserror::Error)]
 enum FollowError {
     #[error("cannot connect to the leader: {0}")]
-    Connect(String),
+    Connect(std::io::Error),
     #[error(transparent)]
     Conn(#[from] ConnError),
     #[error("the leader closed the stream")]
     Closed,
-    #[error("the leader sent nothing for {0:?}")]
+    #[error("the leader sent nothing (or took nothing) for {0:?}")]
     Silent(Duration),
     #[error("the leader refused: {0}")]
     Refused(String),
@@ -40,17 +42,26 @@ impl From<std::io::Error> for FollowError {
     }
 }
 
-/// Follows the leader at `leader` (of `epoch`) for as long as this node's role stays in
-/// `term`, reconnecting with backoff when the stream breaks.
-pub async fn follow(node: Arc<Node>, leader: String, epoch: u64, term: u64) {
+impl From<kv_peer::DecodeError> for FollowError {
+    fn from(e: kv_peer::DecodeError) -> Self {
+        FollowError::Unexpected(e.to_string())
+    }
+}
+
+/// Follows the leader whose cluster port is `leader` (of `epoch`) for as long as this
+/// node's role stays in `term`, reconnecting with backoff when the stream breaks.
+pub async fn follow(node: Arc<Node>, options: ConnOptions, leader: String, epoch: u64, term: u64) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        match follow_once(&node, &leader, epoch, term).await {
+        let result = follow_once(&node, &options, &leader, epoch, term).await;
+        // Whatever ended the stream, the leader no longer vouches for this replica.
+        node.revoke_read_lease();
+        match result {
             Err(FollowError::Apply(ApplyError::StaleTerm)) => return,
             Err(e) => warn!(leader, error = %e, "replication from the leader stopped; reconnecting"),
             Ok(()) => {}
         }
-        if node.lock().term != term {
+        if !node.in_term(term) {
             return;
         }
         tokio::time::sleep(backoff).await;
@@ -67,116 +78,147 @@ fn limits(node: &Node) -> Limits {
     }
 }
 
-fn name_is(req: &Request, name: &[u8]) -> bool {
-    req.name().eq_ignore_ascii_case(name)
+/// The acks sent recently, to turn a heartbeat's echo into a read lease measured from when
+/// the echoed ack was *sent* (see `kv_peer::stream`).
+struct Acks {
+    seq: u64,
+    sent: VecDeque<(u64, Instant)>,
 }
 
-fn arg_u64(req: &Request, i: usize) -> Result<u64, FollowError> {
-    req.args()
-        .get(i)
-        .and_then(|a| parse_u64(a))
-        .ok_or_else(|| FollowError::Unexpected(format!("bad {}", String::from_utf8_lossy(req.name()))))
+impl Acks {
+    fn new() -> Acks {
+        Acks {
+            seq: 0,
+            sent: VecDeque::new(),
+        }
+    }
+
+    async fn send(&mut self, conn: &mut Connection, offset: u64, limit: Duration) -> Result<(), FollowError> {
+        self.seq += 1;
+        let now = Instant::now();
+        self.sent.push_back((self.seq, now));
+        // Older acks can no longer grant a lease that matters.
+        while self.sent.len() > 64 {
+            self.sent.pop_front();
+        }
+        let msg = Ack { offset, seq: self.seq }.encode();
+        match tokio::time::timeout(limit, conn.stream.write_all(&msg)).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(FollowError::Silent(limit)),
+        }
+    }
+
+    fn sent_at(&self, seq: u64) -> Option<Instant> {
+        self.sent.iter().find(|(s, _)| *s == seq).map(|(_, t)| *t)
+    }
 }
 
-async fn follow_once(node: &Node, leader: &str, epoch: u64, term: u64) -> Result<(), FollowError> {
-    let stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(leader))
-        .await
-        .map_err(|_| FollowError::Connect("timed out".into()))?
-        .map_err(|e| FollowError::Connect(e.to_string()))?;
+async fn follow_once(
+    node: &Node,
+    options: &ConnOptions,
+    leader: &str,
+    epoch: u64,
+    term: u64,
+) -> Result<(), FollowError> {
+    let stream = kv_client::open(leader, options).await.map_err(FollowError::Connect)?;
     let mut conn = Connection::new(stream, limits(node));
-    let sync = SyncRequest {
+    let silence = node.config.replica_timeout();
+    let sync = PeerCommand::Sync(SyncRequest {
         node_id: node.id.clone(),
         position: node.position(),
         known_epoch: epoch,
-    };
-    conn.stream.write_all(&sync.encode()).await?;
-    let silence = node.config.replica_timeout();
+    });
+    match tokio::time::timeout(silence, conn.stream.write_all(&sync.encode())).await {
+        Ok(r) => r?,
+        Err(_) => return Err(FollowError::Silent(silence)),
+    }
+    let mut acks = Acks::new();
     let reply = next_within(node, &mut conn, silence).await?;
-    let leader_epoch;
-    if name_is(&reply, b"KV.FULLSYNC") {
-        leader_epoch = arg_u64(&reply, 1)?;
-        let at = arg_u64(&reply, 2)?;
-        check_epoch(leader_epoch, epoch)?;
-        node.begin_snapshot(term)?;
-        let mut keys = 0;
-        loop {
-            let req = next_within(node, &mut conn, silence).await?;
-            if name_is(&req, b"KV.SNAP") {
-                keys += node.load_snapshot_chunk(term, &req)?;
-            } else if name_is(&req, b"KV.SNAPIN") {
-                let (version, done) = (arg_u64(&req, 1)?, arg_u64(&req, 2)?);
-                node.load_inbound(term, version, done, &req.args()[3..])?;
-            } else if name_is(&req, b"KV.SNAPEND") {
-                break;
-            } else {
-                return Err(FollowError::Unexpected(
-                    String::from_utf8_lossy(req.name()).into_owned(),
-                ));
+    match LeaderMsg::parse(&reply)? {
+        LeaderMsg::FullSync {
+            epoch: leader_epoch,
+            offset: at,
+        } => {
+            check_epoch(leader_epoch, epoch)?;
+            node.begin_snapshot(term)?;
+            let mut keys = 0;
+            loop {
+                let req = next_within(node, &mut conn, silence).await?;
+                match LeaderMsg::parse(&req)? {
+                    LeaderMsg::Snap { triples } => keys += node.load_snapshot_chunk(term, triples)?,
+                    LeaderMsg::SnapIn {
+                        version,
+                        done,
+                        tombstones,
+                    } => node.load_inbound(term, version, done, tombstones)?,
+                    LeaderMsg::SnapEnd { .. } => break,
+                    other => return Err(FollowError::Unexpected(format!("{other:?}"))),
+                }
             }
+            node.finish_snapshot(term, leader_epoch, at)?;
+            Stats::bump(&node.stats.full_syncs_done);
+            info!(leader, keys, at, "loaded a full snapshot from the leader");
+            acks.send(&mut conn, at, silence).await?;
         }
-        node.finish_snapshot(term, leader_epoch, at)?;
-        node.stats.full_syncs_done.fetch_add(1, Ordering::Relaxed);
-        info!(leader, keys, at, "loaded a full snapshot from the leader");
-        ack(&mut conn, at).await?;
-    } else if name_is(&reply, b"KV.CONTINUE") {
-        leader_epoch = arg_u64(&reply, 1)?;
-        check_epoch(leader_epoch, epoch)?;
-        node.stats.partial_syncs_done.fetch_add(1, Ordering::Relaxed);
-        info!(
-            leader,
-            after = arg_u64(&reply, 2)?,
-            "resuming replication from the leader's backlog"
-        );
-    } else if name_is(&reply, b"KV.ERR") {
-        let msg = reply
-            .args()
-            .get(1)
-            .map(|m| String::from_utf8_lossy(m).into_owned())
-            .unwrap_or_default();
-        return Err(FollowError::Refused(msg));
-    } else {
-        return Err(FollowError::Unexpected(
-            String::from_utf8_lossy(reply.name()).into_owned(),
-        ));
+        LeaderMsg::Continue {
+            epoch: leader_epoch,
+            after,
+        } => {
+            check_epoch(leader_epoch, epoch)?;
+            Stats::bump(&node.stats.partial_syncs_done);
+            info!(leader, after, "resuming replication from the leader's backlog");
+        }
+        LeaderMsg::Refused(msg) => return Err(FollowError::Refused(msg)),
+        other => return Err(FollowError::Unexpected(format!("{other:?}"))),
     }
 
-    let mut batch = Vec::new();
+    let lease = node.config.read_lease();
+    let mut batch: Vec<Request> = Vec::new();
     loop {
-        let mut pinged = false;
+        let mut pinged = None;
         while let Some(req) = conn.parse().map_err(ConnError::from)? {
-            if name_is(&req, b"KV.PING") {
-                pinged = true;
-            } else {
+            if kv_peer::log::is_entry(&req) {
                 batch.push(req);
+                continue;
+            }
+            match LeaderMsg::parse(&req)? {
+                LeaderMsg::Ping { ack_seq, in_sync } => pinged = Some((ack_seq, in_sync)),
+                other => return Err(FollowError::Unexpected(format!("{other:?}"))),
             }
         }
-        if !batch.is_empty() {
-            let last = node.apply_entries(term, &batch)?;
+        let applied = !batch.is_empty();
+        if applied {
+            node.apply_entries(term, &batch)?;
             batch.clear();
-            ack(&mut conn, last).await?;
-        } else if pinged {
-            let last = node.lock().log.last_offset();
-            ack(&mut conn, last).await?;
+        }
+        if let Some((seq, true)) = pinged
+            && let Some(sent) = acks.sent_at(seq)
+        {
+            node.grant_read_lease(term, sent + lease);
+        }
+        if applied || pinged.is_some() {
+            acks.send(&mut conn, node.last_offset(), silence).await?;
         }
         match tokio::time::timeout(silence, conn.read_more()).await {
             Ok(Ok(true)) => {}
             Ok(Ok(false)) => return Err(FollowError::Closed),
             Ok(Err(e)) => return Err(e.into()),
-            Err(_) => return Err(silent(node, silence)),
+            Err(_) => {
+                Stats::bump(&node.stats.replica_timeouts);
+                return Err(FollowError::Silent(silence));
+            }
         }
     }
-}
-
-fn silent(node: &Node, limit: Duration) -> FollowError {
-    node.stats.replica_timeouts.fetch_add(1, Ordering::Relaxed);
-    FollowError::Silent(limit)
 }
 
 /// The next message from the leader, which must arrive within `limit`.
 async fn next_within(node: &Node, conn: &mut Connection, limit: Duration) -> Result<Request, FollowError> {
     match tokio::time::timeout(limit, conn.next_request()).await {
         Ok(r) => r?.ok_or(FollowError::Closed),
-        Err(_) => Err(silent(node, limit)),
+        Err(_) => {
+            Stats::bump(&node.stats.replica_timeouts);
+            Err(FollowError::Silent(limit))
+        }
     }
 }
 
@@ -187,11 +229,5 @@ fn check_epoch(leader_epoch: u64, expected: u64) -> Result<(), FollowError> {
             "leader reports epoch {leader_epoch}, older than the current {expected}"
         )));
     }
-    Ok(())
-}
-
-async fn ack(conn: &mut Connection, offset: u64) -> Result<(), FollowError> {
-    let msg = CommandBuilder::new(2).arg(b"KV.ACK").uint(offset).finish();
-    conn.stream.write_all(&msg).await?;
     Ok(())
 }

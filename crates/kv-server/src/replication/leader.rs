@@ -1,21 +1,20 @@
 //! The leader's side of replication: serving one follower, and the lag monitor.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use kv_proto::{CommandBuilder, Limits, RequestParser};
+use kv_peer::SyncRequest;
+use kv_peer::stream::{self, Ack};
+use kv_proto::{Limits, RequestParser};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::cmd::{Args, CmdError};
 use crate::connection::Connection;
-use crate::node::{Node, Role};
-use crate::replication::ops::parse_u64;
+use crate::node::leading::{LogRead, SyncPlan};
+use crate::node::{Node, Stats};
 
 /// Entries per snapshot chunk, at most.
 const SNAPSHOT_CHUNK_ENTRIES: usize = 1024;
@@ -23,52 +22,6 @@ const SNAPSHOT_CHUNK_ENTRIES: usize = 1024;
 const SNAPSHOT_CHUNK_BYTES: usize = 256 * 1024;
 /// Log entries sent per write, at most.
 const STREAM_BATCH: usize = 1024;
-
-/// `KV.SYNC <node-id> <last-epoch|-> <last-offset|-> <known-epoch>`
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyncRequest {
-    /// The follower's node id.
-    pub node_id: String,
-    /// The follower's last applied entry, `None` when it must copy everything.
-    pub position: Option<(u64, u64)>,
-    /// The highest epoch the follower has seen: a leader below it is stale.
-    pub known_epoch: u64,
-}
-
-impl SyncRequest {
-    pub fn parse(args: &mut Args) -> Result<SyncRequest, CmdError> {
-        let id = args.arg()?;
-        let epoch = args.arg()?;
-        let offset = args.arg()?;
-        let known = args.arg()?;
-        args.finish()?;
-        let bad = || CmdError::Other("bad KV.SYNC arguments".into());
-        let position = match (&epoch[..], &offset[..]) {
-            (b"-", b"-") => None,
-            (e, o) => Some((parse_u64(e).ok_or_else(bad)?, parse_u64(o).ok_or_else(bad)?)),
-        };
-        Ok(SyncRequest {
-            node_id: String::from_utf8(id.to_vec()).map_err(|_| bad())?,
-            position,
-            known_epoch: parse_u64(&known).ok_or_else(bad)?,
-        })
-    }
-
-    /// The request's encoding.
-    pub fn encode(&self) -> Bytes {
-        let (e, o) = match self.position {
-            Some((e, o)) => (e.to_string(), o.to_string()),
-            None => ("-".into(), "-".into()),
-        };
-        CommandBuilder::new(5)
-            .arg(b"KV.SYNC")
-            .arg(self.node_id.as_bytes())
-            .arg(e.as_bytes())
-            .arg(o.as_bytes())
-            .uint(self.known_epoch)
-            .finish()
-    }
-}
 
 /// Why a follower stream ended.
 #[derive(Debug, thiserror::Error)]
@@ -79,12 +32,27 @@ enum StreamError {
     SteppedDown,
     #[error("the follower fell behind the backlog; it will resynchronise fully")]
     BacklogTrimmed,
-    #[error("the follower sent nothing for {0:?}")]
+    #[error("the follower took nothing or sent nothing for {0:?}")]
     Silent(Duration),
     #[error("follower connection: {0}")]
     Io(#[from] std::io::Error),
     #[error("follower sent: {0}")]
     Protocol(String),
+}
+
+impl From<LogRead> for StreamError {
+    fn from(e: LogRead) -> Self {
+        match e {
+            LogRead::StaleTerm => StreamError::SteppedDown,
+            LogRead::Trimmed => StreamError::BacklogTrimmed,
+        }
+    }
+}
+
+impl From<crate::node::StaleTerm> for StreamError {
+    fn from(_: crate::node::StaleTerm) -> Self {
+        StreamError::SteppedDown
+    }
 }
 
 /// Serves a follower that sent `KV.SYNC` on `conn` until it disconnects, falls behind the
@@ -95,13 +63,7 @@ pub async fn serve_follower(node: Arc<Node>, conn: Connection, req: SyncRequest,
         r = stream(&node, conn, &req, conn_id) => r,
         _ = shutdown.changed() => Ok(()),
     };
-    {
-        let mut d = node.lock();
-        d.followers.detach(&req.node_id, conn_id);
-        d.follower_left();
-        node.publish_commit(&d);
-    }
-    node.poke_cluster();
+    node.follower_left(&req.node_id, conn_id);
     match result {
         Ok(()) | Err(StreamError::SteppedDown) => {}
         Err(StreamError::Io(e)) => info!(follower = req.node_id, error = %e, "follower disconnected"),
@@ -109,63 +71,25 @@ pub async fn serve_follower(node: Arc<Node>, conn: Connection, req: SyncRequest,
     }
 }
 
-enum Plan {
-    Resume { after: u64 },
-    Full,
-}
-
-/// Decides how to bring the follower up to date and registers its progress.
-fn plan(node: &Node, req: &SyncRequest, conn_id: u64) -> Result<(Plan, u64, u64), String> {
-    let mut d = node.lock();
-    let Role::Leader { epoch } = d.role else {
-        return Err("not the leader".into());
-    };
-    if req.known_epoch > epoch {
-        return Err(format!(
-            "leader epoch {epoch} is older than the follower's {}",
-            req.known_epoch
-        ));
-    }
-    let now = Instant::now();
-    let plan = match req.position.filter(|&(e, o)| d.log.can_resume(e, o)) {
-        Some((_, after)) => {
-            d.followers.attach(&req.node_id, conn_id, after, true, now);
-            Plan::Resume { after }
-        }
-        None => {
-            d.followers.attach(&req.node_id, conn_id, 0, false, now);
-            Plan::Full
-        }
-    };
-    node.publish_commit(&d);
-    Ok((plan, epoch, d.term))
-}
-
 async fn stream(node: &Node, mut conn: Connection, req: &SyncRequest, conn_id: u64) -> Result<(), StreamError> {
-    let (plan, epoch, term) = match plan(node, req, conn_id) {
+    let limit = node.config.replica_timeout();
+    let plan = match node.plan_sync(req, conn_id) {
         Ok(p) => p,
         Err(msg) => {
-            conn.output
-                .extend_from_slice(&CommandBuilder::new(2).arg(b"KV.ERR").arg(msg.as_bytes()).finish());
-            conn.flush().await?;
+            write_within(&mut conn.stream, &stream::refuse(&msg), limit).await?;
             return Err(StreamError::Refused(msg));
         }
     };
-    let next = match plan {
-        Plan::Resume { after } => {
-            node.stats.partial_syncs_served.fetch_add(1, Ordering::Relaxed);
+    let next = match plan.resume_after {
+        Some(after) => {
+            Stats::bump(&node.stats.partial_syncs_served);
             info!(follower = req.node_id, after, "follower resumes from the backlog");
-            let reply = CommandBuilder::new(3)
-                .arg(b"KV.CONTINUE")
-                .uint(epoch)
-                .uint(after)
-                .finish();
-            conn.stream.write_all(&reply).await?;
+            write_within(&mut conn.stream, &stream::resume(plan.epoch, after), limit).await?;
             after + 1
         }
-        Plan::Full => {
-            let at = send_snapshot(node, &mut conn, req, conn_id, epoch, term).await?;
-            node.stats.full_syncs_served.fetch_add(1, Ordering::Relaxed);
+        None => {
+            let at = send_snapshot(node, &mut conn, req, conn_id, plan).await?;
+            Stats::bump(&node.stats.full_syncs_served);
             at + 1
         }
     };
@@ -173,7 +97,7 @@ async fn stream(node: &Node, mut conn: Connection, req: &SyncRequest, conn_id: u
     let (read, write) = stream.into_split();
     tokio::select! {
         r = read_acks(node, read, input, &req.node_id, conn_id) => r,
-        r = send_log(node, write, next, term) => r,
+        r = send_log(node, write, next, plan.term, &req.node_id, conn_id) => r,
     }
 }
 
@@ -183,147 +107,108 @@ async fn send_snapshot(
     conn: &mut Connection,
     req: &SyncRequest,
     conn_id: u64,
-    epoch: u64,
-    term: u64,
+    plan: SyncPlan,
 ) -> Result<u64, StreamError> {
     // A follower in the confirmed in-sync set may be elected; it must leave the set before
     // its store is emptied.
     let deadline = Instant::now() + node.config.session_timeout() * 2;
-    loop {
-        {
-            let d = node.lock();
-            if d.term != term {
-                return Err(StreamError::SteppedDown);
-            }
-            if !d.followers.confirmed().contains(&req.node_id) {
-                break;
-            }
-        }
+    while node.is_confirmed(&req.node_id, plan.term)? {
         if Instant::now() > deadline {
             return Err(StreamError::Refused(
                 "could not remove the follower from the in-sync set".into(),
             ));
         }
-        node.poke_cluster();
+        node.poke_isr();
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let (at, inbound) = {
-        let d = node.lock();
-        if d.term != term {
-            return Err(StreamError::SteppedDown);
-        }
-        // A shard receiving keys in a ring change hands its tombstones on too, so a follower
-        // elected mid-move still refuses to resurrect deleted keys.
-        let inbound = (d.inbound.is_some() || d.inbound_done > 0).then(|| {
-            (
-                d.inbound.unwrap_or(0),
-                d.inbound_done,
-                d.tombstones.iter().cloned().collect::<Vec<_>>(),
-            )
-        });
-        (d.log.last_offset(), inbound)
-    };
+    let (at, inbound) = node.snapshot_begin(plan.term)?;
     info!(follower = req.node_id, at, "sending a full snapshot");
     let limit = node.config.replica_timeout();
-    let head = CommandBuilder::new(3).arg(b"KV.FULLSYNC").uint(epoch).uint(at).finish();
-    write_within(&mut conn.stream, &head, limit).await?;
+    write_within(&mut conn.stream, &stream::full_sync(plan.epoch, at), limit).await?;
     let mut cursor = Some(0);
     let mut body = BytesMut::new();
     while let Some(c) = cursor {
         body.clear();
-        let mut n = 0;
-        {
-            let d = node.lock();
-            if d.term != term {
-                return Err(StreamError::SteppedDown);
-            }
-            cursor = d.store.scan(c, SNAPSHOT_CHUNK_ENTRIES, |k, v, at| {
-                kv_proto::write::bulk(&mut body, k);
-                kv_proto::write::bulk(&mut body, v);
-                kv_proto::write::bulk(&mut body, at.unwrap_or(0).to_string().as_bytes());
-                n += 1;
-                body.len() < SNAPSHOT_CHUNK_BYTES
-            });
-        }
+        let n;
+        (cursor, n) = node.snapshot_chunk(plan.term, c, SNAPSHOT_CHUNK_ENTRIES, SNAPSHOT_CHUNK_BYTES, &mut body)?;
         if n == 0 {
             continue;
         }
         let mut head = BytesMut::new();
-        kv_proto::write::array_header(&mut head, 1 + 3 * n);
-        kv_proto::write::bulk(&mut head, b"KV.SNAP");
+        stream::write_snap_header(&mut head, n);
         write_within(&mut conn.stream, &head, limit).await?;
         write_within(&mut conn.stream, &body, limit).await?;
     }
-    if let Some((version, done, tombstones)) = inbound {
-        // KV.SNAPIN <inbound-version|0> <inbound-done> <tombstone>...
-        let mut msg = BytesMut::new();
-        kv_proto::write::array_header(&mut msg, 3 + tombstones.len());
-        kv_proto::write::bulk(&mut msg, b"KV.SNAPIN");
-        kv_proto::write::bulk(&mut msg, version.to_string().as_bytes());
-        kv_proto::write::bulk(&mut msg, done.to_string().as_bytes());
-        for k in &tombstones {
-            kv_proto::write::bulk(&mut msg, k);
-        }
+    if let Some(inbound) = inbound {
+        let msg = stream::snap_in(inbound.version, inbound.done, inbound.tombstones.iter().map(|t| &t[..]));
         write_within(&mut conn.stream, &msg, limit).await?;
     }
-    let end = CommandBuilder::new(2).arg(b"KV.SNAPEND").uint(at).finish();
-    write_within(&mut conn.stream, &end, limit).await?;
-    let mut d = node.lock();
-    d.followers.mark_streaming(&req.node_id, conn_id);
+    write_within(&mut conn.stream, &stream::snap_end(at), limit).await?;
+    node.follower_streaming(&req.node_id, conn_id);
     Ok(at)
 }
 
 /// Writes `buf`, failing when the follower does not take it within `limit` (a stopped
-/// follower fills the socket buffers and would block the snapshot forever).
-async fn write_within(stream: &mut TcpStream, buf: &[u8], limit: Duration) -> Result<(), StreamError> {
+/// follower fills the socket buffers and would block the stream forever).
+async fn write_within<W: AsyncWriteExt + Unpin>(
+    stream: &mut W,
+    buf: &[u8],
+    limit: Duration,
+) -> Result<(), StreamError> {
     match tokio::time::timeout(limit, stream.write_all(buf)).await {
         Ok(r) => Ok(r?),
         Err(_) => Err(StreamError::Silent(limit)),
     }
 }
 
-/// Streams log entries from `next` on, as they are appended; a heartbeat (`KV.PING`) when
-/// nothing was sent for a heartbeat interval, so the follower's answers show it is alive.
-async fn send_log(node: &Node, mut write: OwnedWriteHalf, mut next: u64, term: u64) -> Result<(), StreamError> {
+/// Streams log entries from `next` on, as they are appended, with a heartbeat
+/// (`KV.PING`, see `kv_peer::stream`) at least every heartbeat interval, busy or idle.
+async fn send_log(
+    node: &Node,
+    mut write: OwnedWriteHalf,
+    mut next: u64,
+    term: u64,
+    id: &str,
+    conn_id: u64,
+) -> Result<(), StreamError> {
     let mut appended = node.subscribe_appended();
     let mut batch: Vec<Bytes> = Vec::with_capacity(STREAM_BATCH);
     let mut out = BytesMut::new();
-    let heartbeat = node.config.heartbeat_interval();
-    let ping = CommandBuilder::new(1).arg(b"KV.PING").finish();
+    let interval = node.config.heartbeat_interval();
+    let limit = node.config.replica_timeout();
+    let mut last_ping = Instant::now() - interval;
     loop {
         batch.clear();
-        {
-            let d = node.lock();
-            if d.term != term {
-                return Err(StreamError::SteppedDown);
-            }
-            d.log
-                .read_from(next, STREAM_BATCH, &mut batch)
-                .map_err(|_| StreamError::BacklogTrimmed)?;
+        node.read_log(term, next, STREAM_BATCH, &mut batch)?;
+        out.clear();
+        next += batch.len() as u64;
+        for f in &batch {
+            out.extend_from_slice(f);
+        }
+        if last_ping.elapsed() >= interval {
+            let Some((seq, grant)) = node.heartbeat(id, conn_id) else {
+                return Ok(());
+            };
+            out.extend_from_slice(&stream::ping(seq, grant));
+            last_ping = Instant::now();
+        }
+        if !out.is_empty() {
+            write_within(&mut write, &out, limit).await?;
         }
         if batch.is_empty() {
             appended.borrow_and_update();
             // Re-check after marking seen, so an append in between is not missed.
-            let more = node.lock().log.last_offset() >= next;
-            if !more {
-                match tokio::time::timeout(heartbeat, appended.changed()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => return Ok(()),
-                    Err(_) => write.write_all(&ping).await?,
+            if node.last_offset() < next {
+                let wait = interval.saturating_sub(last_ping.elapsed());
+                if let Ok(Err(_)) = tokio::time::timeout(wait, appended.changed()).await {
+                    return Ok(());
                 }
             }
-            continue;
         }
-        next += batch.len() as u64;
-        out.clear();
-        for f in &batch {
-            out.extend_from_slice(f);
-        }
-        write.write_all(&out).await?;
     }
 }
 
-/// Reads `KV.ACK <offset>` from the follower and records its progress.
+/// Reads `KV.ACK <offset> <seq>` from the follower and records its progress.
 async fn read_acks(
     node: &Node,
     mut read: OwnedReadHalf,
@@ -343,31 +228,20 @@ async fn read_acks(
         let mut acked = None;
         loop {
             match parser.parse(&mut input) {
-                Ok(Some(req)) => {
-                    let a = req.args();
-                    match (a.len(), a.first().map(|n| n.eq_ignore_ascii_case(b"KV.ACK"))) {
-                        (2, Some(true)) => {
-                            acked = Some(parse_u64(&a[1]).ok_or_else(|| StreamError::Protocol("bad ack".into()))?)
-                        }
-                        _ => return Err(StreamError::Protocol("expected KV.ACK".into())),
-                    }
-                }
+                Ok(Some(req)) => acked = Some(Ack::parse(&req).map_err(|e| StreamError::Protocol(e.to_string()))?),
                 Ok(None) => break,
                 Err(e) => return Err(StreamError::Protocol(e.to_string())),
             }
         }
-        if let Some(offset) = acked {
-            let mut d = node.lock();
-            if d.followers.ack(id, conn_id, offset) {
-                node.publish_commit(&d);
-            }
+        if let Some(ack) = acked {
+            node.follower_acked(id, conn_id, ack.offset, ack.seq);
         }
         match tokio::time::timeout(silence, read.read_buf(&mut input)).await {
             Ok(Ok(0)) => return Err(StreamError::Io(std::io::ErrorKind::UnexpectedEof.into())),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(e.into()),
             Err(_) => {
-                node.stats.replica_timeouts.fetch_add(1, Ordering::Relaxed);
+                Stats::bump(&node.stats.replica_timeouts);
                 return Err(StreamError::Silent(silence));
             }
         }
@@ -375,8 +249,8 @@ async fn read_acks(
 }
 
 /// Periodically evaluates followers' lag: followers that caught up become wanted in the
-/// in-sync set, followers that lag too long stop being wanted. Pokes the cluster runtime
-/// when the set it should hold changed.
+/// in-sync set, followers that lag too long stop being wanted, lapsed read leases stop being
+/// waited for. Pokes the shard-state writer when the set it should hold changed.
 pub async fn monitor(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
     let lag = node.config.lag_timeout();
     let period = (lag / 4).clamp(Duration::from_millis(5), Duration::from_millis(50));
@@ -387,47 +261,8 @@ pub async fn monitor(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let mut d = node.lock();
-        if !matches!(d.role, Role::Leader { .. }) || d.followers.idle() {
-            continue;
+        if node.tick_followers() {
+            node.poke_isr();
         }
-        let last = d.log.last_offset();
-        d.followers.tick(Instant::now(), last, lag);
-        node.publish_commit(&d);
-        let changed = d.followers.desired() != *d.followers.confirmed();
-        drop(d);
-        if changed {
-            node.poke_cluster();
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use kv_proto::Request;
-
-    #[test]
-    fn sync_request_round_trip() {
-        for position in [None, Some((3, 99))] {
-            let r = SyncRequest {
-                node_id: "n1".into(),
-                position,
-                known_epoch: 4,
-            };
-            let req = RequestParser::new(Limits::REDIS)
-                .parse(&mut BytesMut::from(&r.encode()[..]))
-                .unwrap()
-                .unwrap();
-            let mut args = Args::new(req);
-            assert_eq!(SyncRequest::parse(&mut args).unwrap(), r);
-        }
-        let bad = Request::new(
-            ["KV.SYNC", "n", "x", "1", "1"]
-                .iter()
-                .map(|s| Bytes::from(s.to_string()))
-                .collect(),
-        );
-        assert!(SyncRequest::parse(&mut Args::new(bad)).is_err());
     }
 }

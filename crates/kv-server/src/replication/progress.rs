@@ -12,6 +12,13 @@
 //! waited for only after the coordinator confirmed its removal. Together: every confirmed
 //! follower holds every acknowledged write.
 //!
+//! Followers serve reads under a read lease their leader grants with each heartbeat
+//! (`kv_peer::stream`). A follower may still be serving reads until the time it received the
+//! ack that a granting heartbeat echoed, plus the lease length; so a write also waits for
+//! every follower whose read lease may still hold ([`Followers::heartbeat`]), even after it
+//! left the in-sync set. Normally that bound has long passed by the time a lagging follower
+//! is removed; it matters for a follower that still hears from the leader but lags.
+//!
 //! A new leader inherits the previous in-sync set (its live members): they hold every write
 //! acknowledged so far, and keeping them confirmed means the next acknowledged writes wait for
 //! them too — otherwise the new leader would acknowledge writes alone until they reattach,
@@ -36,6 +43,9 @@ pub struct Progress {
     target: u64,
     /// `Some(offset)`: wanted in the in-sync set since the leader was at `offset`.
     wanted_from: Option<u64>,
+    /// Sequence number of the last ack received, and when it was received.
+    ack_seq: u64,
+    last_ack_at: Instant,
 }
 
 impl Progress {
@@ -52,6 +62,8 @@ pub struct Followers {
     confirmed: BTreeSet<String>,
     /// Inherited members that have not attached yet, and until when they stay desired.
     grace: HashMap<String, Instant>,
+    /// Until when each follower granted a read lease may be serving reads.
+    read_leases: HashMap<String, Instant>,
 }
 
 impl Followers {
@@ -67,6 +79,7 @@ impl Followers {
             map: HashMap::new(),
             grace: confirmed.iter().map(|id| (id.clone(), until)).collect(),
             confirmed,
+            read_leases: HashMap::new(),
         }
     }
 
@@ -84,6 +97,8 @@ impl Followers {
                 caught_up_at: now,
                 target: u64::MAX,
                 wanted_from: keep.then_some(acked),
+                ack_seq: 0,
+                last_ack_at: now,
             },
         );
     }
@@ -95,15 +110,37 @@ impl Followers {
         }
     }
 
-    /// The follower applied everything up to `offset`. False for a stale connection.
-    pub fn ack(&mut self, id: &str, conn: u64, offset: u64) -> bool {
+    /// The follower applied everything up to `offset`, said in its ack number `seq`,
+    /// received at `now`. False for a stale connection.
+    pub fn ack(&mut self, id: &str, conn: u64, offset: u64, seq: u64, now: Instant) -> bool {
         match self.map.get_mut(id).filter(|p| p.conn == conn) {
             Some(p) => {
                 p.acked = p.acked.max(offset);
+                if seq > p.ack_seq {
+                    p.ack_seq = seq;
+                    p.last_ack_at = now;
+                }
                 true
             }
             None => false,
         }
+    }
+
+    /// A heartbeat is about to go to follower `id` at `now`: the ack number it echoes, and
+    /// whether it grants a read lease of `lease` (the follower is waited for, so it holds
+    /// every acknowledged write). A grant is remembered: writes keep waiting for the
+    /// follower until the lease it could derive from it has certainly ended.
+    pub fn heartbeat(&mut self, id: &str, conn: u64, now: Instant, lease: Duration) -> Option<(u64, bool)> {
+        let p = self.map.get(id).filter(|p| p.conn == conn)?;
+        let grant = p.ack_seq > 0 && (self.confirmed.contains(id) || p.wanted());
+        if grant {
+            let until = p.last_ack_at + lease;
+            if until > now {
+                let bound = self.read_leases.entry(id.to_string()).or_insert(until);
+                *bound = (*bound).max(until);
+            }
+        }
+        Some((p.ack_seq, grant))
     }
 
     /// The follower's connection ended.
@@ -118,6 +155,7 @@ impl Followers {
     /// not caught up for longer than `lag_timeout` stops being wanted.
     pub fn tick(&mut self, now: Instant, last: u64, lag_timeout: Duration) {
         self.grace.retain(|_, until| now < *until);
+        self.read_leases.retain(|_, until| now < *until);
         for p in self.map.values_mut().filter(|p| p.streaming) {
             let caught_up = p.acked >= p.target || p.acked >= last;
             if caught_up {
@@ -141,16 +179,18 @@ impl Followers {
         }
     }
 
-    /// True when writes must wait for at least one follower.
-    pub fn any_waited(&self) -> bool {
-        !self.confirmed.is_empty() || self.map.values().any(Progress::wanted)
-    }
-
-    /// The highest offset every waited-for follower applied (capped at `last`).
-    pub fn commit(&self, last: u64) -> u64 {
-        let confirmed = self.confirmed.iter().map(|id| self.map.get(id).map_or(0, |p| p.acked));
+    /// The highest offset every waited-for follower applied (capped at `last`) at `now`:
+    /// followers confirmed in the in-sync set, wanted in it, or possibly serving reads.
+    pub fn commit(&self, last: u64, now: Instant) -> u64 {
+        let acked = |id: &String| self.map.get(id).map_or(0, |p| p.acked);
+        let confirmed = self.confirmed.iter().map(acked);
         let wanted = self.map.values().filter(|p| p.wanted()).map(|p| p.acked);
-        confirmed.chain(wanted).fold(last, u64::min)
+        let reading = self
+            .read_leases
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(id, _)| acked(id));
+        confirmed.chain(wanted).chain(reading).fold(last, u64::min)
     }
 
     /// The in-sync set (followers) the coordinator should hold: wanted followers that are
@@ -186,9 +226,10 @@ impl Followers {
         self.map.len()
     }
 
-    /// True when nothing needs the lag monitor: no follower connected, none confirmed.
+    /// True when nothing needs the lag monitor: no follower connected, none confirmed, no
+    /// read lease outstanding.
     pub fn idle(&self) -> bool {
-        self.map.is_empty() && self.confirmed.is_empty()
+        self.map.is_empty() && self.confirmed.is_empty() && self.read_leases.is_empty()
     }
 }
 
@@ -211,25 +252,23 @@ mod tests {
         let t = Instant::now();
         let mut f = Followers::new();
         f.attach("b", 1, 0, false, t);
-        assert!(!f.any_waited(), "a follower loading a snapshot is not waited for");
-        assert_eq!(f.commit(50), 50);
+        assert_eq!(f.commit(50, t), 50, "a follower loading a snapshot is not waited for");
         f.mark_streaming("b", 1);
-        f.ack("b", 1, 40);
+        f.ack("b", 1, 40, 1, t);
         f.tick(ms(t, 10), 50, LAG);
-        assert!(!f.any_waited(), "behind the leader");
-        f.ack("b", 1, 50);
+        assert_eq!(f.commit(60, t), 60, "behind the leader: not waited for");
+        f.ack("b", 1, 50, 1, t);
         f.tick(ms(t, 20), 60, LAG);
         assert!(f.get("b").unwrap().wanted());
-        assert!(f.any_waited());
-        assert_eq!(f.commit(60), 50, "writes now wait for b");
+        assert_eq!(f.commit(60, t), 50, "writes now wait for b");
         assert!(
             f.desired().is_empty(),
             "not confirmed until it acked what it was wanted from"
         );
-        f.ack("b", 1, 60);
+        f.ack("b", 1, 60, 1, t);
         assert_eq!(f.desired(), set(&["b"]));
         f.confirm(set(&["b"]));
-        assert_eq!(f.commit(60), 60);
+        assert_eq!(f.commit(60, t), 60);
     }
 
     #[test]
@@ -248,10 +287,9 @@ mod tests {
         f.tick(ms(t, 200), 40, LAG);
         assert!(!f.get("b").unwrap().wanted(), "lagged past the timeout");
         assert!(f.desired().is_empty());
-        assert_eq!(f.commit(40), 10, "still confirmed: writes keep waiting");
+        assert_eq!(f.commit(40, t), 10, "still confirmed: writes keep waiting");
         f.confirm(f.desired());
-        assert_eq!(f.commit(40), 40);
-        assert!(!f.any_waited());
+        assert_eq!(f.commit(40, t), 40);
     }
 
     #[test]
@@ -263,33 +301,32 @@ mod tests {
         f.detach("b", 2);
         assert!(f.get("b").is_some(), "a stale connection cannot detach the new one");
         f.detach("b", 1);
-        assert_eq!(f.commit(9), 0);
+        assert_eq!(f.commit(9, t), 0);
         assert!(f.desired().is_empty());
         f.confirm(f.desired());
-        assert_eq!(f.commit(9), 9);
+        assert_eq!(f.commit(9, t), 9);
     }
 
     #[test]
     fn an_inherited_follower_is_waited_for_and_kept_when_it_resumes() {
         let t = Instant::now();
         let mut f = Followers::inherit(set(&["b", "c"]), ms(t, 100));
-        assert!(f.any_waited());
-        assert_eq!(f.commit(7), 0, "writes wait for the inherited members");
+        assert_eq!(f.commit(7, t), 0, "writes wait for the inherited members");
         assert_eq!(f.desired(), set(&["b", "c"]), "desired while within the grace period");
         f.attach("b", 1, 7, true, ms(t, 10));
         assert!(f.get("b").unwrap().wanted(), "resumed: stays in the set");
-        f.ack("b", 1, 7);
+        f.ack("b", 1, 7, 1, t);
         f.tick(ms(t, 50), 7, LAG);
         assert_eq!(f.desired(), set(&["b", "c"]));
         f.tick(ms(t, 150), 7, LAG);
         assert_eq!(f.desired(), set(&["b"]), "c never came back: given up after the grace");
         assert_eq!(
-            f.commit(7),
+            f.commit(7, t),
             0,
             "still confirmed: writes wait until its removal is confirmed"
         );
         f.confirm(f.desired());
-        assert_eq!(f.commit(7), 7);
+        assert_eq!(f.commit(7, t), 7);
     }
 
     #[test]
@@ -309,10 +346,42 @@ mod tests {
         let mut f = Followers::new();
         f.attach("b", 1, 0, true, t);
         f.attach("b", 2, 3, true, t);
-        assert!(!f.ack("b", 1, 100));
-        assert!(f.ack("b", 2, 4));
+        assert!(!f.ack("b", 1, 100, 1, t));
+        assert!(f.ack("b", 2, 4, 1, t));
         assert_eq!(f.get("b").unwrap().acked, 4);
-        assert!(f.ack("b", 2, 2), "acks never go backwards");
+        assert!(f.ack("b", 2, 2, 1, t), "acks never go backwards");
         assert_eq!(f.get("b").unwrap().acked, 4);
+    }
+
+    #[test]
+    fn a_follower_granted_a_read_lease_is_waited_for_until_it_ends() {
+        const LEASE: Duration = Duration::from_millis(300);
+        let t = Instant::now();
+        let mut f = Followers::new();
+        f.confirm(set(&["b"]));
+        f.attach("b", 1, 0, true, t);
+        assert_eq!(f.heartbeat("b", 1, t, LEASE), Some((0, false)), "no ack yet: no lease");
+        f.ack("b", 1, 10, 1, ms(t, 10));
+        assert_eq!(f.heartbeat("b", 1, ms(t, 20), LEASE), Some((1, true)));
+        assert_eq!(f.heartbeat("b", 2, ms(t, 20), LEASE), None, "a stale connection");
+        // b stops acking; it lags, and its removal is confirmed at 200 ms.
+        f.tick(ms(t, 30), 20, LAG);
+        f.tick(ms(t, 200), 30, LAG);
+        assert!(f.desired().is_empty());
+        f.confirm(f.desired());
+        assert_eq!(
+            f.heartbeat("b", 1, ms(t, 210), LEASE),
+            Some((1, false)),
+            "no longer granted"
+        );
+        assert_eq!(
+            f.commit(30, ms(t, 250)),
+            10,
+            "its read lease (ack received at 10 ms + 300 ms) may still hold"
+        );
+        assert_eq!(f.commit(30, ms(t, 311)), 30, "it has certainly ended");
+        f.tick(ms(t, 320), 30, LAG);
+        f.detach("b", 1);
+        assert!(f.idle());
     }
 }

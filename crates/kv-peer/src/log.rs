@@ -1,10 +1,20 @@
-//! Mutations: what the leader replicates, and how one is written on the wire.
+//! [`Mutation`]: one change the leader replicates, carrying the full resulting state of its
+//! key (a `SET` carries the whole value, never "increment"), so replaying it twice converges.
+//! Written on the stream as `KV.OP <epoch> <offset> <op> <args...>`:
+//!
+//! ```text
+//! KV.OP <epoch> <offset> SET <key> <value> <expires-at-ms|0>
+//! KV.OP <epoch> <offset> DEL <key>
+//! KV.OP <epoch> <offset> EXPIRE <key> <expires-at-ms|0>
+//! KV.OP <epoch> <offset> INBOUND <ring-version|0>
+//! ```
 
 use bytes::Bytes;
 use kv_proto::{CommandBuilder, Request};
-use kv_store::Store;
 
-/// One change to a store, carrying the full resulting state of its key.
+use crate::parse_u64;
+
+/// One change to a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mutation<'a> {
     Set {
@@ -28,20 +38,6 @@ pub enum Mutation<'a> {
 }
 
 impl Mutation<'_> {
-    /// Applies the mutation to a store (a follower, or a snapshot being loaded).
-    pub fn apply(&self, store: &mut Store) {
-        match *self {
-            Mutation::Set { key, value, expires_at } => store.set(key, value, expires_at),
-            Mutation::Del { key } => {
-                store.remove(key);
-            }
-            Mutation::Expire { key, expires_at } => {
-                store.set_expiry(key, expires_at);
-            }
-            Mutation::Inbound { .. } => {}
-        }
-    }
-
     /// The log entry for this mutation at `(epoch, offset)`.
     pub fn encode(&self, epoch: u64, offset: u64) -> Bytes {
         let payload = match *self {
@@ -80,25 +76,25 @@ pub struct Entry<'a> {
     pub mutation: Mutation<'a>,
 }
 
-/// Why an entry could not be decoded.
+/// Why a message of the cluster protocol could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed replication entry: {0}")]
+#[error("malformed cluster message: {0}")]
 pub struct DecodeError(pub &'static str);
-
-/// Parses a decimal argument.
-pub fn parse_u64(b: &[u8]) -> Option<u64> {
-    std::str::from_utf8(b).ok()?.parse().ok()
-}
 
 fn expiry(b: &[u8]) -> Result<Option<u64>, DecodeError> {
     let at = parse_u64(b).ok_or(DecodeError("bad expiry"))?;
     Ok((at != 0).then_some(at))
 }
 
+/// True when `req` is a `KV.OP` entry.
+pub fn is_entry(req: &Request) -> bool {
+    req.name().eq_ignore_ascii_case(b"KV.OP")
+}
+
 /// Decodes a `KV.OP` request.
 pub fn decode(req: &Request) -> Result<Entry<'_>, DecodeError> {
     let a = req.args();
-    if a.len() < 5 || !a[0].eq_ignore_ascii_case(b"KV.OP") {
+    if a.len() < 5 || !is_entry(req) {
         return Err(DecodeError("not a KV.OP entry"));
     }
     let epoch = parse_u64(&a[1]).ok_or(DecodeError("bad epoch"))?;

@@ -1,0 +1,299 @@
+//! [`PeerCommand`]: the internal commands, served only on the cluster port.
+//!
+//! ```text
+//! KV.SYNC <node-id> <last-epoch|-> <last-offset|-> <known-epoch>
+//!         a follower asks to replicate; the connection becomes a replication stream
+//!         (see crate::stream)
+//! KV.MIGRATE <ring-version> key value expires-at-ms [key value expires-at-ms ...]
+//!         copies keys in during a ring change; each is set only if this shard has neither
+//!         the key nor a tombstone for it. Reply: how many were set, or TRYAGAIN while the
+//!         shard is not yet receiving keys for that version
+//! KV.DROP key [key ...]
+//!         deletes old copies on the shard a key moved away from. Reply: how many existed
+//! KV.FETCH key
+//!         [value, expires-at-ms] or nil: pulls a key before a read-modify-write at its new
+//!         owner
+//! KV.INFO
+//!         a bulk string, the JSON of crate::ServerInfo
+//! ```
+//!
+//! Client commands (GET, SET, ...) are served on the cluster port too: gates forward their
+//! clients' commands there.
+
+use bytes::{Bytes, BytesMut};
+use kv_proto::{CommandBuilder, Frame, Request};
+
+use crate::log::DecodeError;
+use crate::parse_u64;
+
+/// `KV.SYNC`: where a follower resumes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRequest {
+    /// The follower's node id.
+    pub node_id: String,
+    /// The follower's last applied entry, `None` when it must copy everything.
+    pub position: Option<(u64, u64)>,
+    /// The highest epoch the follower has seen: a leader below it is stale.
+    pub known_epoch: u64,
+}
+
+/// One key of a `KV.MIGRATE` batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrateItem {
+    pub key: Bytes,
+    pub value: Bytes,
+    /// Absolute expiry in Unix milliseconds.
+    pub expires_at: Option<u64>,
+}
+
+/// See the module documentation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerCommand {
+    Sync(SyncRequest),
+    Migrate { version: u64, items: Vec<MigrateItem> },
+    Drop { keys: Vec<Bytes> },
+    Fetch { key: Bytes },
+    Info,
+}
+
+/// Why a request naming an internal command could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("ERR unknown internal command '{0}'")]
+    Unknown(String),
+    #[error("ERR wrong arguments for '{0}': {1}")]
+    Arguments(&'static str, &'static str),
+}
+
+fn at(b: &[u8]) -> Option<Option<u64>> {
+    parse_u64(b).map(|t| (t != 0).then_some(t))
+}
+
+impl PeerCommand {
+    /// The internal command in `req`; `None` when `req` is not one (its name does not start
+    /// with `KV.`), so it is served as a client command.
+    pub fn parse(req: &Request) -> Option<Result<PeerCommand, CommandError>> {
+        let name = req.name();
+        if name.len() < 3 || !name[..3].eq_ignore_ascii_case(b"KV.") {
+            return None;
+        }
+        let a = &req.args()[1..];
+        let upper = name.to_ascii_uppercase();
+        Some(match &upper[..] {
+            b"KV.SYNC" => parse_sync(a).map(PeerCommand::Sync),
+            b"KV.MIGRATE" => parse_migrate(a),
+            b"KV.DROP" if !a.is_empty() => Ok(PeerCommand::Drop { keys: a.to_vec() }),
+            b"KV.DROP" => Err(CommandError::Arguments("KV.DROP", "no key")),
+            b"KV.FETCH" => match a {
+                [key] => Ok(PeerCommand::Fetch { key: key.clone() }),
+                _ => Err(CommandError::Arguments("KV.FETCH", "one key")),
+            },
+            b"KV.INFO" if a.is_empty() => Ok(PeerCommand::Info),
+            b"KV.INFO" => Err(CommandError::Arguments("KV.INFO", "no arguments")),
+            _ => Err(CommandError::Unknown(String::from_utf8_lossy(name).into_owned())),
+        })
+    }
+
+    /// The command's encoding.
+    pub fn encode(&self) -> Bytes {
+        match self {
+            PeerCommand::Sync(s) => {
+                let (e, o) = match s.position {
+                    Some((e, o)) => (e.to_string(), o.to_string()),
+                    None => ("-".into(), "-".into()),
+                };
+                CommandBuilder::new(5)
+                    .arg(b"KV.SYNC")
+                    .arg(s.node_id.as_bytes())
+                    .arg(e.as_bytes())
+                    .arg(o.as_bytes())
+                    .uint(s.known_epoch)
+                    .finish()
+            }
+            PeerCommand::Migrate { version, items } => {
+                let payload: usize = items.iter().map(|i| i.key.len() + i.value.len() + 20).sum();
+                let mut b = CommandBuilder::with_payload(2 + 3 * items.len(), payload)
+                    .arg(b"KV.MIGRATE")
+                    .uint(*version);
+                for i in items {
+                    b = b.arg(&i.key).arg(&i.value).uint(i.expires_at.unwrap_or(0));
+                }
+                b.finish()
+            }
+            PeerCommand::Drop { keys } => {
+                let mut b = CommandBuilder::new(1 + keys.len()).arg(b"KV.DROP");
+                for k in keys {
+                    b = b.arg(k);
+                }
+                b.finish()
+            }
+            PeerCommand::Fetch { key } => CommandBuilder::new(2).arg(b"KV.FETCH").arg(key).finish(),
+            PeerCommand::Info => CommandBuilder::new(1).arg(b"KV.INFO").finish(),
+        }
+    }
+}
+
+fn parse_sync(a: &[Bytes]) -> Result<SyncRequest, CommandError> {
+    let bad = |what| CommandError::Arguments("KV.SYNC", what);
+    let [id, epoch, offset, known] = a else {
+        return Err(bad("four arguments"));
+    };
+    let position = match (&epoch[..], &offset[..]) {
+        (b"-", b"-") => None,
+        (e, o) => Some((
+            parse_u64(e).ok_or(bad("bad epoch"))?,
+            parse_u64(o).ok_or(bad("bad offset"))?,
+        )),
+    };
+    Ok(SyncRequest {
+        node_id: String::from_utf8(id.to_vec()).map_err(|_| bad("node id is not UTF-8"))?,
+        position,
+        known_epoch: parse_u64(known).ok_or(bad("bad known epoch"))?,
+    })
+}
+
+fn parse_migrate(a: &[Bytes]) -> Result<PeerCommand, CommandError> {
+    let bad = |what| CommandError::Arguments("KV.MIGRATE", what);
+    let (version, rest) = a.split_first().ok_or(bad("no ring version"))?;
+    let version = parse_u64(version).ok_or(bad("bad ring version"))?;
+    if rest.is_empty() || !rest.len().is_multiple_of(3) {
+        return Err(bad("key value expiry triples"));
+    }
+    let items = rest
+        .chunks_exact(3)
+        .map(|t| {
+            Ok(MigrateItem {
+                key: t[0].clone(),
+                value: t[1].clone(),
+                expires_at: at(&t[2]).ok_or(bad("bad expiry"))?,
+            })
+        })
+        .collect::<Result<Vec<_>, CommandError>>()?;
+    Ok(PeerCommand::Migrate { version, items })
+}
+
+/// Writes the reply to `KV.FETCH`.
+pub fn write_fetch_reply(out: &mut BytesMut, hit: Option<(&[u8], Option<u64>)>) {
+    match hit {
+        Some((value, expires_at)) => {
+            kv_proto::write::array_header(out, 2);
+            kv_proto::write::bulk(out, value);
+            kv_proto::write::bulk(out, expires_at.unwrap_or(0).to_string().as_bytes());
+        }
+        None => kv_proto::write::null(out),
+    }
+}
+
+/// Reads the reply to `KV.FETCH`: the value and its expiry, or `None` when absent.
+pub fn parse_fetch_reply(frame: &Frame) -> Result<Option<MigrateItemValue>, DecodeError> {
+    match frame {
+        Frame::Null => Ok(None),
+        Frame::Array(parts) => match &parts[..] {
+            [Frame::Bulk(value), Frame::Bulk(at_ms)] => Ok(Some(MigrateItemValue {
+                value: value.clone(),
+                expires_at: at(at_ms).ok_or(DecodeError("bad expiry in KV.FETCH reply"))?,
+            })),
+            _ => Err(DecodeError("malformed KV.FETCH reply")),
+        },
+        _ => Err(DecodeError("malformed KV.FETCH reply")),
+    }
+}
+
+/// A fetched value and its expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrateItemValue {
+    pub value: Bytes,
+    pub expires_at: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kv_proto::{Limits, RequestParser};
+
+    fn reparse(b: &Bytes) -> Request {
+        RequestParser::new(Limits::REDIS)
+            .parse(&mut BytesMut::from(&b[..]))
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn every_command_round_trips() {
+        let cmds = [
+            PeerCommand::Sync(SyncRequest {
+                node_id: "n1".into(),
+                position: Some((3, 99)),
+                known_epoch: 4,
+            }),
+            PeerCommand::Sync(SyncRequest {
+                node_id: "n1".into(),
+                position: None,
+                known_epoch: 0,
+            }),
+            PeerCommand::Migrate {
+                version: 7,
+                items: vec![
+                    MigrateItem {
+                        key: Bytes::from_static(b"k"),
+                        value: Bytes::from_static(b"\r\nv"),
+                        expires_at: Some(5),
+                    },
+                    MigrateItem {
+                        key: Bytes::from_static(b"j"),
+                        value: Bytes::new(),
+                        expires_at: None,
+                    },
+                ],
+            },
+            PeerCommand::Drop {
+                keys: vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")],
+            },
+            PeerCommand::Fetch {
+                key: Bytes::from_static(b"a"),
+            },
+            PeerCommand::Info,
+        ];
+        for c in cmds {
+            let req = reparse(&c.encode());
+            assert_eq!(PeerCommand::parse(&req), Some(Ok(c)));
+        }
+    }
+
+    #[test]
+    fn client_commands_are_not_internal_and_bad_ones_are_refused() {
+        let get = Request::new(vec![Bytes::from_static(b"GET"), Bytes::from_static(b"k")]);
+        assert_eq!(PeerCommand::parse(&get), None);
+        let bad = Request::new(vec![Bytes::from_static(b"kv.sync"), Bytes::from_static(b"n")]);
+        assert!(matches!(
+            PeerCommand::parse(&bad),
+            Some(Err(CommandError::Arguments(..)))
+        ));
+        let unknown = Request::new(vec![Bytes::from_static(b"KV.NOPE")]);
+        assert!(matches!(
+            PeerCommand::parse(&unknown),
+            Some(Err(CommandError::Unknown(_)))
+        ));
+        let migrate = Request::new(
+            ["KV.MIGRATE", "1", "k", "v"]
+                .iter()
+                .map(|s| Bytes::from(s.to_string()))
+                .collect(),
+        );
+        assert!(matches!(PeerCommand::parse(&migrate), Some(Err(_))));
+    }
+
+    #[test]
+    fn fetch_replies_round_trip() {
+        for hit in [None, Some((&b"v"[..], Some(9))), Some((&b""[..], None))] {
+            let mut out = BytesMut::new();
+            write_fetch_reply(&mut out, hit);
+            let frame = kv_proto::parse_reply(&mut out, &Limits::REDIS).unwrap().unwrap();
+            let got = parse_fetch_reply(&frame).unwrap();
+            assert_eq!(
+                got.map(|g| (g.value.to_vec(), g.expires_at)),
+                hit.map(|(v, at)| (v.to_vec(), at))
+            );
+        }
+    }
+}

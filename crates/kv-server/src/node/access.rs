@@ -1,0 +1,382 @@
+//! Client access to the store: [`Node::write`] and [`Node::read`], and why one is refused
+//! ([`Refusal`]). Every check happens under the lock that applies the command, so none can
+//! go stale between the check and the change:
+//!
+//! - **role**: writes only on the leader; reads on the leader, or on a follower under the
+//!   `any` read policy;
+//! - **fences**: the leader only while its lease holds (a leader that may have been replaced
+//!   answers nothing); a follower only while its read lease holds (its leader vouched for it
+//!   recently, see `kv_peer::stream`);
+//! - **ownership**: only keys this shard serves under the ring the server knows
+//!   ([`kv_cluster::Placement::ownership`]); checked for every key before anything changes,
+//!   so a multi-key command is refused whole or applied whole;
+//! - **replication**: in `sync` mode a write's reply waits until every in-sync follower
+//!   applied it, and so does a read's: a reply never shows a change that could still be lost
+//!   with the leader ([`Pending`]).
+
+use bytes::Bytes;
+use kv_cluster::Ownership;
+use kv_peer::{ErrorCode, Mutation};
+use kv_store::Lookup;
+use kv_store::time::now_ms;
+
+use super::{Data, Node, Pending, Role, Stats};
+use crate::config::ReplicationMode;
+
+/// Why a command was refused before it was applied. Nothing changed: it is safe to send
+/// again where the reply says.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A write reached a server that is not its shard's leader.
+    #[error("{code} this replica of shard {shard} is not its leader (leader: {leader})", code = ErrorCode::NotLeader)]
+    NotLeader { shard: String, leader: String },
+    /// The leader could not confirm its lease recently: it may have been replaced.
+    #[error("{code} the leader of shard {shard} cannot confirm its leadership right now", code = ErrorCode::TryAgain)]
+    LeaseExpired { shard: String },
+    /// Fewer in-sync replicas than `--min-insync`: the write would have too few copies.
+    #[error("{code} shard {shard} has {have} in-sync replicas, --min-insync requires {need}", code = ErrorCode::NoReplicas)]
+    NotEnoughReplicas { shard: String, have: usize, need: usize },
+    /// The key is not this shard's under the ring this server knows (or it is moving away).
+    #[error("{code} {to}", code = ErrorCode::Moved)]
+    Moved { to: String },
+    /// No ring is known yet: this server serves no key.
+    #[error("{code} shard {shard} has not seen the cluster's ring yet", code = ErrorCode::TryAgain)]
+    NoRing { shard: String },
+    /// A follower (or a server between leaders) that cannot vouch for its data.
+    #[error(
+        "{code} replica of shard {shard} is not in sync with a leader it heard from recently; read from the leader",
+        code = ErrorCode::MasterDown
+    )]
+    NotServingReads { shard: String },
+}
+
+impl Node {
+    /// Applies a write of `keys` as leader: `f` reads and changes the store through a
+    /// [`Writer`], which logs every change. Returns `f`'s result and, when followers must
+    /// confirm the write before it is acknowledged, what to wait for.
+    pub fn write<'k, R>(
+        &self,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+        f: impl FnOnce(&mut Writer<'_>) -> R,
+    ) -> Result<(R, Option<Pending>), Refusal> {
+        self.write_as(Some(&mut keys.into_iter()), f)
+    }
+
+    /// [`Node::write`] for the cluster's own changes (key moves, clean-up after a ring
+    /// change, active expiry): fenced like any write, but not limited to the keys this
+    /// shard serves.
+    pub fn write_internal<R>(&self, f: impl FnOnce(&mut Writer<'_>) -> R) -> Result<(R, Option<Pending>), Refusal> {
+        self.write_as(None, f)
+    }
+
+    fn write_as<R>(
+        &self,
+        keys: Option<&mut dyn Iterator<Item = &[u8]>>,
+        f: impl FnOnce(&mut Writer<'_>) -> R,
+    ) -> Result<(R, Option<Pending>), Refusal> {
+        let mut data = self.lock();
+        let Role::Leader { epoch } = data.role else {
+            drop(data);
+            return Err(Refusal::NotLeader {
+                shard: self.shard.clone(),
+                leader: self.leader_hint(),
+            });
+        };
+        if !self.lease.valid() {
+            return Err(Refusal::LeaseExpired {
+                shard: self.shard.clone(),
+            });
+        }
+        if let Some(keys) = keys {
+            self.check_ownership(&data, keys, true)?;
+        }
+        let in_sync = 1 + data.followers.confirmed().len();
+        if in_sync < self.config.min_insync {
+            return Err(Refusal::NotEnoughReplicas {
+                shard: self.shard.clone(),
+                have: in_sync,
+                need: self.config.min_insync,
+            });
+        }
+        let before = data.log.last_offset();
+        let mut w = Writer {
+            data: &mut data,
+            epoch,
+            now: now_ms(),
+        };
+        let r = f(&mut w);
+        w.evict();
+        let last = data.log.last_offset();
+        if last == before {
+            return Ok((r, None));
+        }
+        let pending = self.pending(&data);
+        drop(data);
+        self.notify_appended(last);
+        Ok((r, pending))
+    }
+
+    /// What a reply must wait for before it leaves: in `sync` mode, every entry in the log
+    /// that the waited-for followers have not all applied yet.
+    fn pending(&self, data: &Data) -> Option<Pending> {
+        if self.config.replication != ReplicationMode::Sync {
+            return None;
+        }
+        let last = data.log.last_offset();
+        (data.followers.commit(last, std::time::Instant::now()) < last).then_some(Pending {
+            term: data.term,
+            offset: last,
+        })
+    }
+
+    /// Refuses (whole) when a key is not this shard's.
+    fn check_ownership(&self, data: &Data, keys: &mut dyn Iterator<Item = &[u8]>, write: bool) -> Result<(), Refusal> {
+        for key in keys {
+            match data.placement.ownership(&self.shard, key, write) {
+                Ownership::Serve => {}
+                Ownership::Elsewhere(to) => {
+                    Stats::bump(&self.stats.not_owned);
+                    return Err(Refusal::Moved { to: to.to_string() });
+                }
+                Ownership::NoRing => {
+                    return Err(Refusal::NoRing {
+                        shard: self.shard.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `keys` through a [`Reader`]. On the leader an expired key found by a read is
+    /// deleted (and the delete replicated), and the reply must wait for [`Pending`]; on a
+    /// follower expired keys are only hidden.
+    pub fn read<'k, R>(
+        &self,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+        f: impl FnOnce(&mut Reader<'_>) -> R,
+    ) -> Result<(R, Option<Pending>), Refusal> {
+        self.read_as(Some(&mut keys.into_iter()), f)
+    }
+
+    /// [`Node::read`] for the cluster's own reads (`KV.FETCH` in a key move): fenced, but
+    /// not limited to the keys this shard serves.
+    pub fn read_internal<R>(&self, f: impl FnOnce(&mut Reader<'_>) -> R) -> Result<(R, Option<Pending>), Refusal> {
+        self.read_as(None, f)
+    }
+
+    fn read_as<R>(
+        &self,
+        keys: Option<&mut dyn Iterator<Item = &[u8]>>,
+        f: impl FnOnce(&mut Reader<'_>) -> R,
+    ) -> Result<(R, Option<Pending>), Refusal> {
+        let mut data = self.lock();
+        let epoch = match data.role {
+            Role::Leader { epoch } if self.lease.valid() => Some(epoch),
+            Role::Leader { .. } => {
+                Stats::bump(&self.stats.reads_fenced);
+                return Err(Refusal::LeaseExpired {
+                    shard: self.shard.clone(),
+                });
+            }
+            Role::Follower { .. } if data.position_valid && self.read_lease.valid() => None,
+            _ => {
+                Stats::bump(&self.stats.reads_fenced);
+                return Err(Refusal::NotServingReads {
+                    shard: self.shard.clone(),
+                });
+            }
+        };
+        if let Some(keys) = keys {
+            self.check_ownership(&data, keys, false)?;
+        }
+        let before = data.log.last_offset();
+        let mut r = Reader {
+            data: &mut data,
+            epoch,
+            now: now_ms(),
+        };
+        let out = f(&mut r);
+        if epoch.is_none() {
+            return Ok((out, None));
+        }
+        let last = data.log.last_offset();
+        let pending = self.pending(&data);
+        drop(data);
+        if last != before {
+            self.notify_appended(last);
+        }
+        Ok((out, pending))
+    }
+}
+
+/// Changes the store on the leader; every change is logged for the followers.
+pub struct Writer<'a> {
+    data: &'a mut Data,
+    epoch: u64,
+    now: u64,
+}
+
+impl Writer<'_> {
+    /// Milliseconds since the Unix epoch, fixed for this write.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    fn log(&mut self, m: Mutation<'_>) {
+        self.data.log(self.epoch, m);
+    }
+
+    /// The live value of `key` and its expiry; an expired key is deleted (and logged).
+    pub fn get(&mut self, key: &[u8]) -> Option<(Bytes, Option<u64>)> {
+        match self.data.store.get_expiring(key, self.now) {
+            Lookup::Hit { value, expires_at } => Some((Bytes::copy_from_slice(value), expires_at)),
+            Lookup::Miss => None,
+            Lookup::Expired => {
+                self.log(Mutation::Del { key });
+                None
+            }
+        }
+    }
+
+    /// `Some(expiry)` when the key exists and is live (an expired key is deleted and
+    /// logged), without copying its value.
+    pub fn expiry_of(&mut self, key: &[u8]) -> Option<Option<u64>> {
+        match self.data.store.get_expiring(key, self.now) {
+            Lookup::Hit { expires_at, .. } => Some(expires_at),
+            Lookup::Miss => None,
+            Lookup::Expired => {
+                self.log(Mutation::Del { key });
+                None
+            }
+        }
+    }
+
+    /// True when the key exists and is live.
+    pub fn exists(&mut self, key: &[u8]) -> bool {
+        self.expiry_of(key).is_some()
+    }
+
+    /// False when an entry this large could never fit under `--maxmemory`.
+    pub fn fits(&self, key_len: usize, value_len: usize) -> bool {
+        self.data.store.fits(key_len, value_len)
+    }
+
+    /// Sets `key`.
+    pub fn set(&mut self, key: &[u8], value: &[u8], expires_at: Option<u64>) {
+        self.data.store.set(key, value, expires_at);
+        self.log(Mutation::Set { key, value, expires_at });
+    }
+
+    /// Sets `key` unless it exists or was deleted during the current inbound move: a copy
+    /// of an older value never overwrites a newer one. True when set.
+    pub fn set_if_new(&mut self, key: &[u8], value: &[u8], expires_at: Option<u64>) -> bool {
+        if self.exists(key) || self.data.tombstones.contains(key) || expires_at.is_some_and(|t| t <= self.now) {
+            return false;
+        }
+        self.set(key, value, expires_at);
+        true
+    }
+
+    /// Deletes `key`; false when it was absent. While receiving keys the delete is logged
+    /// even for an absent key, so the tombstone reaches the followers too.
+    pub fn del(&mut self, key: &[u8]) -> bool {
+        let existed = self.data.store.remove(key);
+        if existed || self.data.inbound.is_some() {
+            self.log(Mutation::Del { key });
+        }
+        existed
+    }
+
+    /// The ring version this shard receives keys for (0: none).
+    pub fn inbound(&self) -> u64 {
+        self.data.inbound.unwrap_or(0)
+    }
+
+    /// The highest ring version whose move into this shard completed.
+    pub fn inbound_done(&self) -> u64 {
+        self.data.inbound_done
+    }
+
+    /// Logs a change of inbound state (see [`Mutation::Inbound`]).
+    pub fn set_inbound(&mut self, version: u64) {
+        self.log(Mutation::Inbound { version });
+    }
+
+    /// Changes the expiry of a live key; false when absent.
+    pub fn expire(&mut self, key: &[u8], expires_at: Option<u64>) -> bool {
+        if !self.exists(key) {
+            return false;
+        }
+        self.data.store.set_expiry(key, expires_at);
+        self.log(Mutation::Expire { key, expires_at });
+        true
+    }
+
+    /// Deletes up to `max` expired keys; returns how many.
+    pub fn expire_due(&mut self, max: usize) -> usize {
+        let keys = self.data.store.take_expired(self.now, max);
+        for k in &keys {
+            self.log(Mutation::Del { key: k });
+        }
+        keys.len()
+    }
+
+    /// Evicts least recently used keys while over the bounds, logging each as a delete.
+    fn evict(&mut self) {
+        if !self.data.store.over_limit() {
+            return;
+        }
+        for k in self.data.store.evict_over_limit() {
+            self.log(Mutation::Del { key: &k });
+        }
+    }
+}
+
+/// Reads the store; see [`Node::read`].
+pub struct Reader<'a> {
+    data: &'a mut Data,
+    /// `Some` on the leader: expired keys found are deleted and logged.
+    epoch: Option<u64>,
+    now: u64,
+}
+
+impl Reader<'_> {
+    /// The live value of `key` and its expiry, passed to `f` without copying.
+    pub fn lookup<R>(&mut self, key: &[u8], f: impl FnOnce(Option<(&[u8], Option<u64>)>) -> R) -> R {
+        let Some(epoch) = self.epoch else {
+            return match self.data.store.get(key, self.now) {
+                Lookup::Hit { value, expires_at } => f(Some((value, expires_at))),
+                _ => f(None),
+            };
+        };
+        match self.data.store.get_expiring(key, self.now) {
+            Lookup::Hit { value, expires_at } => f(Some((value, expires_at))),
+            Lookup::Miss => f(None),
+            Lookup::Expired => {
+                self.data.log(epoch, Mutation::Del { key });
+                f(None)
+            }
+        }
+    }
+
+    /// The live value of `key`, passed to `f` without copying.
+    pub fn get<R>(&mut self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> R {
+        self.lookup(key, |hit| f(hit.map(|(v, _)| v)))
+    }
+
+    /// Milliseconds since the Unix epoch, fixed for this read.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// Number of keys held.
+    pub fn len(&self) -> usize {
+        self.data.store.len()
+    }
+
+    /// True when the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.data.store.is_empty()
+    }
+}

@@ -1,0 +1,558 @@
+//! [`Node`]: the one owner of a shard replica's state — the store, the replication log, the
+//! role and term, the followers' progress, the leases, and what the ring says this shard
+//! serves. Nothing else holds or mutates these; other modules go through this API:
+//!
+//! - [`access`]: client reads and writes ([`Node::read`], [`Node::write`]), each checked
+//!   against the role, the leases and key ownership under the same lock that applies it;
+//!   [`Refusal`] says why one was refused.
+//! - [`leading`]: the leader's side of replication (sync plans, snapshots, log reads, acks,
+//!   heartbeats, the in-sync set).
+//! - [`following`]: the follower's side (snapshots loaded, entries applied, read leases).
+//! - [`lease`]: leases on the monotonic clock.
+//!
+//! Everything sits behind one `std::sync::Mutex`: applying a write and appending it to the
+//! log happen in the same critical section, so the log's order is the store's order. The
+//! section never awaits and is short (a hash lookup and a copy), so a blocking mutex is right
+//! here, as in mini-redis's `Db`. Waiting for followers happens after the lock is released,
+//! on a watch channel ([`Node::wait_replicated`]). A panic while the lock is held stops the
+//! process: the state it guards may be half-changed, and serving from it could lose or
+//! invent writes.
+
+pub mod access;
+pub mod following;
+pub mod leading;
+pub mod lease;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use kv_cluster::Placement;
+use kv_peer::{Counters, MoveProgress, Mutation, ServerInfo};
+use kv_store::Store;
+use tokio::sync::{Notify, watch};
+
+use crate::config::Config;
+use crate::replication::backlog::Backlog;
+use crate::replication::progress::Followers;
+use lease::Lease;
+
+pub use access::{Reader, Refusal, Writer};
+
+/// What this server is doing for its shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Neither leading nor following (starting up, or between leaders).
+    Idle,
+    /// Following the leader of `epoch`.
+    Follower { epoch: u64 },
+    /// Leading the shard in `epoch`.
+    Leader { epoch: u64 },
+}
+
+impl Role {
+    /// `"leader"`, `"follower"` or `"idle"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Role::Idle => "idle",
+            Role::Follower { .. } => "follower",
+            Role::Leader { .. } => "leader",
+        }
+    }
+
+    /// The epoch led or followed (0 when idle).
+    pub fn epoch(&self) -> u64 {
+        match *self {
+            Role::Leader { epoch } | Role::Follower { epoch } => epoch,
+            Role::Idle => 0,
+        }
+    }
+}
+
+/// Everything behind the node's lock. Private: only this module and its children touch it.
+struct Data {
+    store: Store,
+    log: Backlog,
+    role: Role,
+    /// Grows on every role change. Work started in one term (a follower stream, a write
+    /// waiting for replication) checks it is still current.
+    term: u64,
+    /// False while the store does not match the log position (a snapshot is loading):
+    /// the next sync must be a full one.
+    position_valid: bool,
+    followers: Followers,
+    /// A leader without followers keeps its backlog until then (`--repl-backlog-ttl-secs`),
+    /// so a follower that left can still resume; after that it stops logging entries at all.
+    backlog_until: Option<Instant>,
+    backlog_ttl: Duration,
+    /// The ring as this server last saw it: which keys this shard serves.
+    placement: Arc<Placement>,
+    /// `Some(version)` while this shard receives keys for that ring version (see
+    /// [`Mutation::Inbound`]).
+    inbound: Option<u64>,
+    /// Keys deleted while receiving: a copy arriving later must not bring them back. Bounded
+    /// by the deletes made during one move.
+    tombstones: HashSet<Box<[u8]>>,
+    /// The highest ring version whose inbound move completed here: copies for it are late.
+    inbound_done: u64,
+}
+
+impl Data {
+    /// Appends `m` to the log as the next entry of `epoch` — or, when no follower could ever
+    /// read it, only moves the offset on (no encoding, no memory).
+    fn log(&mut self, epoch: u64, m: Mutation<'_>) {
+        self.remember(&m);
+        if self.keeps_log() {
+            let offset = self.log.next_offset();
+            let frame = m.encode(epoch, offset);
+            self.log.append(epoch, frame);
+        } else {
+            self.log.skip(epoch);
+        }
+    }
+
+    /// True while log entries may be read by a follower: always on a follower (it may lead
+    /// later), and on a leader while followers are attached or within the backlog TTL after
+    /// the last one left. Like Redis, a lone leader holds no backlog.
+    fn keeps_log(&mut self) -> bool {
+        if !matches!(self.role, Role::Leader { .. }) || !self.followers.idle() {
+            return true;
+        }
+        match self.backlog_until {
+            Some(t) if Instant::now() < t => true,
+            Some(_) => {
+                self.backlog_until = None;
+                let (epoch, offset) = (self.log.last_epoch(), self.log.last_offset());
+                self.log.reset(epoch, offset);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Tracks inbound moves and their tombstones; runs for every mutation, on the leader as
+    /// it logs and on followers as they apply.
+    fn remember(&mut self, m: &Mutation<'_>) {
+        match *m {
+            Mutation::Del { key } if self.inbound.is_some() => {
+                self.tombstones.insert(key.into());
+            }
+            Mutation::Inbound { version } => {
+                if version == 0
+                    && let Some(ended) = self.inbound
+                {
+                    self.inbound_done = self.inbound_done.max(ended);
+                }
+                self.inbound = (version != 0).then_some(version);
+                self.tombstones.clear();
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Applies a replicated mutation to a store (a follower, or a snapshot being loaded).
+fn apply(m: &Mutation<'_>, store: &mut Store) {
+    match *m {
+        Mutation::Set { key, value, expires_at } => store.set(key, value, expires_at),
+        Mutation::Del { key } => {
+            store.remove(key);
+        }
+        Mutation::Expire { key, expires_at } => {
+            store.set_expiry(key, expires_at);
+        }
+        Mutation::Inbound { .. } => {}
+    }
+}
+
+/// Replication progress that waiting writes watch: the offset every waited-for follower
+/// applied, in a term.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Commit {
+    pub term: u64,
+    pub offset: u64,
+}
+
+/// A reply that must wait until followers applied everything up to `offset` in `term`:
+/// a write's own entry, or the entries a read may have seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pending {
+    pub term: u64,
+    pub offset: u64,
+}
+
+impl Pending {
+    /// The later of two pending replies (a pipeline waits once, for its last entry).
+    pub fn max(a: Option<Pending>, b: Option<Pending>) -> Option<Pending> {
+        match (a, b) {
+            (Some(x), Some(y)) if y.term == x.term && y.offset < x.offset => Some(x),
+            (x, None) => x,
+            (_, y) => y,
+        }
+    }
+}
+
+/// Why a reply could not be confirmed as replicated. For a write its outcome is unknown to
+/// the client; a read is simply not answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReplicationError {
+    #[error("leadership changed before the entries were replicated")]
+    SteppedDown,
+    #[error("followers did not confirm the entries in time")]
+    Timeout,
+}
+
+/// The work of a term ended: the node changed role meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the term ended")]
+pub struct StaleTerm;
+
+/// Counters reported by `KV.INFO`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub full_syncs_served: AtomicU64,
+    pub partial_syncs_served: AtomicU64,
+    pub full_syncs_done: AtomicU64,
+    pub partial_syncs_done: AtomicU64,
+    pub epoch_regressions: AtomicU64,
+    pub replica_timeouts: AtomicU64,
+    pub keys_moved_in: AtomicU64,
+    pub move_retries: AtomicU64,
+    pub reads_fenced: AtomicU64,
+    pub not_owned: AtomicU64,
+    pub peer_auth_failures: AtomicU64,
+}
+
+impl Stats {
+    /// Adds one to `counter`.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One kvserver's state. See the module documentation.
+pub struct Node {
+    pub id: String,
+    pub shard: String,
+    /// The client port's advertised address.
+    pub addr: String,
+    /// The cluster port's advertised address.
+    pub cluster_addr: String,
+    pub config: Config,
+    data: Mutex<Data>,
+    /// Last offset in the log; follower streams wait on it.
+    appended: watch::Sender<u64>,
+    commit: watch::Sender<Commit>,
+    /// The leader's lease.
+    lease: Lease,
+    /// A follower's read lease.
+    read_lease: Lease,
+    /// Wakes the shard-state writer: the in-sync set the replication layer wants changed.
+    isr_poke: Notify,
+    /// Address of the current leader, for error messages.
+    leader_hint: Mutex<Option<String>>,
+    conn_seq: AtomicU64,
+    /// The highest epoch this node has led, followed or received entries of. Epochs never go
+    /// backwards: a coordinator naming an older one has lost data.
+    highest_epoch: AtomicU64,
+    /// This leader's progress in moving keys away, reported on `KV.INFO`.
+    move_progress: Mutex<Option<MoveProgress>>,
+    pub stats: Stats,
+}
+
+/// Locks a mutex that only this process's own code uses; poisoned means a panic happened
+/// while it was held, so the state it guards can no longer be trusted: stop the process.
+fn lock_or_die<'a, T>(m: &'a Mutex<T>, what: &str) -> MutexGuard<'a, T> {
+    m.lock().unwrap_or_else(|_| {
+        tracing::error!("a panic happened while the {what} was locked; stopping the process");
+        std::process::abort()
+    })
+}
+
+impl Node {
+    /// A node with an empty store.
+    pub fn new(id: String, addr: String, cluster_addr: String, config: Config) -> Node {
+        Node {
+            id,
+            shard: config.shard.clone(),
+            addr,
+            cluster_addr,
+            data: Mutex::new(Data {
+                store: Store::new(config.store_limits()),
+                log: Backlog::new(config.repl_backlog_bytes as usize),
+                role: Role::Idle,
+                term: 0,
+                position_valid: true,
+                followers: Followers::new(),
+                backlog_until: None,
+                backlog_ttl: Duration::from_secs(config.repl_backlog_ttl_secs),
+                placement: Arc::new(Placement::new(None)),
+                inbound: None,
+                tombstones: HashSet::new(),
+                inbound_done: 0,
+            }),
+            config,
+            appended: watch::channel(0).0,
+            commit: watch::channel(Commit { term: 0, offset: 0 }).0,
+            lease: Lease::new(),
+            read_lease: Lease::new(),
+            isr_poke: Notify::new(),
+            leader_hint: Mutex::new(None),
+            conn_seq: AtomicU64::new(0),
+            highest_epoch: AtomicU64::new(0),
+            move_progress: Mutex::new(None),
+            stats: Stats::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Data> {
+        lock_or_die(&self.data, "store")
+    }
+
+    /// A fresh id for a connection.
+    pub fn next_conn_id(&self) -> u64 {
+        self.conn_seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The current role.
+    pub fn role(&self) -> Role {
+        self.lock().role
+    }
+
+    /// The current role and term.
+    pub fn role_and_term(&self) -> (Role, u64) {
+        let d = self.lock();
+        (d.role, d.term)
+    }
+
+    /// True while `term` is current.
+    pub fn in_term(&self, term: u64) -> bool {
+        self.lock().term == term
+    }
+
+    /// Records that `epoch` exists.
+    pub fn observe_epoch(&self, epoch: u64) {
+        self.highest_epoch.fetch_max(epoch, Ordering::AcqRel);
+    }
+
+    /// The highest epoch this node has seen.
+    pub fn highest_epoch(&self) -> u64 {
+        self.highest_epoch.load(Ordering::Acquire)
+    }
+
+    /// The ring this server routes by.
+    pub fn set_placement(&self, placement: Arc<Placement>) {
+        self.lock().placement = placement;
+    }
+
+    /// The placement this server routes by.
+    pub fn placement(&self) -> Arc<Placement> {
+        self.lock().placement.clone()
+    }
+
+    /// Subscribes to the log's last offset.
+    pub fn subscribe_appended(&self) -> watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+
+    /// Wakes follower streams waiting for new entries. Skipped when none is connected (the
+    /// common single-replica case): a stream that subscribes later reads the log itself
+    /// before waiting, so it misses nothing.
+    fn notify_appended(&self, last: u64) {
+        if self.appended.receiver_count() > 0 {
+            self.appended.send_replace(last);
+        }
+    }
+
+    /// Wakes the shard-state writer to reconcile the in-sync set.
+    pub fn poke_isr(&self) {
+        self.isr_poke.notify_one();
+    }
+
+    /// Waits for [`Node::poke_isr`].
+    pub async fn isr_poked(&self) {
+        self.isr_poke.notified().await
+    }
+
+    /// Records where the leader is, for `NOTLEADER` replies.
+    pub fn set_leader_hint(&self, addr: Option<String>) {
+        *lock_or_die(&self.leader_hint, "leader hint") = addr;
+    }
+
+    fn leader_hint(&self) -> String {
+        lock_or_die(&self.leader_hint, "leader hint")
+            .clone()
+            .unwrap_or_else(|| "unknown".into())
+    }
+
+    /// Publishes the replication progress that waiting replies watch. Call with the lock
+    /// held after anything that changes it (acks, in-sync set, role, time passing).
+    fn publish_commit(&self, data: &Data) {
+        let c = Commit {
+            term: data.term,
+            offset: data.followers.commit(data.log.last_offset(), Instant::now()),
+        };
+        self.commit.send_if_modified(|cur| {
+            let changed = *cur != c;
+            *cur = c;
+            changed
+        });
+    }
+
+    /// Waits until the followers that must confirm `p` have applied it.
+    pub async fn wait_replicated(&self, p: Pending) -> Result<(), ReplicationError> {
+        let mut rx = self.commit.subscribe();
+        let limit = self.config.lag_timeout() + self.config.session_timeout() + Duration::from_secs(1);
+        let waited = tokio::time::timeout(limit, rx.wait_for(|c| c.term != p.term || c.offset >= p.offset)).await;
+        match waited {
+            Ok(Ok(c)) if c.term == p.term => Ok(()),
+            Ok(_) => Err(ReplicationError::SteppedDown),
+            Err(_) => Err(ReplicationError::Timeout),
+        }
+    }
+
+    /// Starts leading in `epoch`, with a lease until `lease_until` and `isr` (followers) as
+    /// the in-sync set the coordinator now holds. Returns the new term.
+    pub fn become_leader(&self, epoch: u64, lease_until: Instant, isr: std::collections::BTreeSet<String>) -> u64 {
+        let mut data = self.lock();
+        if !data.position_valid {
+            // Elected (uncleanly) in the middle of loading a snapshot: the store matches no
+            // point of the old log, so start a new one that no follower can resume from.
+            let next = data.log.last_offset() + 1;
+            data.log.reset(epoch, next);
+            data.position_valid = true;
+        }
+        self.observe_epoch(epoch);
+        data.role = Role::Leader { epoch };
+        data.term += 1;
+        data.followers = Followers::inherit(isr, Instant::now() + self.config.lag_timeout());
+        // Entries received as a follower are what the previous leader's other followers will
+        // resume from; a leader that starts with an empty backlog has nobody to keep one for.
+        data.backlog_until = (data.log.bytes() > 0).then(|| Instant::now() + data.backlog_ttl);
+        self.lease.set(lease_until);
+        self.read_lease.revoke();
+        self.publish_commit(&data);
+        let term = data.term;
+        drop(data);
+        self.set_leader_hint(Some(self.addr.clone()));
+        term
+    }
+
+    /// Extends the leader's lease to `until` (never shortens it), if `term` is current.
+    pub fn extend_lease(&self, term: u64, until: Instant) {
+        let data = self.lock();
+        if data.term == term && matches!(data.role, Role::Leader { .. }) {
+            self.lease.extend_to(until);
+        }
+    }
+
+    /// True while the lease lets this leader acknowledge writes and serve reads.
+    pub fn lease_valid(&self) -> bool {
+        self.lease.valid()
+    }
+
+    /// Stops leading or following; `role` is the new role. Returns the new term.
+    pub fn change_role(&self, role: Role) -> u64 {
+        let mut data = self.lock();
+        if let Role::Follower { epoch } | Role::Leader { epoch } = role {
+            self.observe_epoch(epoch);
+        }
+        data.role = role;
+        data.term += 1;
+        data.followers = Followers::new();
+        self.lease.revoke();
+        self.read_lease.revoke();
+        self.publish_commit(&data);
+        data.term
+    }
+
+    /// The log position to resume from, `None` when the next sync must be a full one.
+    pub fn position(&self) -> Option<(u64, u64)> {
+        let data = self.lock();
+        data.position_valid
+            .then(|| (data.log.last_epoch(), data.log.last_offset()))
+    }
+
+    /// The last offset in the log.
+    pub fn last_offset(&self) -> u64 {
+        self.lock().log.last_offset()
+    }
+
+    /// Visits up to `max` store entries from `cursor` (`key, value, expires-at`); `f` returns
+    /// false to stop early. Returns the cursor to continue from, `None` at the end. For moves
+    /// and clean-up, which read without the fences of client reads.
+    pub fn scan(&self, cursor: usize, max: usize, f: impl FnMut(&[u8], &[u8], Option<u64>) -> bool) -> Option<usize> {
+        self.lock().store.scan(cursor, max, f)
+    }
+
+    /// Publishes progress of moving keys away (`KV.INFO` reports it).
+    pub fn report_move(&self, p: MoveProgress) {
+        *lock_or_die(&self.move_progress, "move progress") = Some(p);
+    }
+
+    /// The last progress reported, if any.
+    pub fn move_progress(&self) -> Option<MoveProgress> {
+        lock_or_die(&self.move_progress, "move progress").clone()
+    }
+
+    /// Forgets the move progress (a new term or ring).
+    pub fn clear_move(&self) {
+        *lock_or_die(&self.move_progress, "move progress") = None;
+    }
+
+    /// The ring version this shard is receiving keys for, if any.
+    pub fn inbound(&self) -> Option<u64> {
+        self.lock().inbound
+    }
+
+    /// What `KV.INFO` reports.
+    pub fn info(&self) -> ServerInfo {
+        let s = &self.stats;
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let d = self.lock();
+        let serving_reads = match d.role {
+            Role::Leader { .. } => self.lease.valid(),
+            Role::Follower { .. } => d.position_valid && self.read_lease.valid(),
+            Role::Idle => false,
+        };
+        ServerInfo {
+            id: self.id.clone(),
+            shard: self.shard.clone(),
+            addr: self.addr.clone(),
+            cluster_addr: self.cluster_addr.clone(),
+            role: d.role.name().to_string(),
+            epoch: d.role.epoch(),
+            offset: d.log.last_offset(),
+            keys: d.store.len() as u64,
+            bytes: d.store.used_bytes() as u64,
+            digest: format!("{:016x}", d.store.digest()),
+            followers: d.followers.connected() as u64,
+            isr_followers: d.followers.confirmed().iter().cloned().collect(),
+            serving_reads,
+            ring_version: d.placement.version,
+            inbound: d.inbound.unwrap_or(0),
+            tombstones: d.tombstones.len() as u64,
+            backlog_bytes: d.log.bytes() as u64,
+            max_keys: d.store.limits().max_keys as u64,
+            maxmemory: d.store.limits().max_bytes as u64,
+            counters: Counters {
+                full_syncs_served: load(&s.full_syncs_served),
+                partial_syncs_served: load(&s.partial_syncs_served),
+                full_syncs_done: load(&s.full_syncs_done),
+                partial_syncs_done: load(&s.partial_syncs_done),
+                epoch_regressions: load(&s.epoch_regressions),
+                replica_timeouts: load(&s.replica_timeouts),
+                highest_epoch: self.highest_epoch(),
+                keys_moved_in: load(&s.keys_moved_in),
+                move_retries: load(&s.move_retries),
+                reads_fenced: load(&s.reads_fenced),
+                not_owned: load(&s.not_owned),
+                peer_auth_failures: load(&s.peer_auth_failures),
+            },
+            moving: self.move_progress(),
+        }
+    }
+}
