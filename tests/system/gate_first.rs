@@ -16,7 +16,11 @@ async fn a_gate_started_before_any_server_becomes_useful() {
     assert_eq!(reply.status, 503, "{}", reply.error_message());
     assert_eq!(reply.header("retry-after"), Some("1"));
     assert!(reply.error_message().contains("no shard"), "{}", reply.error_message());
-    assert!(asked.elapsed() < Duration::from_secs(3));
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "503 took {:?}",
+        asked.elapsed()
+    );
     let health = gate.request(Method::GET, "/health", None).await.unwrap();
     assert_eq!(health.status, 200);
 

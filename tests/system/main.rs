@@ -8,6 +8,7 @@ mod basic;
 mod cluster_port;
 mod failover;
 mod gate_first;
+mod partitions;
 mod redis_api;
 mod replica_join;
 mod replication;

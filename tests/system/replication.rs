@@ -41,7 +41,7 @@ async fn a_stalled_follower_stops_blocking_writes_and_rejoins() {
         .expect("a write while the follower is stalled");
     let waited = paused.elapsed();
     assert!(
-        waited < Duration::from_secs(3),
+        waited < Duration::from_secs(5),
         "the write waited {waited:?} for a stalled follower"
     );
     eprintln!("a write waited {waited:?} for a stalled follower (lag timeout 500 ms)");
@@ -62,7 +62,7 @@ async fn a_stalled_follower_stops_blocking_writes_and_rejoins() {
     for i in 0..20 {
         gate.put(&format!("k{i}"), b"v", None).await.unwrap();
     }
-    assert!(t.elapsed() < Duration::from_secs(2), "20 writes took {:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(5), "20 writes took {:?}", t.elapsed());
 
     c.server_at(&follower).signal(libc::SIGCONT);
     crate::harness::eventually(

@@ -14,8 +14,43 @@ use super::{Proc, TempDir, ZooKeeper, eventually};
 /// ZooKeeper session timeout the servers use in tests.
 pub const SESSION_TIMEOUT_MS: u64 = 2000;
 
+/// Where a process runs: on loopback, or in a host of a [`super::netns::Net`].
+#[derive(Debug, Clone)]
+pub struct Place {
+    /// Runs the program there (`ip netns exec NAME`), or nothing.
+    pub prefix: Vec<String>,
+    /// The address it listens on and advertises.
+    pub ip: String,
+}
+
+impl Place {
+    /// This machine's loopback.
+    pub fn local() -> Place {
+        Place {
+            prefix: Vec::new(),
+            ip: "127.0.0.1".into(),
+        }
+    }
+
+    fn command(&self, program: &str) -> Command {
+        match self.prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(program);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+}
+
 pub struct TestCluster {
+    /// The ZooKeeper server (the first, for an ensemble).
     pub zk: ZooKeeper,
+    /// The other members of an ensemble.
+    pub more_zk: Vec<ZooKeeper>,
+    /// The connection string of every member.
+    pub zk_connect: String,
     pub dir: TempDir,
     pub servers: Vec<Proc>,
     pub gates: Vec<Proc>,
@@ -29,11 +64,17 @@ impl TestCluster {
     /// Starts ZooKeeper; no servers or gates yet.
     pub async fn start() -> TestCluster {
         let zk = ZooKeeper::start().await;
-        TestCluster::with_zk(zk)
+        TestCluster::with_zk(zk, Vec::new())
     }
 
-    /// A cluster on a ZooKeeper started elsewhere.
-    pub fn with_zk(zk: ZooKeeper) -> TestCluster {
+    /// A cluster on ZooKeeper servers started elsewhere (an ensemble when `more` is not
+    /// empty).
+    pub fn with_zk(zk: ZooKeeper, more: Vec<ZooKeeper>) -> TestCluster {
+        let zk_connect = std::iter::once(&zk)
+            .chain(&more)
+            .map(ZooKeeper::connect_string)
+            .collect::<Vec<_>>()
+            .join(",");
         let dir = TempDir::new("cluster");
         let secret_file = dir.path().join("cluster.secret");
         let mut key = [0u8; 24];
@@ -47,6 +88,8 @@ impl TestCluster {
         let secret = Arc::new(ClusterSecret::from_file(&secret_file).unwrap());
         TestCluster {
             zk,
+            more_zk: more,
+            zk_connect,
             dir,
             servers: Vec::new(),
             gates: Vec::new(),
@@ -63,12 +106,26 @@ impl TestCluster {
 
     /// Starts a kvserver of `shard`; returns its index in `servers`.
     pub async fn start_server(&mut self, shard: &str, extra: &[&str]) -> usize {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kvserver"));
-        cmd.args(["--shard", shard, "--port", "0", "--zk", &self.zk.connect_string()])
-            .args(["--zk-session-timeout-ms", &SESSION_TIMEOUT_MS.to_string()])
-            .arg("--cluster-secret-file")
-            .arg(&self.secret_file)
-            .args(extra);
+        self.start_server_at(&Place::local(), shard, extra).await
+    }
+
+    /// Starts a kvserver of `shard` at `place`; returns its index in `servers`.
+    pub async fn start_server_at(&mut self, place: &Place, shard: &str, extra: &[&str]) -> usize {
+        let mut cmd = place.command(env!("CARGO_BIN_EXE_kvserver"));
+        cmd.args([
+            "--shard",
+            shard,
+            "--port",
+            "0",
+            "--zk",
+            &self.zk_connect,
+            "--host",
+            &place.ip,
+        ])
+        .args(["--zk-session-timeout-ms", &SESSION_TIMEOUT_MS.to_string()])
+        .arg("--cluster-secret-file")
+        .arg(&self.secret_file)
+        .args(extra);
         let log = self.log_path(&format!("kvserver-{shard}"));
         let p = Proc::spawn(&format!("kvserver {shard}"), cmd, log).await;
         self.servers.push(p);
@@ -77,18 +134,17 @@ impl TestCluster {
 
     /// Starts a kvgate on free ports; returns its index in `gates`.
     pub async fn start_gate(&mut self, extra: &[&str]) -> usize {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kvgate"));
-        cmd.args([
-            "--zk",
-            &self.zk.connect_string(),
-            "--http-port",
-            "0",
-            "--resp-port",
-            "0",
-        ])
-        .arg("--cluster-secret-file")
-        .arg(&self.secret_file)
-        .args(extra);
+        self.start_gate_at(&Place::local(), extra).await
+    }
+
+    /// Starts a kvgate at `place` on free ports; returns its index in `gates`.
+    pub async fn start_gate_at(&mut self, place: &Place, extra: &[&str]) -> usize {
+        let mut cmd = place.command(env!("CARGO_BIN_EXE_kvgate"));
+        cmd.args(["--zk", &self.zk_connect, "--http-port", "0", "--resp-port", "0"])
+            .args(["--bind", &place.ip])
+            .arg("--cluster-secret-file")
+            .arg(&self.secret_file)
+            .args(extra);
         let log = self.log_path("kvgate");
         let p = Proc::spawn("kvgate", cmd, log).await;
         self.gates.push(p);
@@ -209,11 +265,13 @@ impl Drop for TestCluster {
                     eprintln!("{l}");
                 }
             }
-            let zk = self.zk.log();
-            let tail: Vec<&str> = zk.lines().rev().take(20).collect();
-            eprintln!("---- zookeeper ----");
-            for l in tail.iter().rev() {
-                eprintln!("{l}");
+            for zk in std::iter::once(&self.zk).chain(&self.more_zk) {
+                let log = zk.log();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                eprintln!("---- zookeeper {} ----", zk.connect_string());
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
             }
         }
     }

@@ -7,8 +7,11 @@
 //! test fails, the children's logs are printed.
 
 pub mod cluster;
+pub mod history;
 pub mod load;
+pub mod netns;
 pub mod proc;
+pub mod workload;
 pub mod zk;
 
 use std::future::Future;

@@ -61,7 +61,6 @@ pub async fn serving(host: &str, port: u16) -> bool {
 
 /// One member of an ensemble: `server.N=host:peer:election` lines are shared.
 #[derive(Debug, Clone)]
-#[allow(dead_code)] // the partition harness (next) launches ensembles
 pub struct Member {
     pub id: u32,
     pub host: String,
@@ -87,7 +86,6 @@ fn config(data: &std::path::Path, host: &str, port: u16, ensemble: &[Member]) ->
     cfg
 }
 
-#[allow(dead_code)] // the partition harness (next) launches ensembles
 impl ZooKeeper {
     /// Starts a standalone ZooKeeper on loopback (installing it if missing) and waits until
     /// it serves.
@@ -208,23 +206,9 @@ impl ZooKeeper {
         }
     }
 
-    /// Starts a stopped member again without waiting.
-    pub fn relaunch(&mut self) {
-        self.stop();
-        self.launch();
-    }
-
     /// `host:port`
     pub fn connect_string(&self) -> String {
         format!("{}:{}", self.host, self.port)
-    }
-
-    pub fn host(&self) -> &str {
-        &self.host
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
     }
 
     /// The server's log.
