@@ -133,11 +133,23 @@ def zookeeper():
     raise SystemExit("ZooKeeper did not start")
 
 
-def kvserver(zk, shard, cluster):
+def kvserver(zk, shard, cluster, rel=REL, flags=()):
     p = start(f"kvserver-{cluster}-{shard}",
-              [os.path.join(REL, "kvserver"), "--shard", shard, "--port", "0", "--zk", zk, "--cluster", cluster,
-               "--max-keys", "0", "--log", "warn"])
+              [os.path.join(rel, "kvserver"), "--shard", shard, "--port", "0", "--zk", zk, "--cluster", cluster,
+               "--max-keys", "0", "--log", "warn", *flags])
     return int(ready_line(p, f"kvserver-{cluster}-{shard}")[0].rsplit(":", 1)[1])
+
+
+def serving(port, limit=30):
+    """Waits until `GET` at `port` answers without an error (a leader, on a ring, within its
+    lease)."""
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        out = subprocess.run(["redis-cli", "-p", str(port), "get", "probe"], capture_output=True, text=True).stdout
+        if not out.startswith(("ERR", "TRYAGAIN", "NOTLEADER", "MASTERDOWN", "MOVED", "CLUSTERDOWN")):
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"port {port} did not serve reads within {limit}s")
 
 
 def redis(name):
@@ -342,6 +354,7 @@ def main():
         words = ready_line(gate, "kvgate")
         gate_http, gate_resp = words[0], int(words[1].split("=")[1].rsplit(":", 1)[1])
         solo = kvserver(zk, "solo", "solo")
+        serving(solo)
         r1, r2, rsolo = redis("redis-1"), redis("redis-2"), redis("redis-solo")
         tw = twemproxy(r1, r2)
         # Wait until the gate routes to both shards.
@@ -367,6 +380,7 @@ def main():
             # Fresh processes, so that neither carries the allocations of the runs above.
             kv_port = kvserver(zk, "mem", "mem")
             kv_pid = PROCS[-1].pid
+            serving(kv_port)
             redis_port = redis("redis-mem")
             redis_pid = PROCS[-1].pid
             memory_bench(kv_pid, kv_port, redis_pid, redis_port, args.memory_keys)

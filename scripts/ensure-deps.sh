@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what kvstore's tests, scripts and benchmarks need, from the distribution's
-# packages, when it is missing. Usage: scripts/ensure-deps.sh [zookeeper] [redis] [bench]
+# packages, when it is missing. Usage: scripts/ensure-deps.sh [zookeeper] [redis] [netns] [bench]
 # (no argument: zookeeper and redis). Idempotent; prints what it installs.
 set -euo pipefail
 
@@ -16,6 +16,9 @@ for w in "${want[@]}"; do
       ;;
     redis)
       command -v redis-cli >/dev/null 2>&1 || pkgs+=(redis-tools)
+      ;;
+    netns) # the partition tests: ip netns, veth, bridge, tc
+      { command -v ip && command -v tc; } >/dev/null 2>&1 || pkgs+=(iproute2)
       ;;
     bench)
       command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)

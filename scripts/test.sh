@@ -4,5 +4,5 @@
 # tests need (ZooKeeper, redis-tools) from the distribution's packages when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/ensure-deps.sh zookeeper redis
+scripts/ensure-deps.sh zookeeper redis netns
 exec cargo test --workspace "$@"

@@ -61,16 +61,13 @@ impl Pool {
         }
     }
 
-    /// Queues `request` on one of the connections; see [`Connection::enqueue`]. Returns the
-    /// connection too, so a caller that gives up waiting can drop it.
+    /// Queues `request` on one of the connections; see [`Connection::enqueue`].
     ///
     /// Requests with the same `affinity` go over the same connection, so they reach the
     /// server in the order they were queued: a client's pipeline must not be reordered (a GET
     /// after a SET of the same key must see it).
-    pub async fn enqueue(&self, request: Bytes, affinity: usize) -> Result<(Reply, Connection), CallError> {
-        let conn = self.connection(Some(affinity)).await?;
-        let reply = conn.enqueue(request).await?;
-        Ok((reply, conn))
+    pub async fn enqueue(&self, request: Bytes, affinity: usize) -> Result<Reply, CallError> {
+        self.connection(Some(affinity)).await?.enqueue(request).await
     }
 
     /// Sends `request` on one of the connections and waits up to `timeout` for the reply.

@@ -167,7 +167,7 @@ impl Forwarder {
             return InFlight::done(self.execute(&target, access, request).await);
         }
         if let Ok((_, pool)) = routing.target(&target, access.is_write())
-            && let Ok((reply, _)) = pool.enqueue(request.clone(), affinity).await
+            && let Ok(reply) = pool.enqueue(request.clone(), affinity).await
         {
             return InFlight(State::Sent {
                 reply,

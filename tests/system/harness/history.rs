@@ -41,160 +41,161 @@ enum Event {
     Return(usize),
 }
 
+/// The events not linearized yet, as a doubly linked list whose nodes can be lifted out and
+/// put back in reverse order (dancing links).
+struct Events {
+    events: Vec<Event>,
+    next: Vec<usize>,
+    prev: Vec<usize>,
+    head: usize,
+    /// The return event of each op, `None` for a write of unknown outcome.
+    ret_of: Vec<Option<usize>>,
+    /// Return events still in the list: the search is done when none is left.
+    returns_left: usize,
+}
+
+const NONE: usize = usize::MAX;
+
+impl Events {
+    fn new(ops: &[Op]) -> Events {
+        // In time order; at equal times calls first (the more permissive order).
+        let mut timed: Vec<(Duration, u8, Event)> = Vec::with_capacity(ops.len() * 2);
+        for (i, op) in ops.iter().enumerate() {
+            timed.push((op.call, 0, Event::Call(i)));
+            if let Some(r) = op.ret {
+                timed.push((r, 1, Event::Return(i)));
+            }
+        }
+        timed.sort_by_key(|(t, order, _)| (*t, *order));
+        let events: Vec<Event> = timed.into_iter().map(|(_, _, e)| e).collect();
+        let n = events.len();
+        let mut ret_of = vec![None; ops.len()];
+        for (i, e) in events.iter().enumerate() {
+            if let Event::Return(op) = e {
+                ret_of[*op] = Some(i);
+            }
+        }
+        Events {
+            next: (1..=n).map(|i| if i == n { NONE } else { i }).collect(),
+            prev: (0..n).map(|i| if i == 0 { NONE } else { i - 1 }).collect(),
+            head: if n == 0 { NONE } else { 0 },
+            returns_left: ret_of.iter().flatten().count(),
+            ret_of,
+            events,
+        }
+    }
+
+    fn unlink(&mut self, i: usize) {
+        let (p, q) = (self.prev[i], self.next[i]);
+        if p == NONE {
+            self.head = q
+        } else {
+            self.next[p] = q
+        }
+        if q != NONE {
+            self.prev[q] = p;
+        }
+    }
+
+    fn relink(&mut self, i: usize) {
+        let (p, q) = (self.prev[i], self.next[i]);
+        if p == NONE {
+            self.head = i
+        } else {
+            self.next[p] = i
+        }
+        if q != NONE {
+            self.prev[q] = i;
+        }
+    }
+
+    /// Takes op `op` (called at event `call`) out: it is linearized.
+    fn lift(&mut self, call: usize, op: usize) {
+        self.unlink(call);
+        if let Some(r) = self.ret_of[op] {
+            self.unlink(r);
+            self.returns_left -= 1;
+        }
+    }
+
+    /// Puts op `op` back, in the reverse order of [`Events::lift`].
+    fn unlift(&mut self, call: usize, op: usize) {
+        if let Some(r) = self.ret_of[op] {
+            self.relink(r);
+            self.returns_left += 1;
+        }
+        self.relink(call);
+    }
+}
+
 /// Checks one register's history (all ops on one key) against a register starting unset.
 /// `Err(None)` when the search gave up after `budget` steps.
 pub fn check_register(ops: &[Op], budget: usize) -> Result<(), Option<Violation>> {
-    // Events in time order; at equal times calls first (the more permissive order).
-    let mut events: Vec<(Duration, u8, Event)> = Vec::with_capacity(ops.len() * 2);
-    for (i, op) in ops.iter().enumerate() {
-        events.push((op.call, 0, Event::Call(i)));
-        if let Some(r) = op.ret {
-            events.push((r, 1, Event::Return(i)));
-        }
-    }
-    events.sort_by_key(|(t, order, _)| (*t, *order));
-    let events: Vec<Event> = events.into_iter().map(|(_, _, e)| e).collect();
-    // A doubly linked list over the events, so linearized ops can be lifted out and put back.
-    let n = events.len();
-    let mut next: Vec<usize> = (1..=n).collect(); // n = end
-    let mut prev: Vec<usize> = (0..n).map(|i| i.wrapping_sub(1)).collect(); // usize::MAX = head
-    let mut head = if n == 0 { n } else { 0 };
-    let mut ret_of = vec![usize::MAX; ops.len()];
-    for (i, e) in events.iter().enumerate() {
-        if let Event::Return(op) = e {
-            ret_of[*op] = i;
-        }
-    }
-    let mut returns_left = events.iter().filter(|e| matches!(e, Event::Return(_))).count();
-
-    let unlink = |i: usize, head: &mut usize, next: &mut Vec<usize>, prev: &mut Vec<usize>| {
-        let (p, q) = (prev[i], next[i]);
-        if p == usize::MAX {
-            *head = q;
-        } else {
-            next[p] = q;
-        }
-        if q < n {
-            prev[q] = p;
-        }
-    };
-    let relink = |i: usize, head: &mut usize, next: &mut Vec<usize>, prev: &mut Vec<usize>| {
-        let (p, q) = (prev[i], next[i]);
-        if p == usize::MAX {
-            *head = i;
-        } else {
-            next[p] = i;
-        }
-        if q < n {
-            prev[q] = i;
-        }
-    };
-
-    let words = ops.len().div_ceil(64);
-    let mut linearized = vec![0u64; words];
+    let mut list = Events::new(ops);
+    let mut linearized = vec![0u64; ops.len().div_ceil(64)];
     let mut state: Option<&str> = None;
     let mut cache: HashSet<(Vec<u64>, Option<String>)> = HashSet::new();
-    // (call event index, state before)
-    let mut stack: Vec<(usize, Option<&str>)> = Vec::new();
-    let mut entry = head;
-    let mut steps = 0usize;
+    // The choices made: (call event, op, state before).
+    let mut stack: Vec<(usize, usize, Option<&str>)> = Vec::new();
     // The latest return that forced a backtrack: where the history breaks, if it does.
     let mut worst: Option<usize> = None;
-    while returns_left > 0 {
-        steps += 1;
-        if steps > budget {
-            return Err(None);
+    let mut entry = list.head;
+    for _ in 0..budget {
+        if list.returns_left == 0 {
+            // Every op that completed is placed; writes of unknown outcome may stay out.
+            return Ok(());
         }
-        if entry >= n {
-            // Every remaining op is a pending call that cannot go next: backtrack.
-            match backtrack(&mut stack, &mut state, &mut linearized, &events, &mut entry, &ret_of) {
-                Some(call) => {
-                    if let Some(r) = ret_of_call(&events, call, &ret_of) {
-                        relink(r, &mut head, &mut next, &mut prev);
-                        returns_left += 1;
-                    }
-                    relink(call, &mut head, &mut next, &mut prev);
-                    entry = next[call];
-                    continue;
-                }
-                None => return Err(Some(Violation("no order fits".into()))),
-            }
-        }
-        match events[entry] {
-            Event::Call(op) => {
+        let backtrack = match list.events.get(entry) {
+            Some(Event::Call(op)) => {
+                let op = *op;
                 let after = match &ops[op].kind {
                     Kind::Write(v) => Some(Some(v.as_str())),
                     Kind::Read(v) if v.as_deref() == state => Some(state),
                     Kind::Read(_) => None,
                 };
-                if let Some(new_state) = after {
-                    linearized[op / 64] |= 1 << (op % 64);
-                    if cache.insert((linearized.clone(), new_state.map(str::to_string))) {
-                        stack.push((entry, state));
-                        state = new_state;
-                        unlink(entry, &mut head, &mut next, &mut prev);
-                        if ret_of[op] != usize::MAX {
-                            unlink(ret_of[op], &mut head, &mut next, &mut prev);
-                            returns_left -= 1;
+                match after {
+                    Some(new_state) => {
+                        linearized[op / 64] |= 1 << (op % 64);
+                        if cache.insert((linearized.clone(), new_state.map(str::to_string))) {
+                            stack.push((entry, op, state));
+                            state = new_state;
+                            list.lift(entry, op);
+                            entry = list.head;
+                            continue;
                         }
-                        entry = head;
-                        continue;
+                        linearized[op / 64] &= !(1 << (op % 64));
+                        false
                     }
-                    linearized[op / 64] &= !(1 << (op % 64));
+                    None => false,
                 }
-                entry = next[entry];
             }
-            Event::Return(op) => {
+            Some(Event::Return(op)) => {
                 // `op` returned before it could be placed: undo the last choice.
-                let at = ops[op].ret;
-                if worst.is_none_or(|w| ops[w].ret < at) {
-                    worst = Some(op);
+                if worst.is_none_or(|w| ops[w].ret < ops[*op].ret) {
+                    worst = Some(*op);
                 }
-                match backtrack(&mut stack, &mut state, &mut linearized, &events, &mut entry, &ret_of) {
-                    Some(call) => {
-                        if let Some(r) = ret_of_call(&events, call, &ret_of) {
-                            relink(r, &mut head, &mut next, &mut prev);
-                            returns_left += 1;
-                        }
-                        relink(call, &mut head, &mut next, &mut prev);
-                        entry = next[call];
-                    }
-                    None => {
-                        let o = &ops[worst.unwrap_or(op)];
-                        return Err(Some(Violation(format!(
-                            "no order fits; the furthest any order got: client {} {:?} of {} over [{:?}, {:?}] fits nowhere",
-                            o.client, o.kind, o.key, o.call, o.ret
-                        ))));
-                    }
-                }
+                true
             }
+            // Past the end (only pending calls were left to try): undo the last choice.
+            None => true,
+        };
+        if !backtrack {
+            entry = list.next[entry];
+            continue;
         }
-    }
-    Ok(())
-}
-
-fn ret_of_call(events: &[Event], call: usize, ret_of: &[usize]) -> Option<usize> {
-    match events[call] {
-        Event::Call(op) if ret_of[op] != usize::MAX => Some(ret_of[op]),
-        _ => None,
-    }
-}
-
-/// Pops the last linearized op: restores the state and returns its call event.
-fn backtrack<'a>(
-    stack: &mut Vec<(usize, Option<&'a str>)>,
-    state: &mut Option<&'a str>,
-    linearized: &mut [u64],
-    events: &[Event],
-    _entry: &mut usize,
-    _ret_of: &[usize],
-) -> Option<usize> {
-    let (call, before) = stack.pop()?;
-    *state = before;
-    if let Event::Call(op) = events[call] {
+        let Some((call, op, before)) = stack.pop() else {
+            let o = worst.map_or(&ops[0], |w| &ops[w]);
+            return Err(Some(Violation(format!(
+                "no order fits; the furthest any order got: client {} {:?} of {} over [{:?}, {:?}] fits nowhere",
+                o.client, o.kind, o.key, o.call, o.ret
+            ))));
+        };
+        state = before;
         linearized[op / 64] &= !(1 << (op % 64));
+        list.unlift(call, op);
+        entry = list.next[call];
     }
-    Some(call)
+    Err(None)
 }
 
 /// Reads that returned a value already overwritten by a write acknowledged before the read

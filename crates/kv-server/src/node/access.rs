@@ -123,7 +123,7 @@ impl Node {
             return None;
         }
         let last = data.log.last_offset();
-        (data.followers.commit(last, std::time::Instant::now()) < last).then_some(Pending {
+        (data.commit_floor < last).then_some(Pending {
             term: data.term,
             offset: last,
         })

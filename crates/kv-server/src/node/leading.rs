@@ -59,7 +59,7 @@ impl Node {
             resume_after.is_some(),
             now,
         );
-        self.publish_commit(&d);
+        self.publish_commit(&mut d);
         Ok(SyncPlan {
             resume_after,
             epoch,
@@ -132,7 +132,7 @@ impl Node {
     pub fn follower_acked(&self, id: &str, conn: u64, offset: u64, seq: u64) {
         let mut d = self.lock();
         if d.followers.ack(id, conn, offset, seq, Instant::now()) {
-            self.publish_commit(&d);
+            self.publish_commit(&mut d);
         }
     }
 
@@ -142,8 +142,13 @@ impl Node {
     pub fn heartbeat(&self, id: &str, conn: u64) -> Option<(u64, bool)> {
         let mut d = self.lock();
         let lease = self.config.read_lease();
-        let (seq, grant) = d.followers.heartbeat(id, conn, Instant::now(), lease)?;
-        Some((seq, grant && self.lease.valid()))
+        let grant_lease = self.lease.valid();
+        let (seq, grant) = d.followers.heartbeat(id, conn, Instant::now(), lease, grant_lease)?;
+        if grant {
+            // The follower is waited for until this grant's lease ends.
+            self.publish_commit(&mut d);
+        }
+        Some((seq, grant))
     }
 
     /// The follower's connection `conn` ended.
@@ -154,7 +159,7 @@ impl Node {
             // Keep the backlog for the TTL, so the follower that left can still resume.
             d.backlog_until = Some(Instant::now() + d.backlog_ttl);
         }
-        self.publish_commit(&d);
+        self.publish_commit(&mut d);
         drop(d);
         self.poke_isr();
     }
@@ -168,7 +173,7 @@ impl Node {
         }
         let last = d.log.last_offset();
         d.followers.tick(Instant::now(), last, self.config.lag_timeout());
-        self.publish_commit(&d);
+        self.publish_commit(&mut d);
         d.followers.desired() != *d.followers.confirmed()
     }
 
@@ -187,7 +192,7 @@ impl Node {
         let mut d = self.lock();
         if d.term == term {
             d.followers.confirm(isr);
-            self.publish_commit(&d);
+            self.publish_commit(&mut d);
         }
     }
 }

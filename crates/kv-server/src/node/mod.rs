@@ -84,6 +84,12 @@ struct Data {
     /// the next sync must be a full one.
     position_valid: bool,
     followers: Followers,
+    /// The offset every follower a reply must wait for has applied (`u64::MAX` when none
+    /// is waited for), as of the last change to the followers' progress: cached, because
+    /// every read and write on the leader compares against it. Time alone can only lower
+    /// the set of followers waited for (a read lease ends), so a cached floor errs on the
+    /// side of waiting; the lag monitor refreshes it often.
+    commit_floor: u64,
     /// A leader without followers keeps its backlog until then (`--repl-backlog-ttl-secs`),
     /// so a follower that left can still resume; after that it stops logging entries at all.
     backlog_until: Option<Instant>,
@@ -287,6 +293,7 @@ impl Node {
                 term: 0,
                 position_valid: true,
                 followers: Followers::new(),
+                commit_floor: u64::MAX,
                 backlog_until: None,
                 backlog_ttl: Duration::from_secs(config.repl_backlog_ttl_secs),
                 placement: Arc::new(Placement::new(None)),
@@ -390,10 +397,11 @@ impl Node {
 
     /// Publishes the replication progress that waiting replies watch. Call with the lock
     /// held after anything that changes it (acks, in-sync set, role, time passing).
-    fn publish_commit(&self, data: &Data) {
+    fn publish_commit(&self, data: &mut Data) {
+        data.commit_floor = data.followers.commit(u64::MAX, Instant::now());
         let c = Commit {
             term: data.term,
-            offset: data.followers.commit(data.log.last_offset(), Instant::now()),
+            offset: data.commit_floor.min(data.log.last_offset()),
         };
         self.commit.send_if_modified(|cur| {
             let changed = *cur != c;
@@ -434,7 +442,7 @@ impl Node {
         data.backlog_until = (data.log.bytes() > 0).then(|| Instant::now() + data.backlog_ttl);
         self.lease.set(lease_until);
         self.read_lease.revoke();
-        self.publish_commit(&data);
+        self.publish_commit(&mut data);
         let term = data.term;
         drop(data);
         self.set_leader_hint(Some(self.addr.clone()));
@@ -465,7 +473,7 @@ impl Node {
         data.followers = Followers::new();
         self.lease.revoke();
         self.read_lease.revoke();
-        self.publish_commit(&data);
+        self.publish_commit(&mut data);
         data.term
     }
 

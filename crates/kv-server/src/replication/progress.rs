@@ -130,9 +130,17 @@ impl Followers {
     /// whether it grants a read lease of `lease` (the follower is waited for, so it holds
     /// every acknowledged write). A grant is remembered: writes keep waiting for the
     /// follower until the lease it could derive from it has certainly ended.
-    pub fn heartbeat(&mut self, id: &str, conn: u64, now: Instant, lease: Duration) -> Option<(u64, bool)> {
+    /// Nothing is granted unless `may_grant` (the leader's own lease holds).
+    pub fn heartbeat(
+        &mut self,
+        id: &str,
+        conn: u64,
+        now: Instant,
+        lease: Duration,
+        may_grant: bool,
+    ) -> Option<(u64, bool)> {
         let p = self.map.get(id).filter(|p| p.conn == conn)?;
-        let grant = p.ack_seq > 0 && (self.confirmed.contains(id) || p.wanted());
+        let grant = may_grant && p.ack_seq > 0 && (self.confirmed.contains(id) || p.wanted());
         if grant {
             let until = p.last_ack_at + lease;
             if until > now {
@@ -360,17 +368,21 @@ mod tests {
         let mut f = Followers::new();
         f.confirm(set(&["b"]));
         f.attach("b", 1, 0, true, t);
-        assert_eq!(f.heartbeat("b", 1, t, LEASE), Some((0, false)), "no ack yet: no lease");
+        assert_eq!(
+            f.heartbeat("b", 1, t, LEASE, true),
+            Some((0, false)),
+            "no ack yet: no lease"
+        );
         f.ack("b", 1, 10, 1, ms(t, 10));
-        assert_eq!(f.heartbeat("b", 1, ms(t, 20), LEASE), Some((1, true)));
-        assert_eq!(f.heartbeat("b", 2, ms(t, 20), LEASE), None, "a stale connection");
+        assert_eq!(f.heartbeat("b", 1, ms(t, 20), LEASE, true), Some((1, true)));
+        assert_eq!(f.heartbeat("b", 2, ms(t, 20), LEASE, true), None, "a stale connection");
         // b stops acking; it lags, and its removal is confirmed at 200 ms.
         f.tick(ms(t, 30), 20, LAG);
         f.tick(ms(t, 200), 30, LAG);
         assert!(f.desired().is_empty());
         f.confirm(f.desired());
         assert_eq!(
-            f.heartbeat("b", 1, ms(t, 210), LEASE),
+            f.heartbeat("b", 1, ms(t, 210), LEASE, true),
             Some((1, false)),
             "no longer granted"
         );
