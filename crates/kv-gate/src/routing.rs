@@ -207,7 +207,11 @@ pub fn spawn_routing(
                     if r.is_err() {
                         return;
                     }
-                    let connected = session.borrow_and_update().connected;
+                    let status = *session.borrow_and_update();
+                    if status.closed {
+                        return;
+                    }
+                    let connected = status.connected;
                     if connected == tx.borrow().confirmed {
                         continue;
                     }
