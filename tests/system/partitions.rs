@@ -43,8 +43,13 @@ fn skip() -> bool {
 
 impl Lab {
     /// ZooKeeper (`zk_members` servers: 1 standalone, 3 an ensemble), `replicas` servers of
-    /// shard `s1`, and a gate per entry of `gates` (its extra flags).
+    /// shard `s1` (lag timeout 1 s), and a gate per entry of `gates` (its extra flags).
     async fn start(zk_members: usize, replicas: usize, gates: &[&[&str]]) -> Lab {
+        Lab::start_with(zk_members, replicas, gates, 1000).await
+    }
+
+    /// [`Lab::start`] with the servers' `--replica-lag-timeout-ms`.
+    async fn start_with(zk_members: usize, replicas: usize, gates: &[&[&str]], lag_ms: u64) -> Lab {
         let mut net = Net::new();
         let zk_hosts: Vec<HostId> = (0..zk_members).map(|_| net.host()).collect();
         let members: Vec<Member> = zk_hosts
@@ -76,7 +81,8 @@ impl Lab {
         let mut server_hosts = Vec::new();
         for _ in 0..replicas {
             let h = net.host();
-            c.start_server_at(&net.place(h), "s1", &["--replica-lag-timeout-ms", "1000"])
+            let lag = lag_ms.to_string();
+            c.start_server_at(&net.place(h), "s1", &["--replica-lag-timeout-ms", &lag])
                 .await;
             server_hosts.push(h);
         }
@@ -128,9 +134,53 @@ impl Lab {
             .collect()
     }
 
-    /// Once healed: waits until the shard has converged, then reads every register once more
-    /// (through gate 0) into the history, and checks every acknowledged write of a key
-    /// written once.
+    /// The reads the server on host `h` refused because it could not vouch for its data.
+    async fn reads_fenced(&self, h: HostId) -> u64 {
+        let i = self.server_hosts.iter().position(|x| *x == h).expect("a server host");
+        self.c.counters(&self.c.servers[i].addr).await.reads_fenced
+    }
+
+    /// Polls the server on host `h` with `GET` on its cluster port until it answers
+    /// `-MASTERDOWN`; returns how long that took.
+    async fn follower_refuses_reads(&self, h: HostId) -> Duration {
+        let i = self.server_hosts.iter().position(|x| *x == h).expect("a server host");
+        let addr = self.c.servers[i].cluster_addr().to_string();
+        let options = self.c.peer_options();
+        let get = kv_proto::write::command([&b"GET"[..], b"reg-0"]);
+        let started = std::time::Instant::now();
+        eventually(
+            "the cut-off follower to refuse reads",
+            Duration::from_secs(10),
+            || async {
+                let conn = kv_client::Connection::connect(&addr, &options).await.ok()?;
+                let reply = tokio::time::timeout(Duration::from_secs(1), conn.call(get.clone()))
+                    .await
+                    .ok()?
+                    .ok()?;
+                (kv_peer::ErrorCode::of(&reply) == Some(kv_peer::ErrorCode::MasterDown)).then_some(())
+            },
+        )
+        .await;
+        started.elapsed()
+    }
+
+    /// Once healed: stops the clients, waits until the shard's `replicas` have converged,
+    /// reads every register once more (through gate 0) into the history, reads back every
+    /// acknowledged write of a key written once, and checks it all ([`verdict`]).
+    async fn conclude(
+        &self,
+        w: Workload,
+        replicas: usize,
+        name: &str,
+        any_clients: &[usize],
+        unavailable: impl FnOnce(&Recorded) -> String,
+    ) -> Verdict {
+        let start = w.start;
+        let rec = w.stop().await;
+        let (rec, lost) = self.settle(replicas, rec, start).await;
+        verdict(name, &rec, lost, any_clients, &unavailable(&rec))
+    }
+
     async fn settle(&self, replicas: usize, mut rec: Recorded, start: std::time::Instant) -> (Recorded, usize) {
         self.c.converged("s1", replicas).await;
         let gate = self.c.client(0);
@@ -265,27 +315,25 @@ async fn a_leader_cut_from_zookeeper_and_its_followers_with_a_gate_on_its_side()
     let healed = w.now();
     lab.net.heal();
     under_load(Duration::from_secs(2)).await;
-    let start = w.start;
-    let rec = w.stop().await;
-    let (rec, lost) = lab.settle(3, rec, start).await;
+    let v = lab
+        .conclude(
+            w,
+            3,
+            "a leader cut from ZooKeeper and its followers, a second gate on its side",
+            &[],
+            |r| format!("writes unavailable for {} at most", secs(r.longest_gap(t, healed))),
+        )
+        .await;
     let info = lab.c.client(0).cluster().await.unwrap();
     assert_ne!(
         info.shards[0].leader.as_deref(),
         Some(leader.as_str()),
         "a new leader took over"
     );
-    let fenced = lab.c.counters(&leader).await.reads_fenced;
+    let fenced = lab.reads_fenced(l).await;
     assert!(
         fenced > 0,
         "the old leader was asked to read after its lease and refused"
-    );
-    let gap = rec.longest_gap(t, healed);
-    let v = verdict(
-        "a leader cut from ZooKeeper and its followers, a second gate on its side",
-        &rec,
-        lost,
-        &[],
-        &format!("writes unavailable for {} at most", secs(gap)),
     );
     eprintln!("the old leader refused {fenced} reads after its lease ran out");
     assert_clean(&v);
@@ -296,7 +344,9 @@ async fn a_follower_cut_from_its_leader_and_zookeeper_but_not_from_the_gates() {
     if skip() {
         return;
     }
-    let mut lab = Lab::start(1, 3, &[&[], &["--read-policy", "any"]]).await;
+    // A lag timeout (3 s) well past the read lease (500 ms): for 2.5 s the cut-off follower is
+    // still in the in-sync set, so the `any` gate keeps sending it reads, which it must refuse.
+    let mut lab = Lab::start_with(1, 3, &[&[], &["--read-policy", "any"]], 3000).await;
     let any_clients: Vec<usize> = Workload::clients_of(&Settings::default(), 1).collect();
     let w = Workload::start(&lab.resp(&[0, 1]), Settings::default());
     under_load(Duration::from_secs(2)).await;
@@ -304,30 +354,33 @@ async fn a_follower_cut_from_its_leader_and_zookeeper_but_not_from_the_gates() {
     let f = followers[0];
     lab.net.cut(f, &[lab.zk[0], l, followers[1]]);
     let t = w.now();
+    // Asked directly (as a gate would), the cut-off follower stops serving reads once its
+    // read lease runs out: well before the leader drops it from the in-sync set.
+    let refused_after = lab.follower_refuses_reads(f).await;
+    assert!(
+        refused_after < Duration::from_millis(3000),
+        "the cut-off follower served reads for {refused_after:?}"
+    );
+    eprintln!("the cut-off follower refused reads {refused_after:?} after the cut (read lease 500 ms)");
     under_load(Duration::from_millis(3 * SESSION_TIMEOUT_MS)).await;
     let healed = w.now();
     lab.net.heal();
     under_load(Duration::from_secs(2)).await;
-    let start = w.start;
-    let rec = w.stop().await;
-    let (rec, lost) = lab.settle(3, rec, start).await;
-    let cut_addr = lab.c.servers[lab.server_hosts.iter().position(|h| *h == f).unwrap()]
-        .addr
-        .clone();
-    let fenced = lab.c.counters(&cut_addr).await.reads_fenced;
+    let v = lab
+        .conclude(
+            w,
+            3,
+            "a follower cut from its leader and ZooKeeper (gates still reach it; one reads with `any`)",
+            &any_clients,
+            |r| format!("writes unavailable for {} at most", secs(r.longest_gap(t, healed))),
+        )
+        .await;
+    let fenced = lab.reads_fenced(f).await;
     assert!(
         fenced > 0,
         "the `any` gate's reads reached the cut-off follower, which refused them"
     );
-    let gap = rec.longest_gap(t, healed);
-    let v = verdict(
-        "a follower cut from its leader and ZooKeeper (gates still reach it; one reads with `any`)",
-        &rec,
-        lost,
-        &any_clients,
-        &format!("writes unavailable for {} at most", secs(gap)),
-    );
-    eprintln!("the cut-off follower refused {fenced} reads once its read lease ran out");
+    eprintln!("the cut-off follower refused {fenced} reads (the `any` gate's and the probe's)");
     assert_clean(&v);
 }
 
@@ -349,17 +402,15 @@ async fn a_gate_cut_from_zookeeper_while_the_leader_fails_over() {
     let healed = w.now();
     lab.net.heal();
     under_load(Duration::from_secs(3)).await;
-    let start = w.start;
-    let rec = w.stop().await;
-    let (rec, lost) = lab.settle(2, rec, start).await;
-    let gap = rec.longest_gap(t, healed);
-    let v = verdict(
-        "a gate cut from ZooKeeper while the leader is killed and replaced",
-        &rec,
-        lost,
-        &[],
-        &format!("writes unavailable for {} at most", secs(gap)),
-    );
+    let v = lab
+        .conclude(
+            w,
+            2,
+            "a gate cut from ZooKeeper while the leader is killed and replaced",
+            &[],
+            |r| format!("writes unavailable for {} at most", secs(r.longest_gap(t, healed))),
+        )
+        .await;
     assert_clean(&v);
 }
 
@@ -395,22 +446,27 @@ async fn a_zookeeper_ensemble_loses_its_leader_then_its_quorum() {
     lab.net.heal();
     resumed(&w, healed, Duration::from_secs(40)).await;
     under_load(Duration::from_secs(2)).await;
-    let start = w.start;
-    let rec = w.stop().await;
-    let (rec, lost) = lab.settle(3, rec, start).await;
-    let leader_gap = rec.longest_gap(t1, t2);
-    let back = rec.acks(healed).first().copied().unwrap() - healed;
-    let v = verdict(
-        "a 3-node ZooKeeper ensemble loses its leader, then its quorum",
-        &rec,
-        lost,
-        &[],
-        &format!(
-            "writes unavailable for {} at most after the leader loss; back {} after quorum returned",
-            secs(leader_gap),
-            secs(back)
-        ),
-    );
+    let v = lab
+        .conclude(
+            w,
+            3,
+            "a 3-node ZooKeeper ensemble loses its leader, then its quorum",
+            &[],
+            |r| {
+                let back = r
+                    .acks(healed)
+                    .first()
+                    .copied()
+                    .unwrap_or_default()
+                    .saturating_sub(healed);
+                format!(
+                    "writes unavailable for {} at most after the leader loss; back {} after quorum returned",
+                    secs(r.longest_gap(t1, t2)),
+                    secs(back)
+                )
+            },
+        )
+        .await;
     assert_clean(&v);
 }
 
