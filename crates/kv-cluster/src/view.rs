@@ -228,6 +228,62 @@ pub fn watch_view(coord: Arc<dyn Coordinator>, paths: Paths) -> watch::Receiver<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{CreateMode, MemoryCluster};
+
+    /// Waits until the watched view equals a full read of the tree.
+    async fn agrees(rx: &mut watch::Receiver<Arc<ClusterView>>, coord: &dyn Coordinator, paths: &Paths) -> ClusterView {
+        let full = read_view(coord, paths).await.unwrap();
+        let seen = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|v| **v == full))
+            .await
+            .expect("the watched view catches up")
+            .unwrap();
+        (**seen).clone()
+    }
+
+    #[tokio::test]
+    async fn the_watched_view_follows_every_part_of_the_tree() {
+        let cluster = MemoryCluster::new();
+        let (a, b) = (Arc::new(cluster.connect()), cluster.connect());
+        let paths = Paths::new("c");
+        let mut rx = watch_view(a.clone(), paths.clone());
+        b.ensure_path(&paths.nodes("s1")).await.unwrap();
+        let info = |id: &str| {
+            serde_json::to_vec(&NodeInfo {
+                id: id.into(),
+                shard: "s1".into(),
+                addr: "h:1".into(),
+                cluster_addr: "h:2".into(),
+            })
+            .unwrap()
+        };
+        b.create(&paths.node("s1", "n1"), &info("n1"), CreateMode::Ephemeral)
+            .await
+            .unwrap();
+        b.create(&paths.leader("s1"), b"n1", CreateMode::Ephemeral)
+            .await
+            .unwrap();
+        let v = agrees(&mut rx, a.as_ref(), &paths).await;
+        assert_eq!(v.shards["s1"].leader_lock.as_deref(), Some("n1"));
+        // A second shard, the ring, its lock, a removal request: each re-read on its own.
+        b.ensure_path(&paths.nodes("s2")).await.unwrap();
+        b.create(
+            &paths.ring(),
+            br#"{"version":1,"shards":["s1"]}"#,
+            CreateMode::Persistent,
+        )
+        .await
+        .unwrap();
+        b.create(&paths.ring_lock(), b"n1", CreateMode::Ephemeral)
+            .await
+            .unwrap();
+        b.ensure_path(&paths.removing_shard("s1")).await.unwrap();
+        let v = agrees(&mut rx, a.as_ref(), &paths).await;
+        assert_eq!((v.shards.len(), v.ring.map(|r| r.version)), (2, Some(1)));
+        // b's session ends: its ephemeral nodes go, and the view follows.
+        drop(b);
+        let v = agrees(&mut rx, a.as_ref(), &paths).await;
+        assert!(v.shards["s1"].nodes.is_empty() && v.ring_lock.is_none());
+    }
 
     #[test]
     fn paths_map_to_parts() {
