@@ -402,16 +402,30 @@ async fn a_gate_cut_from_zookeeper_while_the_leader_fails_over() {
     let healed = w.now();
     lab.net.heal();
     under_load(Duration::from_secs(3)).await;
+    // Gate 2 finds the new leader by asking the servers, not by waiting for ZooKeeper.
+    let cut_gate = Workload::clients_of(&Settings::default(), 1);
+    let through_cut_gate = std::cell::Cell::new(Duration::ZERO);
     let v = lab
         .conclude(
             w,
             2,
             "a gate cut from ZooKeeper while the leader is killed and replaced",
             &[],
-            |r| format!("writes unavailable for {} at most", secs(r.longest_gap(t, healed))),
+            |r| {
+                through_cut_gate.set(r.longest_gap_of(t, healed, |c| cut_gate.contains(&c)));
+                format!(
+                    "writes unavailable for {} at most ({} through the cut-off gate)",
+                    secs(r.longest_gap(t, healed)),
+                    secs(through_cut_gate.get())
+                )
+            },
         )
         .await;
     assert_clean(&v);
+    assert!(
+        through_cut_gate.get() < healed - t,
+        "the gate cut from ZooKeeper never reached the new leader before the heal"
+    );
 }
 
 #[tokio::test]

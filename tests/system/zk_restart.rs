@@ -39,7 +39,9 @@ async fn service_resumes_after_zookeeper_restarts() {
 
     // A longer outage, during which the leader dies: the servers' sessions (2 s) expire and
     // the survivor becomes leader; the gate's session (10 s) survives the outage and must
-    // still see the change.
+    // still see the change. Its ZooKeeper client may still be backing off (the backoff
+    // doubles up to the outage's length), so the gate finds the new leader by asking the
+    // servers: without that, this took up to 6.5 s.
     let leader = gate_client.cluster().await.unwrap().shards[0]
         .leader
         .clone()

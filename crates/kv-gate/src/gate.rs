@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::Config;
+use crate::discovery::{self, Hints};
 use crate::forward::Forwarder;
 use crate::http::{self, HttpState};
 use crate::listener::LimitedListener;
@@ -86,15 +87,23 @@ impl Gate {
             peer: peer.clone(),
             stall_timeout: Some(config.backend_timeout()),
         };
+        let (hints_tx, hints) = watch::channel(Hints::new());
         let routing = spawn_routing(
             view,
             coord.session(),
+            hints,
             RoutingBuilder::new(config.read_policy, config.backend_connections, options.clone()),
         );
         let monitor = Arc::new(Monitor::new(ConnOptions {
             max_in_flight: 64,
             ..options
         }));
+        let discovery = tokio::spawn(discovery::run(
+            hints_tx,
+            coord.session(),
+            routing.clone(),
+            monitor.clone(),
+        ));
         let forwarder = Forwarder::new(routing, config.retry_timeout(), config.backend_timeout());
         let resp_state = Arc::new(RespState {
             forwarder: forwarder.clone(),
@@ -134,6 +143,7 @@ impl Gate {
             }),
             tokio::spawn(register(coord.clone(), paths, http_addr, resp_addr)),
             resp_task,
+            discovery,
         ];
         info!(http = %http_addr, resp = %resp_addr, cluster = config.cluster, "kvgate started");
         Ok(GateHandle {

@@ -9,6 +9,8 @@
 //! - [`config`]: flags (including the original positional form), environment, config file.
 //! - [`routing`]: [`routing::Routing`], an immutable snapshot of ring, leaders and replicas,
 //!   rebuilt from the cluster view; it owns the connection pools of the servers it names.
+//! - [`discovery`]: leaders servers announce while the gate's coordinator session is
+//!   down, so a failover behind its back does not stall writes until it reconnects.
 //! - [`forward`]: [`forward::Forwarder`], sending one command to the right server, retrying
 //!   what is safe to retry while a shard fails over.
 //! - [`http`]: the HTTP API (the original's endpoints plus `/api/cluster` and `/health`).
@@ -17,6 +19,7 @@
 //! - [`gate`]: [`Gate::start`] and [`GateHandle`].
 
 pub mod config;
+pub mod discovery;
 pub mod forward;
 pub mod gate;
 pub mod http;

@@ -5,7 +5,8 @@
 //! authenticated peer. While the gate cannot confirm its view (its coordinator session is
 //! disconnected), reads go to leaders only: a leader refuses reads once its own lease
 //! lapses, so a gate cut off from the coordinator never serves a read from a server it
-//! cannot vouch for.
+//! cannot vouch for. Meanwhile a leader that announced itself beyond the view
+//! ([`crate::discovery`]) takes its shard's traffic.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::ReadPolicy;
+use crate::discovery::Hints;
 
 /// Why a key cannot be routed right now. Both clear up when the cluster changes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -146,16 +148,25 @@ impl RoutingBuilder {
             .clone()
     }
 
-    /// Routing for `view` (`confirmed`: the gate's session is connected). Pools of servers
-    /// no longer in the view are closed.
-    pub fn build(&mut self, view: Arc<ClusterView>, confirmed: bool) -> Routing {
+    /// Routing for `view` (`confirmed`: the gate's session is connected), with the leaders
+    /// `hints` name where they are newer than the view's. Pools of servers no longer in the
+    /// view are closed.
+    pub fn build(&mut self, view: Arc<ClusterView>, confirmed: bool, hints: &Hints) -> Routing {
         let mut live = HashSet::new();
         let mut shards = HashMap::new();
         for sv in view.live_shards() {
             for n in sv.nodes.values() {
                 live.insert(n.cluster_addr.clone());
             }
-            let leader = sv.leader().map(|l| self.pool(&l.cluster_addr));
+            let hinted = hints
+                .get(&sv.name)
+                .filter(|h| h.epoch > sv.epoch())
+                .and_then(|h| Some((h.epoch, sv.nodes.get(&h.node)?)));
+            let epoch = hinted.map_or(sv.epoch(), |(epoch, _)| epoch);
+            let leader = hinted
+                .map(|(_, n)| n)
+                .or_else(|| sv.leader())
+                .map(|l| self.pool(&l.cluster_addr));
             let mut readers: Vec<Arc<Pool>> = sv
                 .nodes
                 .values()
@@ -163,14 +174,7 @@ impl RoutingBuilder {
                 .map(|n| self.pool(&n.cluster_addr))
                 .collect();
             readers.dedup_by(|a, b| a.addr() == b.addr());
-            shards.insert(
-                sv.name.clone(),
-                ShardRoute {
-                    epoch: sv.epoch(),
-                    leader,
-                    readers,
-                },
-            );
+            shards.insert(sv.name.clone(), ShardRoute { epoch, leader, readers });
         }
         self.pools.retain(|addr, pool| {
             let keep = live.contains(addr);
@@ -190,19 +194,22 @@ impl RoutingBuilder {
     }
 }
 
-/// Keeps a [`Routing`] current with the cluster view and the gate's session state.
+/// Keeps a [`Routing`] current with the cluster view, the gate's session state and the
+/// leaders servers announced beyond the view.
 pub fn spawn_routing(
     mut view: watch::Receiver<Arc<ClusterView>>,
     mut session: watch::Receiver<SessionStatus>,
+    mut hints: watch::Receiver<Hints>,
     mut builder: RoutingBuilder,
 ) -> watch::Receiver<Arc<Routing>> {
     let connected = session.borrow_and_update().connected;
-    let first = builder.build(view.borrow_and_update().clone(), connected);
+    let first = builder.build(view.borrow_and_update().clone(), connected, &hints.borrow_and_update());
     let (tx, rx) = watch::channel(Arc::new(first));
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 r = view.changed() => if r.is_err() { return },
+                r = hints.changed() => if r.is_err() { return },
                 r = session.changed() => {
                     if r.is_err() {
                         return;
@@ -221,7 +228,8 @@ pub fn spawn_routing(
                 }
             }
             let v = view.borrow_and_update().clone();
-            let routing = builder.build(v, session.borrow().connected);
+            let connected = session.borrow().connected;
+            let routing = builder.build(v, connected, &hints.borrow_and_update());
             let (before, after) = (tx.borrow().placement.version, routing.placement.version);
             if before != after
                 || tx.borrow().placement.next().map(|n| (n.0, n.2)) != routing.placement.next().map(|n| (n.0, n.2))
@@ -279,7 +287,7 @@ mod tests {
     #[tokio::test]
     async fn writes_to_leaders_reads_by_policy() {
         let mut b = RoutingBuilder::new(ReadPolicy::Any, 1, ConnOptions::default());
-        let r = b.build(view(), true);
+        let r = b.build(view(), true, &Hints::new());
         assert_eq!(r.ring().shards(), ["s1", "s2"]);
         let mut readers = std::collections::HashSet::new();
         for i in 0..200 {
@@ -301,7 +309,7 @@ mod tests {
             );
         }
         assert_eq!(readers.len(), 4, "reads spread over leaders and in-sync followers");
-        let unconfirmed = b.build(view(), false);
+        let unconfirmed = b.build(view(), false, &Hints::new());
         for i in 0..50 {
             let target = Target::Key(Bytes::from(format!("k{i}")));
             let (_, read) = unconfirmed.target(&target, false).unwrap();
@@ -312,7 +320,7 @@ mod tests {
         let mut b = RoutingBuilder::new(ReadPolicy::Leader, 1, ConnOptions::default());
         let mut v = (*view()).clone();
         v.shards.get_mut("s1").unwrap().leader_lock = None;
-        let r = b.build(Arc::new(v), true);
+        let r = b.build(Arc::new(v), true, &Hints::new());
         let key = (0..)
             .map(|i| format!("k{i}"))
             .find(|k| r.ring().shard_for(k.as_bytes()) == Some("s1"))
@@ -322,10 +330,37 @@ mod tests {
             RouteError::NoLeader("s1".into())
         );
         assert_eq!(
-            b.build(Arc::new(ClusterView::default()), true)
+            b.build(Arc::new(ClusterView::default()), true, &Hints::new())
                 .target(&Target::Key(Bytes::from_static(b"x")), true)
                 .unwrap_err(),
             RouteError::NoShards
         );
+    }
+
+    #[tokio::test]
+    async fn a_newer_announced_leader_takes_the_shards_traffic() {
+        let mut b = RoutingBuilder::new(ReadPolicy::Leader, 1, ConnOptions::default());
+        let target = Target::Shard("s1".into());
+        let hint = |epoch| {
+            Hints::from([(
+                "s1".to_string(),
+                crate::discovery::Hint {
+                    epoch,
+                    node: "b".into(),
+                },
+            )])
+        };
+        let r = b.build(view(), false, &hint(2));
+        assert_eq!(r.target(&target, true).unwrap().1.addr(), "127.0.0.1:10098");
+        assert_eq!(r.target(&target, false).unwrap().1.addr(), "127.0.0.1:10098");
+        assert_eq!(r.shards["s1"].epoch, 2);
+        // A hint the view has caught up with (or passed) is ignored.
+        let r = b.build(view(), true, &hint(1));
+        assert_eq!(r.target(&target, true).unwrap().1.addr(), "127.0.0.1:10097");
+        // So is one naming a node the view does not know.
+        let mut unknown = hint(2);
+        unknown.get_mut("s1").unwrap().node = "zz".into();
+        let r = b.build(view(), false, &unknown);
+        assert_eq!(r.target(&target, true).unwrap().1.addr(), "127.0.0.1:10097");
     }
 }

@@ -45,6 +45,7 @@ impl Default for Settings {
 /// One acknowledged write of a key written once.
 #[derive(Debug, Clone)]
 pub struct Unique {
+    pub client: usize,
     pub key: String,
     pub value: String,
     pub call: Duration,
@@ -61,12 +62,21 @@ pub struct Recorded {
 impl Recorded {
     /// When each write invoked at or after `t` was acknowledged, in order.
     pub fn acks(&self, t: Duration) -> Vec<Duration> {
+        self.acks_of(t, |_| true)
+    }
+
+    /// [`Recorded::acks`] of the clients `of` accepts.
+    pub fn acks_of(&self, t: Duration, of: impl Fn(usize) -> bool) -> Vec<Duration> {
         let shared = self
             .ops
             .iter()
-            .filter(|o| matches!(o.kind, Kind::Write(_)) && o.call >= t)
+            .filter(|o| matches!(o.kind, Kind::Write(_)) && o.call >= t && of(o.client))
             .filter_map(|o| o.ret);
-        let once = self.unique.iter().filter(|u| u.call >= t).map(|u| u.done);
+        let once = self
+            .unique
+            .iter()
+            .filter(|u| u.call >= t && of(u.client))
+            .map(|u| u.done);
         let mut acks: Vec<Duration> = shared.chain(once).collect();
         acks.sort();
         acks
@@ -75,9 +85,14 @@ impl Recorded {
     /// The longest time in `[from, to]` during which no write (invoked in that window) was
     /// acknowledged: how long writes were unavailable.
     pub fn longest_gap(&self, from: Duration, to: Duration) -> Duration {
+        self.longest_gap_of(from, to, |_| true)
+    }
+
+    /// [`Recorded::longest_gap`] for the clients `of` accepts.
+    pub fn longest_gap_of(&self, from: Duration, to: Duration, of: impl Fn(usize) -> bool) -> Duration {
         let mut last = from;
         let mut gap = Duration::ZERO;
-        for a in self.acks(from).into_iter().filter(|a| *a <= to).chain([to]) {
+        for a in self.acks_of(from, of).into_iter().filter(|a| *a <= to).chain([to]) {
             gap = gap.max(a.saturating_sub(last));
             last = last.max(a);
         }
@@ -214,6 +229,7 @@ impl Workload {
                                 let outcome = client.call(&[b"SET", key.as_bytes(), value.as_bytes()]).await;
                                 if let Outcome::Reply(Frame::Simple(_)) = outcome {
                                     recorded.lock().unwrap().unique.push(Unique {
+                                        client: id,
                                         key,
                                         value,
                                         call,
