@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what kvstore's tests, scripts and benchmarks need, from the distribution's
-# packages, when it is missing. Usage: scripts/ensure-deps.sh [zookeeper] [redis] [netns] [bench]
-# (no argument: zookeeper and redis). Idempotent; prints what it installs.
+# packages, when it is missing. Usage:
+#   scripts/ensure-deps.sh [zookeeper] [redis] [netns] [pyredis] [bench]
+# (no argument: zookeeper and redis). Idempotent; prints what it installs. `pyredis` is the
+# Python Redis client the tests drive (redis-py, pinned), in a virtualenv under target/.
 set -euo pipefail
 
 want=("$@")
@@ -20,6 +22,9 @@ for w in "${want[@]}"; do
     netns) # the partition tests: ip netns, veth, bridge, tc
       { command -v ip && command -v tc; } >/dev/null 2>&1 || pkgs+=(iproute2)
       ;;
+    pyredis) # redis-py in target/pyredis (PyPI); needs python3 with venv
+      python3 -m venv --help >/dev/null 2>&1 || pkgs+=(python3-venv)
+      ;;
     bench)
       command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
       command -v redis-benchmark >/dev/null 2>&1 || pkgs+=(redis-tools)
@@ -30,7 +35,22 @@ for w in "${want[@]}"; do
   esac
 done
 
-[ ${#pkgs[@]} -eq 0 ] && exit 0
+install_pyredis() {
+  # Pinned: the tests check this client's defaults (redis-py 8 speaks RESP3 from the start).
+  local version=8.1.0 venv
+  venv="$(cd "$(dirname "$0")/.." && pwd)/target/pyredis"
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import redis, sys; sys.exit(redis.__version__ != '$version')" 2>/dev/null; then
+    return 0
+  fi
+  echo "ensure-deps: installing redis-py $version into $venv" >&2
+  python3 -m venv "$venv" >&2
+  "$venv/bin/pip" install -q "redis==$version" >&2
+}
+
+if [ ${#pkgs[@]} -eq 0 ]; then
+  for w in "${want[@]}"; do [ "$w" = pyredis ] && install_pyredis; done
+  exit 0
+fi
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -42,3 +62,5 @@ echo "ensure-deps: installing ${pkgs[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq >&2
 $sudo apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+for w in "${want[@]}"; do [ "$w" = pyredis ] && install_pyredis; done
+exit 0

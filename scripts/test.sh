@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, in-process tests, and real-process tests of the built binaries
 # against a real ZooKeeper (started by the test harness on a free port). Installs what the
-# tests need (ZooKeeper, redis-tools) from the distribution's packages when missing.
+# tests need (ZooKeeper, redis-tools, iproute2) from the distribution's packages when missing,
+# and redis-py (pinned) from PyPI into target/pyredis.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/ensure-deps.sh zookeeper redis netns
+scripts/ensure-deps.sh zookeeper redis netns pyredis
 exec cargo test --workspace "$@"

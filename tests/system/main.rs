@@ -13,6 +13,7 @@ mod redis_api;
 mod replica_join;
 mod replication;
 mod resharding;
+mod resp3;
 mod resp_limits;
 mod spread;
 mod zk_restart;

@@ -1,28 +1,33 @@
-//! The wire protocol every kvstore hop speaks: RESP2.
+//! The wire protocol every kvstore hop speaks: RESP (RESP2, and RESP3 for clients that ask
+//! for it with `HELLO 3`).
 //!
 //! Clients reach the gate with RESP (and HTTP); the gate reaches kvserver with RESP over
 //! persistent pipelined connections; followers stream the replication log from their leader
 //! as RESP arrays. One protocol, so one parser to harden.
 //!
-//! - [`frame`]: the [`Frame`] value and its encoding (used for replies).
-//! - [`write`]: allocation-free reply writers for the hot path.
+//! - [`frame`]: the [`Frame`] value (RESP3's types included) and its encoding for either
+//!   [`Protocol`].
+//! - [`write`]: allocation-free reply writers for the hot path, and [`Out`], a connection's
+//!   output buffer that knows its protocol.
 //! - [`request`]: the server-side, resumable, bounded request parser (multibulk and inline).
 //! - [`reply`]: the client-side reply parser.
 //! - [`limits`]: the bounds every parser enforces ([`Limits`]).
 //! - [`error`]: [`ProtocolError`], worded as Redis words it.
+//! - [`hello`]: `HELLO`, parsed and answered alike by gates and servers.
 //! - [`hash`]: the one hash every process agrees on (ring placement, content digests).
 
 pub mod error;
 pub mod frame;
 pub mod hash;
+pub mod hello;
 pub mod limits;
 pub mod reply;
 pub mod request;
 pub mod write;
 
 pub use error::ProtocolError;
-pub use frame::Frame;
+pub use frame::{Frame, Protocol};
 pub use limits::Limits;
 pub use reply::parse_reply;
 pub use request::{Request, RequestParser};
-pub use write::CommandBuilder;
+pub use write::{CommandBuilder, Out};

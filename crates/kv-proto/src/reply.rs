@@ -1,4 +1,5 @@
-//! The client-side reply parser: any RESP2 value, bounded by [`Limits`].
+//! The client-side reply parser: any RESP2 or RESP3 value (attributes aside), bounded by
+//! [`Limits`].
 //!
 //! Replies are checked for completeness first (no allocation), then built as zero-copy
 //! slices of one frozen buffer.
@@ -48,10 +49,19 @@ fn check(buf: &[u8], pos: usize, depth: usize, limits: &Limits) -> Result<Option
         b':' => parse_int(header)
             .map(|_| Some(after))
             .ok_or(ProtocolError::InvalidInteger),
-        b'$' => {
+        b'_' if header.is_empty() => Ok(Some(after)),
+        b'#' if header == b"t" || header == b"f" => Ok(Some(after)),
+        b',' => parse_double(header)
+            .map(|_| Some(after))
+            .ok_or(ProtocolError::InvalidInteger),
+        b'(' if big_number(header) => Ok(Some(after)),
+        b'$' | b'=' | b'!' => {
             let n = parse_int(header).ok_or(ProtocolError::InvalidBulkLength)?;
-            if n == -1 {
+            if n == -1 && kind == b'$' {
                 return Ok(Some(after));
+            }
+            if kind == b'=' && n < 4 {
+                return Err(ProtocolError::InvalidBulkLength);
             }
             if n < 0 || n > limits.max_bulk_len as i64 {
                 return Err(ProtocolError::InvalidBulkLength);
@@ -65,9 +75,9 @@ fn check(buf: &[u8], pos: usize, depth: usize, limits: &Limits) -> Result<Option
             }
             Ok(Some(end + 2))
         }
-        b'*' => {
+        b'*' | b'~' | b'>' | b'%' => {
             let n = parse_int(header).ok_or(ProtocolError::InvalidMultibulkLength)?;
-            if n == -1 {
+            if n == -1 && kind == b'*' {
                 return Ok(Some(after));
             }
             if n < 0 || n > limits.max_multibulk_len as i64 {
@@ -76,8 +86,9 @@ fn check(buf: &[u8], pos: usize, depth: usize, limits: &Limits) -> Result<Option
             if depth >= MAX_DEPTH {
                 return Err(ProtocolError::TooDeep);
             }
+            let elements = if kind == b'%' { n * 2 } else { n };
             let mut p = after;
-            for _ in 0..n {
+            for _ in 0..elements {
                 match check(buf, p, depth + 1, limits)? {
                     Some(next) => p = next,
                     None => return Ok(None),
@@ -98,14 +109,39 @@ fn build(bytes: &Bytes, pos: usize) -> (Frame, usize) {
         b'+' => (Frame::Simple(bytes.slice(pos + 1..eol)), after),
         b'-' => (Frame::Error(bytes.slice(pos + 1..eol)), after),
         b':' => (Frame::Integer(parse_int(header).expect("checked")), after),
-        b'$' => match parse_int(header).expect("checked") {
+        b'_' => (Frame::Null, after),
+        b'#' => (Frame::Boolean(header == b"t"), after),
+        b',' => (Frame::Double(parse_double(header).expect("checked")), after),
+        b'(' => (Frame::BigNumber(bytes.slice(pos + 1..eol)), after),
+        kind @ (b'$' | b'=' | b'!') => match parse_int(header).expect("checked") {
             -1 => (Frame::Null, after),
             n => {
                 let end = after + n as usize;
-                (Frame::Bulk(bytes.slice(after..end)), end + 2)
+                let frame = match kind {
+                    b'$' => Frame::Bulk(bytes.slice(after..end)),
+                    b'!' => Frame::Error(bytes.slice(after..end)),
+                    _ => Frame::Verbatim {
+                        format: bytes[after..after + 3].try_into().expect("checked length"),
+                        text: bytes.slice(after + 4..end),
+                    },
+                };
+                (frame, end + 2)
             }
         },
-        _ => match parse_int(header).expect("checked") {
+        b'%' => {
+            let n = parse_int(header).expect("checked") as usize;
+            // `2n` elements were all seen by `check`, so this capacity is backed by bytes.
+            let mut pairs = Vec::with_capacity(n);
+            let mut p = after;
+            for _ in 0..n {
+                let (k, next) = build(bytes, p);
+                let (v, next) = build(bytes, next);
+                pairs.push((k, v));
+                p = next;
+            }
+            (Frame::Map(pairs), p)
+        }
+        kind => match parse_int(header).expect("checked") {
             -1 => (Frame::NullArray, after),
             n => {
                 // `n` elements were all seen by `check`, so this capacity is backed by bytes.
@@ -116,10 +152,33 @@ fn build(bytes: &Bytes, pos: usize) -> (Frame, usize) {
                     items.push(f);
                     p = next;
                 }
-                (Frame::Array(items), p)
+                let frame = match kind {
+                    b'~' => Frame::Set(items),
+                    b'>' => Frame::Push(items),
+                    _ => Frame::Array(items),
+                };
+                (frame, p)
             }
         },
     }
+}
+
+/// A RESP3 double: decimal or scientific, or `inf`, `-inf`, `nan`.
+fn parse_double(text: &[u8]) -> Option<f64> {
+    let s = std::str::from_utf8(text).ok()?;
+    match s {
+        "inf" => Some(f64::INFINITY),
+        "-inf" => Some(f64::NEG_INFINITY),
+        "nan" => Some(f64::NAN),
+        _ if s.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// A RESP3 big number: an optional sign, then digits.
+fn big_number(text: &[u8]) -> bool {
+    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
 }
 
 #[cfg(test)]
@@ -142,6 +201,37 @@ mod tests {
             assert_eq!(parse_reply(&mut buf, &Limits::REDIS).unwrap(), Some(frame.clone()));
             assert!(buf.is_empty());
         }
+    }
+
+    #[test]
+    fn round_trips_resp3_at_every_split() {
+        let frame = Frame::Map(vec![
+            (
+                Frame::bulk("set"),
+                Frame::Set(vec![Frame::simple("a"), Frame::Integer(1)]),
+            ),
+            (Frame::bulk("double"), Frame::Double(1.5)),
+            (Frame::bulk("bool"), Frame::Boolean(true)),
+            (
+                Frame::bulk("big"),
+                Frame::BigNumber(Bytes::from_static(b"-123456789012345678901234")),
+            ),
+            (Frame::bulk("text"), Frame::text("a\r\nb")),
+            (Frame::bulk("push"), Frame::Push(vec![Frame::Boolean(false)])),
+        ]);
+        let bytes = frame.to_bytes_as(crate::Protocol::Resp3);
+        for split in 0..bytes.len() {
+            let mut buf = BytesMut::from(&bytes[..split]);
+            assert_eq!(parse_reply(&mut buf, &Limits::REDIS).unwrap(), None);
+            buf.extend_from_slice(&bytes[split..]);
+            assert_eq!(parse_reply(&mut buf, &Limits::REDIS).unwrap(), Some(frame.clone()));
+        }
+        let run = |b: &[u8]| parse_reply(&mut BytesMut::from(b), &Limits::REDIS);
+        assert_eq!(run(b"_\r\n"), Ok(Some(Frame::Null)));
+        assert_eq!(run(b"!7\r\nERR bad\r\n"), Ok(Some(Frame::error("ERR bad"))));
+        assert_eq!(run(b",inf\r\n"), Ok(Some(Frame::Double(f64::INFINITY))));
+        assert!(run(b"#x\r\n").is_err() && run(b"(12a\r\n").is_err() && run(b",1x\r\n").is_err());
+        assert!(run(b"=2\r\nab\r\n").is_err(), "verbatim text needs its format");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! [`Connection`]: a client socket with its input buffer, request parser and output buffer.
 
 use bytes::BytesMut;
-use kv_proto::{Limits, ProtocolError, Request, RequestParser};
+use kv_proto::{Limits, Out, ProtocolError, Request, RequestParser};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -12,8 +12,13 @@ const READ_CHUNK: usize = 16 * 1024;
 pub struct Connection {
     pub stream: TcpStream,
     pub input: BytesMut,
-    pub output: BytesMut,
+    /// Replies, written in the protocol the client negotiated (`HELLO`).
+    pub output: Out,
     pub parser: RequestParser,
+    /// The client id `HELLO` reports, assigned when first asked for.
+    pub id: Option<u64>,
+    /// Set by `HELLO ... SETNAME`.
+    pub name: Option<bytes::Bytes>,
 }
 
 impl Connection {
@@ -23,8 +28,10 @@ impl Connection {
         Connection {
             stream,
             input: BytesMut::with_capacity(READ_CHUNK),
-            output: BytesMut::with_capacity(READ_CHUNK),
+            output: Out::with_capacity(READ_CHUNK),
             parser: RequestParser::new(limits),
+            id: None,
+            name: None,
         }
     }
 

@@ -62,6 +62,7 @@ pub async fn serve(node: Arc<Node>, mut conn: Connection, port: Port, mut shutdo
                         finish(&node, &mut conn, pending).await;
                         return;
                     }
+                    Ok(Command::Hello(hello)) => crate::cmd::connection::hello(hello, &node, &mut conn),
                     Ok(cmd) => pending = Pending::max(pending, cmd.apply(&node, &mut conn.output)),
                     Err(e) => kv_proto::write::error(&mut conn.output, e.to_string().as_bytes()),
                 },

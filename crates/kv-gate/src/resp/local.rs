@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
+use kv_proto::hello::{Hello, HelloReply, REDIS_VERSION, valid_client_name};
 use kv_proto::{Frame, Request};
 
 use super::command::{COMMANDS, Spec, lookup};
@@ -56,47 +57,26 @@ pub fn apply(session: &mut Session<'_>, spec: &Spec, req: &Request) -> Pending {
     Pending::Now(frame)
 }
 
-/// `HELLO [protover [AUTH user pass] [SETNAME name]]`: RESP2 only.
+/// `HELLO [protover [AUTH user pass] [SETNAME name]]`: switches the client to RESP2 or
+/// RESP3. The gate serves clients that are not cluster-aware, so it is a `standalone` master.
 fn hello(session: &mut Session<'_>, a: &[Bytes]) -> Frame {
-    if let Some(v) = a.get(1) {
-        match &v[..] {
-            b"2" => {}
-            b"3" => return Frame::error("NOPROTO sorry, this protocol version is not supported"),
-            _ => return Frame::error("ERR Protocol version is not an integer or out of range"),
-        }
+    let hello = match Hello::parse(a) {
+        Ok(h) => h,
+        Err(e) => return Frame::error(e.to_string()),
+    };
+    if let Some(name) = hello.setname {
+        session.name = (!name.is_empty()).then(|| String::from_utf8_lossy(&name).into_owned());
     }
-    let mut i = 2;
-    while i < a.len() {
-        match upper(&a[i]).as_slice() {
-            b"AUTH" if i + 2 < a.len() => i += 3,
-            b"SETNAME" if i + 1 < a.len() => {
-                session.name = Some(String::from_utf8_lossy(&a[i + 1]).into_owned());
-                i += 2;
-            }
-            _ => {
-                return Frame::error(format!(
-                    "ERR Syntax error in HELLO option '{}'",
-                    String::from_utf8_lossy(&a[i])
-                ));
-            }
-        }
+    if let Some(proto) = hello.proto {
+        session.proto = proto;
     }
-    Frame::Array(vec![
-        bulk("server"),
-        bulk("kvstore"),
-        bulk("version"),
-        bulk(env!("CARGO_PKG_VERSION")),
-        bulk("proto"),
-        Frame::Integer(2),
-        bulk("id"),
-        Frame::Integer(session.id as i64),
-        bulk("mode"),
-        bulk("cluster"),
-        bulk("role"),
-        bulk("master"),
-        bulk("modules"),
-        Frame::Array(vec![]),
-    ])
+    HelloReply {
+        proto: session.proto,
+        id: session.id,
+        mode: "standalone",
+        role: "master",
+    }
+    .frame()
 }
 
 /// `CLIENT SETNAME | GETNAME | SETINFO | ID | INFO`
@@ -104,7 +84,7 @@ fn client(session: &mut Session<'_>, a: &[Bytes]) -> Frame {
     let sub = upper(&a[1]);
     match (sub.as_slice(), a.len()) {
         (b"SETNAME", 3) => {
-            if a[2].iter().any(|c| *c <= b' ' || *c > b'~') {
+            if !valid_client_name(&a[2]) {
                 return Frame::error("ERR Client names cannot contain spaces, newlines or special characters.");
             }
             session.name = (!a[2].is_empty()).then(|| String::from_utf8_lossy(&a[2]).into_owned());
@@ -113,7 +93,7 @@ fn client(session: &mut Session<'_>, a: &[Bytes]) -> Frame {
         (b"GETNAME", 2) => session.name.clone().map_or(Frame::Null, bulk),
         (b"SETINFO", 4) => ok(),
         (b"ID", 2) => Frame::Integer(session.id as i64),
-        (b"INFO", 2) => bulk(format!(
+        (b"INFO", 2) => Frame::text(format!(
             "id={} name={} db=0 cmd=client|info\n",
             session.id,
             session.name.as_deref().unwrap_or("")
@@ -133,7 +113,7 @@ fn describe(s: &Spec) -> Frame {
     Frame::Array(vec![
         bulk(s.name),
         Frame::Integer(s.arity as i64),
-        Frame::Array(
+        Frame::Set(
             s.flags
                 .iter()
                 .map(|f| Frame::Simple(Bytes::from_static(f.as_bytes())))
@@ -160,7 +140,7 @@ fn command(a: &[Bytes]) -> Frame {
                 .collect(),
         ),
         // redis-cli asks for docs to show hints; having none is fine.
-        b"DOCS" => Frame::Array(vec![]),
+        b"DOCS" => Frame::Map(vec![]),
         _ => Frame::error(format!(
             "ERR unknown subcommand '{}'. Try COMMAND HELP.",
             String::from_utf8_lossy(sub)
@@ -179,7 +159,7 @@ pub async fn info(state: &RespState, section: Option<&str>) -> Frame {
     if wanted("server") {
         let _ = write!(
             out,
-            "# Server\r\nredis_version:7.0.0\r\nkvstore_version:{}\r\nredis_mode:cluster\r\nprocess_id:{}\r\n\
+            "# Server\r\nredis_version:{REDIS_VERSION}\r\nkvstore_version:{}\r\nredis_mode:standalone\r\nprocess_id:{}\r\n\
              tcp_port:{}\r\nhttp_addr:{}\r\nuptime_in_seconds:{}\r\n\r\n",
             env!("CARGO_PKG_VERSION"),
             std::process::id(),
@@ -248,5 +228,5 @@ pub async fn info(state: &RespState, section: Option<&str>) -> Frame {
             out.push_str("\r\n");
         }
     }
-    Frame::Bulk(Bytes::from(out))
+    Frame::text(out)
 }

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use kv_proto::{Frame, Limits, Request, RequestParser};
+use kv_proto::{Frame, Limits, Protocol, Request, RequestParser};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -140,6 +140,8 @@ pub struct Session<'a> {
     pub state: &'a RespState,
     pub id: u64,
     pub name: Option<String>,
+    /// RESP2 until the client sends `HELLO 3`.
+    pub proto: Protocol,
     quit: bool,
 }
 
@@ -149,6 +151,7 @@ impl<'a> Session<'a> {
             state,
             id: state.stats.next_client_id.fetch_add(1, Ordering::Relaxed) + 1,
             name: None,
+            proto: Protocol::Resp2,
             quit: false,
         }
     }
@@ -157,17 +160,22 @@ impl<'a> Session<'a> {
         let mut parser = RequestParser::new(self.state.limits);
         let mut input = BytesMut::with_capacity(READ_CHUNK);
         let mut output = BytesMut::with_capacity(READ_CHUNK);
-        let mut batch: Vec<Pending> = Vec::new();
+        let mut batch: Vec<(Pending, Protocol)> = Vec::new();
         loop {
             let mut broken = false;
             loop {
                 while batch.len() < MAX_BATCH && !self.quit {
                     match parser.parse(&mut input) {
-                        Ok(Some(req)) => batch.push(self.start(req).await),
+                        Ok(Some(req)) => {
+                            // Each reply in the protocol in force when its request arrived
+                            // (a `HELLO` answers in the protocol it switches to).
+                            let pending = self.start(req).await;
+                            batch.push((pending, self.proto));
+                        }
                         Ok(None) => break,
                         Err(e) => {
                             debug!(error = %e, "closing a RESP client that broke the protocol");
-                            batch.push(Pending::Now(Frame::error(format!("ERR {e}"))));
+                            batch.push((Pending::Now(Frame::error(format!("ERR {e}"))), self.proto));
                             broken = true;
                             break;
                         }
@@ -178,8 +186,8 @@ impl<'a> Session<'a> {
                     .stats
                     .commands
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                for p in batch.drain(..) {
-                    p.finish(self.state).await.encode(&mut output);
+                for (p, proto) in batch.drain(..) {
+                    p.finish(self.state).await.encode_as(&mut output, proto);
                     if output.len() >= FLUSH_AT {
                         if stream.write_all(&output).await.is_err() {
                             return;

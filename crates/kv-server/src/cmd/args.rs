@@ -26,6 +26,9 @@ pub enum CmdError {
     InvalidExpire(String),
     #[error("ERR {0}")]
     Other(String),
+    /// An error with its own code (`NOPROTO`, `WRONGPASS`, ...).
+    #[error("{0}")]
+    Coded(String),
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -39,6 +42,11 @@ impl Args {
             all: req.into_args(),
             next: 1,
         }
+    }
+
+    /// Every argument, the name first.
+    pub fn all(&self) -> &[Bytes] {
+        &self.all
     }
 
     /// The command name as sent.

@@ -1,6 +1,7 @@
-//! PING, ECHO, SELECT: connection-level commands.
+//! PING, ECHO, SELECT, HELLO: connection-level commands.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use kv_proto::Out;
 
 use super::{Args, CmdError};
 
@@ -15,7 +16,7 @@ impl Ping {
         Ok(Ping(msg))
     }
 
-    pub fn apply(self, out: &mut BytesMut) {
+    pub fn apply(self, out: &mut Out) {
         match self.0 {
             Some(m) => kv_proto::write::bulk(out, &m),
             None => kv_proto::write::simple(out, b"PONG"),
@@ -34,7 +35,7 @@ impl Echo {
         Ok(Echo(msg))
     }
 
-    pub fn apply(self, out: &mut BytesMut) {
+    pub fn apply(self, out: &mut Out) {
         kv_proto::write::bulk(out, &self.0);
     }
 }
@@ -50,11 +51,35 @@ impl Select {
         Ok(Select(db))
     }
 
-    pub fn apply(self, out: &mut BytesMut) {
+    pub fn apply(self, out: &mut Out) {
         if self.0 == 0 {
             kv_proto::write::ok(out);
         } else {
             kv_proto::write::error(out, b"ERR DB index is out of range");
         }
     }
+}
+
+/// `HELLO`: switches the connection's protocol (and name), then reports it. Servers speak
+/// Redis Cluster's side of the protocol, so the mode is `cluster`; a leader is a `master`.
+pub fn hello(hello: kv_proto::hello::Hello, node: &crate::node::Node, conn: &mut crate::connection::Connection) {
+    if let Some(name) = hello.setname {
+        conn.name = (!name.is_empty()).then_some(name);
+    }
+    if let Some(proto) = hello.proto {
+        conn.output.proto = proto;
+    }
+    let id = *conn.id.get_or_insert_with(|| node.next_conn_id());
+    let reply = kv_proto::hello::HelloReply {
+        proto: conn.output.proto,
+        id,
+        mode: "cluster",
+        role: if node.role().name() == "leader" {
+            "master"
+        } else {
+            "replica"
+        },
+    };
+    let frame = reply.frame();
+    conn.output.frame(&frame);
 }

@@ -1,6 +1,7 @@
 //! Deletes: DEL and UNLINK (an alias here: deletion is always immediate), GETDEL.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use kv_proto::Out;
 
 use super::{Args, CmdError, reply, write_opt};
 use crate::node::{Node, Pending};
@@ -18,7 +19,7 @@ impl Del {
         })
     }
 
-    pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
+    pub fn apply(self, node: &Node, out: &mut Out) -> Option<Pending> {
         let result = node.write(self.keys.iter().map(|k| &k[..]), |w| {
             self.keys.iter().filter(|k| w.del(k)).count()
         });
@@ -39,7 +40,7 @@ impl GetDel {
         Ok(GetDel { key })
     }
 
-    pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
+    pub fn apply(self, node: &Node, out: &mut Out) -> Option<Pending> {
         let result = node.write([&self.key[..]], |w| {
             let old = w.get(&self.key).map(|(v, _)| v);
             if old.is_some() {

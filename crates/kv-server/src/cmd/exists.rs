@@ -1,6 +1,7 @@
 //! EXISTS key [key ...]
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use kv_proto::Out;
 
 use super::{Args, CmdError, reply};
 use crate::node::{Node, Pending};
@@ -18,7 +19,7 @@ impl Exists {
         })
     }
 
-    pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
+    pub fn apply(self, node: &Node, out: &mut Out) -> Option<Pending> {
         let keys = self.keys.iter().map(|k| &k[..]);
         let result = node.read(keys, |r| self.keys.iter().filter(|k| r.get(k, |v| v.is_some())).count());
         reply(out, result, |out, n| kv_proto::write::integer(out, n as i64))

@@ -1,6 +1,7 @@
 //! Time to live: EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, PERSIST, TTL, PTTL.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use kv_proto::Out;
 
 use super::{Args, CmdError, reply};
 use crate::node::{Node, Pending};
@@ -64,7 +65,7 @@ impl Expire {
         })
     }
 
-    pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
+    pub fn apply(self, node: &Node, out: &mut Out) -> Option<Pending> {
         let result = node.write([&self.key[..]], |w| {
             let Some(current) = w.expiry_of(&self.key) else {
                 return Ok(false);
@@ -115,7 +116,7 @@ impl Persist {
         Ok(Persist { key })
     }
 
-    pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
+    pub fn apply(self, node: &Node, out: &mut Out) -> Option<Pending> {
         let result = node.write([&self.key[..]], |w| match w.expiry_of(&self.key) {
             Some(Some(_)) => w.expire(&self.key, None),
             _ => false,
@@ -138,7 +139,7 @@ impl Ttl {
         Ok(Ttl { key, millis })
     }
 
-    pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
+    pub fn apply(self, node: &Node, out: &mut Out) -> Option<Pending> {
         let result = node.read([&self.key[..]], |r| {
             let now = r.now();
             r.lookup(&self.key, |hit| match hit {
@@ -150,6 +151,6 @@ impl Ttl {
                 }
             })
         });
-        reply(out, result, kv_proto::write::integer)
+        reply(out, result, |out, n| kv_proto::write::integer(out, n))
     }
 }

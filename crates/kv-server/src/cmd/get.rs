@@ -1,7 +1,8 @@
 //! Reads of values: GET, MGET, STRLEN. Values are written from the store straight into the
 //! reply, under the node's lock: no copy.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use kv_proto::Out;
 
 use super::{Args, CmdError, reply};
 use crate::node::{Node, Pending};
@@ -19,11 +20,11 @@ impl Get {
         Ok(Get { key })
     }
 
-    pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
+    pub fn apply(self, node: &Node, out: &mut Out) -> Option<Pending> {
         let result = node.read([&self.key[..]], |r| {
             r.get(&self.key, |v| match v {
                 Some(v) => kv_proto::write::bulk(out, v),
-                None => kv_proto::write::null(out),
+                None => out.null(),
             })
         });
         reply(out, result, |_, ()| {})
@@ -43,13 +44,13 @@ impl MGet {
         })
     }
 
-    pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
+    pub fn apply(self, node: &Node, out: &mut Out) -> Option<Pending> {
         let result = node.read(self.keys.iter().map(|k| &k[..]), |r| {
             kv_proto::write::array_header(out, self.keys.len());
             for k in &self.keys {
                 r.get(k, |v| match v {
                     Some(v) => kv_proto::write::bulk(out, v),
-                    None => kv_proto::write::null(out),
+                    None => out.null(),
                 });
             }
         });
@@ -70,7 +71,7 @@ impl StrLen {
         Ok(StrLen { key })
     }
 
-    pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
+    pub fn apply(self, node: &Node, out: &mut Out) -> Option<Pending> {
         let result = node.read([&self.key[..]], |r| r.get(&self.key, |v| v.map_or(0, <[u8]>::len)));
         reply(out, result, |out, n| kv_proto::write::integer(out, n as i64))
     }

@@ -3,7 +3,8 @@
 //! Atomic at the leader (read, compute and write happen under the node lock) and replicated
 //! as the resulting value, never as "increment by", so replaying the log converges.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use kv_proto::Out;
 
 use super::args::parse_i64;
 use super::{Args, CmdError, reply};
@@ -43,7 +44,7 @@ impl IncrBy {
         Ok(IncrBy { key, delta })
     }
 
-    pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
+    pub fn apply(self, node: &Node, out: &mut Out) -> Option<Pending> {
         let result = node.write([&self.key[..]], |w| {
             let (current, expires_at) = match w.get(&self.key) {
                 Some((v, at)) => match parse_i64(&v) {
@@ -81,7 +82,7 @@ impl Append {
         Ok(Append { key, value })
     }
 
-    pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
+    pub fn apply(self, node: &Node, out: &mut Out) -> Option<Pending> {
         let max = node.config.resp.proto_max_bulk_len as usize;
         let result = node.write([&self.key[..]], |w| {
             let (mut current, expires_at) = match w.get(&self.key) {

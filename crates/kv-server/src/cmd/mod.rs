@@ -8,7 +8,7 @@
 //! Error replies follow Redis's wording, so Redis clients and tools recognise them.
 
 mod args;
-mod connection;
+pub mod connection;
 mod del;
 mod exists;
 mod expire;
@@ -16,7 +16,8 @@ mod get;
 mod incr;
 mod set;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use kv_proto::Out;
 use kv_proto::Request;
 
 pub use args::{Args, CmdError};
@@ -30,6 +31,7 @@ pub enum Command {
     Echo(connection::Echo),
     Select(connection::Select),
     Quit,
+    Hello(kv_proto::hello::Hello),
     Get(get::Get),
     MGet(get::MGet),
     StrLen(get::StrLen),
@@ -58,6 +60,9 @@ impl Command {
             b"ECHO" => Command::Echo(connection::Echo::parse(&mut args)?),
             b"SELECT" => Command::Select(connection::Select::parse(&mut args)?),
             b"QUIT" => Command::Quit,
+            b"HELLO" => {
+                Command::Hello(kv_proto::hello::Hello::parse(args.all()).map_err(|e| CmdError::Coded(e.to_string()))?)
+            }
             b"GET" => Command::Get(get::Get::parse(&mut args)?),
             b"MGET" => Command::MGet(get::MGet::parse(&mut args)?),
             b"STRLEN" => Command::StrLen(get::StrLen::parse(&mut args)?),
@@ -91,12 +96,14 @@ impl Command {
     }
 
     /// Executes the command, appending its reply to `out`.
-    pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
+    pub fn apply(self, node: &Node, out: &mut Out) -> Option<Pending> {
         match self {
             Command::Ping(c) => c.apply(out),
             Command::Echo(c) => c.apply(out),
             Command::Select(c) => c.apply(out),
             Command::Quit => kv_proto::write::ok(out),
+            // The connection's state changes: the handler serves it (`connection::hello`).
+            Command::Hello(_) => kv_proto::write::error(out, b"ERR HELLO is served by the connection"),
             Command::Get(c) => return c.apply(node, out),
             Command::MGet(c) => return c.apply(node, out),
             Command::StrLen(c) => return c.apply(node, out),
@@ -122,9 +129,9 @@ impl Command {
 /// Writes a command's reply: `ok` with its result when it ran (it may also have written
 /// its reply itself), the refusal otherwise. Returns what the reply must wait for.
 pub fn reply<R>(
-    out: &mut BytesMut,
+    out: &mut Out,
     result: Result<(R, Option<Pending>), Refusal>,
-    ok: impl FnOnce(&mut BytesMut, R),
+    ok: impl FnOnce(&mut Out, R),
 ) -> Option<Pending> {
     match result {
         Ok((r, pending)) => {
@@ -139,9 +146,9 @@ pub fn reply<R>(
 }
 
 /// Bulk reply of an optional value.
-fn write_opt(out: &mut BytesMut, v: Option<&Bytes>) {
+fn write_opt(out: &mut Out, v: Option<&Bytes>) {
     match v {
         Some(v) => kv_proto::write::bulk(out, v),
-        None => kv_proto::write::null(out),
+        None => out.null(),
     }
 }

@@ -2,7 +2,8 @@
 //! EXAT unix-seconds | PXAT unix-milliseconds | KEEPTTL], and the commands that are SET with
 //! fixed options: SETNX, SETEX, PSETEX, GETSET; and MSET.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use kv_proto::Out;
 
 use super::{Args, CmdError, reply, write_opt};
 use crate::node::{Node, Pending};
@@ -146,7 +147,7 @@ impl Set {
         })
     }
 
-    pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
+    pub fn apply(self, node: &Node, out: &mut Out) -> Option<Pending> {
         let flag = self.flag_reply;
         let result = node.write([&self.key[..]], |w| {
             if !w.fits(self.key.len(), self.value.len()) {
@@ -186,7 +187,7 @@ impl Set {
             Outcome::Ok if flag => kv_proto::write::integer(out, 1),
             Outcome::NotSet if flag => kv_proto::write::integer(out, 0),
             Outcome::Ok => kv_proto::write::ok(out),
-            Outcome::NotSet => kv_proto::write::null(out),
+            Outcome::NotSet => out.null(),
             Outcome::Old(v) => write_opt(out, v.as_ref()),
             Outcome::TooLarge => kv_proto::write::error(out, b"OOM value too large for this server's --maxmemory"),
         })
@@ -209,7 +210,7 @@ impl MSet {
         Ok(MSet { pairs })
     }
 
-    pub fn apply(self, node: &Node, out: &mut BytesMut) -> Option<Pending> {
+    pub fn apply(self, node: &Node, out: &mut Out) -> Option<Pending> {
         let keys = self.pairs.iter().step_by(2).map(|k| &k[..]);
         let result = node.write(keys, |w| {
             if self.pairs.chunks_exact(2).any(|p| !w.fits(p[0].len(), p[1].len())) {

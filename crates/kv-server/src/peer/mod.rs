@@ -10,14 +10,14 @@
 
 pub mod moves;
 
-use bytes::BytesMut;
 use kv_peer::PeerCommand;
+use kv_proto::Out;
 
 use crate::node::{Node, Pending};
 
 /// Applies an internal command other than `KV.SYNC` (which the connection handler turns
 /// into a stream), appending its reply to `out`.
-pub fn apply(cmd: PeerCommand, node: &Node, out: &mut BytesMut) -> Option<Pending> {
+pub fn apply(cmd: PeerCommand, node: &Node, out: &mut Out) -> Option<Pending> {
     match cmd {
         PeerCommand::Migrate { version, items } => moves::migrate(node, version, &items, out),
         PeerCommand::Drop { keys } => moves::drop(node, &keys, out),

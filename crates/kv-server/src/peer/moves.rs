@@ -11,14 +11,15 @@
 
 use std::sync::atomic::Ordering;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kv_peer::command::write_fetch_reply;
 use kv_peer::{ErrorCode, MigrateItem};
+use kv_proto::Out;
 
 use crate::cmd::reply;
 use crate::node::{Node, Pending};
 
-pub fn migrate(node: &Node, version: u64, items: &[MigrateItem], out: &mut BytesMut) -> Option<Pending> {
+pub fn migrate(node: &Node, version: u64, items: &[MigrateItem], out: &mut Out) -> Option<Pending> {
     let result = node.write_internal(|w| {
         if w.inbound_done() >= version {
             // The move completed: every key was copied already, and tombstones are gone,
@@ -47,12 +48,12 @@ pub fn migrate(node: &Node, version: u64, items: &[MigrateItem], out: &mut Bytes
     })
 }
 
-pub fn drop(node: &Node, keys: &[Bytes], out: &mut BytesMut) -> Option<Pending> {
+pub fn drop(node: &Node, keys: &[Bytes], out: &mut Out) -> Option<Pending> {
     let result = node.write_internal(|w| keys.iter().filter(|k| w.del(k)).count());
     reply(out, result, |out, n| kv_proto::write::integer(out, n as i64))
 }
 
-pub fn fetch(node: &Node, key: &[u8], out: &mut BytesMut) -> Option<Pending> {
+pub fn fetch(node: &Node, key: &[u8], out: &mut Out) -> Option<Pending> {
     let result = node.read_internal(|r| r.lookup(key, |hit| write_fetch_reply(out, hit)));
     reply(out, result, |_, ()| {})
 }
