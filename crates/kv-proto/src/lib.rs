@@ -14,6 +14,7 @@
 //! - [`limits`]: the bounds every parser enforces ([`Limits`]).
 //! - [`error`]: [`ProtocolError`], worded as Redis words it.
 //! - [`hello`]: `HELLO`, parsed and answered alike by gates and servers.
+//! - [`slot`]: Redis Cluster's key slots (CRC16 and hash tags): where a key lives.
 //! - [`hash`]: the one hash every process agrees on (ring placement, content digests).
 
 pub mod error;
@@ -23,6 +24,7 @@ pub mod hello;
 pub mod limits;
 pub mod reply;
 pub mod request;
+pub mod slot;
 pub mod write;
 
 pub use error::ProtocolError;
