@@ -5,6 +5,7 @@ mod harness;
 
 mod bad_input;
 mod basic;
+mod cluster_clients;
 mod cluster_port;
 mod failover;
 mod gate_first;

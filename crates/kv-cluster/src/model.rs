@@ -93,6 +93,15 @@ impl ClusterView {
     }
 }
 
+/// The 40-hex-digit node id Redis Cluster clients expect (`CLUSTER NODES`, `MYID`), derived
+/// from a node's kvstore id so that every server reports the same id for it.
+pub fn cluster_node_id(id: &str) -> String {
+    (0..3u8)
+        .map(|i| format!("{:016x}", kv_proto::hash::hash64(format!("{id}#{i}").as_bytes())))
+        .collect::<String>()[..40]
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,10 +13,12 @@
 //! - [`reply`]: the client-side reply parser.
 //! - [`limits`]: the bounds every parser enforces ([`Limits`]).
 //! - [`error`]: [`ProtocolError`], worded as Redis words it.
+//! - [`commands`]: the command table `COMMAND` reports (arity, flags, key positions).
 //! - [`hello`]: `HELLO`, parsed and answered alike by gates and servers.
 //! - [`slot`]: Redis Cluster's key slots (CRC16 and hash tags): where a key lives.
 //! - [`hash`]: the one hash every process agrees on (ring placement, content digests).
 
+pub mod commands;
 pub mod error;
 pub mod frame;
 pub mod hash;

@@ -14,6 +14,10 @@ use crate::Protocol;
 pub struct Out {
     buf: BytesMut,
     pub proto: Protocol,
+    /// The client speaks Redis Cluster's protocol (a kvserver's client port): a key served
+    /// elsewhere is answered `MOVED <slot> <host:port>`, multi-key commands must stay in one
+    /// slot. False for peers (gates), which route by shard.
+    pub cluster_client: bool,
 }
 
 impl Out {
@@ -22,6 +26,7 @@ impl Out {
         Out {
             buf: BytesMut::with_capacity(capacity),
             proto: Protocol::Resp2,
+            cluster_client: false,
         }
     }
 

@@ -19,6 +19,8 @@ pub struct Connection {
     pub id: Option<u64>,
     /// Set by `HELLO ... SETNAME`.
     pub name: Option<bytes::Bytes>,
+    /// `READONLY`: this cluster client's reads may be served by a replica.
+    pub readonly: bool,
 }
 
 impl Connection {
@@ -32,6 +34,7 @@ impl Connection {
             parser: RequestParser::new(limits),
             id: None,
             name: None,
+            readonly: false,
         }
     }
 

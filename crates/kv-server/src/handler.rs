@@ -11,7 +11,7 @@ use kv_peer::PeerCommand;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use crate::cmd::Command;
+use crate::cmd::{self, Command};
 use crate::connection::Connection;
 use crate::node::{Node, Pending};
 use crate::{peer, replication};
@@ -30,6 +30,9 @@ pub enum Port {
 
 /// Serves `conn` until the peer leaves, breaks the protocol, or the server shuts down.
 pub async fn serve(node: Arc<Node>, mut conn: Connection, port: Port, mut shutdown: watch::Receiver<bool>) {
+    // Clients on the client port are Redis Cluster clients: slot redirections, one slot per
+    // command. Gates (cluster port) route by shard and get kvstore's own codes.
+    conn.output.cluster_client = port == Port::Client;
     loop {
         let mut pending: Option<Pending> = None;
         loop {
@@ -56,16 +59,49 @@ pub async fn serve(node: Arc<Node>, mut conn: Connection, port: Port, mut shutdo
                 }
                 Some(Ok(cmd)) => pending = Pending::max(pending, peer::apply(cmd, &node, &mut conn.output)),
                 Some(Err(e)) => kv_proto::write::error(&mut conn.output, e.to_string().as_bytes()),
-                None => match Command::from_request(req) {
-                    Ok(Command::Quit) => {
-                        kv_proto::write::ok(&mut conn.output);
-                        finish(&node, &mut conn, pending).await;
-                        return;
+                None => {
+                    let cluster_client = conn.output.cluster_client;
+                    if cluster_client && cmd::cross_slot(&req) {
+                        kv_proto::write::error(
+                            &mut conn.output,
+                            b"CROSSSLOT Keys in request don't hash to the same slot",
+                        );
+                        continue;
                     }
-                    Ok(Command::Hello(hello)) => crate::cmd::connection::hello(hello, &node, &mut conn),
-                    Ok(cmd) => pending = Pending::max(pending, cmd.apply(&node, &mut conn.output)),
-                    Err(e) => kv_proto::write::error(&mut conn.output, e.to_string().as_bytes()),
-                },
+                    let keys: Vec<bytes::Bytes> = if cluster_client {
+                        cmd::request_keys(&req).cloned().collect()
+                    } else {
+                        Vec::new()
+                    };
+                    match Command::from_request(req) {
+                        Ok(Command::Quit) => {
+                            kv_proto::write::ok(&mut conn.output);
+                            finish(&node, &mut conn, pending).await;
+                            return;
+                        }
+                        Ok(Command::Hello(hello)) => cmd::connection::hello(hello, &node, &mut conn),
+                        Ok(Command::ReadOnly(on)) => {
+                            conn.readonly = on;
+                            kv_proto::write::ok(&mut conn.output);
+                        }
+                        Ok(c) => {
+                            let redirect = (cluster_client && c.has_keys())
+                                .then(|| {
+                                    node.cluster_client_redirect(
+                                        keys.iter().map(|k| &k[..]),
+                                        c.is_read(),
+                                        conn.readonly,
+                                    )
+                                })
+                                .flatten();
+                            match redirect {
+                                Some(text) => kv_proto::write::error(&mut conn.output, text.as_bytes()),
+                                None => pending = Pending::max(pending, c.apply(&node, &mut conn.output)),
+                            }
+                        }
+                        Err(e) => kv_proto::write::error(&mut conn.output, e.to_string().as_bytes()),
+                    }
+                }
             }
             if conn.output.len() >= FLUSH_AT && !finish(&node, &mut conn, pending.take()).await {
                 return;

@@ -7,9 +7,10 @@ use bytes::Bytes;
 use kv_proto::hello::{Hello, HelloReply, REDIS_VERSION, valid_client_name};
 use kv_proto::{Frame, Request};
 
-use super::command::{COMMANDS, Spec, lookup};
+use super::command::Spec;
 use super::{Pending, RespState, Session};
 use crate::topology;
+use kv_proto::commands::{ServedBy, command_reply};
 
 fn bulk(s: impl Into<Bytes>) -> Frame {
     Frame::Bulk(s.into())
@@ -44,7 +45,7 @@ pub fn apply(session: &mut Session<'_>, spec: &Spec, req: &Request) -> Pending {
         },
         "hello" => hello(session, a),
         "client" => client(session, a),
-        "command" => command(a),
+        "command" => command_reply(a, ServedBy::Gate),
         "info" => {
             if a.len() > 2 {
                 Frame::error("ERR syntax error")
@@ -105,45 +106,6 @@ fn client(session: &mut Session<'_>, a: &[Bytes]) -> Frame {
         _ => Frame::error(format!(
             "ERR unknown subcommand '{}'. Try CLIENT HELP.",
             String::from_utf8_lossy(&a[1])
-        )),
-    }
-}
-
-fn describe(s: &Spec) -> Frame {
-    Frame::Array(vec![
-        bulk(s.name),
-        Frame::Integer(s.arity as i64),
-        Frame::Set(
-            s.flags
-                .iter()
-                .map(|f| Frame::Simple(Bytes::from_static(f.as_bytes())))
-                .collect(),
-        ),
-        Frame::Integer(s.first_key as i64),
-        Frame::Integer(s.last_key as i64),
-        Frame::Integer(s.step as i64),
-    ])
-}
-
-/// `COMMAND [COUNT | LIST | INFO name... | DOCS ...]`
-fn command(a: &[Bytes]) -> Frame {
-    let Some(sub) = a.get(1) else {
-        return Frame::Array(COMMANDS.iter().map(describe).collect());
-    };
-    match upper(sub).as_slice() {
-        b"COUNT" => Frame::Integer(COMMANDS.len() as i64),
-        b"LIST" => Frame::Array(COMMANDS.iter().map(|s| bulk(s.name)).collect()),
-        b"INFO" => Frame::Array(
-            a[2..]
-                .iter()
-                .map(|n| lookup(n).map_or(Frame::NullArray, describe))
-                .collect(),
-        ),
-        // redis-cli asks for docs to show hints; having none is fine.
-        b"DOCS" => Frame::Map(vec![]),
-        _ => Frame::error(format!(
-            "ERR unknown subcommand '{}'. Try COMMAND HELP.",
-            String::from_utf8_lossy(sub)
         )),
     }
 }

@@ -168,7 +168,7 @@ impl Membership {
         }
         let view = self.ctx.view.borrow().clone();
         let placement = self.placements.get(view.ring.as_ref());
-        self.node().set_placement(placement);
+        self.node().set_cluster(placement, view.clone());
         if self.registered != Some(status.generation) {
             if self.leading.is_some() {
                 self.step_down("the coordinator session was replaced").await;

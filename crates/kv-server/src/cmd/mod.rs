@@ -8,6 +8,7 @@
 //! Error replies follow Redis's wording, so Redis clients and tools recognise them.
 
 mod args;
+mod cluster;
 pub mod connection;
 mod del;
 mod exists;
@@ -32,6 +33,12 @@ pub enum Command {
     Select(connection::Select),
     Quit,
     Hello(kv_proto::hello::Hello),
+    Cluster(cluster::Cluster),
+    /// `COMMAND …`: the shared command table.
+    CommandInfo(Vec<Bytes>),
+    /// `READONLY` (true) / `READWRITE` (false): a cluster client's reads may go to replicas.
+    ReadOnly(bool),
+    Asking,
     Get(get::Get),
     MGet(get::MGet),
     StrLen(get::StrLen),
@@ -60,6 +67,16 @@ impl Command {
             b"ECHO" => Command::Echo(connection::Echo::parse(&mut args)?),
             b"SELECT" => Command::Select(connection::Select::parse(&mut args)?),
             b"QUIT" => Command::Quit,
+            b"CLUSTER" => Command::Cluster(cluster::Cluster::parse(&mut args)?),
+            b"COMMAND" => Command::CommandInfo(args.all().to_vec()),
+            b"READONLY" | b"READWRITE" | b"ASKING" => {
+                args.finish()?;
+                match &buf[..len] {
+                    b"READONLY" => Command::ReadOnly(true),
+                    b"READWRITE" => Command::ReadOnly(false),
+                    _ => Command::Asking,
+                }
+            }
             b"HELLO" => {
                 Command::Hello(kv_proto::hello::Hello::parse(args.all()).map_err(|e| CmdError::Coded(e.to_string()))?)
             }
@@ -95,6 +112,31 @@ impl Command {
         })
     }
 
+    /// True for commands about keys (a cluster client's are redirected by slot).
+    pub fn has_keys(&self) -> bool {
+        !matches!(
+            self,
+            Command::Ping(_)
+                | Command::Echo(_)
+                | Command::Select(_)
+                | Command::Quit
+                | Command::Hello(_)
+                | Command::Cluster(_)
+                | Command::CommandInfo(_)
+                | Command::ReadOnly(_)
+                | Command::Asking
+                | Command::DbSize
+        )
+    }
+
+    /// True for commands that only read.
+    pub fn is_read(&self) -> bool {
+        matches!(
+            self,
+            Command::Get(_) | Command::MGet(_) | Command::StrLen(_) | Command::Exists(_) | Command::Ttl(_)
+        )
+    }
+
     /// Executes the command, appending its reply to `out`.
     pub fn apply(self, node: &Node, out: &mut Out) -> Option<Pending> {
         match self {
@@ -103,7 +145,15 @@ impl Command {
             Command::Select(c) => c.apply(out),
             Command::Quit => kv_proto::write::ok(out),
             // The connection's state changes: the handler serves it (`connection::hello`).
-            Command::Hello(_) => kv_proto::write::error(out, b"ERR HELLO is served by the connection"),
+            Command::Hello(_) | Command::ReadOnly(_) => {
+                kv_proto::write::error(out, b"ERR connection state is changed by the connection")
+            }
+            Command::Asking => kv_proto::write::ok(out),
+            Command::Cluster(c) => c.apply(node, out),
+            Command::CommandInfo(a) => {
+                let frame = kv_proto::commands::command_reply(&a, kv_proto::commands::ServedBy::Server);
+                out.frame(&frame);
+            }
             Command::Get(c) => return c.apply(node, out),
             Command::MGet(c) => return c.apply(node, out),
             Command::StrLen(c) => return c.apply(node, out),
@@ -139,7 +189,7 @@ pub fn reply<R>(
             pending
         }
         Err(e) => {
-            kv_proto::write::error(out, e.to_string().as_bytes());
+            e.write(out);
             None
         }
     }
@@ -151,4 +201,25 @@ fn write_opt(out: &mut Out, v: Option<&Bytes>) {
         Some(v) => kv_proto::write::bulk(out, v),
         None => out.null(),
     }
+}
+
+/// The keys of a request by their position, for the slot checks of a Redis Cluster client:
+/// every key command has its first key at argument 1, `MSET` alternates keys and values,
+/// and the other multi-key commands take only keys.
+pub fn request_keys(req: &Request) -> impl Iterator<Item = &Bytes> {
+    let args = req.args();
+    let name = args.first().map_or(&b""[..], |n| &n[..]);
+    let step = if name.eq_ignore_ascii_case(b"MSET") { 2 } else { 1 };
+    let multi = [&b"MGET"[..], b"MSET", b"DEL", b"UNLINK", b"EXISTS"]
+        .iter()
+        .any(|m| name.eq_ignore_ascii_case(m));
+    let end = if multi { args.len() } else { args.len().min(2) };
+    args.get(1..end).unwrap_or(&[]).iter().step_by(step)
+}
+
+/// True when a request's keys are in more than one slot (`CROSSSLOT` for a cluster client).
+pub fn cross_slot(req: &Request) -> bool {
+    let mut slots = request_keys(req).map(|k| kv_proto::slot::key_slot(k));
+    let Some(first) = slots.next() else { return false };
+    slots.any(|s| s != first)
 }

@@ -17,6 +17,7 @@
 use bytes::Bytes;
 use kv_cluster::Ownership;
 use kv_peer::{ErrorCode, Mutation};
+use kv_proto::slot::key_slot;
 use kv_store::Lookup;
 use kv_store::time::now_ms;
 
@@ -29,7 +30,12 @@ use crate::config::ReplicationMode;
 pub enum Refusal {
     /// A write reached a server that is not its shard's leader.
     #[error("{code} this replica of shard {shard} is not its leader (leader: {leader})", code = ErrorCode::NotLeader)]
-    NotLeader { shard: String, leader: String },
+    NotLeader {
+        shard: String,
+        leader: String,
+        /// The slot of the command's first key, for a Redis Cluster redirection.
+        slot: Option<u16>,
+    },
     /// The leader could not confirm its lease recently: it may have been replaced.
     #[error("{code} the leader of shard {shard} cannot confirm its leadership right now", code = ErrorCode::TryAgain)]
     LeaseExpired { shard: String },
@@ -38,7 +44,12 @@ pub enum Refusal {
     NotEnoughReplicas { shard: String, have: usize, need: usize },
     /// The key is not this shard's under the ring this server knows (or it is moving away).
     #[error("{code} {to}", code = ErrorCode::Moved)]
-    Moved { to: String },
+    Moved {
+        to: String,
+        slot: u16,
+        /// The client address of `to`'s leader, when known.
+        addr: Option<String>,
+    },
     /// No ring is known yet: this server serves no key.
     #[error("{code} shard {shard} has not seen the cluster's ring yet", code = ErrorCode::TryAgain)]
     NoRing { shard: String },
@@ -48,6 +59,39 @@ pub enum Refusal {
         code = ErrorCode::MasterDown
     )]
     NotServingReads { shard: String },
+}
+
+impl Refusal {
+    /// The refusal as a Redis Cluster client expects it: a key served elsewhere, or a write
+    /// to a replica, is `MOVED <slot> <host:port>` (the leader's client address); when that
+    /// leader is not known yet, `TRYAGAIN` (clients retry). Other refusals are unchanged.
+    pub fn cluster_text(&self) -> String {
+        match self {
+            Refusal::Moved {
+                slot, addr: Some(addr), ..
+            } => format!("MOVED {slot} {addr}"),
+            Refusal::NotLeader {
+                slot: Some(slot),
+                leader,
+                ..
+            } if leader != "unknown" => format!("MOVED {slot} {leader}"),
+            Refusal::Moved { .. } | Refusal::NotLeader { .. } => {
+                format!("{} {self}", ErrorCode::TryAgain)
+            }
+            _ => self.to_string(),
+        }
+    }
+
+    /// Writes the refusal for `out`'s client: Redis Cluster's redirections for a client
+    /// on the client port, kvstore's codes (which the gates act on) on the cluster port.
+    pub fn write(&self, out: &mut kv_proto::Out) {
+        let text = if out.cluster_client {
+            self.cluster_text()
+        } else {
+            self.to_string()
+        };
+        kv_proto::write::error(out, text.as_bytes());
+    }
 }
 
 impl Node {
@@ -77,9 +121,11 @@ impl Node {
         let mut data = self.lock();
         let Role::Leader { epoch } = data.role else {
             drop(data);
+            let mut keys = keys;
             return Err(Refusal::NotLeader {
                 shard: self.shard.clone(),
                 leader: self.leader_hint(),
+                slot: keys.as_mut().and_then(|k| k.next()).map(key_slot),
             });
         };
         if !self.lease.valid() {
@@ -129,6 +175,60 @@ impl Node {
         })
     }
 
+    /// What a Redis Cluster client (client port) must be told instead of an answer, if
+    /// anything, checked under one lock before its command runs:
+    /// - a read on a replica without `READONLY` goes to the leader (`MOVED`), as in Redis;
+    /// - during a move, a moving key belongs to its new owner for these clients: the old
+    ///   owner redirects reads too (its copy may be older than the new owner's), and the new
+    ///   owner answers `TRYAGAIN` for a key it has not received yet (neither copied nor
+    ///   deleted here), instead of wrongly answering as if the key did not exist.
+    ///
+    /// Gates (cluster port) do not need this: they read the old owner only after the new one
+    /// missed, and pull a key to the new owner before writing it.
+    pub fn cluster_client_redirect<'k>(
+        &self,
+        mut keys: impl Iterator<Item = &'k [u8]>,
+        read: bool,
+        readonly: bool,
+    ) -> Option<String> {
+        let mut data = self.lock();
+        if read && !readonly && matches!(data.role, Role::Follower { .. }) {
+            drop(data);
+            let slot = keys.next().map_or(0, key_slot);
+            return Some(match self.leader_hint_addr() {
+                Some(addr) => format!("MOVED {slot} {addr}"),
+                None => format!("{} this replica has no leader right now", ErrorCode::TryAgain),
+            });
+        }
+        data.placement.next()?;
+        let placement = data.placement.clone();
+        let now = now_ms();
+        for key in keys {
+            let Some((from, to)) = placement.moving(key) else {
+                continue;
+            };
+            if from == self.shard {
+                let addr = data
+                    .view
+                    .shards
+                    .get(to)
+                    .and_then(|sv| sv.leader())
+                    .map(|n| n.addr.clone());
+                return Some(match addr {
+                    Some(addr) => format!("MOVED {} {addr}", key_slot(key)),
+                    None => format!("{} shard {to} has no leader right now", ErrorCode::TryAgain),
+                });
+            }
+            if to == self.shard && matches!(data.store.get(key, now), Lookup::Miss) && !data.tombstones.contains(key) {
+                return Some(format!(
+                    "{} the key is being moved to this shard and has not arrived yet",
+                    ErrorCode::TryAgain
+                ));
+            }
+        }
+        None
+    }
+
     /// Refuses (whole) when a key is not this shard's.
     fn check_ownership(&self, data: &Data, keys: &mut dyn Iterator<Item = &[u8]>, write: bool) -> Result<(), Refusal> {
         for key in keys {
@@ -136,7 +236,17 @@ impl Node {
                 Ownership::Serve => {}
                 Ownership::Elsewhere(to) => {
                     Stats::bump(&self.stats.not_owned);
-                    return Err(Refusal::Moved { to: to.to_string() });
+                    let addr = data
+                        .view
+                        .shards
+                        .get(to)
+                        .and_then(|sv| sv.leader())
+                        .map(|n| n.addr.clone());
+                    return Err(Refusal::Moved {
+                        to: to.to_string(),
+                        slot: key_slot(key),
+                        addr,
+                    });
                 }
                 Ownership::NoRing => {
                     return Err(Refusal::NoRing {

@@ -96,6 +96,9 @@ struct Data {
     backlog_ttl: Duration,
     /// The ring as this server last saw it: which keys this shard serves.
     placement: Arc<Placement>,
+    /// The cluster view the placement came from: who leads each shard, for redirections
+    /// and `CLUSTER SLOTS`.
+    view: Arc<kv_cluster::ClusterView>,
     /// `Some(version)` while this shard receives keys for that ring version (see
     /// [`Mutation::Inbound`]).
     inbound: Option<u64>,
@@ -297,6 +300,7 @@ impl Node {
                 backlog_until: None,
                 backlog_ttl: Duration::from_secs(config.repl_backlog_ttl_secs),
                 placement: Arc::new(Placement::new(None)),
+                view: Arc::default(),
                 inbound: None,
                 tombstones: HashSet::new(),
                 inbound_done: 0,
@@ -355,6 +359,19 @@ impl Node {
         self.lock().placement = placement;
     }
 
+    /// The ring this server routes by, and the view it came from.
+    pub fn set_cluster(&self, placement: Arc<Placement>, view: Arc<kv_cluster::ClusterView>) {
+        let mut data = self.lock();
+        data.placement = placement;
+        data.view = view;
+    }
+
+    /// The placement and the cluster view this server routes by.
+    pub fn cluster(&self) -> (Arc<Placement>, Arc<kv_cluster::ClusterView>) {
+        let data = self.lock();
+        (data.placement.clone(), data.view.clone())
+    }
+
     /// The placement this server routes by.
     pub fn placement(&self) -> Arc<Placement> {
         self.lock().placement.clone()
@@ -387,6 +404,10 @@ impl Node {
     /// Records where the leader is, for `NOTLEADER` replies.
     pub fn set_leader_hint(&self, addr: Option<String>) {
         *lock_or_die(&self.leader_hint, "leader hint") = addr;
+    }
+
+    pub(crate) fn leader_hint_addr(&self) -> Option<String> {
+        lock_or_die(&self.leader_hint, "leader hint").clone()
     }
 
     fn leader_hint(&self) -> String {

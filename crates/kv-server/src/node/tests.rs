@@ -130,7 +130,22 @@ fn keys_of_other_shards_are_refused_whole() {
             w.set(key, b"v", None);
         }
     });
-    assert_eq!(r.unwrap_err(), Refusal::Moved { to: "t".into() });
+    let refusal = r.unwrap_err();
+    let slot = kv_proto::slot::key_slot(theirs.as_bytes());
+    assert_eq!(
+        refusal,
+        Refusal::Moved {
+            to: "t".into(),
+            slot,
+            addr: None
+        }
+    );
+    // A cluster client learns the slot; with no known leader of `t`, to try again.
+    assert!(
+        refusal.cluster_text().starts_with("TRYAGAIN"),
+        "{}",
+        refusal.cluster_text()
+    );
     assert_eq!(n.last_offset(), 0, "nothing was applied");
     assert!(n.read(k(theirs.as_bytes()), |_| ()).is_err());
     assert!(

@@ -1,0 +1,161 @@
+//! Cluster-aware Redis clients straight at the kvservers, with no gate in the path:
+//! `CLUSTER SLOTS`/`SHARDS`/`NODES`/`INFO`, `MOVED <slot> <host:port>`, `CROSSSLOT`,
+//! replicas that redirect reads unless `READONLY`; redis-cli `-c`, redis-py `RedisCluster`
+//! with its defaults and redis-benchmark `--cluster` against them.
+
+use std::collections::HashSet;
+use std::process::Command;
+
+use crate::harness::TestCluster;
+
+/// Two shards of two replicas; returns the cluster and every server's client address.
+async fn cluster() -> (TestCluster, Vec<String>) {
+    let mut c = TestCluster::start().await;
+    for shard in ["s1", "s2"] {
+        c.start_server(shard, &[]).await;
+        c.start_server(shard, &[]).await;
+    }
+    c.start_gate(&[]).await;
+    c.wait_ready(&[("s1", 2), ("s2", 2)]).await;
+    let addrs = c.servers.iter().map(|s| s.addr.clone()).collect();
+    (c, addrs)
+}
+
+fn cli(addr: &str, args: &[&str]) -> String {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let out = Command::new("redis-cli")
+        .args(["-h", host, "-p", port])
+        .args(args)
+        .output()
+        .expect("run redis-cli (installed by scripts/ensure-deps.sh)");
+    assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
+#[tokio::test]
+async fn the_cluster_protocol_on_every_server() {
+    let (c, addrs) = cluster().await;
+    let info = c.wait_ready(&[("s1", 2), ("s2", 2)]).await;
+    let leaders: HashSet<String> = info.shards.iter().filter_map(|s| s.leader.clone()).collect();
+    for addr in &addrs {
+        let info = cli(addr, &["CLUSTER", "INFO"]);
+        assert!(info.starts_with("cluster_state:ok"), "{addr}: {info}");
+        assert!(
+            info.contains("cluster_slots_ok:16384") && info.contains("cluster_size:2"),
+            "{info}"
+        );
+        // Every server tells the same story.
+        assert_eq!(cli(addr, &["CLUSTER", "NODES"]).lines().count(), 4, "{addr}");
+        assert_eq!(cli(addr, &["CLUSTER", "MYID"]).len(), 40);
+        assert_eq!(cli(addr, &["CLUSTER", "KEYSLOT", "{user1000}:following"]), "3443");
+    }
+    // Masters in CLUSTER NODES are the shards' leaders, with the slots their ring gives them.
+    let nodes = cli(&addrs[0], &["CLUSTER", "NODES"]);
+    let masters: HashSet<String> = nodes
+        .lines()
+        .filter(|l| l.contains("master"))
+        .map(|l| l.split(' ').nth(1).unwrap().split('@').next().unwrap().to_string())
+        .collect();
+    assert_eq!(masters, leaders, "{nodes}");
+
+    // A key another shard owns: MOVED to its slot and its leader, exactly as Redis Cluster.
+    let leader = addrs.iter().find(|a| leaders.contains(*a)).unwrap();
+    let slot: u16 = cli(leader, &["CLUSTER", "KEYSLOT", "probe"]).parse().unwrap();
+    let owner_reply = cli(leader, &["SET", "probe", "v"]);
+    if owner_reply != "OK" {
+        let other = leaders.iter().find(|a| *a != leader).unwrap();
+        assert_eq!(owner_reply, format!("MOVED {slot} {other}"));
+    }
+    // Keys of different slots in one command: CROSSSLOT; of one tag: fine.
+    assert_eq!(
+        cli(leader, &["MGET", "a", "b"]),
+        "CROSSSLOT Keys in request don't hash to the same slot"
+    );
+    let tagged = cli(leader, &["-c", "MSET", "{t}a", "1", "{t}b", "2"]);
+    assert_eq!(tagged, "OK");
+    // A replica redirects reads to its leader unless the client said READONLY.
+    let follower = addrs.iter().find(|a| !leaders.contains(*a)).unwrap();
+    let reply = cli(follower, &["GET", "{t}a"]);
+    assert!(reply.starts_with("MOVED "), "{reply}");
+    let reply = cli(follower, &["SET", "{t}a", "x"]);
+    assert!(reply.starts_with("MOVED "), "{reply}");
+}
+
+#[tokio::test]
+async fn redis_cli_c_and_redis_benchmark_cluster() {
+    let (_c, addrs) = cluster().await;
+    // redis-cli -c follows MOVED from whichever server it asks.
+    for i in 0..20 {
+        let key = format!("cli-{i}");
+        let addr = &addrs[i % addrs.len()];
+        assert_eq!(cli(addr, &["-c", "SET", &key, &format!("v{i}")]), "OK");
+    }
+    for i in 0..20 {
+        let key = format!("cli-{i}");
+        let addr = &addrs[(i + 1) % addrs.len()];
+        assert_eq!(cli(addr, &["-c", "GET", &key]), format!("v{i}"));
+    }
+    let (host, port) = addrs[0].rsplit_once(':').unwrap();
+    let out = Command::new("redis-benchmark")
+        .args([
+            "--cluster",
+            "-h",
+            host,
+            "-p",
+            port,
+            "-t",
+            "set,get",
+            "-n",
+            "2000",
+            "-c",
+            "4",
+            "-q",
+        ])
+        .output()
+        .expect("run redis-benchmark");
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    // Progress is redrawn with `\r`: the final figures follow the last one.
+    let rates: Vec<&str> = text
+        .split(['\n', '\r'])
+        .map(str::trim)
+        .filter(|l| l.contains("requests per second"))
+        .collect();
+    assert!(
+        rates.iter().any(|l| l.starts_with("SET")) && rates.iter().any(|l| l.starts_with("GET")),
+        "{text}"
+    );
+    assert!(!text.contains("Error") && !text.contains("ERR"), "{text}");
+}
+
+/// redis-py's `RedisCluster` with its defaults (RESP3, replicas not read) against one
+/// server: it learns the slots and reaches every shard directly.
+#[tokio::test]
+async fn redis_py_cluster_client_with_its_defaults() {
+    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyredis/bin/python");
+    assert!(
+        std::path::Path::new(python).exists(),
+        "redis-py is missing: run scripts/ensure-deps.sh pyredis (scripts/test.sh does)"
+    );
+    let (_c, addrs) = cluster().await;
+    let script = r#"
+import sys, redis
+from redis.cluster import RedisCluster
+host, port = sys.argv[1].rsplit(":", 1)
+rc = RedisCluster(host=host, port=int(port))
+for i in range(200):
+    rc.set(f"py-{i}", f"v{i}")
+ok = all(rc.get(f"py-{i}") == f"v{i}".encode() for i in range(200))
+masters = {n.name for n in rc.get_primaries()}
+owners = {rc.get_node_from_key(f"py-{i}").name for i in range(200)}
+rc.mset({"{u1}:a": "1", "{u1}:b": "2"})
+tagged = rc.mget("{u1}:a", "{u1}:b")
+print(repr((ok, len(masters), len(owners), tagged, rc.incr("py-n", 3))))
+"#;
+    let out = Command::new(python).args(["-c", script, &addrs[0]]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "(True, 2, 2, [b'1', b'2'], 3)"
+    );
+}
