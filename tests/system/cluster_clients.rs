@@ -159,3 +159,111 @@ print(repr((ok, len(masters), len(owners), tagged, rc.incr("py-n", 3))))
         "(True, 2, 2, [b'1', b'2'], 3)"
     );
 }
+
+/// redis-py's `RedisCluster` straight at the servers while a shard is added (slow moves, so
+/// its requests land mid-move) and a source leader is killed mid-move: no read of an
+/// existing key misses or sees a wrong value, and every acknowledged write is read back.
+#[tokio::test]
+async fn redis_py_cluster_client_across_a_reshard_and_a_failover() {
+    use std::time::Duration;
+    use tokio::io::AsyncBufReadExt;
+
+    use crate::harness::eventually;
+
+    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyredis/bin/python");
+    assert!(
+        std::path::Path::new(python).exists(),
+        "redis-py is missing: run scripts/ensure-deps.sh pyredis (scripts/test.sh does)"
+    );
+    let mut c = TestCluster::start().await;
+    let flags = ["--max-keys", "0", "--migration-rate", "400"];
+    for s in ["s1", "s2"] {
+        c.start_server(s, &flags).await;
+        c.start_server(s, &flags).await;
+    }
+    c.start_gate(&[]).await;
+    c.wait_ready(&[("s1", 2), ("s2", 2)]).await;
+    let stop = c.dir.path().join("stop");
+    let script = r#"
+import os, sys, json, random, redis
+from redis.cluster import RedisCluster
+host, port = sys.argv[1].rsplit(":", 1)
+stop, n = sys.argv[2], 6000
+rc = RedisCluster(host=host, port=int(port))
+pipe = rc.pipeline()
+for i in range(n):
+    pipe.set(f"pre:{i}", f"v{i}")
+pipe.execute()
+print("loaded", flush=True)
+reads = missed = wrong = errors = 0
+acked, seq, examples = {}, 0, []
+while not os.path.exists(stop):
+    i = random.randrange(n)
+    try:
+        v = rc.get(f"pre:{i}")
+        reads += 1
+        if v is None:
+            missed += 1; examples.append(f"pre:{i} missing")
+        elif v != f"v{i}".encode():
+            wrong += 1; examples.append(f"pre:{i}={v!r}")
+    except Exception as e:
+        errors += 1; examples.append(repr(e)[:120])
+    seq += 1
+    try:
+        if rc.set(f"w:{seq % 500}", str(seq)):
+            acked[f"w:{seq % 500}"] = str(seq)
+    except Exception as e:
+        errors += 1; examples.append(repr(e)[:120])
+lost = [k for k, v in acked.items() if rc.get(k) != v.encode()]
+print(json.dumps({"reads": reads, "missed": missed, "wrong": wrong, "errors": errors,
+                  "acked": len(acked), "lost": len(lost), "examples": examples[:8]}), flush=True)
+"#;
+    let addr = c.servers[0].addr.clone();
+    let mut child = tokio::process::Command::new(python)
+        .args(["-c", script, &addr, stop.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await;
+    assert!(matches!(&first, Ok(Ok(Some(l))) if l == "loaded"), "{first:?}");
+
+    c.start_server("s3", &flags).await;
+    c.start_server("s3", &flags).await;
+    let gate = c.client(0);
+    let leader = eventually("s1 to be moving keys", Duration::from_secs(30), || async {
+        let info = gate.cluster().await.ok()?;
+        info.migrations
+            .iter()
+            .find(|m| m.from == "s1" && m.state == "moving" && m.moved > 0)?;
+        info.shards.iter().find(|s| s.name == "s1")?.leader.clone()
+    })
+    .await;
+    c.server_at(&leader).kill();
+    eventually(
+        "the ring to settle on three shards",
+        Duration::from_secs(120),
+        || async {
+            let info = gate.cluster().await.ok()?;
+            (info.ring == ["s1", "s2", "s3"] && info.next_ring.is_none() && info.migrations.is_empty()).then_some(())
+        },
+    )
+    .await;
+    std::fs::write(&stop, b"").unwrap();
+    let summary = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("the client's summary")
+        .unwrap()
+        .expect("a summary line");
+    let _ = child.wait().await;
+    eprintln!("redis-py RedisCluster across a reshard and a failover: {summary}");
+    let v: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert!(v["reads"].as_u64().unwrap() > 100, "{summary}");
+    assert_eq!(
+        (&v["missed"], &v["wrong"], &v["lost"]),
+        (&serde_json::json!(0), &serde_json::json!(0), &serde_json::json!(0)),
+        "{summary}"
+    );
+    assert!(v["acked"].as_u64().unwrap() > 0, "{summary}");
+}

@@ -13,7 +13,8 @@ use tracing::{debug, warn};
 
 use crate::cmd::{self, Command};
 use crate::connection::Connection;
-use crate::node::{Node, Pending};
+use crate::node::{ClientRoute, Node, Pending};
+use crate::peer::pull::Puller;
 use crate::{peer, replication};
 
 /// Replies buffered beyond this are flushed mid-pipeline (after waiting for replication).
@@ -29,7 +30,15 @@ pub enum Port {
 }
 
 /// Serves `conn` until the peer leaves, breaks the protocol, or the server shuts down.
-pub async fn serve(node: Arc<Node>, mut conn: Connection, port: Port, mut shutdown: watch::Receiver<bool>) {
+/// `puller` serves keys moving to this shard for the Redis Cluster clients of the client port
+/// (`crate::peer::pull`); `None` on the cluster port.
+pub async fn serve(
+    node: Arc<Node>,
+    mut conn: Connection,
+    port: Port,
+    puller: Option<Arc<Puller>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     // Clients on the client port are Redis Cluster clients: slot redirections, one slot per
     // command. Gates (cluster port) route by shard and get kvstore's own codes.
     conn.output.cluster_client = port == Port::Client;
@@ -85,18 +94,38 @@ pub async fn serve(node: Arc<Node>, mut conn: Connection, port: Port, mut shutdo
                             kv_proto::write::ok(&mut conn.output);
                         }
                         Ok(c) => {
-                            let redirect = (cluster_client && c.has_keys())
-                                .then(|| {
-                                    node.cluster_client_redirect(
-                                        keys.iter().map(|k| &k[..]),
-                                        c.is_read(),
-                                        conn.readonly,
-                                    )
-                                })
-                                .flatten();
-                            match redirect {
-                                Some(text) => kv_proto::write::error(&mut conn.output, text.as_bytes()),
-                                None => pending = Pending::max(pending, c.apply(&node, &mut conn.output)),
+                            let route = match (&puller, c.has_keys()) {
+                                (Some(_), true) => node.cluster_client_route(&keys, c.is_read(), conn.readonly),
+                                _ => ClientRoute::Serve,
+                            };
+                            match route {
+                                ClientRoute::Serve => {
+                                    pending = Pending::max(pending, c.apply(&node, &mut conn.output));
+                                }
+                                ClientRoute::Redirect(text) => {
+                                    kv_proto::write::error(&mut conn.output, text.as_bytes())
+                                }
+                                ClientRoute::Moving {
+                                    version,
+                                    source,
+                                    absent,
+                                    moving,
+                                } => {
+                                    let puller = puller.as_ref().expect("a cluster client has a puller");
+                                    let write = !c.is_read();
+                                    match puller.pull(&node, version, &source, &absent).await {
+                                        Ok(pulled) => {
+                                            pending = Pending::max(pending, pulled);
+                                            let before = conn.output.len();
+                                            pending = Pending::max(pending, c.apply(&node, &mut conn.output));
+                                            let failed = conn.output.get(before) == Some(&b'-');
+                                            if write && !failed {
+                                                puller.drop_old(&source, moving).await;
+                                            }
+                                        }
+                                        Err(text) => kv_proto::write::error(&mut conn.output, text.as_bytes()),
+                                    }
+                                }
                             }
                         }
                         Err(e) => kv_proto::write::error(&mut conn.output, e.to_string().as_bytes()),

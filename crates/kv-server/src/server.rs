@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::connection::Connection;
 use crate::handler::{self, Port};
 use crate::node::{Node, Role, Stats};
+use crate::peer::pull::Puller;
 use crate::{cluster, replication};
 
 /// Why a server could not start.
@@ -87,6 +88,7 @@ impl Server {
             ..ConnOptions::default()
         };
         let node = Arc::new(Node::new(id, addr, advertised_cluster, config));
+        let puller = Arc::new(Puller::new(peer.clone()));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let client_node = node.clone();
         let client_loop = accept_loop(
@@ -95,10 +97,10 @@ impl Server {
             b"-ERR max number of clients reached\r\n",
             shutdown_rx.clone(),
             move |stream, permit, shutdown| {
-                let node = client_node.clone();
+                let (node, puller) = (client_node.clone(), puller.clone());
                 async move {
                     let conn = Connection::new(stream, node.config.limits());
-                    handler::serve(node, conn, Port::Client, shutdown).await;
+                    handler::serve(node, conn, Port::Client, Some(puller), shutdown).await;
                     drop(permit);
                 }
             },
@@ -223,7 +225,7 @@ async fn serve_peer(node: Arc<Node>, secret: Arc<ClusterSecret>, stream: TcpStre
     match kv_peer::handshake::accept(&mut conn.stream, &mut conn.input, &secret, timeout).await {
         Ok(peer) => {
             debug!(peer, "peer authenticated");
-            handler::serve(node, conn, Port::Cluster, shutdown).await;
+            handler::serve(node, conn, Port::Cluster, None, shutdown).await;
         }
         Err(e) => {
             Stats::bump(&node.stats.peer_auth_failures);

@@ -195,6 +195,11 @@ impl Store {
         self.slots[i as usize].as_mut().expect("live slot")
     }
 
+    /// True when `key` has an entry, expired or not (without touching it).
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.find(key).is_some()
+    }
+
     /// Looks `key` up at time `now_ms`; a hit is marked as used.
     pub fn get(&mut self, key: &[u8], now_ms: u64) -> Lookup<'_> {
         let Some(i) = self.find(key) else {

@@ -61,6 +61,22 @@ pub enum Refusal {
     NotServingReads { shard: String },
 }
 
+/// See [`Node::cluster_client_route`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientRoute {
+    Serve,
+    /// Answer this error instead.
+    Redirect(String),
+    /// Keys moving to this shard from the leader at `source` (cluster address), under ring
+    /// `version`: pull the `absent` ones first; after a write, drop every `moving` one there.
+    Moving {
+        version: u64,
+        source: String,
+        absent: Vec<Bytes>,
+        moving: Vec<Bytes>,
+    },
+}
+
 impl Refusal {
     /// The refusal as a Redis Cluster client expects it: a key served elsewhere, or a write
     /// to a replica, is `MOVED <slot> <host:port>` (the leader's client address); when that
@@ -175,58 +191,73 @@ impl Node {
         })
     }
 
-    /// What a Redis Cluster client (client port) must be told instead of an answer, if
-    /// anything, checked under one lock before its command runs:
+    /// How a Redis Cluster client's command (client port) is to be served, checked under
+    /// one lock before it runs:
     /// - a read on a replica without `READONLY` goes to the leader (`MOVED`), as in Redis;
     /// - during a move, a moving key belongs to its new owner for these clients: the old
     ///   owner redirects reads too (its copy may be older than the new owner's), and the new
-    ///   owner answers `TRYAGAIN` for a key it has not received yet (neither copied nor
-    ///   deleted here), instead of wrongly answering as if the key did not exist.
+    ///   owner serves it after pulling it from the old owner if it has not arrived yet
+    ///   ([`ClientRoute::Moving`], done by `crate::peer::pull`).
     ///
     /// Gates (cluster port) do not need this: they read the old owner only after the new one
     /// missed, and pull a key to the new owner before writing it.
-    pub fn cluster_client_redirect<'k>(
-        &self,
-        mut keys: impl Iterator<Item = &'k [u8]>,
-        read: bool,
-        readonly: bool,
-    ) -> Option<String> {
-        let mut data = self.lock();
+    pub fn cluster_client_route(&self, keys: &[Bytes], read: bool, readonly: bool) -> ClientRoute {
+        let data = self.lock();
         if read && !readonly && matches!(data.role, Role::Follower { .. }) {
             drop(data);
-            let slot = keys.next().map_or(0, key_slot);
-            return Some(match self.leader_hint_addr() {
+            let slot = keys.first().map_or(0, |k| key_slot(k));
+            return ClientRoute::Redirect(match self.leader_hint_addr() {
                 Some(addr) => format!("MOVED {slot} {addr}"),
                 None => format!("{} this replica has no leader right now", ErrorCode::TryAgain),
             });
         }
-        data.placement.next()?;
-        let placement = data.placement.clone();
-        let now = now_ms();
+        let Some((version, _, _)) = data.placement.next() else {
+            return ClientRoute::Serve;
+        };
+        let leader_of = |shard: &str| {
+            data.view
+                .shards
+                .get(shard)
+                .and_then(|sv| sv.leader())
+                .map(|n| (n.addr.clone(), n.cluster_addr.clone()))
+        };
+        let mut moving = Vec::new();
+        let mut absent = Vec::new();
+        let mut source = None;
         for key in keys {
-            let Some((from, to)) = placement.moving(key) else {
+            let Some((from, to)) = data.placement.moving(key) else {
                 continue;
             };
             if from == self.shard {
-                let addr = data
-                    .view
-                    .shards
-                    .get(to)
-                    .and_then(|sv| sv.leader())
-                    .map(|n| n.addr.clone());
-                return Some(match addr {
-                    Some(addr) => format!("MOVED {} {addr}", key_slot(key)),
+                return ClientRoute::Redirect(match leader_of(to) {
+                    Some((addr, _)) => format!("MOVED {} {addr}", key_slot(key)),
                     None => format!("{} shard {to} has no leader right now", ErrorCode::TryAgain),
                 });
             }
-            if to == self.shard && matches!(data.store.get(key, now), Lookup::Miss) && !data.tombstones.contains(key) {
-                return Some(format!(
-                    "{} the key is being moved to this shard and has not arrived yet",
+            if to != self.shard {
+                continue;
+            }
+            let Some((_, cluster_addr)) = leader_of(from) else {
+                return ClientRoute::Redirect(format!(
+                    "{} the key is moving here from shard {from}, which has no leader right now",
                     ErrorCode::TryAgain
                 ));
+            };
+            source = Some(cluster_addr);
+            if !data.store.contains(key) && !data.tombstones.contains(&key[..]) {
+                absent.push(key.clone());
             }
+            moving.push(key.clone());
         }
-        None
+        match source {
+            Some(source) => ClientRoute::Moving {
+                version,
+                source,
+                absent,
+                moving,
+            },
+            None => ClientRoute::Serve,
+        }
     }
 
     /// Refuses (whole) when a key is not this shard's.

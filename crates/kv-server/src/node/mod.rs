@@ -40,7 +40,7 @@ use crate::replication::backlog::Backlog;
 use crate::replication::progress::Followers;
 use lease::Lease;
 
-pub use access::{Reader, Refusal, Writer};
+pub use access::{ClientRoute, Reader, Refusal, Writer};
 
 /// What this server is doing for its shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

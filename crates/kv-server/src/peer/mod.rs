@@ -6,9 +6,13 @@
 //! - `KV.MIGRATE`, `KV.DROP`, `KV.FETCH`: key moves in a ring change ([`moves`]);
 //! - `KV.INFO`: this server's [`kv_peer::ServerInfo`].
 //!
+//! [`pull`] is the other direction: this server pulling a moving key from its old owner for
+//! a Redis Cluster client.
+//!
 //! The client port answers all of these as unknown commands.
 
 pub mod moves;
+pub mod pull;
 
 use kv_peer::PeerCommand;
 use kv_proto::Out;

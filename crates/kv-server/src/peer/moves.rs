@@ -17,9 +17,15 @@ use kv_peer::{ErrorCode, MigrateItem};
 use kv_proto::Out;
 
 use crate::cmd::reply;
-use crate::node::{Node, Pending};
+use crate::node::{Node, Pending, Refusal};
 
-pub fn migrate(node: &Node, version: u64, items: &[MigrateItem], out: &mut Out) -> Option<Pending> {
+/// Copies `items` in for ring `version` (see the module documentation): `Ok(n)` keys set,
+/// `Err(v)` when this shard does not receive keys for `v` yet.
+pub fn import(
+    node: &Node,
+    version: u64,
+    items: &[MigrateItem],
+) -> Result<(Result<usize, u64>, Option<Pending>), Refusal> {
     let result = node.write_internal(|w| {
         if w.inbound_done() >= version {
             // The move completed: every key was copied already, and tombstones are gone,
@@ -34,11 +40,15 @@ pub fn migrate(node: &Node, version: u64, items: &[MigrateItem], out: &mut Out) 
             .filter(|i| w.set_if_new(&i.key, &i.value, i.expires_at))
             .count())
     });
-    reply(out, result, |out, r| match r {
-        Ok(n) => {
-            node.stats.keys_moved_in.fetch_add(n as u64, Ordering::Relaxed);
-            kv_proto::write::integer(out, n as i64)
-        }
+    if let Ok((Ok(n), _)) = &result {
+        node.stats.keys_moved_in.fetch_add(*n as u64, Ordering::Relaxed);
+    }
+    result
+}
+
+pub fn migrate(node: &Node, version: u64, items: &[MigrateItem], out: &mut Out) -> Option<Pending> {
+    reply(out, import(node, version, items), |out, r| match r {
+        Ok(n) => kv_proto::write::integer(out, n as i64),
         Err(v) => kv_proto::write::error(
             out,
             ErrorCode::TryAgain
