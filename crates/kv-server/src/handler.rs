@@ -77,7 +77,9 @@ pub async fn serve(
                         );
                         continue;
                     }
-                    let keys: Vec<bytes::Bytes> = if cluster_client {
+                    // Collected only when a routing check will need them (no allocation for
+                    // a leader's commands while no move is under way).
+                    let keys: Vec<bytes::Bytes> = if cluster_client && !node.plain_route() {
                         cmd::request_keys(&req).cloned().collect()
                     } else {
                         Vec::new()
@@ -94,7 +96,7 @@ pub async fn serve(
                             kv_proto::write::ok(&mut conn.output);
                         }
                         Ok(c) => {
-                            let route = match (&puller, c.has_keys()) {
+                            let route = match (&puller, c.has_keys() && !keys.is_empty()) {
                                 (Some(_), true) => node.cluster_client_route(&keys, c.is_read(), conn.readonly),
                                 _ => ClientRoute::Serve,
                             };

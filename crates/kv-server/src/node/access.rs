@@ -202,6 +202,11 @@ impl Node {
     /// Gates (cluster port) do not need this: they read the old owner only after the new one
     /// missed, and pull a key to the new owner before writing it.
     pub fn cluster_client_route(&self, keys: &[Bytes], read: bool, readonly: bool) -> ClientRoute {
+        // A role or ring change racing with this is caught by the command's own checks
+        // (writes and non-owned keys are refused under the lock that applies them).
+        if self.plain_route.load(std::sync::atomic::Ordering::Acquire) {
+            return ClientRoute::Serve;
+        }
         let data = self.lock();
         if read && !readonly && matches!(data.role, Role::Follower { .. }) {
             drop(data);

@@ -270,6 +270,9 @@ pub struct Node {
     /// This leader's progress in moving keys away, reported on `KV.INFO`.
     move_progress: Mutex<Option<MoveProgress>>,
     pub stats: Stats,
+    /// True while a cluster client's command needs no routing check (a leader, no move
+    /// under way): saves its commands a second lock per request.
+    plain_route: std::sync::atomic::AtomicBool,
 }
 
 /// Locks a mutex that only this process's own code uses; poisoned means a panic happened
@@ -316,6 +319,7 @@ impl Node {
             highest_epoch: AtomicU64::new(0),
             move_progress: Mutex::new(None),
             stats: Stats::default(),
+            plain_route: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -356,7 +360,9 @@ impl Node {
 
     /// The ring this server routes by.
     pub fn set_placement(&self, placement: Arc<Placement>) {
-        self.lock().placement = placement;
+        let mut data = self.lock();
+        data.placement = placement;
+        self.refresh_plain_route(&data);
     }
 
     /// The ring this server routes by, and the view it came from.
@@ -364,6 +370,21 @@ impl Node {
         let mut data = self.lock();
         data.placement = placement;
         data.view = view;
+        self.refresh_plain_route(&data);
+    }
+
+    /// True while a cluster client's command needs no routing check (see
+    /// [`Node::cluster_client_route`]).
+    pub fn plain_route(&self) -> bool {
+        self.plain_route.load(Ordering::Acquire)
+    }
+
+    /// Records whether a cluster client's command needs no routing check
+    /// ([`Node::cluster_client_route`]): a leader with no move under way. Call with the lock
+    /// held after the role or the placement changed.
+    fn refresh_plain_route(&self, data: &Data) {
+        let plain = matches!(data.role, Role::Leader { .. }) && data.placement.next().is_none();
+        self.plain_route.store(plain, Ordering::Release);
     }
 
     /// The placement and the cluster view this server routes by.
@@ -456,6 +477,7 @@ impl Node {
         }
         self.observe_epoch(epoch);
         data.role = Role::Leader { epoch };
+        self.refresh_plain_route(&data);
         data.term += 1;
         data.followers = Followers::inherit(isr, Instant::now() + self.config.lag_timeout());
         // Entries received as a follower are what the previous leader's other followers will
@@ -490,6 +512,7 @@ impl Node {
             self.observe_epoch(epoch);
         }
         data.role = role;
+        self.refresh_plain_route(&data);
         data.term += 1;
         data.followers = Followers::new();
         self.lease.revoke();
