@@ -115,26 +115,47 @@ async fn a_server_serves_only_the_keys_its_shard_owns() {
         .map(|i| format!("k{i}"))
         .find(|k| ring.shard_for(k.as_bytes()) == Some("s2"))
         .unwrap();
-    let s1 = info
-        .shards
-        .iter()
-        .find(|s| s.name == "s1")
-        .unwrap()
-        .leader
-        .clone()
-        .unwrap();
+    let leader_of = |name: &str| {
+        let shard = info.shards.iter().find(|s| s.name == name).unwrap();
+        let leader = shard.leader.clone().unwrap();
+        let cluster_addr = shard
+            .replicas
+            .iter()
+            .find(|r| r.addr == leader)
+            .unwrap()
+            .cluster_addr
+            .clone();
+        (leader, cluster_addr)
+    };
+    let ((s1, s1_cluster), (s2, _)) = (leader_of("s1"), leader_of("s2"));
     let gate = c.client(0);
     gate.put(&key, b"real", None).await.unwrap();
 
-    // Planting a value on the wrong shard is refused, and so is reading there.
+    // Planting a value on the wrong shard is refused, and so is reading there: a cluster
+    // client (client port) is redirected to the slot's owner, as by Redis Cluster.
+    let slot = kv_proto::slot::key_slot(key.as_bytes());
     for cmd in [
         resp(&["SET", &key, "planted"]),
         resp(&["GET", &key]),
-        resp(&["MSET", "x-ok", "1", &key, "planted"]),
         resp(&["DEL", &key]),
     ] {
         let reply = raw(&s1, &cmd).await.unwrap();
-        assert_eq!(reply, "-MOVED s2\r\n", "{}", String::from_utf8_lossy(&cmd));
+        assert_eq!(
+            reply,
+            format!("-MOVED {slot} {s2}\r\n"),
+            "{}",
+            String::from_utf8_lossy(&cmd)
+        );
+    }
+    let cross = raw(&s1, &resp(&["MSET", "x-ok", "1", &key, "planted"])).await.unwrap();
+    assert_eq!(cross, "-CROSSSLOT Keys in request don't hash to the same slot\r\n");
+    // A peer (a gate, on the cluster port) may send several slots at once; a command with one
+    // key of another shard is refused whole, with kvstore's own code.
+    let peer = Connection::connect(&s1_cluster, &c.peer_options()).await.unwrap();
+    for args in [vec!["SET", &key, "planted"], vec!["MSET", "x-ok", "1", &key, "planted"]] {
+        let request = kv_proto::write::command(args.iter().map(|a| a.as_bytes()));
+        let reply = peer.call(request).await.unwrap();
+        assert_eq!(reply, kv_proto::Frame::error("MOVED s2"), "{args:?}");
     }
     assert!(c.counters(&s1).await.not_owned >= 4);
     assert_eq!(gate.get(&key).await.unwrap().as_deref(), Some(&b"real"[..]));
