@@ -121,8 +121,9 @@ mod tests {
         "shard-3", "shard-3", "shard-2", "shard-2", "shard-1", "shard-2", "shard-3", "shard-3", "shard-2", "shard-3",
         "shard-2", "shard-2",
     ];
-    const GOLDEN_RANGES: (usize, (u16, u16, &str), (u16, u16, &str)) =
-        (309, (0, 27, "shard-1"), (16374, 16383, "shard-1"));
+    /// `(first slot, last slot, shard)`.
+    type Range = (u16, u16, &'static str);
+    const GOLDEN_RANGES: (usize, Range, Range) = (309, (0, 27, "shard-1"), (16374, 16383, "shard-1"));
 
     #[test]
     fn balanced_and_stable() {
