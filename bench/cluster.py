@@ -3,8 +3,9 @@
 same shape, side by side in one run.
 
 Systems (started by this script, stopped when it ends):
-  kvstore        2 kvservers (2 shards, 1 replica each) + ZooKeeper; no gate
-  redis-cluster  2 redis-servers --cluster-enabled yes, joined by redis-cli --cluster create
+  kvstore        3 kvservers (3 shards, 1 replica each) + ZooKeeper; no gate
+  redis-cluster  3 redis-servers --cluster-enabled yes, joined by redis-cli --cluster create
+                 (which needs at least 3 masters)
 
 Load: redis-benchmark --cluster -t set,get -c 50 -d 100 -r 100000 at -P 1 and -P 16 against
 one node of each (it learns the slots and connects to every master), the two systems
@@ -36,7 +37,7 @@ def cluster_ok(port, limit=30):
 
 
 def kvstore(zk):
-    ports = [b.kvserver(zk, s, "bench") for s in ("s1", "s2")]
+    ports = [b.kvserver(zk, s, "bench") for s in ("s1", "s2", "s3")]
     for p in ports:
         cluster_ok(p)
     return ports[0]
@@ -44,8 +45,10 @@ def kvstore(zk):
 
 def redis_cluster():
     ports = []
-    for i in range(2):
+    for i in range(3):
         port = b.free_port()
+        while port > 55000:  # the cluster bus listens on port + 10000
+            port = b.free_port()
         d = os.path.join(b.WORK, f"rc{i}")
         os.makedirs(d)
         b.start(f"redis-cluster-{i}", [
