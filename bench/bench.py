@@ -336,9 +336,8 @@ def main():
     ap.add_argument("--memory-keys", type=int, default=1_000_000)
     ap.add_argument("--pin", action="store_true",
                     help="pin servers to CPU 1 and the load generators to CPU 0 (taskset)")
-    ap.add_argument("--gate-threads", type=int, default=1,
-                    help="kvgate worker threads (default 1: on 2 cores the gate shares them with two "
-                         "kvservers and the load generator; twemproxy is single-threaded too)")
+    ap.add_argument("--gate-threads", type=int, default=0,
+                    help="kvgate --threads (default 0: the gate's own default, chosen for the machine)")
     args = ap.parse_args()
     only = set(args.only.split(","))
     if args.pin:

@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     kvstore::init_logging(&config.log);
-    let rt = kvstore::runtime(config.threads).expect("tokio runtime");
+    let rt = kvstore::runtime(config.worker_threads()).expect("tokio runtime");
     rt.block_on(async move {
         let timeout = Duration::from_millis(config.zk_session_timeout_ms);
         let coord = tokio::select! {

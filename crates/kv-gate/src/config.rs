@@ -108,14 +108,24 @@ pub struct Config {
     #[arg(long, env = "KVGATE_ZK_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
     pub zk_session_timeout_ms: u64,
 
-    /// Worker threads; 0 = one per CPU core. A gate holds no shared state, so it scales
-    /// with threads when it has cores to itself.
+    /// Worker threads; 0 (the default) = chosen for the machine ([`Config::worker_threads`]):
+    /// one on a machine of up to two cores, one per core on a larger one. A gate holds no
+    /// shared state, so it scales with threads when it has cores to itself.
     #[arg(long, env = "KVGATE_THREADS", default_value_t = 0)]
     pub threads: usize,
 
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(long, env = "KVGATE_LOG", default_value = "info")]
     pub log: String,
+}
+
+/// Worker threads for a machine of `cores`. Up to two cores: one thread (a current-thread
+/// runtime, no cross-thread handoffs), which left the rest to the kernel's loopback work and
+/// measured 1.13× twemproxy's SET rate at -P 1 where one thread per core made 0.93× (issue 10;
+/// `bench/bench.py`, 2 cores). Above that, one per core: the gate shares nothing between
+/// connections. (Only the 2-core case was measured here.)
+pub fn auto_threads(cores: usize) -> usize {
+    if cores <= 2 { 1 } else { cores }
 }
 
 impl Config {
@@ -125,6 +135,15 @@ impl Config {
         c.http_port = Some(http_port);
         c.resp_port = resp_port;
         c
+    }
+
+    /// The worker threads to run: `--threads`, or when 0, a choice for this machine.
+    pub fn worker_threads(&self) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        match self.threads {
+            0 => auto_threads(cores),
+            n => n,
+        }
     }
 
     /// Checks values clap cannot and resolves the positional form.
@@ -196,5 +215,14 @@ mod tests {
         let mut c = Config::parse_from(["kvgate", "a:1", "--zk", "b:1"]);
         assert!(c.validate().is_err());
         assert_eq!(Config::parse_from(["kvgate"]).read_policy, ReadPolicy::Leader);
+    }
+
+    #[test]
+    fn default_threads_follow_the_machine() {
+        assert_eq!((auto_threads(1), auto_threads(2), auto_threads(8)), (1, 1, 8));
+        let mut c = Config::parse_from(["kvgate", "--threads", "3"]);
+        assert_eq!(c.worker_threads(), 3);
+        c.threads = 0;
+        assert!(c.worker_threads() >= 1);
     }
 }
