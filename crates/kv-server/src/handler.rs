@@ -122,6 +122,12 @@ pub async fn serve(
                                             pending = Pending::max(pending, c.apply(&node, &mut conn.output));
                                             let failed = conn.output.get(before) == Some(&b'-');
                                             if write && !failed {
+                                                // The old copy goes only once the write (and the
+                                                // pulled value under it) is replicated here: until
+                                                // then it may be the only surviving copy.
+                                                if !finish(&node, &mut conn, pending.take()).await {
+                                                    return;
+                                                }
                                                 puller.drop_old(&source, moving).await;
                                             }
                                         }
