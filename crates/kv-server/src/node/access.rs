@@ -91,8 +91,9 @@ impl Refusal {
                 leader,
                 ..
             } if leader != "unknown" => format!("MOVED {slot} {leader}"),
-            Refusal::Moved { .. } | Refusal::NotLeader { .. } => {
-                format!("{} {self}", ErrorCode::TryAgain)
+            Refusal::Moved { to, .. } => format!("{} shard {to} has no leader right now", ErrorCode::TryAgain),
+            Refusal::NotLeader { shard, .. } => {
+                format!("{} shard {shard} has no leader right now", ErrorCode::TryAgain)
             }
             _ => self.to_string(),
         }
