@@ -182,8 +182,10 @@ def twemproxy(r1, r2):
     return port
 
 
-def redis_benchmark(port, pipeline, n, tests=("SET", "GET")):
-    out = subprocess.run(PIN["load"] + ["redis-benchmark", "-p", str(port), "-t", ",".join(tests).lower(), "-n", str(n), "-c", "50", "-d", "100",
+def redis_benchmark(port, pipeline, n, tests=("SET", "GET"), extra=()):
+    """Figures per test (`rps`, `p50`, `p99`) of one redis-benchmark run; `extra` goes before
+    the other arguments (`--cluster`)."""
+    out = subprocess.run(PIN["load"] + ["redis-benchmark", *extra, "-p", str(port), "-t", ",".join(tests).lower(), "-n", str(n), "-c", "50", "-d", "100",
                           "-r", "100000", "-P", str(pipeline), "--csv"],
                          capture_output=True, text=True, timeout=600).stdout
     rows = {}

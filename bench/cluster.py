@@ -63,21 +63,6 @@ def redis_cluster():
     return ports[0]
 
 
-def bench(port, pipeline, n):
-    out = subprocess.run(b.PIN["load"] + ["redis-benchmark", "--cluster", "-p", str(port), "-t", "set,get",
-                                          "-n", str(n), "-c", "50", "-d", "100", "-r", "100000",
-                                          "-P", str(pipeline), "--csv"],
-                         capture_output=True, text=True, timeout=600).stdout
-    rows = {}
-    for line in out.splitlines():
-        cells = [c.strip('"') for c in line.split(",")]
-        if cells and cells[0] in ("SET", "GET"):
-            rows[cells[0]] = {"rps": float(cells[1]), "p50": float(cells[4]), "p99": float(cells[6])}
-    if set(rows) != {"SET", "GET"}:
-        raise SystemExit(f"redis-benchmark --cluster on port {port} printed no figures:\n{out}")
-    return rows
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
@@ -93,7 +78,7 @@ def main():
             for r in range(args.repeats):
                 order = list(systems) if r % 2 == 0 else list(reversed(systems))
                 for name in order:
-                    rows = bench(systems[name], pipeline, n)
+                    rows = b.redis_benchmark(systems[name], pipeline, n, extra=["--cluster"])
                     for test, row in rows.items():
                         results.setdefault((pipeline, test, name), []).append(row)
                     b.log(f"-P {pipeline} repeat {r + 1} {name}: " +

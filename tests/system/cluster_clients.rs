@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::process::Command;
 
 use crate::harness::TestCluster;
+use crate::harness::redis_cli as cli;
 
 /// Two shards of two replicas; returns the cluster and every server's client address.
 async fn cluster() -> (TestCluster, Vec<String>) {
@@ -19,17 +20,6 @@ async fn cluster() -> (TestCluster, Vec<String>) {
     c.wait_ready(&[("s1", 2), ("s2", 2)]).await;
     let addrs = c.servers.iter().map(|s| s.addr.clone()).collect();
     (c, addrs)
-}
-
-fn cli(addr: &str, args: &[&str]) -> String {
-    let (host, port) = addr.rsplit_once(':').unwrap();
-    let out = Command::new("redis-cli")
-        .args(["-h", host, "-p", port])
-        .args(args)
-        .output()
-        .expect("run redis-cli (installed by scripts/ensure-deps.sh)");
-    assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
 }
 
 #[tokio::test]
@@ -137,11 +127,7 @@ async fn redis_cli_c_and_redis_benchmark_cluster() {
 /// server: it learns the slots and reaches every shard directly.
 #[tokio::test]
 async fn redis_py_cluster_client_with_its_defaults() {
-    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyredis/bin/python");
-    assert!(
-        std::path::Path::new(python).exists(),
-        "redis-py is missing: run scripts/ensure-deps.sh pyredis (scripts/test.sh does)"
-    );
+    let python = crate::harness::pyredis();
     let (_c, addrs) = cluster().await;
     let script = r#"
 import sys, redis
@@ -176,11 +162,7 @@ async fn redis_py_cluster_client_across_a_reshard_and_a_failover() {
 
     use crate::harness::eventually;
 
-    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyredis/bin/python");
-    assert!(
-        std::path::Path::new(python).exists(),
-        "redis-py is missing: run scripts/ensure-deps.sh pyredis (scripts/test.sh does)"
-    );
+    let python = crate::harness::pyredis();
     let mut c = TestCluster::start().await;
     let flags = ["--max-keys", "0", "--migration-rate", "400"];
     for s in ["s1", "s2"] {

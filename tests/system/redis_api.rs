@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 
+use crate::harness::redis_cli as cli;
 use crate::harness::{TestCluster, eventually};
 
 async fn cluster() -> (TestCluster, String) {
@@ -215,17 +216,6 @@ async fn the_redis_crate_against_the_gate() {
         info.contains("# Cluster") && info.contains("kvstore_shards:2"),
         "{info}"
     );
-}
-
-fn cli(addr: &str, args: &[&str]) -> String {
-    let (host, port) = addr.rsplit_once(':').unwrap();
-    let out = Command::new("redis-cli")
-        .args(["-h", host, "-p", port])
-        .args(args)
-        .output()
-        .expect("run redis-cli (installed by scripts/ensure-deps.sh)");
-    assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
 }
 
 #[tokio::test]

@@ -175,11 +175,7 @@ async fn the_redis_crate_with_resp3() {
 /// it must just work, against the gate and a server.
 #[tokio::test]
 async fn redis_py_8_with_its_defaults() {
-    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyredis/bin/python");
-    assert!(
-        std::path::Path::new(python).exists(),
-        "redis-py is missing: run scripts/ensure-deps.sh pyredis (scripts/test.sh does)"
-    );
+    let python = crate::harness::pyredis();
     let (_c, gate, server) = cluster().await;
     let script = r#"
 import sys, redis

@@ -23,6 +23,29 @@ pub use cluster::TestCluster;
 pub use proc::Proc;
 pub use zk::ZooKeeper;
 
+/// Runs `redis-cli -h host -p port args...` (installed by `scripts/ensure-deps.sh`) and
+/// returns its output, trimmed; panics when it fails.
+pub fn redis_cli(addr: &str, args: &[&str]) -> String {
+    let (host, port) = addr.rsplit_once(':').expect("host:port");
+    let out = std::process::Command::new("redis-cli")
+        .args(["-h", host, "-p", port])
+        .args(args)
+        .output()
+        .expect("run redis-cli (installed by scripts/ensure-deps.sh)");
+    assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
+/// The Python with redis-py that `scripts/ensure-deps.sh pyredis` installs.
+pub fn pyredis() -> &'static str {
+    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyredis/bin/python");
+    assert!(
+        Path::new(python).exists(),
+        "redis-py is missing: run scripts/ensure-deps.sh pyredis (scripts/test.sh does)"
+    );
+    python
+}
+
 /// A directory removed when dropped.
 pub struct TempDir(PathBuf);
 
