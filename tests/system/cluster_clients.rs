@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::process::Command;
 
 use crate::harness::TestCluster;
+use crate::harness::every_slot_served;
 use crate::harness::redis_cli as cli;
 
 /// Two shards of two replicas; returns the cluster and every server's client address.
@@ -18,7 +19,10 @@ async fn cluster() -> (TestCluster, Vec<String>) {
     }
     c.start_gate(&[]).await;
     c.wait_ready(&[("s1", 2), ("s2", 2)]).await;
-    let addrs = c.servers.iter().map(|s| s.addr.clone()).collect();
+    let addrs: Vec<String> = c.servers.iter().map(|s| s.addr.clone()).collect();
+    for addr in &addrs {
+        every_slot_served(addr).await;
+    }
     (c, addrs)
 }
 
@@ -28,13 +32,7 @@ async fn the_cluster_protocol_on_every_server() {
     let info = c.wait_ready(&[("s1", 2), ("s2", 2)]).await;
     let leaders: HashSet<String> = info.shards.iter().filter_map(|s| s.leader.clone()).collect();
     for addr in &addrs {
-        // Each server follows the cluster on its own: wait until this one sees it whole.
-        let info = crate::harness::eventually(
-            &format!("{addr} to see every slot served"),
-            std::time::Duration::from_secs(10),
-            || async { Some(cli(addr, &["CLUSTER", "INFO"])).filter(|i| i.starts_with("cluster_state:ok")) },
-        )
-        .await;
+        let info = every_slot_served(addr).await;
         assert!(
             info.contains("cluster_slots_ok:16384") && info.contains("cluster_size:2"),
             "{info}"
@@ -171,6 +169,9 @@ async fn redis_py_cluster_client_across_a_reshard_and_a_failover() {
     }
     c.start_gate(&[]).await;
     c.wait_ready(&[("s1", 2), ("s2", 2)]).await;
+    for s in &c.servers {
+        every_slot_served(&s.addr).await;
+    }
     let stop = c.dir.path().join("stop");
     let script = r#"
 import os, sys, json, random, redis

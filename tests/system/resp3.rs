@@ -19,6 +19,7 @@ async fn cluster() -> (TestCluster, String, String) {
     c.wait_ready(&[("s1", 1)]).await;
     let gate = c.gates[0].resp.clone().expect("the gate's RESP address");
     let server = c.servers[0].addr.clone();
+    crate::harness::every_slot_served(&server).await;
     (c, gate, server)
 }
 

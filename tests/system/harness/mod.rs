@@ -36,6 +36,17 @@ pub fn redis_cli(addr: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim_end().to_string()
 }
 
+/// Waits until the server at `addr` sees every slot served (each server follows the cluster
+/// on its own); returns its `CLUSTER INFO`.
+pub async fn every_slot_served(addr: &str) -> String {
+    eventually(
+        &format!("{addr} to see every slot served"),
+        Duration::from_secs(10),
+        || async { Some(redis_cli(addr, &["CLUSTER", "INFO"])).filter(|i| i.starts_with("cluster_state:ok")) },
+    )
+    .await
+}
+
 /// The Python with redis-py that `scripts/ensure-deps.sh pyredis` installs.
 pub fn pyredis() -> &'static str {
     let python = concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyredis/bin/python");
