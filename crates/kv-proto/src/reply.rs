@@ -80,13 +80,15 @@ fn check(buf: &[u8], pos: usize, depth: usize, limits: &Limits) -> Result<Option
             if n == -1 && kind == b'*' {
                 return Ok(Some(after));
             }
-            if n < 0 || n > limits.max_multibulk_len as i64 {
+            // A map's limit counts its keys and values, as its RESP2 form (a flat array) does:
+            // what one protocol accepts, the other does too.
+            let elements = if kind == b'%' { n.saturating_mul(2) } else { n };
+            if n < 0 || elements > limits.max_multibulk_len as i64 {
                 return Err(ProtocolError::InvalidMultibulkLength);
             }
             if depth >= MAX_DEPTH {
                 return Err(ProtocolError::TooDeep);
             }
-            let elements = if kind == b'%' { n * 2 } else { n };
             let mut p = after;
             for _ in 0..elements {
                 match check(buf, p, depth + 1, limits)? {
@@ -232,6 +234,20 @@ mod tests {
         assert_eq!(run(b",inf\r\n"), Ok(Some(Frame::Double(f64::INFINITY))));
         assert!(run(b"#x\r\n").is_err() && run(b"(12a\r\n").is_err() && run(b",1x\r\n").is_err());
         assert!(run(b"=2\r\nab\r\n").is_err(), "verbatim text needs its format");
+        // Found by fuzzing: a map counts keys and values against the limit, as its RESP2 form.
+        let small = Limits {
+            max_multibulk_len: 2,
+            ..Limits::REDIS
+        };
+        let map = |n: usize| {
+            let mut b = format!("%{n}\r\n").into_bytes();
+            for _ in 0..n * 2 {
+                b.extend_from_slice(b":1\r\n");
+            }
+            parse_reply(&mut BytesMut::from(&b[..]), &small)
+        };
+        assert!(map(1).is_ok());
+        assert_eq!(map(2), Err(ProtocolError::InvalidMultibulkLength));
     }
 
     #[test]
