@@ -26,6 +26,34 @@ async fn cluster() -> (TestCluster, Vec<String>) {
     (c, addrs)
 }
 
+/// Runs `redis-benchmark --cluster` (SET and GET, `n` requests, 4 clients) against the
+/// server at `addr`; returns its output once it exited successfully.
+async fn benchmark_cluster(addr: &str, n: usize) -> String {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let n = n.to_string();
+    let out = tokio::process::Command::new("redis-benchmark")
+        .args([
+            "--cluster",
+            "-h",
+            host,
+            "-p",
+            port,
+            "-t",
+            "set,get",
+            "-n",
+            &n,
+            "-c",
+            "4",
+            "-q",
+        ])
+        .output()
+        .await
+        .expect("run redis-benchmark");
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "redis-benchmark --cluster at {addr}: {text}");
+    text
+}
+
 #[tokio::test]
 async fn the_cluster_protocol_on_every_server() {
     let (c, addrs) = cluster().await;
@@ -88,26 +116,7 @@ async fn redis_cli_c_and_redis_benchmark_cluster() {
         let addr = &addrs[(i + 1) % addrs.len()];
         assert_eq!(cli(addr, &["-c", "GET", &key]), format!("v{i}"));
     }
-    let (host, port) = addrs[0].rsplit_once(':').unwrap();
-    let out = Command::new("redis-benchmark")
-        .args([
-            "--cluster",
-            "-h",
-            host,
-            "-p",
-            port,
-            "-t",
-            "set,get",
-            "-n",
-            "2000",
-            "-c",
-            "4",
-            "-q",
-        ])
-        .output()
-        .expect("run redis-benchmark");
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
+    let text = benchmark_cluster(&addrs[0], 2000).await;
     // Progress is redrawn with `\r`: the final figures follow the last one.
     let rates: Vec<&str> = text
         .split(['\n', '\r'])
@@ -244,23 +253,7 @@ print(json.dumps({"reads": reads, "missed": missed, "wrong": wrong, "errors": er
         .map(|s| s.addr.clone())
         .filter(|a| *a != leader)
         .collect();
-    let (host, port) = live[0].rsplit_once(':').unwrap();
-    let benchmark = tokio::process::Command::new("redis-benchmark")
-        .args([
-            "--cluster",
-            "-h",
-            host,
-            "-p",
-            port,
-            "-t",
-            "set,get",
-            "-n",
-            "5000",
-            "-c",
-            "4",
-            "-q",
-        ])
-        .output();
+    let benchmark = benchmark_cluster(&live[0], 5000);
     let cli_reads = async {
         for i in (0..6000).step_by(200) {
             let addr = &live[i / 200 % live.len()];
@@ -268,13 +261,8 @@ print(json.dumps({"reads": reads, "missed": missed, "wrong": wrong, "errors": er
             assert_eq!(got, format!("v{i}"), "redis-cli -c GET pre:{i} at {addr} mid-move");
         }
     };
-    let (bench, ()) = tokio::join!(benchmark, cli_reads);
-    let bench = bench.unwrap();
-    let text = String::from_utf8_lossy(&bench.stdout).to_string() + &String::from_utf8_lossy(&bench.stderr);
-    assert!(
-        bench.status.success() && text.contains("GET: "),
-        "redis-benchmark --cluster mid-move: {text}"
-    );
+    let (text, ()) = tokio::join!(benchmark, cli_reads);
+    assert!(text.contains("GET: "), "redis-benchmark --cluster mid-move: {text}");
     let still_moving = !gate.cluster().await.unwrap().migrations.is_empty();
     eprintln!("redis-benchmark --cluster and redis-cli -c done; the move still under way: {still_moving}");
     c.server_at(&leader).kill();

@@ -1,8 +1,10 @@
 //! kvserver: one replica of one shard.
 //!
-//! Two ports. The client port speaks the Redis commands; the cluster port serves
-//! authenticated peers (gates, the other replicas, other shards' leaders moving keys) and
-//! carries replication and every internal command. The data path reads like a sentence:
+//! Two ports. The client port speaks the Redis commands as a Redis Cluster node does, for
+//! cluster-aware clients (slots, `MOVED <slot> <host:port>`, `CROSSSLOT`, `CLUSTER …`, RESP2
+//! or RESP3); the cluster port serves authenticated peers (gates, the other replicas, other
+//! shards' leaders moving keys) and carries replication and every internal command, with
+//! kvstore's own error codes. The data path reads like a sentence:
 //!
 //! ```text
 //! server::accept_loop ─▶ handler::serve ─▶ Connection::parse ─▶ Command::from_request
@@ -13,8 +15,9 @@
 //! - [`config`]: flags, environment, config file.
 //! - [`server`]: [`Server::start`] and [`ServerHandle`]; both listeners.
 //! - [`connection`], [`handler`]: a connection and its request loop.
-//! - [`cmd`]: the client commands, one file each.
-//! - [`peer`]: the cluster port's internal commands.
+//! - [`cmd`]: the client commands, one file each (`cmd::cluster`: the `CLUSTER` commands).
+//! - [`peer`]: the cluster port's internal commands, and `peer::pull`, which fetches a key
+//!   moving to this shard for a cluster client.
 //! - [`node`]: [`node::Node`], the one owner of the replica's state: store, log, role,
 //!   leases, followers, key ownership.
 //! - [`replication`]: the log, the leader and follower sides, follower progress.

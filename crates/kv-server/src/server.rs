@@ -88,7 +88,7 @@ impl Server {
             ..ConnOptions::default()
         };
         let node = Arc::new(Node::new(id, addr, advertised_cluster, config));
-        let puller = Arc::new(Puller::new(peer.clone()));
+        let puller = Arc::new(Puller::new(peer.clone(), node.config.replica_timeout()));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let client_node = node.clone();
         let client_loop = accept_loop(

@@ -18,19 +18,20 @@ use tracing::debug;
 
 use crate::node::{Node, Pending};
 
-/// How long one call to the old owner may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// Connections to other shards' leaders, shared by every client connection.
 pub struct Puller {
     options: ConnOptions,
+    /// How long one call to the old owner may take (`--replica-timeout-ms`, the bound on
+    /// every call between servers).
+    timeout: Duration,
     pools: Mutex<HashMap<String, Arc<Pool>>>,
 }
 
 impl Puller {
-    pub fn new(options: ConnOptions) -> Puller {
+    pub fn new(options: ConnOptions, timeout: Duration) -> Puller {
         Puller {
             options,
+            timeout,
             pools: Mutex::new(HashMap::new()),
         }
     }
@@ -57,7 +58,7 @@ impl Puller {
         for key in keys {
             let fetch = PeerCommand::Fetch { key: key.clone() }.encode();
             let reply = pool
-                .call(fetch, CALL_TIMEOUT)
+                .call(fetch, self.timeout)
                 .await
                 .map_err(|e| format!("TRYAGAIN cannot reach the shard the key is moving from: {e}"))?;
             match parse_fetch_reply(&reply) {
@@ -89,7 +90,7 @@ impl Puller {
     /// effort: the move's own clean-up drops whatever is left when it ends.
     pub async fn drop_old(&self, source: &str, keys: Vec<Bytes>) {
         let request = PeerCommand::Drop { keys }.encode();
-        if let Err(e) = self.pool(source).call(request, CALL_TIMEOUT).await {
+        if let Err(e) = self.pool(source).call(request, self.timeout).await {
             debug!(error = %e, source, "could not drop the old copy of a moved key");
         }
     }
