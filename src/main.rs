@@ -26,7 +26,7 @@ struct Args {
     #[arg(long, default_value_t = 2)]
     replicas: usize,
     /// Most keys per server (0 = no limit).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 0)]
     max_keys: u64,
     /// Log filter.
     #[arg(long, default_value = "warn")]

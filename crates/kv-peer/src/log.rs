@@ -7,6 +7,7 @@
 //! KV.OP <epoch> <offset> DEL <key>
 //! KV.OP <epoch> <offset> EXPIRE <key> <expires-at-ms|0>
 //! KV.OP <epoch> <offset> INBOUND <ring-version|0>
+//! KV.OP <epoch> <offset> FLUSH
 //! ```
 
 use bytes::Bytes;
@@ -35,6 +36,9 @@ pub enum Mutation<'a> {
     Inbound {
         version: u64,
     },
+    /// Every key is deleted (`FLUSHALL`, `FLUSHDB`). During an inbound move, no copy of a
+    /// key made before it may arrive afterwards.
+    Flush,
 }
 
 impl Mutation<'_> {
@@ -43,7 +47,7 @@ impl Mutation<'_> {
         let payload = match *self {
             Mutation::Set { key, value, .. } => key.len() + value.len(),
             Mutation::Del { key } | Mutation::Expire { key, .. } => key.len(),
-            Mutation::Inbound { .. } => 0,
+            Mutation::Inbound { .. } | Mutation::Flush => 0,
         };
         // One allocation of the right size: this runs for every write.
         let head = |n: usize| {
@@ -64,6 +68,7 @@ impl Mutation<'_> {
                 head(6).arg(b"EXPIRE").arg(key).uint(expires_at.unwrap_or(0)).finish()
             }
             Mutation::Inbound { version } => head(5).arg(b"INBOUND").uint(version).finish(),
+            Mutation::Flush => head(4).arg(b"FLUSH").finish(),
         }
     }
 }
@@ -94,7 +99,7 @@ pub fn is_entry(req: &Request) -> bool {
 /// Decodes a `KV.OP` request.
 pub fn decode(req: &Request) -> Result<Entry<'_>, DecodeError> {
     let a = req.args();
-    if a.len() < 5 || !is_entry(req) {
+    if a.len() < 4 || !is_entry(req) {
         return Err(DecodeError("not a KV.OP entry"));
     }
     let epoch = parse_u64(&a[1]).ok_or(DecodeError("bad epoch"))?;
@@ -106,6 +111,7 @@ pub fn decode(req: &Request) -> Result<Entry<'_>, DecodeError> {
             expires_at: expiry(&a[6])?,
         },
         (b"DEL", 5) => Mutation::Del { key: &a[4] },
+        (b"FLUSH", 4) => Mutation::Flush,
         (b"INBOUND", 5) => Mutation::Inbound {
             version: parse_u64(&a[4]).ok_or(DecodeError("bad ring version"))?,
         },
@@ -148,6 +154,7 @@ mod tests {
             },
             Mutation::Del { key: b"k" },
             Mutation::Inbound { version: 7 },
+            Mutation::Flush,
             Mutation::Expire {
                 key: b"k",
                 expires_at: None,

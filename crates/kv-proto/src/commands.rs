@@ -40,6 +40,27 @@ impl CommandInfo {
         }
     }
 
+    /// The keys among a request's arguments (`args[0]` is the name), by the table's key
+    /// positions: what cluster clients and the slot checks see as the command's keys.
+    pub fn keys<'a>(&self, args: &'a [Bytes]) -> impl Iterator<Item = &'a Bytes> + use<'a> {
+        let n = args.len() as i32;
+        let first = self.first_key;
+        let last = if self.last_key < 0 {
+            n + self.last_key
+        } else {
+            self.last_key.min(n - 1)
+        };
+        let (start, end) = if first <= 0 || last < first {
+            (0, 0)
+        } else {
+            (first as usize, last as usize + 1)
+        };
+        args.get(start..end)
+            .unwrap_or_default()
+            .iter()
+            .step_by(self.step.max(1) as usize)
+    }
+
     /// The `COMMAND INFO` entry.
     pub fn describe(&self) -> Frame {
         Frame::Array(vec![
@@ -62,6 +83,7 @@ const NONE: (i32, i32, i32) = (0, 0, 0);
 const ONE: (i32, i32, i32) = (1, 1, 1);
 const ALL: (i32, i32, i32) = (1, -1, 1);
 const PAIRS: (i32, i32, i32) = (1, -1, 2);
+const TWO: (i32, i32, i32) = (1, 2, 1);
 const RO: &[&str] = &["readonly", "fast"];
 const WR: &[&str] = &["write", "denyoom"];
 const WF: &[&str] = &["write", "fast"];
@@ -129,11 +151,72 @@ pub static COMMANDS: &[CommandInfo] = &[
     cmd("decrby", 3, WR, ONE),
     cmd("append", 3, WR, ONE),
     cmd("strlen", 2, RO, ONE),
+    cmd("getex", -2, WF, ONE),
+    cmd("getrange", 4, RO, ONE),
+    cmd("substr", 4, RO, ONE),
+    cmd("setrange", 4, WR, ONE),
+    cmd("incrbyfloat", 3, WR, ONE),
+    cmd("msetnx", -3, WR, PAIRS),
+    cmd("lcs", -3, &["readonly"], TWO),
+    cmd("setbit", 4, WR, ONE),
+    cmd("getbit", 3, RO, ONE),
+    cmd("bitcount", -2, &["readonly"], ONE),
+    cmd("bitpos", -3, &["readonly"], ONE),
+    cmd("bitop", -4, WR, (2, -1, 1)),
+    cmd("bitfield", -2, WR, ONE),
+    cmd("bitfield_ro", -2, RO, ONE),
+    cmd("type", 2, RO, ONE),
+    cmd("touch", -2, RO, ALL),
+    cmd("rename", 3, &["write"], TWO),
+    cmd("renamenx", 3, WF, TWO),
+    cmd("copy", -3, WR, TWO),
+    cmd("randomkey", 1, &["readonly"], NONE),
+    cmd("keys", 2, &["readonly"], NONE),
+    cmd("scan", -2, &["readonly"], NONE),
+    cmd("flushall", -1, &["write"], NONE),
+    cmd("flushdb", -1, &["write"], NONE),
+    cmd("expiretime", 2, RO, ONE),
+    cmd("pexpiretime", 2, RO, ONE),
+    cmd("object", -2, &["readonly"], (2, 2, 1)),
+    cmd("memory", -2, &["readonly"], (2, 2, 1)),
+    cmd("time", 1, FAST, NONE),
+    served(
+        "config",
+        -2,
+        &["admin", "noscript", "loading", "stale"],
+        NONE,
+        ServedBy::Gate,
+    ),
+    served("function", -2, &["noscript"], NONE, ServedBy::Gate),
 ];
 
-/// The command named `name` (any case).
+/// The table by lower-case name, built once.
+static BY_NAME: std::sync::LazyLock<std::collections::HashMap<&'static [u8], &'static CommandInfo>> =
+    std::sync::LazyLock::new(|| COMMANDS.iter().map(|c| (c.name.as_bytes(), c)).collect());
+
+/// The command named `name` (any case): a hash lookup.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandInfo> {
-    COMMANDS.iter().find(|c| c.name.as_bytes().eq_ignore_ascii_case(name))
+    let mut buf = [0u8; 24];
+    let lower = buf.get_mut(..name.len())?;
+    for (b, c) in lower.iter_mut().zip(name) {
+        *b = c.to_ascii_lowercase();
+    }
+    BY_NAME.get(&*lower).copied()
+}
+
+/// `COMMAND GETKEYS name args...`: the keys of that command.
+fn getkeys(args: &[Bytes]) -> Frame {
+    let Some(info) = args.first().and_then(|n| lookup(n)) else {
+        return Frame::error("ERR Invalid command specified");
+    };
+    if !info.arity_ok(args.len()) {
+        return Frame::error("ERR Invalid number of arguments specified for command");
+    }
+    let keys: Vec<Frame> = info.keys(args).map(|k| Frame::Bulk(k.clone())).collect();
+    if keys.is_empty() {
+        return Frame::error("ERR The command has no key arguments");
+    }
+    Frame::Array(keys)
 }
 
 /// `COMMAND [COUNT | LIST | INFO name... | DOCS ...]` for the commands `who` serves.
@@ -163,6 +246,7 @@ pub fn command_reply(args: &[Bytes], who: ServedBy) -> Frame {
                 })
                 .collect(),
         ),
+        b"GETKEYS" if args.len() >= 3 => getkeys(&args[2..]),
         // redis-cli asks for docs to show hints; having none is fine.
         b"DOCS" => Frame::Map(vec![]),
         _ => Frame::error(format!(
@@ -184,6 +268,20 @@ mod tests {
         assert!(get.arity_ok(2) && !get.arity_ok(3));
         let mset = lookup(b"MSET").unwrap();
         assert!(mset.arity_ok(3) && mset.arity_ok(5) && !mset.arity_ok(2));
+    }
+
+    #[test]
+    fn keys_follow_the_key_positions() {
+        let args = |a: &[&str]| a.iter().map(|s| Bytes::from(s.to_string())).collect::<Vec<_>>();
+        let keys = |a: &[Bytes]| lookup(&a[0]).unwrap().keys(a).cloned().collect::<Vec<_>>();
+        assert_eq!(keys(&args(&["MSET", "a", "1", "b", "2"])), args(&["a", "b"]));
+        assert_eq!(keys(&args(&["bitop", "and", "d", "x", "y"])), args(&["d", "x", "y"]));
+        assert_eq!(keys(&args(&["OBJECT", "ENCODING", "k"])), args(&["k"]));
+        assert_eq!(keys(&args(&["OBJECT", "HELP"])), args(&[]));
+        assert_eq!(keys(&args(&["COPY", "a", "b", "REPLACE"])), args(&["a", "b"]));
+        assert_eq!(keys(&args(&["PING"])), args(&[]));
+        assert_eq!(getkeys(&args(&["set", "k", "v"])), Frame::Array(vec![Frame::bulk("k")]));
+        assert!(getkeys(&args(&["ping"])).as_error().is_some());
     }
 
     #[test]

@@ -16,11 +16,13 @@
 //! - [`commands`]: the command table `COMMAND` reports (arity, flags, key positions).
 //! - [`hello`]: `HELLO`, parsed and answered alike by gates and servers.
 //! - [`slot`]: Redis Cluster's key slots (CRC16 and hash tags): where a key lives.
+//! - [`glob`]: Redis's glob patterns (`KEYS`, `SCAN … MATCH`).
 //! - [`hash`]: the one hash every process agrees on (ring placement, content digests).
 
 pub mod commands;
 pub mod error;
 pub mod frame;
+pub mod glob;
 pub mod hash;
 pub mod hello;
 pub mod limits;

@@ -83,8 +83,9 @@ pub struct Config {
     #[arg(long, env = "KVSERVER_ZK_SESSION_TIMEOUT_MS", default_value_t = 4000)]
     pub zk_session_timeout_ms: u64,
 
-    /// Most keys held; least recently used keys are evicted beyond it. 0 = no limit.
-    #[arg(long, env = "KVSERVER_MAX_KEYS", default_value_t = 10_000)]
+    /// Most keys held; least recently used keys are evicted beyond it. 0 = no limit (the
+    /// default, as Redis holds every key until `maxmemory`).
+    #[arg(long, env = "KVSERVER_MAX_KEYS", default_value_t = 0)]
     pub max_keys: u64,
 
     /// Most bytes held (keys + values + 64 bytes per entry), e.g. `256mb`; LRU eviction
@@ -276,7 +277,7 @@ mod tests {
     #[test]
     fn defaults_and_validation() {
         let c = Config::for_shard("s1");
-        assert_eq!(c.max_keys, 10_000);
+        assert_eq!(c.max_keys, 0);
         assert_eq!(c.replication, ReplicationMode::Sync);
         assert!(c.unclean_election);
         assert!(c.validate().is_ok());

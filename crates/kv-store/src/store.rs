@@ -409,6 +409,30 @@ impl Store {
         None
     }
 
+    /// A live-or-expired entry near slab position `pick` (any number; taken modulo the slab):
+    /// the first occupied slot from there, wrapping. With a uniform `pick` this is close to
+    /// uniform while the slab is dense, as Redis's `RANDOMKEY` is close to uniform.
+    pub fn entry_near(&self, pick: usize) -> Option<(&[u8], Option<u64>)> {
+        if self.len == 0 {
+            return None;
+        }
+        let n = self.slots.len();
+        let start = pick % n;
+        (start..n).chain(0..start).find_map(|i| {
+            self.slots[i]
+                .as_ref()
+                .map(|s| (s.key(), (s.expires_at != 0).then_some(s.expires_at)))
+        })
+    }
+
+    /// The value and expiry stored for `key`, expired or not, without marking it used
+    /// (`OBJECT`, `DEBUG`-like inspection).
+    pub fn peek(&self, key: &[u8]) -> Option<(&[u8], Option<u64>)> {
+        let i = self.find(key)?;
+        let s = slot_ref(&self.slots, i);
+        Some((s.value(), (s.expires_at != 0).then_some(s.expires_at)))
+    }
+
     /// Removes everything (a follower does this before loading a full snapshot).
     pub fn clear(&mut self) {
         *self = Store::new(self.limits);

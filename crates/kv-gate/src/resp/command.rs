@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
+use std::sync::atomic::AtomicU64;
 
 use kv_proto::commands::{COMMANDS, CommandInfo, ServedBy};
 
@@ -25,6 +26,26 @@ pub enum Kind {
     SumKeys(Access),
     /// DBSIZE: summed over every shard.
     DbSize,
+    /// About the key at this argument (`OBJECT ENCODING key`, `MEMORY USAGE key`).
+    KeyAt(usize, Access),
+    /// Several keys that must live on one shard (`RENAME`, `COPY`, `MSETNX`, `LCS`, `BITOP`):
+    /// forwarded whole to it, atomic there; `CROSSSLOT` when they live on different shards.
+    SameShard(Access),
+    /// Sent to every shard and combined.
+    EveryShard(Every),
+}
+
+/// The commands that go to every shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Every {
+    /// FLUSHALL, FLUSHDB: OK when every shard flushed.
+    Flush,
+    /// KEYS: the shards' arrays concatenated.
+    Keys,
+    /// RANDOMKEY: one shard's random key.
+    RandomKey,
+    /// SCAN: the cursor walks the shards one after another.
+    Scan,
 }
 
 /// One command as the gate serves it.
@@ -34,6 +55,10 @@ pub struct Spec {
     pub kind: Kind,
     /// Arity, flags and key positions, shared with the servers.
     pub info: &'static CommandInfo,
+    /// Calls served, for `INFO commandstats`.
+    pub calls: AtomicU64,
+    /// Calls refused before they ran (wrong arity).
+    pub rejected: AtomicU64,
 }
 
 const R: Kind = Kind::Key(Access::Read);
@@ -45,7 +70,21 @@ const SUM_W: Kind = Kind::SumKeys(Access::Write { idempotent: true });
 /// How the gate serves each command of `kv_proto::commands` it answers.
 fn kind(name: &str) -> Option<Kind> {
     Some(match name {
-        "ping" | "echo" | "quit" | "select" | "hello" | "client" | "command" | "info" => Kind::Local,
+        "ping" | "echo" | "quit" | "select" | "hello" | "client" | "command" | "info" | "time" | "config"
+        | "function" => Kind::Local,
+        "getrange" | "substr" | "getbit" | "bitcount" | "bitpos" | "bitfield_ro" | "type" | "expiretime"
+        | "pexpiretime" => R,
+        // Setting a range or a bit to given bytes leaves the same state when repeated.
+        "setrange" => W,
+        "getex" | "incrbyfloat" | "setbit" | "bitfield" => W1,
+        "object" | "memory" => Kind::KeyAt(2, Access::Read),
+        "touch" => Kind::SumKeys(Access::Read),
+        "lcs" => Kind::SameShard(Access::Read),
+        "rename" | "renamenx" | "copy" | "msetnx" | "bitop" => Kind::SameShard(Access::Write { idempotent: false }),
+        "flushall" | "flushdb" => Kind::EveryShard(Every::Flush),
+        "keys" => Kind::EveryShard(Every::Keys),
+        "randomkey" => Kind::EveryShard(Every::RandomKey),
+        "scan" => Kind::EveryShard(Every::Scan),
         "dbsize" => Kind::DbSize,
         "get" | "ttl" | "pttl" | "strlen" => R,
         "set" => Kind::Set,
@@ -72,11 +111,18 @@ static BY_NAME: LazyLock<HashMap<&'static str, Spec>> = LazyLock::new(|| {
                     name: info.name,
                     kind,
                     info,
+                    calls: AtomicU64::new(0),
+                    rejected: AtomicU64::new(0),
                 },
             )
         })
         .collect()
 });
+
+/// Every command the gate serves, for `INFO commandstats`.
+pub fn all() -> impl Iterator<Item = &'static Spec> {
+    BY_NAME.values()
+}
 
 /// The command named `name` (any case).
 pub fn lookup(name: &[u8]) -> Option<&'static Spec> {

@@ -1,4 +1,5 @@
-//! Commands the gate answers itself: PING, ECHO, QUIT, SELECT, HELLO, CLIENT, COMMAND, INFO.
+//! Commands the gate answers itself: PING, ECHO, QUIT, SELECT, HELLO, CLIENT, COMMAND, INFO,
+//! TIME, CONFIG (see [`crate::settings`]), FUNCTION.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -46,12 +47,32 @@ pub fn apply(session: &mut Session<'_>, spec: &Spec, req: &Request) -> Pending {
         "hello" => hello(session, a),
         "client" => client(session, a),
         "command" => command_reply(a, ServedBy::Gate),
+        "time" => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            Frame::Array(vec![
+                bulk(now.as_secs().to_string()),
+                bulk(now.subsec_micros().to_string()),
+            ])
+        }
+        "config" => session.state.config.command(a),
+        "function" => match (upper(&a[1]).as_slice(), a.len()) {
+            // No functions are ever loaded (scripting is issue 13's): flushing them is a no-op.
+            (b"FLUSH", 2 | 3) => ok(),
+            (b"LIST", _) => Frame::Array(vec![]),
+            _ => Frame::error(format!(
+                "ERR unknown subcommand '{}'. Try FUNCTION HELP.",
+                String::from_utf8_lossy(&a[1])
+            )),
+        },
         "info" => {
-            if a.len() > 2 {
-                Frame::error("ERR syntax error")
-            } else {
-                return Pending::Info(a.get(1).map(|s| String::from_utf8_lossy(s).to_ascii_lowercase()));
-            }
+            return Pending::Info(
+                a[1..]
+                    .iter()
+                    .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
+                    .collect(),
+            );
         }
         other => Frame::error(format!("ERR command '{other}' is not served locally")),
     };
@@ -110,85 +131,214 @@ fn client(session: &mut Session<'_>, a: &[Bytes]) -> Frame {
     }
 }
 
-/// `INFO [section]` with cluster-wide figures gathered from every server.
-pub async fn info(state: &RespState, section: Option<&str>) -> Frame {
-    let routing = state.forwarder.routing();
-    let wanted = |name: &str| match section {
-        None | Some("all" | "everything" | "default") => true,
-        Some(s) => s == name,
+/// The sections `INFO` prints with no argument (or `default`), in Redis's order.
+const DEFAULT_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "modules",
+    "errorstats",
+    "cluster",
+    "keyspace",
+];
+
+/// Which sections a list of `INFO` arguments asks for: section names, `default`, `all`
+/// (default plus `commandstats` and `latencystats`) or `everything`.
+fn info_sections(args: &[String]) -> Vec<&'static str> {
+    const EXTRA: &[&str] = &["commandstats", "latencystats"];
+    let mut wanted: Vec<&'static str> = Vec::new();
+    let mut add = |s: &'static str| {
+        if !wanted.contains(&s) {
+            wanted.push(s);
+        }
     };
+    if args.is_empty() {
+        DEFAULT_SECTIONS.iter().for_each(|s| add(s));
+    }
+    for a in args {
+        match a.as_str() {
+            "default" => DEFAULT_SECTIONS.iter().for_each(|s| add(s)),
+            "all" | "everything" => DEFAULT_SECTIONS.iter().chain(EXTRA).for_each(|s| add(s)),
+            other => {
+                if let Some(s) = DEFAULT_SECTIONS.iter().chain(EXTRA).find(|s| **s == other) {
+                    add(s);
+                }
+            }
+        }
+    }
+    wanted
+}
+
+/// This process's CPU time (user, system) and its children's, in seconds.
+fn cpu_times() -> [f64; 4] {
+    let usage = |who| {
+        // SAFETY: getrusage only writes the struct it is given.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(who, &mut u) };
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        (secs(u.ru_utime), secs(u.ru_stime))
+    };
+    let (user, sys) = usage(libc::RUSAGE_SELF);
+    let (cuser, csys) = usage(libc::RUSAGE_CHILDREN);
+    [sys, user, csys, cuser]
+}
+
+/// `INFO [section ...]` with cluster-wide figures gathered from every server.
+pub async fn info(state: &RespState, args: &[String]) -> Frame {
+    let routing = state.forwarder.routing();
+    let sections = info_sections(args);
+    let wanted = |name: &str| sections.contains(&name);
     let mut out = String::new();
-    if wanted("server") {
-        let _ = write!(
-            out,
-            "# Server\r\nredis_version:{REDIS_VERSION}\r\nkvstore_version:{}\r\nredis_mode:standalone\r\nprocess_id:{}\r\n\
-             tcp_port:{}\r\nhttp_addr:{}\r\nuptime_in_seconds:{}\r\n\r\n",
-            env!("CARGO_PKG_VERSION"),
-            std::process::id(),
-            state.resp_addr.rsplit(':').next().unwrap_or(""),
-            state.http_addr,
-            state.started.elapsed().as_secs()
-        );
-    }
     let s = &state.stats;
-    if wanted("clients") {
-        let _ = write!(
-            out,
-            "# Clients\r\nconnected_clients:{}\r\n\r\n",
-            s.connected.load(Ordering::Relaxed)
-        );
-    }
-    if wanted("stats") {
-        let _ = write!(
-            out,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\n\r\n",
-            s.connections_received.load(Ordering::Relaxed),
-            s.commands.load(Ordering::Relaxed),
-            s.rejected_connections.load(Ordering::Relaxed)
-        );
-    }
     let needs_cluster = wanted("keyspace") || wanted("cluster") || wanted("memory");
-    if needs_cluster {
-        let cluster = topology::cluster_info(&state.monitor, &routing).await;
-        let leaders = || {
-            cluster
-                .shards
-                .iter()
-                .filter_map(|sh| sh.replicas.iter().find(|r| r.role == "leader"))
-        };
-        let keys: u64 = leaders().filter_map(|r| r.keys).sum();
-        let bytes: u64 = leaders().filter_map(|r| r.bytes).sum();
-        if wanted("memory") {
-            let _ = write!(out, "# Memory\r\nused_memory_dataset:{bytes}\r\n\r\n");
-        }
-        if wanted("keyspace") {
-            let _ = write!(out, "# Keyspace\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n\r\n");
-        }
-        if wanted("cluster") {
-            let _ = write!(
-                out,
-                "# Cluster\r\ncluster_enabled:0\r\nkvstore_shards:{}\r\nkvstore_ring:{}\r\nkvstore_keys:{keys}\r\n",
-                cluster.shards.len(),
-                cluster.ring.join(",")
-            );
-            for sh in &cluster.shards {
+    let cluster = if needs_cluster {
+        Some(topology::cluster_info(&state.monitor, &routing).await)
+    } else {
+        None
+    };
+    let leaders = || {
+        cluster
+            .iter()
+            .flat_map(|c| c.shards.iter())
+            .filter_map(|sh| sh.replicas.iter().find(|r| r.role == "leader"))
+    };
+    let keys: u64 = leaders().filter_map(|r| r.keys).sum();
+    let bytes: u64 = leaders().filter_map(|r| r.bytes).sum();
+    for section in sections.iter().copied() {
+        match section {
+            "server" => {
+                let uptime = state.started.elapsed().as_secs();
                 let _ = write!(
                     out,
-                    "shard_{}:epoch={},leader={},replicas={},in_sync={},keys={}\r\n",
-                    sh.name,
-                    sh.epoch,
-                    sh.leader.as_deref().unwrap_or("-"),
-                    sh.replicas.len(),
-                    sh.replicas.iter().filter(|r| r.in_sync).count(),
-                    sh.replicas
-                        .iter()
-                        .find(|r| r.role == "leader")
-                        .and_then(|r| r.keys)
-                        .unwrap_or(0)
+                    "# Server\r\nredis_version:{REDIS_VERSION}\r\nkvstore_version:{}\r\nredis_mode:standalone\r\n\
+                     os:{} {}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nhttp_addr:{}\r\n\
+                     uptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\nhz:10\r\n\r\n",
+                    env!("CARGO_PKG_VERSION"),
+                    std::env::consts::OS,
+                    std::env::consts::ARCH,
+                    std::process::id(),
+                    state.resp_addr.rsplit(':').next().unwrap_or(""),
+                    state.http_addr,
+                    uptime / 86400
                 );
             }
-            out.push_str("\r\n");
+            "clients" => {
+                let _ = write!(
+                    out,
+                    "# Clients\r\nconnected_clients:{}\r\nblocked_clients:0\r\n\r\n",
+                    s.connected.load(Ordering::Relaxed)
+                );
+            }
+            "memory" => {
+                let _ = write!(
+                    out,
+                    "# Memory\r\nused_memory:{bytes}\r\nused_memory_human:{:.2}K\r\nused_memory_dataset:{bytes}\r\n\
+                     maxmemory:0\r\n\r\n",
+                    bytes as f64 / 1024.0
+                );
+            }
+            "persistence" => {
+                out.push_str("# Persistence\r\nloading:0\r\nrdb_bgsave_in_progress:0\r\naof_enabled:0\r\n\r\n")
+            }
+            "stats" => {
+                let _ = write!(
+                    out,
+                    "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\n\r\n",
+                    s.connections_received.load(Ordering::Relaxed),
+                    s.commands.load(Ordering::Relaxed),
+                    s.rejected_connections.load(Ordering::Relaxed)
+                );
+            }
+            // The gate is each client's only server: a master without replicas of its own
+            // (the shards' replication is in `cluster`).
+            "replication" => {
+                out.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_repl_offset:0\r\n\r\n")
+            }
+            "cpu" => {
+                let [sys, user, csys, cuser] = cpu_times();
+                let _ = write!(
+                    out,
+                    "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\nused_cpu_sys_children:{csys:.6}\r\n\
+                     used_cpu_user_children:{cuser:.6}\r\n\r\n"
+                );
+            }
+            "modules" => out.push_str("# Modules\r\n\r\n"),
+            "errorstats" => out.push_str("# Errorstats\r\n\r\n"),
+            "latencystats" => out.push_str("# Latencystats\r\n\r\n"),
+            "commandstats" => {
+                out.push_str("# Commandstats\r\n");
+                let mut specs: Vec<_> = super::command::all().collect();
+                specs.sort_by_key(|s| s.name);
+                for spec in specs {
+                    let (calls, rejected) = (
+                        spec.calls.load(Ordering::Relaxed),
+                        spec.rejected.load(Ordering::Relaxed),
+                    );
+                    if calls + rejected > 0 {
+                        let _ = write!(
+                            out,
+                            "cmdstat_{}:calls={calls},usec=0,usec_per_call=0.00,rejected_calls={rejected},failed_calls=0\r\n",
+                            spec.name
+                        );
+                    }
+                }
+                out.push_str("\r\n");
+            }
+            "keyspace" => {
+                let _ = write!(out, "# Keyspace\r\n");
+                if keys > 0 {
+                    let _ = write!(out, "db0:keys={keys},expires=0,avg_ttl=0\r\n");
+                }
+                out.push_str("\r\n");
+            }
+            "cluster" => {
+                let Some(cluster) = &cluster else { continue };
+                let _ = write!(
+                    out,
+                    "# Cluster\r\ncluster_enabled:0\r\nkvstore_shards:{}\r\nkvstore_ring:{}\r\nkvstore_keys:{keys}\r\n",
+                    cluster.shards.len(),
+                    cluster.ring.join(",")
+                );
+                for sh in &cluster.shards {
+                    let _ = write!(
+                        out,
+                        "shard_{}:epoch={},leader={},replicas={},in_sync={},keys={}\r\n",
+                        sh.name,
+                        sh.epoch,
+                        sh.leader.as_deref().unwrap_or("-"),
+                        sh.replicas.len(),
+                        sh.replicas.iter().filter(|r| r.in_sync).count(),
+                        sh.replicas
+                            .iter()
+                            .find(|r| r.role == "leader")
+                            .and_then(|r| r.keys)
+                            .unwrap_or(0)
+                    );
+                }
+                out.push_str("\r\n");
+            }
+            _ => {}
         }
     }
     Frame::text(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::info_sections;
+
+    #[test]
+    fn sections_as_redis_picks_them() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(info_sections(&[]).len(), 11);
+        assert!(!info_sections(&[]).contains(&"commandstats"));
+        assert_eq!(info_sections(&args(&["cpu", "sentinel"])), ["cpu"]);
+        let all = info_sections(&args(&["cpu", "all"]));
+        assert!(all.contains(&"commandstats") && all.iter().filter(|s| **s == "cpu").count() == 1);
+        assert_eq!(info_sections(&args(&["commandstats"])), ["commandstats"]);
+    }
 }

@@ -16,8 +16,10 @@
 //! - [`command`]: the command table (names, arity, how each is served).
 //! - [`local`]: commands the gate answers itself.
 //! - [`fanout`]: multi-key commands split by shard.
+//! - [`every`]: commands about the whole keyspace (FLUSHALL, KEYS, SCAN, RANDOMKEY).
 
 pub mod command;
+pub mod every;
 pub mod fanout;
 pub mod local;
 
@@ -52,6 +54,8 @@ pub struct RespState {
     pub http_addr: String,
     pub resp_addr: String,
     pub stats: Stats,
+    /// `CONFIG GET/SET` parameters.
+    pub config: crate::settings::Settings,
 }
 
 /// Counters for INFO.
@@ -111,8 +115,10 @@ pub enum Pending {
     Now(Frame),
     Forward(InFlight),
     Fanout(fanout::Fanout),
-    Info(Option<String>),
+    /// `INFO` with these section names (lower-case; none: the default sections).
+    Info(Vec<String>),
     DbSize(usize),
+    Every(every::EveryFlight),
 }
 
 /// The error reply for a command the cluster could not serve.
@@ -129,8 +135,9 @@ impl Pending {
             Pending::Now(f) => f,
             Pending::Forward(f) => f.finish(&state.forwarder).await.unwrap_or_else(|e| forward_error(&e)),
             Pending::Fanout(f) => f.finish(&state.forwarder).await,
-            Pending::Info(section) => local::info(state, section.as_deref()).await,
+            Pending::Info(sections) => local::info(state, &sections).await,
             Pending::DbSize(affinity) => fanout::dbsize(&state.forwarder, affinity).await,
+            Pending::Every(e) => e.finish(&state.forwarder).await,
         }
     }
 }
@@ -227,11 +234,13 @@ impl<'a> Session<'a> {
             return Pending::Now(unknown(&req));
         };
         if !spec.arity_ok(req.len()) {
+            spec.rejected.fetch_add(1, Ordering::Relaxed);
             return Pending::Now(Frame::error(format!(
                 "ERR wrong number of arguments for '{}' command",
                 spec.name
             )));
         }
+        spec.calls.fetch_add(1, Ordering::Relaxed);
         let fwd = &self.state.forwarder;
         match spec.kind {
             Kind::Local => local::apply(self, spec, &req),
@@ -252,11 +261,57 @@ impl<'a> Session<'a> {
             Kind::MSet => fanout::mset(fwd, &req, self.affinity()).await,
             Kind::SumKeys(access) => fanout::sum(fwd, &req, access, self.affinity()).await,
             Kind::DbSize => Pending::DbSize(self.affinity()),
+            Kind::KeyAt(i, access) => match req.args().get(i) {
+                Some(key) => {
+                    let key = key.clone();
+                    self.forward_key(req, key, access).await
+                }
+                // No key (`OBJECT HELP`): any shard answers.
+                None => match self.state.forwarder.routing().shard_names().first() {
+                    Some(shard) => {
+                        let target = Target::Shard(shard.clone());
+                        let bytes = kv_proto::write::command(req.args().iter().map(|a| &a[..]));
+                        Pending::Forward(fwd.start(target, access, bytes, self.affinity()).await)
+                    }
+                    None => Pending::Now(Frame::error("CLUSTERDOWN no shard is registered in the cluster yet")),
+                },
+            },
+            Kind::SameShard(access) => self.same_shard(spec, req, access).await,
+            Kind::EveryShard(every) => match every::start(fwd, every, &req, self.affinity()).await {
+                Ok(flight) => Pending::Every(flight),
+                Err(frame) => Pending::Now(frame),
+            },
         }
+    }
+
+    /// A command whose keys must share a shard: forwarded whole when they do (atomic
+    /// there), `CROSSSLOT` when they do not, and `TRYAGAIN` while one of them is moving
+    /// between shards, as Redis Cluster answers multi-key commands during a slot migration.
+    async fn same_shard(&self, spec: &command::Spec, req: Request, access: Access) -> Pending {
+        let routing = self.state.forwarder.routing();
+        let keys: Vec<&bytes::Bytes> = spec.info.keys(req.args()).collect();
+        let Some(first) = keys.first().map(|k| (*k).clone()) else {
+            return Pending::Now(Frame::error(format!(
+                "ERR wrong number of arguments for '{}' command",
+                spec.name
+            )));
+        };
+        if keys.iter().any(|k| routing.moving(k).is_some()) {
+            return Pending::Now(Frame::error("TRYAGAIN Multiple keys request during rehashing of slot"));
+        }
+        let owner = routing.owner(&first);
+        if keys.iter().any(|k| routing.owner(k) != owner) {
+            return Pending::Now(Frame::error("CROSSSLOT Keys in request don't hash to the same slot"));
+        }
+        self.forward_key(req, first, access).await
     }
 
     async fn forward(&self, req: Request, access: Access) -> Pending {
         let key = req.args()[1].clone();
+        self.forward_key(req, key, access).await
+    }
+
+    async fn forward_key(&self, req: Request, key: bytes::Bytes, access: Access) -> Pending {
         // A multibulk request is forwarded as the bytes it arrived in; an inline one is
         // re-encoded (a server may not accept it inline).
         let bytes = if req.raw().first() == Some(&b'*') {

@@ -6,17 +6,26 @@ use kv_proto::Out;
 use super::{Args, CmdError, reply};
 use crate::node::{Node, Pending};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum When {
-    Always,
+/// The conditions of NX, XX, GT and LT (several may be given, as in Redis 7).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct When {
     /// NX: only if the key has no expiry.
-    NoExpiry,
+    no_expiry: bool,
     /// XX: only if the key has an expiry.
-    HasExpiry,
+    has_expiry: bool,
     /// GT: only if the new expiry is later (no expiry counts as infinite).
-    Later,
+    later: bool,
     /// LT: only if the new expiry is sooner.
-    Sooner,
+    sooner: bool,
+}
+
+impl When {
+    fn allows(self, current: Option<u64>, at: i64) -> bool {
+        !(self.no_expiry && current.is_some()
+            || self.has_expiry && current.is_none()
+            || self.later && current.is_none_or(|c| at <= c as i64)
+            || self.sooner && current.is_some_and(|c| at >= c as i64))
+    }
 }
 
 /// `EXPIRE key seconds`, `PEXPIRE key ms`, `EXPIREAT key unix-s`, `PEXPIREAT key unix-ms`,
@@ -37,22 +46,31 @@ impl Expire {
     pub fn parse(args: &mut Args, unit_ms: i64, relative: bool) -> Result<Expire, CmdError> {
         let key = args.arg()?;
         let n = args.arg_i64()?;
-        let when = match args.arg_opt().map(|o| o.to_ascii_uppercase()) {
-            None => When::Always,
-            Some(o) => match o.as_slice() {
-                b"NX" => When::NoExpiry,
-                b"XX" => When::HasExpiry,
-                b"GT" => When::Later,
-                b"LT" => When::Sooner,
+        let mut when = When::default();
+        while let Some(o) = args.arg_opt() {
+            match o.to_ascii_uppercase().as_slice() {
+                b"NX" => when.no_expiry = true,
+                b"XX" => when.has_expiry = true,
+                b"GT" => when.later = true,
+                b"LT" => when.sooner = true,
                 _ => {
                     return Err(CmdError::Other(format!(
                         "Unsupported option {}",
                         String::from_utf8_lossy(&o)
                     )));
                 }
-            },
-        };
-        args.finish()?;
+            }
+        }
+        if when.no_expiry && (when.has_expiry || when.later || when.sooner) {
+            return Err(CmdError::Other(
+                "NX and XX, GT or LT options at the same time are not compatible".into(),
+            ));
+        }
+        if when.later && when.sooner {
+            return Err(CmdError::Other(
+                "GT and LT options at the same time are not compatible".into(),
+            ));
+        }
         let amount = n
             .checked_mul(unit_ms)
             .ok_or_else(|| CmdError::InvalidExpire(args.lower_name()))?;
@@ -78,14 +96,7 @@ impl Expire {
             let Some(at) = at else {
                 return Err(());
             };
-            let allowed = match self.when {
-                When::Always => true,
-                When::NoExpiry => current.is_none(),
-                When::HasExpiry => current.is_some(),
-                When::Later => current.is_some_and(|c| at > c as i64),
-                When::Sooner => current.is_none_or(|c| at < c as i64),
-            };
-            if !allowed {
+            if !self.when.allows(current, at) {
                 return Ok(false);
             }
             if at <= w.now() as i64 {

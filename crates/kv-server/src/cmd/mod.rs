@@ -8,6 +8,7 @@
 //! Error replies follow Redis's wording, so Redis clients and tools recognise them.
 
 mod args;
+mod bits;
 mod cluster;
 pub mod connection;
 mod del;
@@ -15,7 +16,9 @@ mod exists;
 mod expire;
 mod get;
 mod incr;
+mod keyspace;
 mod set;
+mod strings;
 
 use bytes::Bytes;
 use kv_proto::Out;
@@ -53,6 +56,30 @@ pub enum Command {
     IncrBy(incr::IncrBy),
     Append(incr::Append),
     DbSize,
+    GetEx(strings::GetEx),
+    GetRange(strings::GetRange),
+    SetRange(strings::SetRange),
+    IncrByFloat(strings::IncrByFloat),
+    MSetNx(strings::MSetNx),
+    Lcs(strings::Lcs),
+    SetBit(bits::SetBit),
+    GetBit(bits::GetBit),
+    BitCount(bits::BitCount),
+    BitPos(bits::BitPos),
+    BitOp(bits::BitOp),
+    BitField(bits::BitField),
+    Type(keyspace::Type),
+    Touch(keyspace::Touch),
+    Rename(keyspace::Rename),
+    Copy(keyspace::Copy),
+    RandomKey,
+    Keys(keyspace::Keys),
+    Scan(keyspace::Scan),
+    Flush,
+    ExpireTime(keyspace::ExpireTime),
+    Object(keyspace::Object),
+    Memory(keyspace::MemoryUsage),
+    Time,
 }
 
 impl Command {
@@ -108,6 +135,42 @@ impl Command {
                 args.finish()?;
                 Command::DbSize
             }
+            b"GETEX" => Command::GetEx(strings::GetEx::parse(&mut args)?),
+            b"GETRANGE" | b"SUBSTR" => Command::GetRange(strings::GetRange::parse(&mut args)?),
+            b"SETRANGE" => Command::SetRange(strings::SetRange::parse(&mut args)?),
+            b"INCRBYFLOAT" => Command::IncrByFloat(strings::IncrByFloat::parse(&mut args)?),
+            b"MSETNX" => Command::MSetNx(strings::MSetNx::parse(&mut args)?),
+            b"LCS" => Command::Lcs(strings::Lcs::parse(&mut args)?),
+            b"SETBIT" => Command::SetBit(bits::SetBit::parse(&mut args)?),
+            b"GETBIT" => Command::GetBit(bits::GetBit::parse(&mut args)?),
+            b"BITCOUNT" => Command::BitCount(bits::BitCount::parse(&mut args)?),
+            b"BITPOS" => Command::BitPos(bits::BitPos::parse(&mut args)?),
+            b"BITOP" => Command::BitOp(bits::BitOp::parse(&mut args)?),
+            b"BITFIELD" => Command::BitField(bits::BitField::parse(&mut args, false)?),
+            b"BITFIELD_RO" => Command::BitField(bits::BitField::parse(&mut args, true)?),
+            b"TYPE" => Command::Type(keyspace::Type::parse(&mut args)?),
+            b"TOUCH" => Command::Touch(keyspace::Touch::parse(&mut args)?),
+            b"RENAME" => Command::Rename(keyspace::Rename::parse(&mut args, false)?),
+            b"RENAMENX" => Command::Rename(keyspace::Rename::parse(&mut args, true)?),
+            b"COPY" => Command::Copy(keyspace::Copy::parse(&mut args)?),
+            b"RANDOMKEY" => {
+                args.finish()?;
+                Command::RandomKey
+            }
+            b"KEYS" => Command::Keys(keyspace::Keys::parse(&mut args)?),
+            b"SCAN" => Command::Scan(keyspace::Scan::parse(&mut args)?),
+            b"FLUSHALL" | b"FLUSHDB" => {
+                keyspace::parse_flush(&mut args)?;
+                Command::Flush
+            }
+            b"EXPIRETIME" => Command::ExpireTime(keyspace::ExpireTime::parse(&mut args, false)?),
+            b"PEXPIRETIME" => Command::ExpireTime(keyspace::ExpireTime::parse(&mut args, true)?),
+            b"OBJECT" => Command::Object(keyspace::Object::parse(&mut args)?),
+            b"MEMORY" => Command::Memory(keyspace::MemoryUsage::parse(&mut args)?),
+            b"TIME" => {
+                args.finish()?;
+                Command::Time
+            }
             _ => return Err(args.unknown()),
         })
     }
@@ -126,15 +189,34 @@ impl Command {
                 | Command::ReadOnly(_)
                 | Command::Asking
                 | Command::DbSize
-        )
+                | Command::RandomKey
+                | Command::Keys(_)
+                | Command::Scan(_)
+                | Command::Flush
+                | Command::Time
+        ) && !matches!(self, Command::Object(o) if o.key().is_none())
     }
 
     /// True for commands that only read.
     pub fn is_read(&self) -> bool {
         matches!(
             self,
-            Command::Get(_) | Command::MGet(_) | Command::StrLen(_) | Command::Exists(_) | Command::Ttl(_)
-        )
+            Command::Get(_)
+                | Command::MGet(_)
+                | Command::StrLen(_)
+                | Command::Exists(_)
+                | Command::Ttl(_)
+                | Command::GetRange(_)
+                | Command::Lcs(_)
+                | Command::GetBit(_)
+                | Command::BitCount(_)
+                | Command::BitPos(_)
+                | Command::Type(_)
+                | Command::Touch(_)
+                | Command::ExpireTime(_)
+                | Command::Object(_)
+                | Command::Memory(_)
+        ) || matches!(self, Command::BitField(b) if b.is_read())
     }
 
     /// Executes the command, appending its reply to `out`.
@@ -171,6 +253,30 @@ impl Command {
                 let result = node.read(std::iter::empty::<&[u8]>(), |r| r.len());
                 return reply(out, result, |out, n| kv_proto::write::integer(out, n as i64));
             }
+            Command::GetEx(c) => return c.apply(node, out),
+            Command::GetRange(c) => return c.apply(node, out),
+            Command::SetRange(c) => return c.apply(node, out),
+            Command::IncrByFloat(c) => return c.apply(node, out),
+            Command::MSetNx(c) => return c.apply(node, out),
+            Command::Lcs(c) => return c.apply(node, out),
+            Command::SetBit(c) => return c.apply(node, out),
+            Command::GetBit(c) => return c.apply(node, out),
+            Command::BitCount(c) => return c.apply(node, out),
+            Command::BitPos(c) => return c.apply(node, out),
+            Command::BitOp(c) => return c.apply(node, out),
+            Command::BitField(c) => return c.apply(node, out),
+            Command::Type(c) => return c.apply(node, out),
+            Command::Touch(c) => return c.apply(node, out),
+            Command::Rename(c) => return c.apply(node, out),
+            Command::Copy(c) => return c.apply(node, out),
+            Command::RandomKey => return keyspace::random_key(node, out),
+            Command::Keys(c) => return c.apply(node, out),
+            Command::Scan(c) => return c.apply(node, out),
+            Command::Flush => return keyspace::flush(node, out),
+            Command::ExpireTime(c) => return c.apply(node, out),
+            Command::Object(c) => return c.apply(node, out),
+            Command::Memory(c) => return c.apply(node, out),
+            Command::Time => keyspace::time(out),
         }
         None
     }
@@ -203,18 +309,12 @@ fn write_opt(out: &mut Out, v: Option<&Bytes>) {
     }
 }
 
-/// The keys of a request by their position, for the slot checks of a Redis Cluster client:
-/// every key command has its first key at argument 1, `MSET` alternates keys and values,
-/// and the other multi-key commands take only keys.
+/// The keys of a request by the command table's key positions, for the slot checks of a
+/// Redis Cluster client.
 pub fn request_keys(req: &Request) -> impl Iterator<Item = &Bytes> {
     let args = req.args();
-    let name = args.first().map_or(&b""[..], |n| &n[..]);
-    let step = if name.eq_ignore_ascii_case(b"MSET") { 2 } else { 1 };
-    let multi = [&b"MGET"[..], b"MSET", b"DEL", b"UNLINK", b"EXISTS"]
-        .iter()
-        .any(|m| name.eq_ignore_ascii_case(m));
-    let end = if multi { args.len() } else { args.len().min(2) };
-    args.get(1..end).unwrap_or(&[]).iter().step_by(step)
+    let info = args.first().and_then(|n| kv_proto::commands::lookup(n));
+    info.into_iter().flat_map(move |i| i.keys(args))
 }
 
 /// True when a request's keys are in more than one slot (`CROSSSLOT` for a cluster client).

@@ -460,6 +460,14 @@ impl Writer<'_> {
         true
     }
 
+    /// Deletes every key (`FLUSHALL`); returns how many there were.
+    pub fn flush(&mut self) -> usize {
+        let n = self.data.store.len();
+        self.data.store.clear();
+        self.log(Mutation::Flush);
+        n
+    }
+
     /// Deletes up to `max` expired keys; returns how many.
     pub fn expire_due(&mut self, max: usize) -> usize {
         let keys = self.data.store.take_expired(self.now, max);
@@ -515,6 +523,34 @@ impl Reader<'_> {
     /// Milliseconds since the Unix epoch, fixed for this read.
     pub fn now(&self) -> u64 {
         self.now
+    }
+
+    /// Visits the live keys from slab position `cursor` (0 to begin), about `count` entries;
+    /// returns the cursor to continue from, 0 when the walk is complete. A key present for
+    /// the whole walk is visited exactly once (slab positions never move), as `SCAN`
+    /// promises.
+    pub fn scan(&self, cursor: usize, count: usize, mut f: impl FnMut(&[u8], &[u8])) -> usize {
+        let now = self.now;
+        self.data
+            .store
+            .scan(cursor, count.max(1), |k, v, at| {
+                if at.is_none_or(|t| t > now) {
+                    f(k, v);
+                }
+                true
+            })
+            .unwrap_or(0)
+    }
+
+    /// A live key picked at random (a few tries past expired ones), as `RANDOMKEY` does.
+    pub fn random_key(&self) -> Option<Bytes> {
+        for _ in 0..16 {
+            let (k, at) = self.data.store.entry_near(fastrand::usize(..))?;
+            if at.is_none_or(|t| t > self.now) {
+                return Some(Bytes::copy_from_slice(k));
+            }
+        }
+        None
     }
 
     /// Number of keys held.

@@ -158,6 +158,14 @@ impl Data {
                 self.inbound = (version != 0).then_some(version);
                 self.tombstones.clear();
             }
+            // Every copy of this move was read before the flush (the gate flushes every
+            // shard, the source included): from now on they are all late.
+            Mutation::Flush => {
+                if let Some(version) = self.inbound {
+                    self.inbound_done = self.inbound_done.max(version);
+                }
+                self.tombstones.clear();
+            }
             _ => {}
         }
     }
@@ -174,6 +182,7 @@ fn apply(m: &Mutation<'_>, store: &mut Store) {
             store.set_expiry(key, expires_at);
         }
         Mutation::Inbound { .. } => {}
+        Mutation::Flush => store.clear(),
     }
 }
 

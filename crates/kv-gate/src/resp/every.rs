@@ -1,0 +1,191 @@
+//! Commands about the whole keyspace, sent to every shard and combined: FLUSHALL, FLUSHDB,
+//! KEYS, RANDOMKEY; and SCAN, whose cursor walks the shards one after another.
+//!
+//! Each is queued on the shards' connections when it arrives, with the client's affinity, so
+//! it keeps its place in the client's pipeline on every shard (a `FLUSHALL` followed by a
+//! `SET` never deletes that `SET`'s key).
+//!
+//! While keys move between shards, a key can be on two shards at once: the new owner's copy
+//! counts, the old owner's only when the new owner has none (as reads fall back). A shard's
+//! key that the ring places elsewhere (a copy awaiting clean-up) is left out.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use kv_proto::{CommandBuilder, Frame, Request};
+
+use super::command::Every;
+use super::forward_error;
+use crate::forward::{Access, Forwarder, InFlight};
+use crate::routing::{Routing, Target};
+
+/// SCAN cursors carry the shard's position in the sorted shard list in their low bits.
+const SHARD_BITS: u32 = 10;
+
+/// A whole-keyspace command in flight.
+pub struct EveryFlight {
+    every: Every,
+    /// Each shard's name and its reply to come.
+    parts: Vec<(String, InFlight)>,
+    /// SCAN: which shard of how many answered.
+    scan_position: (u64, u64),
+}
+
+fn shards(fwd: &Forwarder) -> Vec<String> {
+    let mut names = fwd.routing().shard_names().to_vec();
+    names.sort();
+    names
+}
+
+fn invalid_cursor() -> Frame {
+    Frame::error("ERR invalid cursor")
+}
+
+/// Queues the command on every shard (SCAN: on the shard its cursor is at).
+pub async fn start(fwd: &Forwarder, every: Every, req: &Request, affinity: usize) -> Result<EveryFlight, Frame> {
+    let mut names = shards(fwd);
+    if names.is_empty() && fwd.wait_for_shards().await {
+        names = shards(fwd);
+    }
+    if names.is_empty() {
+        return Err(Frame::error("CLUSTERDOWN no shard is registered in the cluster yet"));
+    }
+    let access = match every {
+        Every::Flush => Access::Write { idempotent: true },
+        _ => Access::Read,
+    };
+    if every == Every::Scan {
+        let cursor = std::str::from_utf8(&req.args()[1])
+            .ok()
+            .and_then(|c| c.parse::<u64>().ok())
+            .ok_or_else(invalid_cursor)?;
+        let index = cursor & ((1 << SHARD_BITS) - 1);
+        let inner = cursor >> SHARD_BITS;
+        // A cursor from before the shard list shrank: that walk is over.
+        let Some(shard) = names.get(index as usize) else {
+            return Err(Frame::Array(vec![Frame::bulk("0"), Frame::Array(vec![])]));
+        };
+        let mut cmd = CommandBuilder::new(req.len()).arg(b"SCAN").uint(inner);
+        for a in &req.args()[2..] {
+            cmd = cmd.arg(a);
+        }
+        let flight = fwd
+            .start(Target::Shard(shard.clone()), access, cmd.finish(), affinity)
+            .await;
+        return Ok(EveryFlight {
+            every,
+            parts: vec![(shard.clone(), flight)],
+            scan_position: (index, names.len() as u64),
+        });
+    }
+    let bytes = kv_proto::write::command(req.args().iter().map(|a| &a[..]));
+    let mut parts = Vec::with_capacity(names.len());
+    for name in names {
+        let flight = fwd
+            .start(Target::Shard(name.clone()), access, bytes.clone(), affinity)
+            .await;
+        parts.push((name, flight));
+    }
+    Ok(EveryFlight {
+        every,
+        parts,
+        scan_position: (0, 0),
+    })
+}
+
+/// True when `shard`'s copy of `key` is the one to report: the shard serves it, or it is
+/// the new owner of a moving key, or the old owner of one the new owner lacks (`at_new`).
+fn reported(routing: &Routing, shard: &str, key: &[u8], at_new: &HashSet<Bytes>) -> bool {
+    match routing.moving(key) {
+        Some((from, to, _)) => shard == to || (shard == from && !at_new.contains(key)),
+        None => routing.owner(key) == Some(shard),
+    }
+}
+
+impl EveryFlight {
+    pub async fn finish(self, fwd: &Forwarder) -> Frame {
+        let mut replies = Vec::with_capacity(self.parts.len());
+        for (shard, flight) in self.parts {
+            match flight.finish(fwd).await {
+                Ok(e @ Frame::Error(_)) => return e,
+                Ok(f) => replies.push((shard, f)),
+                Err(e) => return forward_error(&e),
+            }
+        }
+        let routing = fwd.routing();
+        match self.every {
+            Every::Flush => Frame::simple("OK"),
+            Every::Keys => {
+                let per_shard: Vec<(String, Vec<Bytes>)> =
+                    replies.into_iter().map(|(shard, f)| (shard, bulk_items(f))).collect();
+                Frame::Array(combine_keys(&routing, per_shard).into_iter().map(Frame::Bulk).collect())
+            }
+            Every::RandomKey => {
+                let keys: Vec<Bytes> = replies.into_iter().filter_map(|(_, f)| f.as_bytes().cloned()).collect();
+                if keys.is_empty() {
+                    Frame::Null
+                } else {
+                    Frame::Bulk(keys[fastrand::usize(..keys.len())].clone())
+                }
+            }
+            Every::Scan => {
+                let Some((shard, Frame::Array(mut items))) = replies.pop() else {
+                    return Frame::error("ERR unexpected SCAN reply from a shard");
+                };
+                if items.len() != 2 {
+                    return Frame::error("ERR unexpected SCAN reply from a shard");
+                }
+                let keys = bulk_items(items.pop().unwrap_or(Frame::Null));
+                let inner = items[0]
+                    .as_bytes()
+                    .and_then(|c| std::str::from_utf8(c).ok()?.parse::<u64>().ok());
+                let Some(inner) = inner else {
+                    return Frame::error("ERR unexpected SCAN reply from a shard");
+                };
+                let (index, count) = self.scan_position;
+                let next = if inner != 0 {
+                    (inner << SHARD_BITS) | index
+                } else if index + 1 < count {
+                    index + 1
+                } else {
+                    0
+                };
+                let keys = combine_keys(&routing, vec![(shard, keys)]);
+                Frame::Array(vec![
+                    Frame::bulk(next.to_string()),
+                    Frame::Array(keys.into_iter().map(Frame::Bulk).collect()),
+                ])
+            }
+        }
+    }
+}
+
+fn bulk_items(f: Frame) -> Vec<Bytes> {
+    match f {
+        Frame::Array(items) => items.into_iter().filter_map(|i| i.as_bytes().cloned()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The keys to report from each shard's list, each once.
+fn combine_keys(routing: &Routing, per_shard: Vec<(String, Vec<Bytes>)>) -> Vec<Bytes> {
+    // Keys held by a moving key's new owner, to skip the old owner's copies of them.
+    let at_new: HashSet<Bytes> = per_shard
+        .iter()
+        .flat_map(|(shard, keys)| {
+            keys.iter()
+                .filter(move |k| routing.moving(k).is_some_and(|(_, to, _)| to == shard))
+                .cloned()
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (shard, keys) in per_shard {
+        for k in keys {
+            if reported(routing, &shard, &k, &at_new) && seen.insert(k.clone()) {
+                out.push(k);
+            }
+        }
+    }
+    out
+}

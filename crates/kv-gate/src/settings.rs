@@ -1,0 +1,177 @@
+//! `CONFIG GET | SET | RESETSTAT | REWRITE | HELP` at the gate.
+//!
+//! Clients, exporters and the upstream Redis test suite read and set Redis parameters by
+//! name. The gate answers for itself: every parameter below reads back what was last set on
+//! this gate (its starting value is the gate's own setting or Redis's default). They are
+//! recorded, not applied — the gate's real limits come from its command line, and each
+//! kvserver's from its own (see the README's CONFIG table). Unknown parameters are refused
+//! as Redis refuses them.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use kv_proto::Frame;
+
+/// Parameters and their starting values (Redis 7.0's defaults unless the gate knows better).
+const DEFAULTS: &[(&str, &str)] = &[
+    ("activerehashing", "yes"),
+    ("aof-use-rdb-preamble", "yes"),
+    ("appendfsync", "everysec"),
+    ("appendonly", "no"),
+    ("busy-reply-threshold", "5000"),
+    ("client-query-buffer-limit", "1073741824"),
+    ("cluster-enabled", "no"),
+    ("databases", "1"),
+    ("hash-max-listpack-entries", "128"),
+    ("hash-max-listpack-value", "64"),
+    ("hash-max-ziplist-entries", "128"),
+    ("hash-max-ziplist-value", "64"),
+    ("hz", "10"),
+    ("latency-tracking", "yes"),
+    ("lazyfree-lazy-user-flush", "no"),
+    ("list-max-listpack-size", "-2"),
+    ("list-max-ziplist-size", "-2"),
+    ("loglevel", "notice"),
+    ("lua-time-limit", "5000"),
+    ("maxclients", "10000"),
+    ("maxmemory", "0"),
+    ("maxmemory-policy", "allkeys-lru"),
+    ("maxmemory-samples", "5"),
+    ("notify-keyspace-events", ""),
+    ("proto-max-bulk-len", "536870912"),
+    ("rdb-key-save-delay", "0"),
+    ("replica-read-only", "yes"),
+    ("save", ""),
+    ("set-max-intset-entries", "512"),
+    ("slowlog-log-slower-than", "10000"),
+    ("slowlog-max-len", "128"),
+    ("tcp-keepalive", "300"),
+    ("timeout", "0"),
+    ("zset-max-listpack-entries", "128"),
+    ("zset-max-listpack-value", "64"),
+    ("zset-max-ziplist-entries", "128"),
+    ("zset-max-ziplist-value", "64"),
+];
+
+const HELP: &[&str] = &[
+    "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GET <pattern>",
+    "    Return parameters matching the glob-like <pattern> and their values.",
+    "SET <directive> <value>",
+    "    Set the configuration <directive> to <value>.",
+    "RESETSTAT",
+    "    Reset statistics reported by the INFO command.",
+    "REWRITE",
+    "    Rewrite the configuration file.",
+    "HELP",
+    "    Print this help.",
+];
+
+/// The gate's parameter table.
+pub struct Settings {
+    values: Mutex<BTreeMap<&'static str, String>>,
+}
+
+impl Settings {
+    /// The defaults, with the gate's own `maxclients` and `proto-max-bulk-len`.
+    pub fn new(max_clients: usize, max_bulk_len: usize) -> Settings {
+        let mut values: BTreeMap<&'static str, String> = DEFAULTS.iter().map(|&(k, v)| (k, v.to_string())).collect();
+        values.insert("maxclients", max_clients.to_string());
+        values.insert("proto-max-bulk-len", max_bulk_len.to_string());
+        Settings {
+            values: Mutex::new(values),
+        }
+    }
+
+    fn values(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, String>> {
+        // The map is never left half-changed: a poisoned lock still holds a valid table.
+        self.values.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Serves `CONFIG ...` (`a[0]` is `CONFIG`).
+    pub fn command(&self, a: &[Bytes]) -> Frame {
+        let sub = a[1].to_ascii_uppercase();
+        let arity = || {
+            Frame::error(format!(
+                "ERR wrong number of arguments for 'config|{}' command",
+                String::from_utf8_lossy(&a[1]).to_ascii_lowercase()
+            ))
+        };
+        match sub.as_slice() {
+            b"GET" if a.len() >= 3 => {
+                let values = self.values();
+                let pairs = values
+                    .iter()
+                    .filter(|(k, _)| {
+                        a[2..]
+                            .iter()
+                            .any(|p| kv_proto::glob::matches(&p.to_ascii_lowercase(), k.as_bytes()))
+                    })
+                    .map(|(k, v)| (Frame::bulk(*k), Frame::bulk(v.clone())))
+                    .collect();
+                Frame::Map(pairs)
+            }
+            b"SET" if a.len() >= 4 && a.len().is_multiple_of(2) => {
+                let mut values = self.values();
+                let mut changes = Vec::new();
+                for pair in a[2..].chunks_exact(2) {
+                    let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
+                    let Some((&key, _)) = values.get_key_value(name.as_str()) else {
+                        return Frame::error(format!(
+                            "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
+                            String::from_utf8_lossy(&pair[0])
+                        ));
+                    };
+                    changes.push((key, String::from_utf8_lossy(&pair[1]).into_owned()));
+                }
+                for (k, v) in changes {
+                    values.insert(k, v);
+                }
+                Frame::simple("OK")
+            }
+            b"RESETSTAT" if a.len() == 2 => Frame::simple("OK"),
+            b"REWRITE" if a.len() == 2 => Frame::error("ERR The server is running without a config file"),
+            b"HELP" if a.len() == 2 => Frame::Array(HELP.iter().map(|l| Frame::simple(l)).collect()),
+            b"GET" | b"SET" | b"RESETSTAT" | b"REWRITE" | b"HELP" => arity(),
+            _ => Frame::error(format!(
+                "ERR unknown subcommand '{}'. Try CONFIG HELP.",
+                String::from_utf8_lossy(&a[1])
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(s: &Settings, a: &[&str]) -> Frame {
+        s.command(&a.iter().map(|x| Bytes::from(x.to_string())).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn get_set_round_trip_and_unknown_names_are_refused() {
+        let s = Settings::new(100, 1024);
+        assert_eq!(
+            call(&s, &["CONFIG", "GET", "maxclients"]),
+            Frame::Map(vec![(Frame::bulk("maxclients"), Frame::bulk("100"))])
+        );
+        assert_eq!(call(&s, &["config", "set", "Save", "900 1"]), Frame::simple("OK"));
+        assert_eq!(
+            call(&s, &["CONFIG", "GET", "sav*"]),
+            Frame::Map(vec![(Frame::bulk("save"), Frame::bulk("900 1"))])
+        );
+        let e = call(&s, &["CONFIG", "SET", "save", "", "nosuch", "1"]);
+        assert_eq!(
+            e.as_error(),
+            Some(&b"ERR Unknown option or number of arguments for CONFIG SET - 'nosuch'"[..])
+        );
+        assert_eq!(
+            call(&s, &["CONFIG", "GET", "save"]),
+            Frame::Map(vec![(Frame::bulk("save"), Frame::bulk("900 1"))]),
+            "a refused CONFIG SET changes nothing"
+        );
+        assert!(call(&s, &["CONFIG", "SET", "save"]).as_error().is_some());
+    }
+}
