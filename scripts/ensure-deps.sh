@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what kvstore's tests, scripts and benchmarks need, from the distribution's
 # packages, when it is missing. Usage:
-#   scripts/ensure-deps.sh [zookeeper] [redis] [netns] [pyredis] [bench]
+#   scripts/ensure-deps.sh [zookeeper] [redis] [netns] [pyredis] [tcl] [bench]
 # (no argument: zookeeper and redis). Idempotent; prints what it installs. `pyredis` is the
 # Python Redis client the tests drive (redis-py, pinned), in a virtualenv under target/.
 set -euo pipefail
@@ -18,6 +18,9 @@ for w in "${want[@]}"; do
       ;;
     redis)
       command -v redis-cli >/dev/null 2>&1 || pkgs+=(redis-tools)
+      ;;
+    tcl) # the upstream Redis test suite (tests/redis-suite) is Tcl
+      { command -v tclsh8.6 || command -v tclsh8.7 || command -v tclsh8.5; } >/dev/null 2>&1 || pkgs+=(tcl)
       ;;
     netns) # the partition tests: ip netns, veth, bridge, tc
       { command -v ip && command -v tc; } >/dev/null 2>&1 || pkgs+=(iproute2)

@@ -11,6 +11,7 @@ mod failover;
 mod gate_first;
 mod partitions;
 mod redis_api;
+mod redis_suite;
 mod replica_join;
 mod replication;
 mod resharding;

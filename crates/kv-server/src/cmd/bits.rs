@@ -56,13 +56,19 @@ impl SetBit {
             if self.offset >> 3 >= max {
                 return Frame::error("ERR bit offset is not an integer or out of range");
             }
-            let (old, expires_at) = w.get(&self.key).unwrap_or_default();
+            let found = w.get(&self.key);
+            let existed = found.is_some();
+            let (old, expires_at) = found.unwrap_or_default();
             let byte = (self.offset >> 3) as usize;
             let len = old.len().max(byte + 1);
+            let previous = get_bit(&old, self.offset);
+            // Nothing changes: nothing is written (or replicated), as Redis counts no change.
+            if existed && len == old.len() && (previous == 1) == self.on {
+                return Frame::Integer(previous as i64);
+            }
             if !w.fits(self.key.len(), len) {
                 return Frame::error(OOM);
             }
-            let previous = get_bit(&old, self.offset);
             let mut v = Vec::with_capacity(len);
             v.extend_from_slice(&old);
             v.resize(len, 0);
@@ -493,7 +499,9 @@ impl BitField {
         }
         let max = node.config.resp.proto_max_bulk_len;
         let result = node.write([&self.key[..]], |w| {
-            let (old, expires_at) = w.get(&self.key).unwrap_or_default();
+            let found = w.get(&self.key);
+            let existed = found.is_some();
+            let (old, expires_at) = found.unwrap_or_default();
             let mut v = old.to_vec();
             let need = self
                 .fields
@@ -512,7 +520,8 @@ impl BitField {
                 v.resize(need as usize, 0);
             }
             let mut replies = Vec::with_capacity(self.fields.len());
-            let mut changed = false;
+            // A new key is a change even when every field is set to zero.
+            let mut changed = !existed;
             for f in &self.fields {
                 let current = read_field(&v, f.ty, f.offset);
                 let next = match f.op {
@@ -526,7 +535,7 @@ impl BitField {
                 match next {
                     Some(n) => {
                         write_field(&mut v, f.ty, f.offset, n);
-                        changed = true;
+                        changed |= n != current;
                         replies.push(Frame::Integer(match f.op {
                             FieldOp::Set(_) => current,
                             _ => n,
