@@ -9,6 +9,7 @@ mod cluster_clients;
 mod cluster_port;
 mod failover;
 mod gate_first;
+mod keyspace;
 mod partitions;
 mod redis_api;
 mod redis_suite;

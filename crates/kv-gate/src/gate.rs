@@ -114,6 +114,7 @@ impl Gate {
             resp_addr: resp_addr.to_string(),
             stats: Default::default(),
             config: crate::settings::Settings::new(config.resp.max_clients, config.resp.limits().max_bulk_len),
+            clients: Default::default(),
         });
         let state = Arc::new(HttpState {
             forwarder,

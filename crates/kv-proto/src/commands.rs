@@ -180,6 +180,8 @@ pub static COMMANDS: &[CommandInfo] = &[
     cmd("object", -2, &["readonly"], (2, 2, 1)),
     cmd("memory", -2, &["readonly"], (2, 2, 1)),
     cmd("time", 1, FAST, NONE),
+    cmd("dump", 2, &["readonly"], ONE),
+    cmd("restore", -4, WR, ONE),
     served(
         "config",
         -2,

@@ -73,10 +73,10 @@ fn kind(name: &str) -> Option<Kind> {
         "ping" | "echo" | "quit" | "select" | "hello" | "client" | "command" | "info" | "time" | "config"
         | "function" => Kind::Local,
         "getrange" | "substr" | "getbit" | "bitcount" | "bitpos" | "bitfield_ro" | "type" | "expiretime"
-        | "pexpiretime" => R,
+        | "pexpiretime" | "dump" => R,
         // Setting a range or a bit to given bytes leaves the same state when repeated.
         "setrange" => W,
-        "getex" | "incrbyfloat" | "setbit" | "bitfield" => W1,
+        "getex" | "incrbyfloat" | "setbit" | "bitfield" | "restore" => W1,
         "object" | "memory" => Kind::KeyAt(2, Access::Read),
         "touch" => Kind::SumKeys(Access::Read),
         "lcs" => Kind::SameShard(Access::Read),

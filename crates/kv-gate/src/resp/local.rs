@@ -87,10 +87,13 @@ fn hello(session: &mut Session<'_>, a: &[Bytes]) -> Frame {
         Err(e) => return Frame::error(e.to_string()),
     };
     if let Some(name) = hello.setname {
-        session.name = (!name.is_empty()).then(|| String::from_utf8_lossy(&name).into_owned());
+        session
+            .client
+            .set_name((!name.is_empty()).then(|| String::from_utf8_lossy(&name).into_owned()));
     }
     if let Some(proto) = hello.proto {
         session.proto = proto;
+        session.client.set_resp(proto.version());
     }
     HelloReply {
         proto: session.proto,
@@ -101,34 +104,178 @@ fn hello(session: &mut Session<'_>, a: &[Bytes]) -> Frame {
     .frame()
 }
 
-/// `CLIENT SETNAME | GETNAME | SETINFO | ID | INFO`
+const CLIENT_HELP: &[&str] = &[
+    "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GETNAME",
+    "    Return the name of the current connection.",
+    "ID",
+    "    Return the ID of the current connection.",
+    "INFO",
+    "    Return information about the current client connection.",
+    "KILL <ip:port>",
+    "    Kill connection made from <ip:port>.",
+    "KILL <option> <value> [<option> <value> [...]]",
+    "    Kill connections. Options are:",
+    "    * ADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made from the specified address",
+    "    * LADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made to specified local address",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Kill connections by type.",
+    "    * USER <username>",
+    "      Kill connections authenticated by <username>.",
+    "    * SKIPME (YES|NO)",
+    "      Skip killing current connection (default: yes).",
+    "    * ID <client-id>",
+    "      Kill connections by client id.",
+    "LIST [options ...]",
+    "    Return information about client connections. Options:",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Return clients of specified type.",
+    "    * ID <client-id> [<client-id> ...]",
+    "      Return clients of specified IDs only.",
+    "NO-EVICT (ON|OFF)",
+    "    Protect current client connection from eviction.",
+    "SETNAME <name>",
+    "    Assign the name <name> to the current connection.",
+    "SETINFO <option> <value>",
+    "    Set client meta attr. Options are:",
+    "    * LIB-NAME: the client lib name.",
+    "    * LIB-VER: the client lib version.",
+    "HELP",
+    "    Print this help.",
+];
+
+/// `CLIENT LIST | KILL | INFO | ID | SETNAME | GETNAME | SETINFO | NO-EVICT | HELP`
 fn client(session: &mut Session<'_>, a: &[Bytes]) -> Frame {
     let sub = upper(&a[1]);
+    let clients = &session.state.clients;
     match (sub.as_slice(), a.len()) {
         (b"SETNAME", 3) => {
             if !valid_client_name(&a[2]) {
                 return Frame::error("ERR Client names cannot contain spaces, newlines or special characters.");
             }
-            session.name = (!a[2].is_empty()).then(|| String::from_utf8_lossy(&a[2]).into_owned());
+            session
+                .client
+                .set_name((!a[2].is_empty()).then(|| String::from_utf8_lossy(&a[2]).into_owned()));
             ok()
         }
-        (b"GETNAME", 2) => session.name.clone().map_or(Frame::Null, bulk),
+        (b"GETNAME", 2) => session.client.name().map_or(Frame::Null, bulk),
         (b"SETINFO", 4) => ok(),
         (b"ID", 2) => Frame::Integer(session.id as i64),
-        (b"INFO", 2) => Frame::text(format!(
-            "id={} name={} db=0 cmd=client|info\n",
-            session.id,
-            session.name.as_deref().unwrap_or("")
-        )),
-        (b"SETNAME" | b"GETNAME" | b"SETINFO" | b"ID" | b"INFO", _) => Frame::error(format!(
-            "ERR wrong number of arguments for 'client|{}' command",
-            String::from_utf8_lossy(&a[1]).to_ascii_lowercase()
-        )),
+        (b"INFO", 2) => Frame::text(format!("{}\n", session.client.line())),
+        (b"HELP", 2) => Frame::Array(CLIENT_HELP.iter().map(|l| Frame::simple(l)).collect()),
+        (b"NO-EVICT", 3) => match upper(&a[2]).as_slice() {
+            b"ON" | b"OFF" => {
+                let on = a[2].eq_ignore_ascii_case(b"ON");
+                session.client.no_evict.store(on, Ordering::Relaxed);
+                ok()
+            }
+            _ => Frame::error("ERR syntax error"),
+        },
+        (b"LIST", _) => client_list(session, &a[2..]),
+        // The old form: one address, OK or an error.
+        (b"KILL", 3) => {
+            let addr = &a[2][..];
+            match clients.kill(|c| c.addr.as_bytes() == addr) {
+                0 => Frame::error("ERR No such client"),
+                _ => ok(),
+            }
+        }
+        (b"KILL", n) if n >= 4 && n % 2 == 0 => client_kill(session, &a[2..]),
+        (b"SETNAME" | b"GETNAME" | b"SETINFO" | b"ID" | b"INFO" | b"HELP" | b"NO-EVICT" | b"KILL", _) => {
+            Frame::error(format!(
+                "ERR wrong number of arguments for 'client|{}' command",
+                String::from_utf8_lossy(&a[1]).to_ascii_lowercase()
+            ))
+        }
         _ => Frame::error(format!(
             "ERR unknown subcommand '{}'. Try CLIENT HELP.",
             String::from_utf8_lossy(&a[1])
         )),
     }
+}
+
+/// `CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id ...]`: every gate client is a
+/// normal one.
+fn client_list(session: &Session<'_>, opts: &[Bytes]) -> Frame {
+    let mut ids: Option<Vec<u64>> = None;
+    let mut normal = true;
+    match opts.first().map(|o| upper(o)).as_deref() {
+        None => {}
+        Some(b"TYPE") if opts.len() == 2 => match upper(&opts[1]).as_slice() {
+            b"NORMAL" => {}
+            b"MASTER" | b"REPLICA" | b"SLAVE" | b"PUBSUB" => normal = false,
+            _ => {
+                return Frame::error(format!(
+                    "ERR Unknown client type '{}'",
+                    String::from_utf8_lossy(&opts[1])
+                ));
+            }
+        },
+        Some(b"ID") if opts.len() >= 2 => {
+            let parsed: Option<Vec<u64>> = opts[1..]
+                .iter()
+                .map(|i| std::str::from_utf8(i).ok()?.parse().ok())
+                .collect();
+            match parsed {
+                Some(list) => ids = Some(list),
+                None => return Frame::error("ERR Invalid client ID"),
+            }
+        }
+        _ => return Frame::error("ERR syntax error"),
+    }
+    let mut out = String::new();
+    for c in session.state.clients.list() {
+        if normal && ids.as_ref().is_none_or(|ids| ids.contains(&c.id)) {
+            out.push_str(&c.line());
+            out.push('\n');
+        }
+    }
+    Frame::text(out)
+}
+
+/// `CLIENT KILL <filter> <value> ...`: how many clients were closed.
+fn client_kill(session: &Session<'_>, opts: &[Bytes]) -> Frame {
+    let mut id = None;
+    let mut addr = None;
+    let mut laddr = None;
+    let mut skip_me = true;
+    let mut kind_matches = true;
+    for pair in opts.chunks_exact(2) {
+        let value = &pair[1];
+        match upper(&pair[0]).as_slice() {
+            b"ID" => match std::str::from_utf8(value).ok().and_then(|v| v.parse::<u64>().ok()) {
+                Some(v) if v > 0 => id = Some(v),
+                _ => return Frame::error("ERR client-id should be greater than 0"),
+            },
+            b"ADDR" => addr = Some(value.clone()),
+            b"LADDR" => laddr = Some(value.clone()),
+            b"USER" => kind_matches &= &value[..] == b"default",
+            b"TYPE" => match upper(value).as_slice() {
+                b"NORMAL" => {}
+                b"MASTER" | b"REPLICA" | b"SLAVE" | b"PUBSUB" => kind_matches = false,
+                _ => {
+                    return Frame::error(format!("ERR Unknown client type '{}'", String::from_utf8_lossy(value)));
+                }
+            },
+            b"SKIPME" => match upper(value).as_slice() {
+                b"YES" => skip_me = true,
+                b"NO" => skip_me = false,
+                _ => return Frame::error("ERR syntax error"),
+            },
+            _ => return Frame::error("ERR syntax error"),
+        }
+    }
+    let me = session.id;
+    let n = session.state.clients.kill(|c| {
+        kind_matches
+            && id.is_none_or(|id| c.id == id)
+            && addr.as_ref().is_none_or(|a| c.addr.as_bytes() == &a[..])
+            && laddr.as_ref().is_none_or(|a| c.laddr.as_bytes() == &a[..])
+            && !(skip_me && c.id == me)
+    });
+    Frame::Integer(n as i64)
 }
 
 /// The sections `INFO` prints with no argument (or `default`), in Redis's order.

@@ -15,9 +15,11 @@
 //!
 //! - [`command`]: the command table (names, arity, how each is served).
 //! - [`local`]: commands the gate answers itself.
+//! - [`clients`]: the connected clients (`CLIENT LIST`, `CLIENT KILL`).
 //! - [`fanout`]: multi-key commands split by shard.
 //! - [`every`]: commands about the whole keyspace (FLUSHALL, KEYS, SCAN, RANDOMKEY).
 
+pub mod clients;
 pub mod command;
 pub mod every;
 pub mod fanout;
@@ -56,6 +58,7 @@ pub struct RespState {
     pub stats: Stats,
     /// `CONFIG GET/SET` parameters.
     pub config: crate::settings::Settings,
+    pub clients: clients::Clients,
 }
 
 /// Counters for INFO.
@@ -82,8 +85,8 @@ pub async fn accept_loop(
             a = listener.accept() => a,
             _ = shutdown.changed() => return,
         };
-        let mut stream = match accepted {
-            Ok((s, _)) => s,
+        let (mut stream, peer) = match accepted {
+            Ok(a) => a,
             Err(e) => {
                 warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -103,7 +106,11 @@ pub async fn accept_loop(
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             state.stats.connected.fetch_add(1, Ordering::Relaxed);
-            Session::new(&state).serve(stream, shutdown).await;
+            let laddr = stream.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            let session = Session::new(&state, peer.to_string(), laddr);
+            let id = session.id;
+            session.serve(stream, shutdown).await;
+            state.clients.remove(id);
             state.stats.connected.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
@@ -146,20 +153,25 @@ impl Pending {
 pub struct Session<'a> {
     pub state: &'a RespState,
     pub id: u64,
-    pub name: Option<String>,
+    /// This client in the registry (`CLIENT LIST`); holds its name.
+    pub client: Arc<clients::ClientInfo>,
     /// RESP2 until the client sends `HELLO 3`.
     pub proto: Protocol,
     quit: bool,
+    /// The last command started, for `CLIENT LIST` (recorded once per batch).
+    last_cmd: &'static str,
 }
 
 impl<'a> Session<'a> {
-    fn new(state: &'a RespState) -> Session<'a> {
+    fn new(state: &'a RespState, addr: String, laddr: String) -> Session<'a> {
+        let id = state.stats.next_client_id.fetch_add(1, Ordering::Relaxed) + 1;
         Session {
             state,
-            id: state.stats.next_client_id.fetch_add(1, Ordering::Relaxed) + 1,
-            name: None,
+            id,
+            client: state.clients.add(id, addr, laddr),
             proto: Protocol::Resp2,
             quit: false,
+            last_cmd: "",
         }
     }
 
@@ -189,6 +201,7 @@ impl<'a> Session<'a> {
                     }
                 }
                 let more = batch.len() == MAX_BATCH;
+                self.client.touch(Instant::now(), self.last_cmd);
                 self.state
                     .stats
                     .commands
@@ -224,6 +237,7 @@ impl<'a> Session<'a> {
                     _ => return,
                 },
                 _ = shutdown.changed() => return,
+                _ = self.client.killed.notified() => return,
             }
         }
     }
@@ -241,6 +255,7 @@ impl<'a> Session<'a> {
             )));
         }
         spec.calls.fetch_add(1, Ordering::Relaxed);
+        self.last_cmd = spec.name;
         let fwd = &self.state.forwarder;
         match spec.kind {
             Kind::Local => local::apply(self, spec, &req),

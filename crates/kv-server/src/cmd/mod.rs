@@ -12,6 +12,7 @@ mod bits;
 mod cluster;
 pub mod connection;
 mod del;
+mod dump;
 mod exists;
 mod expire;
 mod get;
@@ -80,6 +81,8 @@ pub enum Command {
     Object(keyspace::Object),
     Memory(keyspace::MemoryUsage),
     Time,
+    Dump(dump::Dump),
+    Restore(dump::Restore),
 }
 
 impl Command {
@@ -167,6 +170,8 @@ impl Command {
             b"PEXPIRETIME" => Command::ExpireTime(keyspace::ExpireTime::parse(&mut args, true)?),
             b"OBJECT" => Command::Object(keyspace::Object::parse(&mut args)?),
             b"MEMORY" => Command::Memory(keyspace::MemoryUsage::parse(&mut args)?),
+            b"DUMP" => Command::Dump(dump::Dump::parse(&mut args)?),
+            b"RESTORE" => Command::Restore(dump::Restore::parse(&mut args)?),
             b"TIME" => {
                 args.finish()?;
                 Command::Time
@@ -216,6 +221,7 @@ impl Command {
                 | Command::ExpireTime(_)
                 | Command::Object(_)
                 | Command::Memory(_)
+                | Command::Dump(_)
         ) || matches!(self, Command::BitField(b) if b.is_read())
     }
 
@@ -277,6 +283,8 @@ impl Command {
             Command::Object(c) => return c.apply(node, out),
             Command::Memory(c) => return c.apply(node, out),
             Command::Time => keyspace::time(out),
+            Command::Dump(c) => return c.apply(node, out),
+            Command::Restore(c) => return c.apply(node, out),
         }
         None
     }

@@ -1,0 +1,128 @@
+//! The gate's RESP clients, for `CLIENT LIST`, `CLIENT KILL` and `CLIENT INFO`.
+//!
+//! The registry is touched when a client connects or leaves (and by `CLIENT` commands);
+//! per request a session only stores its last command and the time in its own atomics.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::Notify;
+
+/// One connected client.
+#[derive(Debug)]
+pub struct ClientInfo {
+    pub id: u64,
+    pub addr: String,
+    pub laddr: String,
+    created: Instant,
+    /// Milliseconds after `created` of the last request.
+    last_active_ms: AtomicU64,
+    /// The last command's name ("" before the first).
+    last_cmd: Mutex<&'static str>,
+    name: Mutex<Option<String>>,
+    /// RESP protocol version (2 or 3).
+    resp: AtomicU64,
+    pub no_evict: AtomicBool,
+    /// Woken by `CLIENT KILL`: the session closes.
+    pub killed: Notify,
+}
+
+impl ClientInfo {
+    /// Records a request of `cmd` now.
+    pub fn touch(&self, now: Instant, cmd: &'static str) {
+        let ms = now.saturating_duration_since(self.created).as_millis() as u64;
+        self.last_active_ms.store(ms, Ordering::Relaxed);
+        *self.last_cmd.lock().unwrap_or_else(|e| e.into_inner()) = cmd;
+    }
+
+    pub fn set_name(&self, name: Option<String>) {
+        *self.name.lock().unwrap_or_else(|e| e.into_inner()) = name;
+    }
+
+    pub fn name(&self) -> Option<String> {
+        self.name.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_resp(&self, version: i64) {
+        self.resp.store(version as u64, Ordering::Relaxed);
+    }
+
+    /// The `CLIENT LIST` / `CLIENT INFO` line (without the newline), in Redis's field order.
+    pub fn line(&self) -> String {
+        let age = self.created.elapsed().as_secs();
+        let idle = self
+            .created
+            .elapsed()
+            .as_millis()
+            .saturating_sub(self.last_active_ms.load(Ordering::Relaxed) as u128)
+            / 1000;
+        let cmd = *self.last_cmd.lock().unwrap_or_else(|e| e.into_inner());
+        let flags = if self.no_evict.load(Ordering::Relaxed) {
+            "e"
+        } else {
+            "N"
+        };
+        format!(
+            "id={} addr={} laddr={} fd=-1 name={} age={age} idle={idle} flags={flags} db=0 sub=0 psub=0 ssub=0 \
+             multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 \
+             events=r cmd={} user=default redir=-1 resp={}",
+            self.id,
+            self.addr,
+            self.laddr,
+            self.name().unwrap_or_default(),
+            if cmd.is_empty() { "NULL" } else { cmd },
+            self.resp.load(Ordering::Relaxed)
+        )
+    }
+}
+
+/// Every connected client, by id.
+#[derive(Debug, Default)]
+pub struct Clients {
+    map: Mutex<BTreeMap<u64, Arc<ClientInfo>>>,
+}
+
+impl Clients {
+    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<ClientInfo>>> {
+        // Insertions and removals leave the map whole: a poisoned lock still holds it.
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a new client; it stays listed until [`Clients::remove`].
+    pub fn add(&self, id: u64, addr: String, laddr: String) -> Arc<ClientInfo> {
+        let info = Arc::new(ClientInfo {
+            id,
+            addr,
+            laddr,
+            created: Instant::now(),
+            last_active_ms: AtomicU64::new(0),
+            last_cmd: Mutex::new(""),
+            name: Mutex::new(None),
+            resp: AtomicU64::new(2),
+            no_evict: AtomicBool::new(false),
+            killed: Notify::new(),
+        });
+        self.map().insert(id, info.clone());
+        info
+    }
+
+    pub fn remove(&self, id: u64) {
+        self.map().remove(&id);
+    }
+
+    /// The clients, by id.
+    pub fn list(&self) -> Vec<Arc<ClientInfo>> {
+        self.map().values().cloned().collect()
+    }
+
+    /// Closes every client `matches` selects; returns how many.
+    pub fn kill(&self, matches: impl Fn(&ClientInfo) -> bool) -> usize {
+        let victims: Vec<Arc<ClientInfo>> = self.map().values().filter(|c| matches(c)).cloned().collect();
+        for v in &victims {
+            v.killed.notify_one();
+        }
+        victims.len()
+    }
+}

@@ -1,0 +1,213 @@
+//! The keyspace, string and admin commands of issue 11 through a gate in front of 2 shards
+//! × 2 replicas, and straight at a kvserver as a cluster client sees it: every write is
+//! replicated (replicas end with equal digests), whole-keyspace commands cover every shard,
+//! commands whose keys must share a shard work within one and are refused across shards.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use crate::harness::redis_cli as cli;
+use crate::harness::{TestCluster, eventually};
+
+async fn cluster() -> (TestCluster, String) {
+    let mut c = TestCluster::start().await;
+    for shard in ["s1", "s2"] {
+        c.start_server(shard, &[]).await;
+        c.start_server(shard, &[]).await;
+    }
+    c.start_gate(&[]).await;
+    c.wait_ready(&[("s1", 2), ("s2", 2)]).await;
+    let gate = c.gates[0].resp.clone().expect("the gate's RESP address");
+    (c, gate)
+}
+
+#[tokio::test]
+async fn strings_and_bitmaps_are_replicated() {
+    let (c, gate) = cluster().await;
+    let g = |args: &[&str]| cli(&gate, args);
+    assert_eq!(g(&["SET", "s", "Hello World"]), "OK");
+    assert_eq!(g(&["SETRANGE", "s", "6", "Redis"]), "11");
+    assert_eq!(g(&["GETRANGE", "s", "0", "4"]), "Hello");
+    assert_eq!(g(&["SUBSTR", "s", "-5", "-1"]), "Redis");
+    assert_eq!(g(&["INCRBYFLOAT", "f", "10.5"]), "10.5");
+    assert_eq!(g(&["INCRBYFLOAT", "f", "0.1"]), "10.6");
+    assert_eq!(g(&["SET", "e", "v"]), "OK");
+    assert_eq!(g(&["GETEX", "e", "PX", "100000"]), "v");
+    let ttl: i64 = g(&["PTTL", "e"]).parse().unwrap();
+    assert!((90_000..=100_000).contains(&ttl), "{ttl}");
+    let at: i64 = g(&["PEXPIRETIME", "e"]).parse().unwrap();
+    assert!(at > 1_700_000_000_000, "{at}");
+    assert_eq!(g(&["GETEX", "e", "PERSIST"]), "v");
+    assert_eq!(g(&["TTL", "e"]), "-1");
+    assert_eq!(g(&["EXPIRE", "e", "100", "LT"]), "1", "no expiry counts as infinite");
+    assert_eq!(g(&["EXPIRE", "e", "200", "LT", "XX"]), "0");
+    assert_eq!(g(&["SETBIT", "b", "7", "1"]), "0");
+    assert_eq!(g(&["SETBIT", "b", "7", "1"]), "1");
+    assert_eq!(g(&["GETBIT", "b", "7"]), "1");
+    assert_eq!(g(&["BITCOUNT", "b"]), "1");
+    assert_eq!(g(&["BITPOS", "b", "1"]), "7");
+    assert_eq!(
+        g(&["BITFIELD", "bf", "SET", "u8", "0", "200", "INCRBY", "u8", "0", "100"]),
+        "0\n44"
+    );
+    assert_eq!(g(&["BITFIELD_RO", "bf", "GET", "u8", "0"]), "44");
+    assert_eq!(g(&["MSETNX", "{t}a", "1", "{t}b", "2"]), "1");
+    assert_eq!(g(&["MSETNX", "{t}b", "3", "{t}c", "4"]), "0");
+    assert_eq!(g(&["SET", "{t}x", "ohmytext"]), "OK");
+    assert_eq!(g(&["SET", "{t}y", "mynewtext"]), "OK");
+    assert_eq!(g(&["LCS", "{t}x", "{t}y"]), "mytext");
+    assert_eq!(g(&["BITOP", "XOR", "{t}d", "{t}x", "{t}y"]), "9");
+    assert_eq!(g(&["TYPE", "s"]), "string");
+    assert_eq!(g(&["TYPE", "nosuchkey"]), "none");
+    assert_eq!(g(&["OBJECT", "ENCODING", "f"]), "embstr");
+    assert!(g(&["MEMORY", "USAGE", "s"]).parse::<u64>().unwrap() > 11);
+    for shard in ["s1", "s2"] {
+        c.converged(shard, 2).await;
+    }
+}
+
+#[tokio::test]
+async fn renames_copies_and_dumps_within_a_shard() {
+    let (_c, gate) = cluster().await;
+    let g = |args: &[&str]| cli(&gate, args);
+    assert_eq!(g(&["SET", "{u}a", "1", "EX", "100"]), "OK");
+    assert_eq!(g(&["RENAME", "{u}a", "{u}b"]), "OK");
+    assert_eq!(g(&["EXISTS", "{u}a"]), "0");
+    assert!(
+        g(&["TTL", "{u}b"]).parse::<i64>().unwrap() > 90,
+        "the expiry moves with the value"
+    );
+    assert_eq!(g(&["RENAMENX", "{u}b", "{u}b"]), "0");
+    assert_eq!(g(&["COPY", "{u}b", "{u}c"]), "1");
+    assert_eq!(g(&["COPY", "{u}b", "{u}c"]), "0");
+    assert_eq!(g(&["GET", "{u}c"]), "1");
+    assert_eq!(g(&["RENAME", "{u}nosuch", "{u}d"]), "ERR no such key");
+    // Keys on two shards: refused whole, nothing changes.
+    let names: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
+    for n in &names {
+        g(&["SET", n, n]);
+    }
+    let refused = names
+        .iter()
+        .skip(1)
+        .filter(|n| {
+            let r = g(&["RENAMENX", &names[0], n]);
+            assert!(r == "0" || r.starts_with("CROSSSLOT"), "{r}");
+            r != "0"
+        })
+        .count();
+    assert!(refused > 0 && refused < 39, "40 keys all on one shard of two");
+    assert_eq!(g(&["GET", &names[0]]), names[0]);
+    // DUMP and RESTORE, with a TTL, in Redis's format.
+    assert_eq!(g(&["SET", "d", "payload"]), "OK");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "redis-cli -h {h} -p {p} --raw DUMP d | head -c -1 | redis-cli -h {h} -p {p} -x RESTORE d2 50000",
+            h = gate.rsplit_once(':').unwrap().0,
+            p = gate.rsplit_once(':').unwrap().1
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK", "{out:?}");
+    assert_eq!(g(&["GET", "d2"]), "payload");
+    assert!(g(&["PTTL", "d2"]).parse::<i64>().unwrap() > 40_000);
+    assert!(g(&["RESTORE", "d3", "0", "junk"]).contains("payload version or checksum are wrong"));
+    assert!(g(&["RESTORE", "d", "0", "x"]).starts_with("BUSYKEY"));
+}
+
+#[tokio::test]
+async fn whole_keyspace_commands_cover_every_shard() {
+    let (c, gate) = cluster().await;
+    let g = |args: &[&str]| cli(&gate, args);
+    let n = 300;
+    let pairs: Vec<String> = (0..n).flat_map(|i| [format!("key:{i}"), i.to_string()]).collect();
+    let mut mset = vec!["MSET"];
+    mset.extend(pairs.iter().map(String::as_str));
+    assert_eq!(g(&mset), "OK");
+    assert_eq!(g(&["DBSIZE"]), n.to_string());
+    let keys: HashSet<String> = g(&["KEYS", "key:*"]).lines().map(str::to_string).collect();
+    assert_eq!(keys.len(), n);
+    assert_eq!(g(&["KEYS", "key:1?"]).lines().count(), 10);
+    // SCAN walks every shard: each key at least once, the cursor ends at 0.
+    let scanned: HashSet<String> = cli(&gate, &["--scan"]).lines().map(str::to_string).collect();
+    assert_eq!(scanned, keys);
+    let matched = cli(&gate, &["--scan", "--pattern", "key:2*"]).lines().count();
+    assert_eq!(matched, 111);
+    assert!(keys.contains(&g(&["RANDOMKEY"])));
+    assert_eq!(g(&["FLUSHALL"]), "OK");
+    assert_eq!(g(&["DBSIZE"]), "0");
+    assert_eq!(g(&["RANDOMKEY"]), "");
+    // Replicated: every replica of both shards is empty.
+    let client = c.client(0);
+    eventually(
+        "every replica empty after FLUSHALL",
+        Duration::from_secs(10),
+        || async {
+            let info = client.cluster().await.ok()?;
+            info.shards
+                .iter()
+                .flat_map(|s| &s.replicas)
+                .all(|r| r.keys == Some(0))
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn admin_commands_answer_as_redis_does() {
+    let (_c, gate) = cluster().await;
+    let g = |args: &[&str]| cli(&gate, args);
+    assert_eq!(g(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lfu"]), "OK");
+    assert_eq!(g(&["CONFIG", "GET", "maxmemory-p*"]), "maxmemory-policy\nallkeys-lfu");
+    assert!(g(&["CONFIG", "SET", "nosuch", "1"]).starts_with("ERR Unknown option"));
+    let info = g(&["INFO", "cpu", "commandstats"]);
+    assert!(
+        info.contains("used_cpu_user:") && info.contains("cmdstat_config:calls=3"),
+        "{info}"
+    );
+    assert!(!info.contains("# Server"));
+    assert_eq!(g(&["TIME"]).lines().count(), 2);
+    assert_eq!(g(&["COMMAND", "GETKEYS", "MSET", "a", "1", "b", "2"]), "a\nb");
+    // CLIENT LIST shows another client; CLIENT KILL closes it.
+    let mut other = TcpStream::connect(&gate).await.unwrap();
+    let list = eventually("the other client listed", Duration::from_secs(5), || async {
+        Some(g(&["CLIENT", "LIST"])).filter(|l| l.lines().count() >= 2)
+    })
+    .await;
+    let local = other.local_addr().unwrap().to_string();
+    let line = list
+        .lines()
+        .find(|l| l.contains(&format!("addr={local} ")))
+        .expect("listed");
+    let id = line.split_whitespace().next().unwrap().trim_start_matches("id=");
+    assert_eq!(g(&["CLIENT", "KILL", "ID", id]), "1");
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), other.read(&mut buf))
+        .await
+        .expect("the killed client is closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert_eq!(g(&["CLIENT", "KILL", "127.0.0.1:1"]), "ERR No such client");
+}
+
+#[tokio::test]
+async fn a_cluster_client_gets_crossslot_for_keys_in_two_slots() {
+    let (_c, _gate) = cluster().await;
+    let server = _c.servers[0].addr.clone();
+    crate::harness::every_slot_served(&server).await;
+    let c = |args: &[&str]| {
+        let mut all = vec!["-c"];
+        all.extend_from_slice(args);
+        cli(&server, &all)
+    };
+    assert_eq!(c(&["SET", "{v}a", "1"]), "OK");
+    assert_eq!(c(&["RENAME", "{v}a", "{v}b"]), "OK");
+    assert_eq!(c(&["GET", "{v}b"]), "1");
+    assert!(c(&["RENAME", "{v}b", "other"]).starts_with("CROSSSLOT"));
+    assert!(c(&["BITOP", "AND", "{v}d", "{v}b", "x"]).starts_with("CROSSSLOT"));
+}
