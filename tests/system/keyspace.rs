@@ -210,4 +210,15 @@ async fn a_cluster_client_gets_crossslot_for_keys_in_two_slots() {
     assert_eq!(c(&["GET", "{v}b"]), "1");
     assert!(c(&["RENAME", "{v}b", "other"]).starts_with("CROSSSLOT"));
     assert!(c(&["BITOP", "AND", "{v}d", "{v}b", "x"]).starts_with("CROSSSLOT"));
+    // Each server reports itself, as a Redis Cluster node does.
+    let info = cli(&server, &["INFO", "replication", "cluster", "keyspace"]);
+    assert!(
+        info.contains("cluster_enabled:1") && info.contains("master_repl_offset:"),
+        "{info}"
+    );
+    assert!(info.contains("role:master") || info.contains("role:slave"), "{info}");
+    assert!(!info.contains("# Server"));
+    assert_eq!(cli(&server, &["CONFIG", "GET", "save"]), "save");
+    assert_eq!(cli(&server, &["CLIENT", "SETNAME", "me"]), "OK");
+    assert!(cli(&server, &["CLIENT", "INFO"]).contains("cmd=client|info"));
 }

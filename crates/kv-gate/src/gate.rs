@@ -113,7 +113,7 @@ impl Gate {
             http_addr: http_addr.to_string(),
             resp_addr: resp_addr.to_string(),
             stats: Default::default(),
-            config: crate::settings::Settings::new(config.resp.max_clients, config.resp.limits().max_bulk_len),
+            config: kv_proto::settings::Settings::new(config.resp.max_clients, config.resp.limits().max_bulk_len),
             clients: Default::default(),
         });
         let state = Arc::new(HttpState {

@@ -15,7 +15,6 @@
 //!   what is safe to retry while a shard fails over.
 //! - [`http`]: the HTTP API (the original's endpoints plus `/api/cluster` and `/health`).
 //! - [`resp`]: the Redis protocol front (redis-cli, redis-benchmark, Redis client libraries).
-//! - [`settings`]: the parameters `CONFIG GET/SET` answer for the gate.
 //! - [`topology`]: `/api/cluster`, assembled from the view and each server's `KV.INFO`.
 //! - [`gate`]: [`Gate::start`] and [`GateHandle`].
 
@@ -27,7 +26,6 @@ pub mod http;
 pub mod listener;
 pub mod resp;
 pub mod routing;
-pub mod settings;
 pub mod topology;
 
 pub use config::{Config, ReadPolicy};

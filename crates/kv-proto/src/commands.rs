@@ -118,9 +118,9 @@ pub static COMMANDS: &[CommandInfo] = &[
     cmd("quit", -1, FAST, NONE),
     cmd("select", 2, FAST, NONE),
     cmd("hello", -1, FAST, NONE),
-    served("client", -2, &["admin"], NONE, ServedBy::Gate),
+    cmd("client", -2, &["admin"], NONE),
     cmd("command", -1, &["loading"], NONE),
-    served("info", -1, &["loading"], NONE, ServedBy::Gate),
+    cmd("info", -1, &["loading"], NONE),
     served("cluster", -2, &[], NONE, ServedBy::Server),
     served("readonly", 1, FAST, NONE, ServedBy::Server),
     served("readwrite", 1, FAST, NONE, ServedBy::Server),
@@ -298,7 +298,7 @@ mod tests {
         };
         let (gate, server) = (names(ServedBy::Gate), names(ServedBy::Server));
         assert!(gate.contains(&"info".to_string()) && !gate.contains(&"cluster".to_string()));
-        assert!(server.contains(&"cluster".to_string()) && !server.contains(&"client".to_string()));
+        assert!(server.contains(&"cluster".to_string()) && server.contains(&"client".to_string()));
         assert!(gate.contains(&"get".to_string()) && server.contains(&"get".to_string()));
     }
 }

@@ -14,7 +14,9 @@
 //! - [`limits`]: the bounds every parser enforces ([`Limits`]).
 //! - [`error`]: [`ProtocolError`], worded as Redis words it.
 //! - [`commands`]: the command table `COMMAND` reports (arity, flags, key positions).
+//! - [`info`]: `INFO`'s sections, shared by gates and servers.
 //! - [`hello`]: `HELLO`, parsed and answered alike by gates and servers.
+//! - [`settings`]: the parameters `CONFIG GET/SET` answer.
 //! - [`slot`]: Redis Cluster's key slots (CRC16 and hash tags): where a key lives.
 //! - [`glob`]: Redis's glob patterns (`KEYS`, `SCAN … MATCH`).
 //! - [`hash`]: the one hash every process agrees on (ring placement, content digests).
@@ -25,9 +27,11 @@ pub mod frame;
 pub mod glob;
 pub mod hash;
 pub mod hello;
+pub mod info;
 pub mod limits;
 pub mod reply;
 pub mod request;
+pub mod settings;
 pub mod slot;
 pub mod write;
 

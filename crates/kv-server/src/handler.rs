@@ -91,6 +91,7 @@ pub async fn serve(
                             return;
                         }
                         Ok(Command::Hello(hello)) => cmd::connection::hello(hello, &node, &mut conn),
+                        Ok(Command::Client(args)) => cmd::connection::client(&args, &node, &mut conn),
                         Ok(Command::ReadOnly(on)) => {
                             conn.readonly = on;
                             kv_proto::write::ok(&mut conn.output);

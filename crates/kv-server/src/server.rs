@@ -100,7 +100,11 @@ impl Server {
                 let (node, puller) = (client_node.clone(), puller.clone());
                 async move {
                     let conn = Connection::new(stream, node.config.limits());
-                    handler::serve(node, conn, Port::Client, Some(puller), shutdown).await;
+                    node.clients_connected
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    handler::serve(node.clone(), conn, Port::Client, Some(puller), shutdown).await;
+                    node.clients_connected
+                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                     drop(permit);
                 }
             },

@@ -1,5 +1,5 @@
 //! Commands the gate answers itself: PING, ECHO, QUIT, SELECT, HELLO, CLIENT, COMMAND, INFO,
-//! TIME, CONFIG (see [`crate::settings`]), FUNCTION.
+//! TIME, CONFIG (see [`kv_proto::settings`]), FUNCTION.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -278,66 +278,10 @@ fn client_kill(session: &Session<'_>, opts: &[Bytes]) -> Frame {
     Frame::Integer(n as i64)
 }
 
-/// The sections `INFO` prints with no argument (or `default`), in Redis's order.
-const DEFAULT_SECTIONS: &[&str] = &[
-    "server",
-    "clients",
-    "memory",
-    "persistence",
-    "stats",
-    "replication",
-    "cpu",
-    "modules",
-    "errorstats",
-    "cluster",
-    "keyspace",
-];
-
-/// Which sections a list of `INFO` arguments asks for: section names, `default`, `all`
-/// (default plus `commandstats` and `latencystats`) or `everything`.
-fn info_sections(args: &[String]) -> Vec<&'static str> {
-    const EXTRA: &[&str] = &["commandstats", "latencystats"];
-    let mut wanted: Vec<&'static str> = Vec::new();
-    let mut add = |s: &'static str| {
-        if !wanted.contains(&s) {
-            wanted.push(s);
-        }
-    };
-    if args.is_empty() {
-        DEFAULT_SECTIONS.iter().for_each(|s| add(s));
-    }
-    for a in args {
-        match a.as_str() {
-            "default" => DEFAULT_SECTIONS.iter().for_each(|s| add(s)),
-            "all" | "everything" => DEFAULT_SECTIONS.iter().chain(EXTRA).for_each(|s| add(s)),
-            other => {
-                if let Some(s) = DEFAULT_SECTIONS.iter().chain(EXTRA).find(|s| **s == other) {
-                    add(s);
-                }
-            }
-        }
-    }
-    wanted
-}
-
-/// This process's CPU time (user, system) and its children's, in seconds.
-fn cpu_times() -> [f64; 4] {
-    let usage = |who| {
-        // SAFETY: getrusage only writes the struct it is given.
-        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-        unsafe { libc::getrusage(who, &mut u) };
-        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-        (secs(u.ru_utime), secs(u.ru_stime))
-    };
-    let (user, sys) = usage(libc::RUSAGE_SELF);
-    let (cuser, csys) = usage(libc::RUSAGE_CHILDREN);
-    [sys, user, csys, cuser]
-}
-
 /// `INFO [section ...]` with cluster-wide figures gathered from every server.
 pub async fn info(state: &RespState, args: &[String]) -> Frame {
     let routing = state.forwarder.routing();
-    let sections = info_sections(args);
+    let sections = kv_proto::info::sections(args);
     let wanted = |name: &str| sections.contains(&name);
     let mut out = String::new();
     let s = &state.stats;
@@ -413,12 +357,7 @@ pub async fn info(state: &RespState, args: &[String]) -> Frame {
                 out.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_repl_offset:0\r\n\r\n")
             }
             "cpu" => {
-                let [sys, user, csys, cuser] = cpu_times();
-                let _ = write!(
-                    out,
-                    "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\nused_cpu_sys_children:{csys:.6}\r\n\
-                     used_cpu_user_children:{cuser:.6}\r\n\r\n"
-                );
+                kv_proto::info::cpu(&mut out);
             }
             "modules" => out.push_str("# Modules\r\n\r\n"),
             "errorstats" => out.push_str("# Errorstats\r\n\r\n"),
@@ -479,20 +418,4 @@ pub async fn info(state: &RespState, args: &[String]) -> Frame {
         }
     }
     Frame::text(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::info_sections;
-
-    #[test]
-    fn sections_as_redis_picks_them() {
-        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(info_sections(&[]).len(), 11);
-        assert!(!info_sections(&[]).contains(&"commandstats"));
-        assert_eq!(info_sections(&args(&["cpu", "sentinel"])), ["cpu"]);
-        let all = info_sections(&args(&["cpu", "all"]));
-        assert!(all.contains(&"commandstats") && all.iter().filter(|s| **s == "cpu").count() == 1);
-        assert_eq!(info_sections(&args(&["commandstats"])), ["commandstats"]);
-    }
 }

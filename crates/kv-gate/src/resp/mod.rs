@@ -57,7 +57,7 @@ pub struct RespState {
     pub resp_addr: String,
     pub stats: Stats,
     /// `CONFIG GET/SET` parameters.
-    pub config: crate::settings::Settings,
+    pub config: kv_proto::settings::Settings,
     pub clients: clients::Clients,
 }
 

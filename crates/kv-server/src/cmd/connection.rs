@@ -83,3 +83,43 @@ pub fn hello(hello: kv_proto::hello::Hello, node: &crate::node::Node, conn: &mut
     let frame = reply.frame();
     conn.output.frame(&frame);
 }
+
+/// `CLIENT ID | SETNAME | GETNAME | SETINFO | INFO | NO-EVICT` for this connection.
+/// Listing and killing other connections is the gate's (`CLIENT LIST`, `CLIENT KILL`).
+pub fn client(a: &[bytes::Bytes], node: &crate::node::Node, conn: &mut crate::connection::Connection) {
+    use kv_proto::Frame;
+    let sub = a.get(1).map(|s| s.to_ascii_uppercase()).unwrap_or_default();
+    let id = *conn.id.get_or_insert_with(|| node.next_conn_id());
+    let reply = match (sub.as_slice(), a.len()) {
+        (b"ID", 2) => Frame::Integer(id as i64),
+        (b"SETNAME", 3) if !kv_proto::hello::valid_client_name(&a[2]) => {
+            Frame::error("ERR Client names cannot contain spaces, newlines or special characters.")
+        }
+        (b"SETNAME", 3) => {
+            conn.name = (!a[2].is_empty()).then(|| a[2].clone());
+            Frame::simple("OK")
+        }
+        (b"GETNAME", 2) => conn.name.clone().map_or(Frame::Null, Frame::Bulk),
+        (b"SETINFO", 4) => Frame::simple("OK"),
+        (b"NO-EVICT", 3) if a[2].eq_ignore_ascii_case(b"ON") || a[2].eq_ignore_ascii_case(b"OFF") => {
+            Frame::simple("OK")
+        }
+        (b"INFO", 2) => Frame::text(format!(
+            "id={id} addr={} laddr={} name={} db=0 flags={} cmd=client|info user=default resp={}\n",
+            conn.stream.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
+            conn.stream.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            String::from_utf8_lossy(conn.name.as_deref().unwrap_or_default()),
+            if conn.readonly { "r" } else { "N" },
+            conn.output.proto.version()
+        )),
+        (b"ID" | b"SETNAME" | b"GETNAME" | b"SETINFO" | b"INFO" | b"NO-EVICT", _) => Frame::error(format!(
+            "ERR wrong number of arguments for 'client|{}' command",
+            String::from_utf8_lossy(&sub).to_ascii_lowercase()
+        )),
+        _ => Frame::error(format!(
+            "ERR unknown subcommand '{}'. Try CLIENT HELP.",
+            String::from_utf8_lossy(a.get(1).map_or(&b""[..], |s| &s[..]))
+        )),
+    };
+    conn.output.frame(&reply);
+}

@@ -17,6 +17,7 @@ mod exists;
 mod expire;
 mod get;
 mod incr;
+mod info;
 mod keyspace;
 mod set;
 mod strings;
@@ -83,6 +84,12 @@ pub enum Command {
     Time,
     Dump(dump::Dump),
     Restore(dump::Restore),
+    /// `INFO [section ...]`, lower-cased.
+    Info(Vec<String>),
+    /// `CONFIG ...`: every argument.
+    Config(Vec<Bytes>),
+    /// `CLIENT ...`: every argument; about the connection (served by the handler).
+    Client(Vec<Bytes>),
 }
 
 impl Command {
@@ -171,6 +178,24 @@ impl Command {
             b"OBJECT" => Command::Object(keyspace::Object::parse(&mut args)?),
             b"MEMORY" => Command::Memory(keyspace::MemoryUsage::parse(&mut args)?),
             b"DUMP" => Command::Dump(dump::Dump::parse(&mut args)?),
+            b"INFO" => Command::Info(
+                args.all()[1..]
+                    .iter()
+                    .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
+                    .collect(),
+            ),
+            b"CLIENT" => {
+                if args.remaining() == 0 {
+                    return Err(args.arity());
+                }
+                Command::Client(args.all().to_vec())
+            }
+            b"CONFIG" => {
+                if args.remaining() == 0 {
+                    return Err(args.arity());
+                }
+                Command::Config(args.all().to_vec())
+            }
             b"RESTORE" => Command::Restore(dump::Restore::parse(&mut args)?),
             b"TIME" => {
                 args.finish()?;
@@ -199,6 +224,9 @@ impl Command {
                 | Command::Scan(_)
                 | Command::Flush
                 | Command::Time
+                | Command::Info(_)
+                | Command::Config(_)
+                | Command::Client(_)
         ) && !matches!(self, Command::Object(o) if o.key().is_none())
     }
 
@@ -233,7 +261,7 @@ impl Command {
             Command::Select(c) => c.apply(out),
             Command::Quit => kv_proto::write::ok(out),
             // The connection's state changes: the handler serves it (`connection::hello`).
-            Command::Hello(_) | Command::ReadOnly(_) => {
+            Command::Hello(_) | Command::ReadOnly(_) | Command::Client(_) => {
                 kv_proto::write::error(out, b"ERR connection state is changed by the connection")
             }
             Command::Asking => kv_proto::write::ok(out),
@@ -285,6 +313,8 @@ impl Command {
             Command::Time => keyspace::time(out),
             Command::Dump(c) => return c.apply(node, out),
             Command::Restore(c) => return c.apply(node, out),
+            Command::Info(sections) => info::apply(node, &sections, out),
+            Command::Config(a) => out.frame(&node.settings.command(&a)),
         }
         None
     }

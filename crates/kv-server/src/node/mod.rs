@@ -279,6 +279,11 @@ pub struct Node {
     /// This leader's progress in moving keys away, reported on `KV.INFO`.
     move_progress: Mutex<Option<MoveProgress>>,
     pub stats: Stats,
+    /// `CONFIG GET/SET` parameters of this server.
+    pub settings: kv_proto::settings::Settings,
+    /// Client-port connections open now, and when the node started (`INFO`).
+    pub clients_connected: AtomicU64,
+    pub started: Instant,
     /// True while a cluster client's command needs no routing check (a leader, no move
     /// under way): saves its commands a second lock per request.
     plain_route: std::sync::atomic::AtomicBool,
@@ -317,6 +322,12 @@ impl Node {
                 tombstones: HashSet::new(),
                 inbound_done: 0,
             }),
+            settings: kv_proto::settings::Settings::new(
+                config.resp.max_clients,
+                config.resp.proto_max_bulk_len as usize,
+            ),
+            clients_connected: AtomicU64::new(0),
+            started: Instant::now(),
             config,
             appended: watch::channel(0).0,
             commit: watch::channel(Commit { term: 0, offset: 0 }).0,

@@ -1,17 +1,16 @@
-//! `CONFIG GET | SET | RESETSTAT | REWRITE | HELP` at the gate.
+//! `CONFIG GET | SET | RESETSTAT | REWRITE | HELP`, answered alike by gates and servers.
 //!
 //! Clients, exporters and the upstream Redis test suite read and set Redis parameters by
-//! name. The gate answers for itself: every parameter below reads back what was last set on
-//! this gate (its starting value is the gate's own setting or Redis's default). They are
-//! recorded, not applied — the gate's real limits come from its command line, and each
-//! kvserver's from its own (see the README's CONFIG table). Unknown parameters are refused
-//! as Redis refuses them.
+//! name. Each process answers for itself: every parameter below reads back what was last set
+//! on it (its starting value is the process's own setting or Redis's default). They are
+//! recorded, not applied — real limits come from each process's command line (see the
+//! README). Unknown parameters are refused as Redis refuses them.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use crate::Frame;
 use bytes::Bytes;
-use kv_proto::Frame;
 
 /// Parameters and their starting values (Redis 7.0's defaults unless the gate knows better).
 const DEFAULTS: &[(&str, &str)] = &[
@@ -68,13 +67,13 @@ const HELP: &[&str] = &[
     "    Print this help.",
 ];
 
-/// The gate's parameter table.
+/// A process's parameter table.
 pub struct Settings {
     values: Mutex<BTreeMap<&'static str, String>>,
 }
 
 impl Settings {
-    /// The defaults, with the gate's own `maxclients` and `proto-max-bulk-len`.
+    /// The defaults, with the process's own `maxclients` and `proto-max-bulk-len`.
     pub fn new(max_clients: usize, max_bulk_len: usize) -> Settings {
         let mut values: BTreeMap<&'static str, String> = DEFAULTS.iter().map(|&(k, v)| (k, v.to_string())).collect();
         values.insert("maxclients", max_clients.to_string());
@@ -106,7 +105,7 @@ impl Settings {
                     .filter(|(k, _)| {
                         a[2..]
                             .iter()
-                            .any(|p| kv_proto::glob::matches(&p.to_ascii_lowercase(), k.as_bytes()))
+                            .any(|p| crate::glob::matches(&p.to_ascii_lowercase(), k.as_bytes()))
                     })
                     .map(|(k, v)| (Frame::bulk(*k), Frame::bulk(v.clone())))
                     .collect();
