@@ -222,3 +222,63 @@ async fn a_cluster_client_gets_crossslot_for_keys_in_two_slots() {
     assert_eq!(cli(&server, &["CLIENT", "SETNAME", "me"]), "OK");
     assert!(cli(&server, &["CLIENT", "INFO"]).contains("cmd=client|info"));
 }
+
+/// One `SCAN` step through the gate: the next cursor and the keys returned.
+fn scan_step(gate: &str, cursor: &str) -> (String, Vec<String>) {
+    let out = cli(gate, &["SCAN", cursor, "COUNT", "20"]);
+    let mut lines = out.lines().map(str::to_string);
+    let next = lines.next().expect("a cursor");
+    (next, lines.filter(|l| !l.is_empty()).collect())
+}
+
+#[tokio::test]
+async fn scan_returns_every_key_across_an_added_shard() {
+    let mut c = TestCluster::start().await;
+    let flags = ["--migration-rate", "200"];
+    for shard in ["s1", "s2"] {
+        c.start_server(shard, &flags).await;
+    }
+    c.start_gate(&[]).await;
+    c.wait_ready(&[("s1", 1), ("s2", 1)]).await;
+    let gate = c.gates[0].resp.clone().unwrap();
+    let n = 6000;
+    let pairs: Vec<String> = (0..n).flat_map(|i| [format!("k:{i}"), i.to_string()]).collect();
+    let mut mset = vec!["MSET"];
+    mset.extend(pairs.iter().map(String::as_str));
+    assert_eq!(cli(&gate, &mset), "OK");
+
+    let mut seen = HashSet::new();
+    let mut cursor = "0".to_string();
+    for _ in 0..10 {
+        let (next, keys) = scan_step(&gate, &cursor);
+        seen.extend(keys);
+        cursor = next;
+    }
+    assert_ne!(cursor, "0", "the walk is under way");
+    c.start_server("s3", &flags).await;
+    let client = c.client(0);
+    let moving = eventually("the ring change to s3 under way", Duration::from_secs(60), || async {
+        let info = client.cluster().await.ok()?;
+        let moving = info.migrations.iter().any(|m| m.state == "moving" && m.moved > 0);
+        (moving || info.ring.len() == 3).then_some(moving)
+    })
+    .await;
+    eprintln!("keys were moving when the walk went on: {moving}");
+    // The rest of the walk runs while keys move (each step is a round trip; the move takes
+    // seconds at this rate), and on past the end of the move if it is quicker.
+    let mut steps = 0;
+    while cursor != "0" {
+        let (next, keys) = scan_step(&gate, &cursor);
+        seen.extend(keys);
+        cursor = next;
+        steps += 1;
+        assert!(steps < 10_000, "the walk ends");
+    }
+    let missing: Vec<String> = (0..n).map(|i| format!("k:{i}")).filter(|k| !seen.contains(k)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} keys never returned: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+}

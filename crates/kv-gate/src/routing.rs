@@ -99,6 +99,27 @@ impl Routing {
         Ok((shard, pool))
     }
 
+    /// Every shard holding keys, in the order a `SCAN` walks them: shards leaving the ring
+    /// first, then those staying, then those joining, so a key moving during the walk
+    /// always moves from a shard visited earlier to one visited later (a ring change only
+    /// moves keys off leaving shards or onto joining ones).
+    pub fn scan_order(&self) -> Vec<String> {
+        let current = self.placement.current().shards();
+        let Some((_, next, _)) = self.placement.next() else {
+            let mut all = current.to_vec();
+            all.sort();
+            return all;
+        };
+        let next = next.shards();
+        let mut leaving: Vec<String> = current.iter().filter(|s| !next.contains(s)).cloned().collect();
+        let mut staying: Vec<String> = current.iter().filter(|s| next.contains(s)).cloned().collect();
+        let mut joining: Vec<String> = next.iter().filter(|s| !current.contains(s)).cloned().collect();
+        leaving.sort();
+        staying.sort();
+        joining.sort();
+        leaving.into_iter().chain(staying).chain(joining).collect()
+    }
+
     /// The shards keys are served from: the next ring's while keys move to it.
     pub fn shard_names(&self) -> &[String] {
         match self.placement.next() {

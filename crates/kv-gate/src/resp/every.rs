@@ -1,5 +1,6 @@
 //! Commands about the whole keyspace, sent to every shard and combined: FLUSHALL, FLUSHDB,
-//! KEYS, RANDOMKEY; and SCAN, whose cursor walks the shards one after another.
+//! KEYS, RANDOMKEY; and SCAN, whose cursor walks the shards one after another (in an order
+//! that keeps Redis's guarantee across a ring change, see [`SHARD_BITS`]).
 //!
 //! Each is queued on the shards' connections when it arrives, with the client's affinity, so
 //! it keeps its place in the client's pipeline on every shard (a `FLUSHALL` followed by a
@@ -19,16 +20,26 @@ use super::forward_error;
 use crate::forward::{Access, Forwarder, InFlight};
 use crate::routing::{Routing, Target};
 
-/// SCAN cursors carry the shard's position in the sorted shard list in their low bits.
+/// A gate's `SCAN` cursor: `[shard cursor: 38 bits][walk tag: 16][shard index: 10]`. The
+/// index is the shard's position in [`Routing::scan_order`], the tag a hash of that order:
+/// when the order changed between two calls (a ring change began or ended), the walk starts
+/// over in the new order, so a key present for the whole scan is still returned at least
+/// once (twice is allowed, as in Redis).
 const SHARD_BITS: u32 = 10;
+const TAG_BITS: u32 = 16;
+const INNER_SHIFT: u32 = SHARD_BITS + TAG_BITS;
+
+fn walk_tag(order: &[String]) -> u64 {
+    kv_proto::hash::hash64(order.join("\n").as_bytes()) & ((1 << TAG_BITS) - 1)
+}
 
 /// A whole-keyspace command in flight.
 pub struct EveryFlight {
     every: Every,
     /// Each shard's name and its reply to come.
     parts: Vec<(String, InFlight)>,
-    /// SCAN: which shard of how many answered.
-    scan_position: (u64, u64),
+    /// SCAN: which shard of how many answered, and the walk's tag.
+    scan_position: (u64, u64, u64),
 }
 
 fn shards(fwd: &Forwarder) -> Vec<String> {
@@ -59,11 +70,16 @@ pub async fn start(fwd: &Forwarder, every: Every, req: &Request, affinity: usize
             .ok()
             .and_then(|c| c.parse::<u64>().ok())
             .ok_or_else(invalid_cursor)?;
-        let index = cursor & ((1 << SHARD_BITS) - 1);
-        let inner = cursor >> SHARD_BITS;
-        // A cursor from before the shard list shrank: that walk is over.
-        let Some(shard) = names.get(index as usize) else {
-            return Err(Frame::Array(vec![Frame::bulk("0"), Frame::Array(vec![])]));
+        let order = fwd.routing().scan_order();
+        let tag = walk_tag(&order);
+        let mut index = cursor & ((1 << SHARD_BITS) - 1);
+        let mut inner = cursor >> INNER_SHIFT;
+        if cursor != 0 && (cursor >> SHARD_BITS) & ((1 << TAG_BITS) - 1) != tag {
+            // The shards changed since this walk began: start over in the new order.
+            (index, inner) = (0, 0);
+        }
+        let Some(shard) = order.get(index as usize) else {
+            return Err(invalid_cursor());
         };
         let mut cmd = CommandBuilder::new(req.len()).arg(b"SCAN").uint(inner);
         for a in &req.args()[2..] {
@@ -75,7 +91,7 @@ pub async fn start(fwd: &Forwarder, every: Every, req: &Request, affinity: usize
         return Ok(EveryFlight {
             every,
             parts: vec![(shard.clone(), flight)],
-            scan_position: (index, names.len() as u64),
+            scan_position: (index, order.len() as u64, tag),
         });
     }
     let bytes = kv_proto::write::command(req.args().iter().map(|a| &a[..]));
@@ -89,7 +105,7 @@ pub async fn start(fwd: &Forwarder, every: Every, req: &Request, affinity: usize
     Ok(EveryFlight {
         every,
         parts,
-        scan_position: (0, 0),
+        scan_position: (0, 0, 0),
     })
 }
 
@@ -142,11 +158,12 @@ impl EveryFlight {
                 let Some(inner) = inner else {
                     return Frame::error("ERR unexpected SCAN reply from a shard");
                 };
-                let (index, count) = self.scan_position;
+                let (index, count, tag) = self.scan_position;
+                // Slab positions are u32s: a shard cursor always fits its 38 bits.
                 let next = if inner != 0 {
-                    (inner << SHARD_BITS) | index
+                    (inner << INNER_SHIFT) | (tag << SHARD_BITS) | index
                 } else if index + 1 < count {
-                    index + 1
+                    (tag << SHARD_BITS) | (index + 1)
                 } else {
                     0
                 };
