@@ -67,6 +67,18 @@ impl Pool {
     /// server in the order they were queued: a client's pipeline must not be reordered (a GET
     /// after a SET of the same key must see it).
     pub async fn enqueue(&self, request: Bytes, affinity: usize) -> Result<Reply, CallError> {
+        // The common case: the connection is up and its queue has room. Queued under the
+        // slot's lock, with no clone of the connection handle (two atomic counters) per request.
+        let request = {
+            let slot = self.slots[affinity % self.slots.len()].lock().expect("pool slot");
+            match slot.as_ref() {
+                Some(c) => match c.try_enqueue(request) {
+                    Ok(reply) => return Ok(reply),
+                    Err(request) => request,
+                },
+                None => request,
+            }
+        };
         self.connection(Some(affinity)).await?.enqueue(request).await
     }
 

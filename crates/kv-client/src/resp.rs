@@ -104,6 +104,19 @@ type ReplySlot = oneshot::Sender<Result<Frame, CallError>>;
 /// A queued request's reply, to be awaited.
 pub struct Reply(oneshot::Receiver<Result<Frame, CallError>>);
 
+impl Reply {
+    /// The reply if it has arrived already, without waiting (or registering a timer to bound
+    /// a wait): a pipelined batch's later replies are usually there by the time they are
+    /// collected.
+    pub fn try_take(&mut self) -> Option<Result<Frame, CallError>> {
+        match self.0.try_recv() {
+            Ok(r) => Some(r),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(CallError::Unknown("connection closed".into()))),
+        }
+    }
+}
+
 impl std::future::Future for Reply {
     type Output = Result<Frame, CallError>;
 
@@ -161,6 +174,19 @@ impl Connection {
     /// Queues `request` (an encoded command) and returns where its reply will arrive. Waits
     /// only when `max_in_flight` requests are already queued: a caller can queue a whole
     /// pipeline before awaiting any reply, so pipelines stay pipelines end to end.
+    /// Queues `request` if the queue has room now, without waiting: `Err(request)` when it
+    /// is full or the connection is closed (then [`Connection::enqueue`] waits or fails).
+    pub fn try_enqueue(&self, request: Bytes) -> Result<Reply, Bytes> {
+        if self.is_closed() {
+            return Err(request);
+        }
+        let (reply, rx) = oneshot::channel();
+        match self.tx.try_send(Pending { request, reply }) {
+            Ok(()) => Ok(Reply(rx)),
+            Err(mpsc::error::TrySendError::Full(p) | mpsc::error::TrySendError::Closed(p)) => Err(p.request),
+        }
+    }
+
     pub async fn enqueue(&self, request: Bytes) -> Result<Reply, CallError> {
         if self.is_closed() {
             return Err(CallError::NotSent("connection closed".into()));

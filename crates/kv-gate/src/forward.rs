@@ -113,7 +113,7 @@ impl InFlight {
 
     /// The command's reply; falls back to the retrying path when the fast path failed.
     pub async fn finish(self, fwd: &Forwarder) -> Result<Frame, ForwardError> {
-        let (reply, target, access, request) = match self.0 {
+        let (mut reply, target, access, request) = match self.0 {
             State::Done(r) => return r,
             State::Sent {
                 reply,
@@ -122,9 +122,15 @@ impl InFlight {
                 request,
             } => (reply, target, access, request),
         };
-        // A timeout abandons this request only: the connection carries other clients'
-        // requests, and detects a stalled server itself (`ConnOptions::stall_timeout`).
-        let failure = match tokio::time::timeout(fwd.backend_timeout, reply).await {
+        // A reply already here needs no timer (profiled: arming one per request cost a clock
+        // read and a timer-wheel entry). Otherwise a timeout abandons this request only: the
+        // connection carries other clients' requests, and detects a stalled server itself
+        // (`ConnOptions::stall_timeout`).
+        let arrived = match reply.try_take() {
+            Some(r) => Ok(r),
+            None => tokio::time::timeout(fwd.backend_timeout, reply).await,
+        };
+        let failure = match arrived {
             Ok(Ok(frame)) if !redirected(&frame, &target) => return Ok(frame),
             Ok(Ok(_)) => None,
             Ok(Err(e)) => Some(e),
