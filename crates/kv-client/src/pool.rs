@@ -82,6 +82,17 @@ impl Pool {
         self.connection(Some(affinity)).await?.enqueue(request).await
     }
 
+    /// Queues `n` requests (encoded back to back) as one batch on the connection for
+    /// `affinity`; see [`Connection::enqueue_batch`].
+    pub async fn enqueue_batch(
+        &self,
+        requests: Bytes,
+        n: usize,
+        affinity: usize,
+    ) -> Result<crate::BatchReply, CallError> {
+        self.connection(Some(affinity)).await?.enqueue_batch(requests, n).await
+    }
+
     /// Sends `request` on one of the connections and waits up to `timeout` for the reply.
     /// A timeout abandons this request only: the connection stays for the other callers
     /// (a stalled server is detected by the connection itself, see

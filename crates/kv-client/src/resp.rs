@@ -99,7 +99,100 @@ pub async fn open(addr: &str, options: &ConnOptions) -> std::io::Result<TcpStrea
     Ok(stream)
 }
 
-type ReplySlot = oneshot::Sender<Result<Frame, CallError>>;
+/// Where the replies to one queued message go: one request's reply, or a batch's.
+enum ReplySlot {
+    /// `None` once delivered.
+    One(Option<oneshot::Sender<Result<Frame, CallError>>>),
+    Many {
+        batch: Arc<BatchState>,
+        got: Vec<Result<Frame, CallError>>,
+    },
+}
+
+impl ReplySlot {
+    /// Delivers the next reply; true when the slot has all it expects.
+    fn deliver(&mut self, r: Result<Frame, CallError>) -> bool {
+        match self {
+            ReplySlot::One(tx) => {
+                // A dropped receiver (its caller timed out) just discards the reply.
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(r);
+                }
+                true
+            }
+            ReplySlot::Many { batch, got } => {
+                got.push(r);
+                if got.len() < batch.expected {
+                    return false;
+                }
+                batch.complete(std::mem::take(got));
+                true
+            }
+        }
+    }
+
+    /// Fails every reply still expected with `e`.
+    fn fail(mut self, e: CallError) {
+        while !self.deliver(Err(e.clone())) {}
+    }
+}
+
+/// The shared end of a batch: replies are handed over together, once all have arrived.
+struct BatchState {
+    expected: usize,
+    replies: std::sync::Mutex<Vec<Result<Frame, CallError>>>,
+    done: AtomicBool,
+    notify: Notify,
+}
+
+impl BatchState {
+    fn new(expected: usize) -> BatchState {
+        BatchState {
+            expected,
+            replies: std::sync::Mutex::new(Vec::new()),
+            done: AtomicBool::new(false),
+            notify: Notify::new(),
+        }
+    }
+
+    fn complete(&self, replies: Vec<Result<Frame, CallError>>) {
+        *self.replies.lock().unwrap_or_else(|e| e.into_inner()) = replies;
+        self.done.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+}
+
+/// The replies to a batch of requests queued as one message ([`Connection::enqueue_batch`]):
+/// one queue slot, one wake-up and no per-request channel for the whole batch.
+#[derive(Clone)]
+pub struct BatchReply(Arc<BatchState>);
+
+impl BatchReply {
+    /// True once every reply of the batch is in (or the batch failed).
+    pub fn is_done(&self) -> bool {
+        self.0.done.load(Ordering::Acquire)
+    }
+
+    /// Waits until [`BatchReply::is_done`].
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.0.notify.notified();
+            if self.is_done() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// The reply to the batch's `i`-th request, once done (taken: asked once per request).
+    pub fn take(&self, i: usize) -> Result<Frame, CallError> {
+        let mut replies = self.0.replies.lock().unwrap_or_else(|e| e.into_inner());
+        match replies.get_mut(i) {
+            Some(r) => std::mem::replace(r, Err(CallError::Unknown("reply already taken".into()))),
+            None => Err(CallError::Unknown("no reply for this request".into())),
+        }
+    }
+}
 
 /// A queued request's reply, to be awaited.
 pub struct Reply(oneshot::Receiver<Result<Frame, CallError>>);
@@ -181,10 +274,35 @@ impl Connection {
             return Err(request);
         }
         let (reply, rx) = oneshot::channel();
-        match self.tx.try_send(Pending { request, reply }) {
+        match self.tx.try_send(Pending {
+            request,
+            reply: ReplySlot::One(Some(reply)),
+        }) {
             Ok(()) => Ok(Reply(rx)),
             Err(mpsc::error::TrySendError::Full(p) | mpsc::error::TrySendError::Closed(p)) => Err(p.request),
         }
+    }
+
+    /// Queues `n` requests encoded back to back in `requests` as one message; their replies
+    /// come back together ([`BatchReply`]). Order with other messages is kept, as for
+    /// [`Connection::enqueue`].
+    pub async fn enqueue_batch(&self, requests: Bytes, n: usize) -> Result<BatchReply, CallError> {
+        if self.is_closed() {
+            return Err(CallError::NotSent("connection closed".into()));
+        }
+        let batch = Arc::new(BatchState::new(n));
+        let reply = ReplySlot::Many {
+            batch: batch.clone(),
+            got: Vec::with_capacity(n),
+        };
+        self.tx
+            .send(Pending {
+                request: requests,
+                reply,
+            })
+            .await
+            .map_err(|_| CallError::NotSent("connection closed".into()))?;
+        Ok(BatchReply(batch))
     }
 
     pub async fn enqueue(&self, request: Bytes) -> Result<Reply, CallError> {
@@ -193,7 +311,10 @@ impl Connection {
         }
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Pending { request, reply })
+            .send(Pending {
+                request,
+                reply: ReplySlot::One(Some(reply)),
+            })
             .await
             .map_err(|_| CallError::NotSent("connection closed".into()))?;
         Ok(Reply(rx))
@@ -233,7 +354,7 @@ async fn write_loop(
         let mut next = Some(first);
         while let Some(p) = next.take() {
             if shared.closed.load(Ordering::Acquire) {
-                let _ = p.reply.send(Err(CallError::NotSent("connection closed".into())));
+                p.reply.fail(CallError::NotSent("connection closed".into()));
                 break 'outer;
             }
             // The slot goes to the reader before the bytes go out, so a reply always finds it.
@@ -243,19 +364,19 @@ async fn write_loop(
                 Ok(()) => None,
                 Err(mpsc::error::TrySendError::Full(reply)) => Some(reply),
                 Err(mpsc::error::TrySendError::Closed(reply)) => {
-                    let _ = reply.send(Err(CallError::NotSent("connection closed".into())));
+                    reply.fail(CallError::NotSent("connection closed".into()));
                     break 'outer;
                 }
             };
             if let Some(reply) = reply {
                 if let Err(e) = write.write_all(&buf).await {
                     tracing::debug!(error = %e, "backend write failed");
-                    let _ = reply.send(Err(CallError::NotSent("connection closed".into())));
+                    reply.fail(CallError::NotSent("connection closed".into()));
                     break 'outer;
                 }
                 buf.clear();
                 if let Err(e) = slots.send(reply).await {
-                    let _ = e.0.send(Err(CallError::NotSent("connection closed".into())));
+                    e.0.fail(CallError::NotSent("connection closed".into()));
                     break 'outer;
                 }
             }
@@ -277,7 +398,7 @@ async fn write_loop(
     shared.abort.notify_one();
     rx.close();
     while let Some(p) = rx.recv().await {
-        let _ = p.reply.send(Err(CallError::NotSent("connection closed".into())));
+        p.reply.fail(CallError::NotSent("connection closed".into()));
     }
 }
 
@@ -300,19 +421,17 @@ async fn read_loop(
         loop {
             match parse_reply(&mut buf, &limits) {
                 Ok(Some(frame)) => {
-                    let slot = match waiting.pop_front() {
-                        Some(s) => Some(s),
-                        None => slots.try_recv().ok(),
+                    if waiting.is_empty()
+                        && let Ok(slot) = slots.try_recv()
+                    {
+                        waiting.push_back(slot);
+                    }
+                    let Some(slot) = waiting.front_mut() else {
+                        tracing::warn!("backend sent a reply nobody asked for; dropping the connection");
+                        break 'conn "unexpected reply";
                     };
-                    match slot {
-                        // A dropped receiver (its caller timed out) just discards the reply.
-                        Some(slot) => {
-                            let _ = slot.send(Ok(frame));
-                        }
-                        None => {
-                            tracing::warn!("backend sent a reply nobody asked for; dropping the connection");
-                            break 'conn "unexpected reply";
-                        }
+                    if slot.deliver(Ok(frame)) {
+                        waiting.pop_front();
                     }
                 }
                 Ok(None) => break,
@@ -354,10 +473,10 @@ async fn read_loop(
     shared.abort.notify_one();
     slots.close();
     for slot in waiting {
-        let _ = slot.send(Err(CallError::Unknown(reason.into())));
+        slot.fail(CallError::Unknown(reason.into()));
     }
     while let Some(slot) = slots.recv().await {
-        let _ = slot.send(Err(CallError::Unknown(reason.into())));
+        slot.fail(CallError::Unknown(reason.into()));
     }
 }
 
@@ -394,6 +513,35 @@ mod tests {
             }
         });
         (addr, task)
+    }
+
+    #[tokio::test]
+    async fn a_batch_gets_its_replies_in_order_between_single_requests() {
+        let (addr, _server) = numbering_server().await;
+        let conn = Connection::connect(&addr, &ConnOptions::default()).await.unwrap();
+        let ping = || kv_proto::write::command([&b"PING"[..]]);
+        let first = conn.enqueue(ping()).await.unwrap();
+        let mut three = BytesMut::new();
+        for _ in 0..3 {
+            three.extend_from_slice(&ping());
+        }
+        let batch = conn.enqueue_batch(three.freeze(), 3).await.unwrap();
+        let last = conn.enqueue(ping()).await.unwrap();
+        assert_eq!(first.await.unwrap().as_integer(), Some(1));
+        batch.wait().await;
+        let got: Vec<_> = (0..3).map(|i| batch.take(i).unwrap().as_integer().unwrap()).collect();
+        assert_eq!(got, [2, 3, 4]);
+        assert!(batch.take(0).is_err(), "a reply is taken once");
+        assert_eq!(last.await.unwrap().as_integer(), Some(5));
+        // The server closes mid-batch: every reply of the batch fails, none hangs.
+        let mut two = BytesMut::new();
+        two.extend_from_slice(&ping());
+        two.extend_from_slice(&kv_proto::write::command([&b"CLOSE"[..]]));
+        let batch = conn.enqueue_batch(two.freeze(), 2).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), batch.wait())
+            .await
+            .unwrap();
+        assert!(batch.take(1).is_err());
     }
 
     #[tokio::test]

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kv_client::{CallError, Reply};
+use kv_client::{BatchReply, CallError, Reply};
 use kv_peer::command::parse_fetch_reply;
 use kv_peer::{ErrorCode, MigrateItem, PeerCommand};
 use kv_proto::Frame;
@@ -103,6 +103,49 @@ enum State {
         access: Access,
         request: Bytes,
     },
+    /// The `index`-th request of a batch ([`Batcher`]), queued when the batch is flushed.
+    Batched {
+        group: Arc<std::sync::OnceLock<Result<BatchReply, CallError>>>,
+        index: usize,
+        target: Target,
+        access: Access,
+        request: Bytes,
+    },
+}
+
+/// Gathers a client's batch of single-key requests by server connection, so that each
+/// connection gets the batch's requests as one message with one reply handle: a channel
+/// send, a wake-up and a reply slot per batch instead of per request (profiled at -P 16: the
+/// per-request channel work was the largest share of the gate's own time).
+///
+/// Requests keep their order: within a connection the batch keeps the client's order, and
+/// [`Batcher::flush`] runs before anything else of the client is queued (fan-outs, retries)
+/// and before any reply is awaited.
+#[derive(Default)]
+pub struct Batcher {
+    groups: Vec<Group>,
+}
+
+struct Group {
+    pool: Arc<kv_client::Pool>,
+    bytes: bytes::BytesMut,
+    count: usize,
+    reply: Arc<std::sync::OnceLock<Result<BatchReply, CallError>>>,
+}
+
+impl Batcher {
+    /// True when nothing waits to be queued.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// Queues every gathered batch on its connection.
+    pub async fn flush(&mut self, affinity: usize) {
+        for g in self.groups.drain(..) {
+            let r = g.pool.enqueue_batch(g.bytes.freeze(), g.count, affinity).await;
+            let _ = g.reply.set(r);
+        }
+    }
 }
 
 impl InFlight {
@@ -113,22 +156,41 @@ impl InFlight {
 
     /// The command's reply; falls back to the retrying path when the fast path failed.
     pub async fn finish(self, fwd: &Forwarder) -> Result<Frame, ForwardError> {
-        let (mut reply, target, access, request) = match self.0 {
-            State::Done(r) => return r,
-            State::Sent {
-                reply,
-                target,
-                access,
-                request,
-            } => (reply, target, access, request),
-        };
         // A reply already here needs no timer (profiled: arming one per request cost a clock
         // read and a timer-wheel entry). Otherwise a timeout abandons this request only: the
         // connection carries other clients' requests, and detects a stalled server itself
         // (`ConnOptions::stall_timeout`).
-        let arrived = match reply.try_take() {
-            Some(r) => Ok(r),
-            None => tokio::time::timeout(fwd.backend_timeout, reply).await,
+        let (arrived, target, access, request) = match self.0 {
+            State::Done(r) => return r,
+            State::Sent {
+                mut reply,
+                target,
+                access,
+                request,
+            } => {
+                let arrived = match reply.try_take() {
+                    Some(r) => Ok(r),
+                    None => tokio::time::timeout(fwd.backend_timeout, reply).await,
+                };
+                (arrived, target, access, request)
+            }
+            State::Batched {
+                group,
+                index,
+                target,
+                access,
+                request,
+            } => {
+                let arrived = match group.get() {
+                    Some(Ok(batch)) if batch.is_done() => Ok(batch.take(index)),
+                    Some(Ok(batch)) => tokio::time::timeout(fwd.backend_timeout, batch.wait())
+                        .await
+                        .map(|()| batch.take(index)),
+                    Some(Err(e)) => Ok(Err(e.clone())),
+                    None => Ok(Err(CallError::NotSent("the batch was never queued".into()))),
+                };
+                (arrived, target, access, request)
+            }
         };
         let failure = match arrived {
             Ok(Ok(frame)) if !redirected(&frame, &target) => return Ok(frame),
@@ -183,6 +245,50 @@ impl Forwarder {
             });
         }
         InFlight::done(self.execute(&target, access, request).await)
+    }
+
+    /// [`Forwarder::start`] for a request of a client's batch: gathered into `batcher` for its
+    /// connection when it can take the fast path (a key not moving, a server to send to);
+    /// otherwise the batch so far is flushed first and the request takes [`Forwarder::start`].
+    pub async fn start_batched(
+        &self,
+        batcher: &mut Batcher,
+        target: Target,
+        access: Access,
+        request: Bytes,
+        affinity: usize,
+    ) -> InFlight {
+        let routing = self.routing();
+        let fast = match &target {
+            Target::Key(key) => routing.moving(key).is_none(),
+            _ => true,
+        };
+        if fast && let Ok((_, pool)) = routing.target(&target, access.is_write()) {
+            let i = match batcher.groups.iter().position(|g| Arc::ptr_eq(&g.pool, pool)) {
+                Some(i) => i,
+                None => {
+                    batcher.groups.push(Group {
+                        pool: pool.clone(),
+                        bytes: bytes::BytesMut::new(),
+                        count: 0,
+                        reply: Arc::default(),
+                    });
+                    batcher.groups.len() - 1
+                }
+            };
+            let g = &mut batcher.groups[i];
+            g.bytes.extend_from_slice(&request);
+            g.count += 1;
+            return InFlight(State::Batched {
+                group: g.reply.clone(),
+                index: g.count - 1,
+                target,
+                access,
+                request,
+            });
+        }
+        batcher.flush(affinity).await;
+        self.start(target, access, request, affinity).await
     }
 
     /// Waits (up to the retry timeout) until at least one shard is on the ring.

@@ -160,6 +160,8 @@ pub struct Session<'a> {
     quit: bool,
     /// The last command started, for `CLIENT LIST` (recorded once per batch).
     last_cmd: &'static str,
+    /// Single-key requests of the current batch, gathered per server connection.
+    batcher: crate::forward::Batcher,
 }
 
 impl<'a> Session<'a> {
@@ -172,6 +174,7 @@ impl<'a> Session<'a> {
             proto: Protocol::Resp2,
             quit: false,
             last_cmd: "",
+            batcher: Default::default(),
         }
     }
 
@@ -206,6 +209,8 @@ impl<'a> Session<'a> {
                     .stats
                     .commands
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                let affinity = self.affinity();
+                self.batcher.flush(affinity).await;
                 for (p, proto) in batch.drain(..) {
                     p.finish(self.state).await.encode_as(&mut output, proto);
                     if output.len() >= FLUSH_AT {
@@ -256,6 +261,11 @@ impl<'a> Session<'a> {
         }
         spec.calls.fetch_add(1, Ordering::Relaxed);
         self.last_cmd = spec.name;
+        // Whatever queues requests itself comes after the batch gathered so far.
+        if !matches!(spec.kind, Kind::Key(_) | Kind::Set | Kind::Local) && !self.batcher.is_empty() {
+            let affinity = self.affinity();
+            self.batcher.flush(affinity).await;
+        }
         let fwd = &self.state.forwarder;
         match spec.kind {
             Kind::Local => local::apply(self, spec, &req),
@@ -302,7 +312,7 @@ impl<'a> Session<'a> {
     /// A command whose keys must share a shard: forwarded whole when they do (atomic
     /// there), `CROSSSLOT` when they do not, and `TRYAGAIN` while one of them is moving
     /// between shards, as Redis Cluster answers multi-key commands during a slot migration.
-    async fn same_shard(&self, spec: &command::Spec, req: Request, access: Access) -> Pending {
+    async fn same_shard(&mut self, spec: &command::Spec, req: Request, access: Access) -> Pending {
         let routing = self.state.forwarder.routing();
         let keys: Vec<&bytes::Bytes> = spec.info.keys(req.args()).collect();
         let Some(first) = keys.first().map(|k| (*k).clone()) else {
@@ -321,12 +331,12 @@ impl<'a> Session<'a> {
         self.forward_key(req, first, access).await
     }
 
-    async fn forward(&self, req: Request, access: Access) -> Pending {
+    async fn forward(&mut self, req: Request, access: Access) -> Pending {
         let key = req.args()[1].clone();
         self.forward_key(req, key, access).await
     }
 
-    async fn forward_key(&self, req: Request, key: bytes::Bytes, access: Access) -> Pending {
+    async fn forward_key(&mut self, req: Request, key: bytes::Bytes, access: Access) -> Pending {
         // A multibulk request is forwarded as the bytes it arrived in; an inline one is
         // re-encoded (a server may not accept it inline).
         let bytes = if req.raw().first() == Some(&b'*') {
@@ -334,10 +344,11 @@ impl<'a> Session<'a> {
         } else {
             kv_proto::write::command(req.args().iter().map(|a| &a[..]))
         };
+        let affinity = self.affinity();
         Pending::Forward(
             self.state
                 .forwarder
-                .start(Target::Key(key), access, bytes, self.affinity())
+                .start_batched(&mut self.batcher, Target::Key(key), access, bytes, affinity)
                 .await,
         )
     }
