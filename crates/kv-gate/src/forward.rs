@@ -105,7 +105,7 @@ enum State {
     },
     /// The `index`-th request of a batch ([`Batcher`]), queued when the batch is flushed.
     Batched {
-        group: Arc<std::sync::OnceLock<Result<BatchReply, CallError>>>,
+        group: Arc<std::sync::OnceLock<Result<Queued, CallError>>>,
         index: usize,
         target: Target,
         access: Access,
@@ -128,9 +128,19 @@ pub struct Batcher {
 
 struct Group {
     pool: Arc<kv_client::Pool>,
+    /// The first request as it came (a group of one is queued as a plain request: no copy).
+    first: Bytes,
+    /// Every request back to back, once there are two or more.
     bytes: bytes::BytesMut,
     count: usize,
-    reply: Arc<std::sync::OnceLock<Result<BatchReply, CallError>>>,
+    reply: Arc<std::sync::OnceLock<Result<Queued, CallError>>>,
+}
+
+/// How a group was queued.
+enum Queued {
+    /// A lone request (a client not pipelining): its own reply, taken by the one waiter.
+    One(std::sync::Mutex<Option<Reply>>),
+    Batch(BatchReply),
 }
 
 impl Batcher {
@@ -142,7 +152,17 @@ impl Batcher {
     /// Queues every gathered batch on its connection.
     pub async fn flush(&mut self, affinity: usize) {
         for g in self.groups.drain(..) {
-            let r = g.pool.enqueue_batch(g.bytes.freeze(), g.count, affinity).await;
+            let r = if g.count == 1 {
+                g.pool
+                    .enqueue(g.first, affinity)
+                    .await
+                    .map(|r| Queued::One(std::sync::Mutex::new(Some(r))))
+            } else {
+                g.pool
+                    .enqueue_batch(g.bytes.freeze(), g.count, affinity)
+                    .await
+                    .map(Queued::Batch)
+            };
             let _ = g.reply.set(r);
         }
     }
@@ -181,13 +201,21 @@ impl InFlight {
                 access,
                 request,
             } => {
-                let arrived = match group.get() {
-                    Some(Ok(batch)) if batch.is_done() => Ok(batch.take(index)),
-                    Some(Ok(batch)) => tokio::time::timeout(fwd.backend_timeout, batch.wait())
+                let one = match group.get() {
+                    Some(Ok(Queued::One(r))) => r.lock().unwrap_or_else(|e| e.into_inner()).take(),
+                    _ => None,
+                };
+                let arrived = match (group.get(), one) {
+                    (_, Some(mut reply)) => match reply.try_take() {
+                        Some(r) => Ok(r),
+                        None => tokio::time::timeout(fwd.backend_timeout, reply).await,
+                    },
+                    (Some(Ok(Queued::Batch(batch))), _) if batch.is_done() => Ok(batch.take(index)),
+                    (Some(Ok(Queued::Batch(batch))), _) => tokio::time::timeout(fwd.backend_timeout, batch.wait())
                         .await
                         .map(|()| batch.take(index)),
-                    Some(Err(e)) => Ok(Err(e.clone())),
-                    None => Ok(Err(CallError::NotSent("the batch was never queued".into()))),
+                    (Some(Err(e)), _) => Ok(Err(e.clone())),
+                    _ => Ok(Err(CallError::NotSent("the request was never queued".into()))),
                 };
                 (arrived, target, access, request)
             }
@@ -269,6 +297,7 @@ impl Forwarder {
                 None => {
                     batcher.groups.push(Group {
                         pool: pool.clone(),
+                        first: request.clone(),
                         bytes: bytes::BytesMut::new(),
                         count: 0,
                         reply: Arc::default(),
@@ -277,7 +306,12 @@ impl Forwarder {
                 }
             };
             let g = &mut batcher.groups[i];
-            g.bytes.extend_from_slice(&request);
+            if g.count == 1 {
+                g.bytes.extend_from_slice(&g.first);
+            }
+            if g.count >= 1 {
+                g.bytes.extend_from_slice(&request);
+            }
             g.count += 1;
             return InFlight(State::Batched {
                 group: g.reply.clone(),
