@@ -24,13 +24,7 @@ fn kvctl(args: &[&str], stdin: Option<&[u8]>) -> Output {
 
 #[tokio::test]
 async fn put_get_delete_over_http_and_kvctl() {
-    let mut c = TestCluster::start().await;
-    for shard in ["s1", "s2"] {
-        c.start_server(shard, &[]).await;
-        c.start_server(shard, &[]).await;
-    }
-    c.start_gate(&[]).await;
-    c.wait_ready(&[("s1", 2), ("s2", 2)]).await;
+    let (c, _) = TestCluster::two_by_two().await;
     let gate = c.client(0);
 
     // The topology's field names are a contract.

@@ -12,13 +12,7 @@ use crate::harness::redis_cli as cli;
 
 /// Two shards of two replicas; returns the cluster and every server's client address.
 async fn cluster() -> (TestCluster, Vec<String>) {
-    let mut c = TestCluster::start().await;
-    for shard in ["s1", "s2"] {
-        c.start_server(shard, &[]).await;
-        c.start_server(shard, &[]).await;
-    }
-    c.start_gate(&[]).await;
-    c.wait_ready(&[("s1", 2), ("s2", 2)]).await;
+    let (c, _) = TestCluster::two_by_two().await;
     let addrs: Vec<String> = c.servers.iter().map(|s| s.addr.clone()).collect();
     for addr in &addrs {
         every_slot_served(addr).await;

@@ -13,15 +13,7 @@ use crate::harness::redis_cli as cli;
 use crate::harness::{TestCluster, eventually};
 
 async fn cluster() -> (TestCluster, String) {
-    let mut c = TestCluster::start().await;
-    for shard in ["s1", "s2"] {
-        c.start_server(shard, &[]).await;
-        c.start_server(shard, &[]).await;
-    }
-    c.start_gate(&[]).await;
-    c.wait_ready(&[("s1", 2), ("s2", 2)]).await;
-    let gate = c.gates[0].resp.clone().expect("the gate's RESP address");
-    (c, gate)
+    TestCluster::two_by_two().await
 }
 
 #[tokio::test]

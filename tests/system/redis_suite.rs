@@ -27,14 +27,7 @@ const FLOOR: usize = 260;
 
 #[tokio::test]
 async fn the_upstream_redis_suite_through_the_gate() {
-    let mut c = TestCluster::start().await;
-    for shard in ["s1", "s2"] {
-        c.start_server(shard, &[]).await;
-        c.start_server(shard, &[]).await;
-    }
-    c.start_gate(&[]).await;
-    c.wait_ready(&[("s1", 2), ("s2", 2)]).await;
-    let gate = c.gates[0].resp.clone().expect("the gate's RESP address");
+    let (_cluster, gate) = TestCluster::two_by_two().await;
     let (host, port) = gate.rsplit_once(':').unwrap();
     let run = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/redis-suite/run.sh");
     let out = tokio::process::Command::new(run)

@@ -10,7 +10,7 @@ use crate::Frame;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServedBy {
     Both,
-    /// Only the gate (`CLIENT`, `INFO`, `COMMAND` today).
+    /// Only the gate (`FUNCTION` today).
     Gate,
     /// Only servers (the Redis Cluster commands).
     Server,

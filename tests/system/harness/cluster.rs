@@ -232,6 +232,20 @@ impl TestCluster {
         .await
     }
 
+    /// The usual shape: shards `s1` and `s2` of two replicas each and one gate, ready; returns
+    /// the cluster and the gate's RESP address.
+    pub async fn two_by_two() -> (TestCluster, String) {
+        let mut c = TestCluster::start().await;
+        for shard in ["s1", "s2"] {
+            c.start_server(shard, &[]).await;
+            c.start_server(shard, &[]).await;
+        }
+        c.start_gate(&[]).await;
+        c.wait_ready(&[("s1", 2), ("s2", 2)]).await;
+        let resp = c.gates[0].resp.clone().expect("the gate announces its RESP address");
+        (c, resp)
+    }
+
     /// Waits until `shard` has a leader and exactly `replicas` replicas, all in sync, at the
     /// leader's offset and with equal contents (digests).
     pub async fn converged(&self, shard: &str, replicas: usize) -> ClusterInfo {

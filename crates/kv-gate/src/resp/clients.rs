@@ -1,7 +1,7 @@
 //! The gate's RESP clients, for `CLIENT LIST`, `CLIENT KILL` and `CLIENT INFO`.
 //!
 //! The registry is touched when a client connects or leaves (and by `CLIENT` commands);
-//! per request a session only stores its last command and the time in its own atomics.
+//! a session records its last command and the time in its own entry once per batch.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
