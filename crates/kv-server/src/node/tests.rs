@@ -239,3 +239,36 @@ fn a_leader_elected_mid_snapshot_starts_a_fresh_log() {
     assert_eq!((epoch, offset), (2, 1));
     assert!(!n.lock().log.can_resume(1, 0), "no follower resumes against this store");
 }
+
+#[test]
+fn a_flush_mid_move_refuses_copies_made_before_it() {
+    let leader = node();
+    leader.become_leader(1, lease(), BTreeSet::new());
+    attach(&leader, "f");
+    let copy = |n: &Node, key: &'static [u8]| {
+        n.write_internal(|w| {
+            if w.inbound_done() >= 7 {
+                return false;
+            }
+            w.set_if_new(key, b"old", None)
+        })
+        .unwrap()
+        .0
+    };
+    leader.write_internal(|w| w.set_inbound(7)).unwrap();
+    assert!(copy(&leader, b"a"), "copies land while the move runs");
+    let (n, _) = leader.write_internal(|w| w.flush()).unwrap();
+    assert_eq!(n, 1);
+    assert!(!copy(&leader, b"b"), "a copy read before the flush is late now");
+    assert_eq!(leader.info().keys, 0);
+    // A follower applying the log makes the same decision.
+    let term = leader.role_and_term().1;
+    let mut frames = Vec::new();
+    leader.read_log(term, 1, 10, &mut frames).unwrap();
+    let follower = node();
+    let fterm = follower.change_role(Role::Follower { epoch: 1 });
+    follower.apply_entries(fterm, &entries(&frames)).unwrap();
+    assert_eq!(follower.info().keys, 0);
+    assert_eq!(follower.info().digest, leader.info().digest);
+    assert!(follower.lock().inbound_done >= 7);
+}
