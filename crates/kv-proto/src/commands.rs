@@ -206,6 +206,17 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandInfo> {
     BY_NAME.get(&*lower).copied()
 }
 
+/// `TIME`: Unix seconds and microseconds, as two bulk strings (gates and servers alike).
+pub fn time_reply() -> Frame {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Frame::Array(vec![
+        Frame::Bulk(Bytes::from(now.as_secs().to_string())),
+        Frame::Bulk(Bytes::from(now.subsec_micros().to_string())),
+    ])
+}
+
 /// `COMMAND GETKEYS name args...`: the keys of that command.
 fn getkeys(args: &[Bytes]) -> Frame {
     let Some(info) = args.first().and_then(|n| lookup(n)) else {

@@ -47,15 +47,7 @@ pub fn apply(session: &mut Session<'_>, spec: &Spec, req: &Request) -> Pending {
         "hello" => hello(session, a),
         "client" => client(session, a),
         "command" => command_reply(a, ServedBy::Gate),
-        "time" => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            Frame::Array(vec![
-                bulk(now.as_secs().to_string()),
-                bulk(now.subsec_micros().to_string()),
-            ])
-        }
+        "time" => kv_proto::commands::time_reply(),
         "config" => session.state.config.command(a),
         "function" => match (upper(&a[1]).as_slice(), a.len()) {
             // No functions are ever loaded (scripting is issue 13's): flushing them is a no-op.

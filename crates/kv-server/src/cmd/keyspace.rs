@@ -1,5 +1,5 @@
 //! Commands about keys rather than values: TYPE, TOUCH, RENAME, RENAMENX, COPY, RANDOMKEY,
-//! KEYS, SCAN, FLUSHALL, FLUSHDB, EXPIRETIME, PEXPIRETIME, OBJECT, MEMORY USAGE, TIME.
+//! KEYS, SCAN, FLUSHALL, FLUSHDB, EXPIRETIME, PEXPIRETIME, OBJECT, MEMORY USAGE.
 //!
 //! A server answers for its own shard; the gate combines shards (`KEYS`, `SCAN`,
 //! `RANDOMKEY`, `FLUSHALL` go to every shard). Not on the hot path: replies are [`Frame`]s.
@@ -429,22 +429,6 @@ impl MemoryUsage {
             None => out.null(),
         })
     }
-}
-
-/// `TIME`: Unix seconds and microseconds, as two bulk strings.
-pub fn time(out: &mut Out) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    out.frame(&time_frame(now));
-}
-
-/// The `TIME` reply for `now` (since the Unix epoch); shared with the gate.
-pub fn time_frame(now: std::time::Duration) -> Frame {
-    Frame::Array(vec![
-        Frame::bulk(now.as_secs().to_string()),
-        Frame::bulk(now.subsec_micros().to_string()),
-    ])
 }
 
 #[cfg(test)]

@@ -310,7 +310,7 @@ impl Command {
             Command::ExpireTime(c) => return c.apply(node, out),
             Command::Object(c) => return c.apply(node, out),
             Command::Memory(c) => return c.apply(node, out),
-            Command::Time => keyspace::time(out),
+            Command::Time => out.frame(&kv_proto::commands::time_reply()),
             Command::Dump(c) => return c.apply(node, out),
             Command::Restore(c) => return c.apply(node, out),
             Command::Info(sections) => info::apply(node, &sections, out),
