@@ -242,6 +242,14 @@ impl TestCluster {
         }
         c.start_gate(&[]).await;
         c.wait_ready(&[("s1", 2), ("s2", 2)]).await;
+        // A shard led a moment after the other joins the ring by a move: wait until the ring
+        // holds both and nothing moves, so tests start from a settled cluster.
+        let client = c.client(0);
+        eventually("the ring settled on s1 and s2", Duration::from_secs(60), || async {
+            let info = client.cluster().await.ok()?;
+            (info.ring == ["s1", "s2"] && info.next_ring.is_none() && info.migrations.is_empty()).then_some(())
+        })
+        .await;
         let resp = c.gates[0].resp.clone().expect("the gate announces its RESP address");
         (c, resp)
     }

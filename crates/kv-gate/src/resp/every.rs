@@ -42,21 +42,17 @@ pub struct EveryFlight {
     scan_position: (u64, u64, u64),
 }
 
-fn shards(fwd: &Forwarder) -> Vec<String> {
-    let mut names = fwd.routing().shard_names().to_vec();
-    names.sort();
-    names
-}
-
 fn invalid_cursor() -> Frame {
     Frame::error("ERR invalid cursor")
 }
 
 /// Queues the command on every shard (SCAN: on the shard its cursor is at).
 pub async fn start(fwd: &Forwarder, every: Every, req: &Request, affinity: usize) -> Result<EveryFlight, Frame> {
-    let mut names = shards(fwd);
+    // Every shard holding keys, the one leaving the ring during a move included (its keys
+    // not moved yet are still only there): the order SCAN walks.
+    let mut names = fwd.routing().scan_order();
     if names.is_empty() && fwd.wait_for_shards().await {
-        names = shards(fwd);
+        names = fwd.routing().scan_order();
     }
     if names.is_empty() {
         return Err(Frame::error("CLUSTERDOWN no shard is registered in the cluster yet"));
@@ -70,7 +66,7 @@ pub async fn start(fwd: &Forwarder, every: Every, req: &Request, affinity: usize
             .ok()
             .and_then(|c| c.parse::<u64>().ok())
             .ok_or_else(invalid_cursor)?;
-        let order = fwd.routing().scan_order();
+        let order = names;
         let tag = walk_tag(&order);
         let mut index = cursor & ((1 << SHARD_BITS) - 1);
         let mut inner = cursor >> INNER_SHIFT;
