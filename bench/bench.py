@@ -12,8 +12,11 @@ systems alternated inside every repeat (order flipped on every other repeat); re
 medians and the median of the paired per-repeat ratios.
 HTTP: wrk GET and PUT through the gate against a trivial axum key-value server.
 Memory: RSS of kvserver and redis-server holding 1M keys of 100-byte values.
+Types memory (--only types-memory): RSS of kvserver and redis-server, each fresh, holding
+1M hashes of 5 small fields, 1M sets of 5 small members, one sorted set of 1M members and
+1M HyperLogLogs of 100 elements (--types-scale scales the counts down).
 
-Usage: bench/bench.py [--repeats N] [--only resp,http,memory] [--quick]
+Usage: bench/bench.py [--repeats N] [--only resp,http,memory,types-memory] [--quick]
 """
 
 import argparse
@@ -277,6 +280,55 @@ def memory_bench(kv_pid, kv_port, redis_pid, redis_port, keys):
     print(f"\nkvserver / redis RSS: {rows[0][2] / rows[1][2]:.2f}x")
 
 
+def pipe(port, commands):
+    """Sends RESP-encoded commands (an iterable of argument lists) through redis-cli --pipe."""
+    def enc(args):
+        out = [f"*{len(args)}\r\n"]
+        for a in args:
+            out.append(f"${len(a)}\r\n{a}\r\n")
+        return "".join(out)
+    data = "".join(enc(c) for c in commands).encode()
+    out = subprocess.run(["redis-cli", "-p", str(port), "--pipe"], input=data, capture_output=True, timeout=1800)
+    if b"errors: 0" not in out.stdout:
+        raise SystemExit(f"loading into port {port} failed: {out.stdout[-300:]!r}")
+
+
+def types_memory_bench(zk, scale):
+    """Each workload into a fresh kvserver and a fresh redis-server; RSS added."""
+    n = int(1_000_000 * scale)
+    workloads = [
+        (f"{n // 1000}k hashes of 5 small fields",
+         lambda: (["HSET", f"user:{i}", "name", f"n{i}", "age", "42", "city", "paris", "score", str(i), "on", "1"]
+                  for i in range(n))),
+        (f"{n // 1000}k sets of 5 small members",
+         lambda: (["SADD", f"tags:{i}", "red", "green", "blue", f"t{i % 97}", "new"] for i in range(n))),
+        (f"one sorted set of {n // 1000}k members",
+         lambda: (["ZADD", "board", *[x for j in range(i, i + 100) for x in (str(j), f"player:{j}")]]
+                  for i in range(0, n, 100))),
+        (f"{n // 10_000}k HyperLogLogs of 100 elements",
+         lambda: (["PFADD", f"uniq:{i}", *[f"e{i}-{j}" for j in range(100)]] for i in range(n // 10))),
+    ]
+    print(f"\n## Memory of the data types (RSS added, fresh processes)\n")
+    print("| workload | kvserver | redis-server | kvserver / redis |")
+    print("| --- | --- | --- | --- |")
+    for w, (title, commands) in enumerate(workloads):
+        sizes = []
+        for system in ("kvserver", "redis"):
+            if system == "kvserver":
+                port = kvserver(zk, f"types{w}", f"types{w}")
+                serving(port)
+            else:
+                port = redis(f"redis-types{w}")
+            pid = PROCS[-1].pid
+            before = rss_kb(pid)
+            pipe(port, commands())
+            time.sleep(1)
+            sizes.append(rss_kb(pid) - before)
+            PROCS[-1].terminate()
+        print(f"| {title} | {sizes[0] / 1024:.0f} MiB | {sizes[1] / 1024:.0f} MiB | {sizes[0] / sizes[1]:.2f}x |",
+              flush=True)
+
+
 def wrk(url, script, seconds):
     out = subprocess.run(PIN["load"] + ["wrk", "-t1", "-c50", f"-d{seconds}s", "--latency", "-s", script, url],
                          capture_output=True, text=True, timeout=seconds + 60).stdout
@@ -336,6 +388,8 @@ def main():
     ap.add_argument("--only", default="resp,http,memory")
     ap.add_argument("--quick", action="store_true", help="shorter runs (for a smoke test)")
     ap.add_argument("--memory-keys", type=int, default=1_000_000)
+    ap.add_argument("--types-scale", type=float, default=1.0,
+                    help="scale of the types-memory workloads (1.0: the issue's 1M)")
     ap.add_argument("--pin", action="store_true",
                     help="pin servers to CPU 1 and the load generators to CPU 0 (taskset)")
     ap.add_argument("--gate-threads", type=int, default=0,
@@ -348,6 +402,10 @@ def main():
             ["--bins", "--example", "trivial_http_kv", "-p", "kvstore", "-p", "kv-gate"])
     try:
         zk = zookeeper()
+        if only == {"types-memory"}:
+            print(f"# kvstore data-type memory — {time.strftime('%Y-%m-%d %H:%M')}; commit {commit_id()}")
+            types_memory_bench(zk, args.types_scale)
+            return
         s1 = kvserver(zk, "s1", "bench")
         s2 = kvserver(zk, "s2", "bench")
         gate = start("kvgate", [os.path.join(REL, "kvgate"), "--zk", zk, "--cluster", "bench", "--http-port", "0",

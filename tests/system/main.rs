@@ -19,4 +19,5 @@ mod resharding;
 mod resp3;
 mod resp_limits;
 mod spread;
+mod types;
 mod zk_restart;

@@ -4,8 +4,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use kv_proto::Frame;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{CallError, ConnOptions, Connection, Reply};
 
@@ -100,6 +101,39 @@ impl Pool {
     pub async fn call(&self, request: Bytes, timeout: Duration) -> Result<Frame, CallError> {
         let conn = self.connection(None).await?;
         match tokio::time::timeout(timeout, conn.call(request)).await {
+            Ok(r) => r,
+            Err(_) => Err(CallError::Timeout),
+        }
+    }
+
+    /// Sends `request` on a connection of its own and waits up to `timeout` for the reply,
+    /// then closes it. For blocking commands (`BLPOP` …): one may wait for minutes, and on a
+    /// pooled connection every request pipelined behind it would wait too.
+    pub async fn call_alone(&self, request: Bytes, timeout: Duration) -> Result<Frame, CallError> {
+        let mut stream = crate::open(&self.addr, &self.options)
+            .await
+            .map_err(|e| CallError::NotSent(e.to_string()))?;
+        stream
+            .write_all(&request)
+            .await
+            .map_err(|e| CallError::NotSent(e.to_string()))?;
+        let limits = self.options.limits;
+        let read = async {
+            let mut buf = BytesMut::with_capacity(4096);
+            loop {
+                match kv_proto::parse_reply(&mut buf, &limits) {
+                    Ok(Some(frame)) => return Ok(frame),
+                    Ok(None) => {}
+                    Err(e) => return Err(CallError::Unknown(e.to_string())),
+                }
+                match stream.read_buf(&mut buf).await {
+                    Ok(0) => return Err(CallError::Unknown("the server closed the connection".into())),
+                    Ok(_) => {}
+                    Err(e) => return Err(CallError::Unknown(e.to_string())),
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, read).await {
             Ok(r) => r,
             Err(_) => Err(CallError::Timeout),
         }

@@ -383,6 +383,123 @@ impl Forwarder {
         }
     }
 
+    /// Sends a transaction (`MULTI`, commands, `EXEC`: `n` requests encoded in `batch`) to
+    /// the leader for `target` as one message, and returns `EXEC`'s reply. Sent once: a
+    /// transaction is never repeated blindly.
+    pub async fn execute_transaction(
+        &self,
+        target: &Target,
+        batch: Bytes,
+        n: usize,
+        affinity: usize,
+    ) -> Result<Frame, ForwardError> {
+        let routing = self.routing();
+        let (shard, pool) = routing
+            .target(target, true)
+            .map_err(|e| ForwardError::Unavailable(e.to_string()))?;
+        let reply = pool
+            .enqueue_batch(batch, n, affinity)
+            .await
+            .map_err(|e| ForwardError::Unavailable(format!("shard {shard}: {e}")))?;
+        match tokio::time::timeout(self.backend_timeout, reply.wait()).await {
+            Ok(()) => {}
+            Err(_) => {
+                return Err(ForwardError::OutcomeUnknown(format!(
+                    "shard {shard}: no reply to the transaction"
+                )));
+            }
+        }
+        reply
+            .take(n - 1)
+            .map_err(|e| ForwardError::OutcomeUnknown(format!("shard {shard}: {e}")))
+    }
+
+    /// Sends `args` to every server of every shard (leaders and followers), as a `CONFIG
+    /// SET` that every server applies: `OK`, or the first error a server answered.
+    pub async fn to_every_server(&self, args: &[Bytes]) -> Frame {
+        let request = kv_proto::write::command(args.iter().map(|a| &a[..]));
+        let pools = self.routing.borrow().all_pools();
+        for pool in pools {
+            match pool.call(request.clone(), self.backend_timeout).await {
+                Ok(f) if f.as_error().is_some() => return f,
+                Ok(_) => {}
+                Err(e) => return Frame::error(format!("ERR server {} did not take the setting: {e}", pool.addr())),
+            }
+        }
+        Frame::simple("OK")
+    }
+
+    /// A blocking command (`BLPOP` …) about `key`, whose arguments are `args` with its
+    /// timeout in seconds at `timeout_at`: sent to the key's leader on a connection of its own
+    /// ([`Pool::call_alone`]). When the leader changes or the key moves while it waits, the
+    /// server answers with a redirection (nothing popped) and the command goes to the new
+    /// owner with what is left of the timeout.
+    pub async fn execute_blocking(
+        &self,
+        key: &Bytes,
+        mut args: Vec<Bytes>,
+        timeout_at: usize,
+        resp3: bool,
+    ) -> Result<Frame, ForwardError> {
+        let secs = std::str::from_utf8(&args[timeout_at])
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|t| t.is_finite() && *t >= 0.0);
+        let until = secs
+            .filter(|t| *t > 0.0)
+            .map(|t| Instant::now() + Duration::from_secs_f64(t));
+        let target = Target::Key(key.clone());
+        let mut routing = self.routing.clone();
+        let mut retry_until = Instant::now() + self.retry_timeout;
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            // What is left of the client's timeout (the server's reply to a bad one is kept).
+            let wait = match (secs, until) {
+                (Some(_), Some(until)) => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    args[timeout_at] = Bytes::from(format!("{:.3}", left.as_secs_f64().max(0.001)));
+                    left + self.backend_timeout
+                }
+                // Forever (0), or a timeout the server will refuse.
+                _ => Duration::from_secs(365 * 24 * 3600),
+            };
+            let mut request = kv_proto::write::command(args.iter().map(|a| &a[..]));
+            if resp3 && let Some(wrapped) = kv_peer::command::wrap_resp3(&request) {
+                request = wrapped;
+            }
+            let current = routing.borrow_and_update().clone();
+            let problem = match current.target_as(&target, true, false) {
+                Ok((shard, pool)) => match pool.call_alone(request, wait).await {
+                    Ok(frame) if redirected(&frame, &target) => {
+                        // The wait ended there: a new retry window starts now.
+                        retry_until = Instant::now() + self.retry_timeout;
+                        format!(
+                            "shard {shard}: {}",
+                            String::from_utf8_lossy(frame.as_error().unwrap_or_default())
+                        )
+                    }
+                    Ok(frame) => return Ok(frame),
+                    Err(e) if e.not_sent() => format!("shard {shard} at {}: {e}", pool.addr()),
+                    Err(e) => {
+                        return Err(ForwardError::OutcomeUnknown(format!(
+                            "shard {shard} at {}: {e}",
+                            pool.addr()
+                        )));
+                    }
+                },
+                Err(e) => e.to_string(),
+            };
+            let now = Instant::now();
+            if now >= retry_until {
+                return Err(ForwardError::Unavailable(problem));
+            }
+            debug!(problem, "retrying a blocking command after the cluster changes");
+            let pause = backoff.min(retry_until - now);
+            let _ = tokio::time::timeout(pause, routing.changed()).await;
+            backoff = (backoff * 2).min(Duration::from_millis(250));
+        }
+    }
+
     /// A command about `key` while it moves from shard `from` to `to` (ring `version`); see
     /// the module documentation.
     async fn execute_moving(
@@ -416,6 +533,7 @@ impl Forwarder {
                 version,
                 items: vec![MigrateItem {
                     key: key.clone(),
+                    kind: found.kind,
                     value: found.value,
                     expires_at: found.expires_at,
                 }],

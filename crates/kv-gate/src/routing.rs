@@ -99,6 +99,17 @@ impl Routing {
         Ok((shard, pool))
     }
 
+    /// A pool for every server of every shard (each once).
+    pub fn all_pools(&self) -> Vec<Arc<Pool>> {
+        let mut seen = HashSet::new();
+        self.shards
+            .values()
+            .flat_map(|r| r.leader.iter().chain(r.readers.iter()))
+            .filter(|p| seen.insert(p.addr().to_string()))
+            .cloned()
+            .collect()
+    }
+
     /// Every shard holding keys, in the order a `SCAN` walks them: shards leaving the ring
     /// first, then those staying, then those joining, so a key moving during the walk
     /// always moves from a shard visited earlier to one visited later (a ring change only

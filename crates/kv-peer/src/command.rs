@@ -4,24 +4,31 @@
 //! KV.SYNC <node-id> <last-epoch|-> <last-offset|-> <known-epoch>
 //!         a follower asks to replicate; the connection becomes a replication stream
 //!         (see crate::stream)
-//! KV.MIGRATE <ring-version> key value expires-at-ms [key value expires-at-ms ...]
+//! KV.MIGRATE <ring-version> key kind value expires-at-ms [key kind value expires-at-ms ...]
 //!         copies keys in during a ring change; each is set only if this shard has neither
 //!         the key nor a tombstone for it. Reply: how many were set, or TRYAGAIN while the
 //!         shard is not yet receiving keys for that version
 //! KV.DROP key [key ...]
 //!         deletes old copies on the shard a key moved away from. Reply: how many existed
 //! KV.FETCH key
-//!         [value, expires-at-ms] or nil: pulls a key before a read-modify-write at its new
+//!         [value, expires-at-ms, kind] or nil: pulls a key before a read-modify-write at its new
 //!         owner
 //! KV.INFO
 //!         a bulk string, the JSON of crate::ServerInfo
+//! KV.RESP3 <command> [args ...]
+//!         runs a client command and replies in RESP3: a gate forwards a RESP3 client's
+//!         commands wrapped so, and the server replies as it would to that client (maps,
+//!         doubles, score pairs), over the same RESP2 connection
 //! ```
+//!
+//! A kind is a value's `kv_proto::Kind` tag (0 string, 1 list, 2 set, 3 zset, 4 hash); a
+//! collection's value is its packed encoding (`kv_store::object::packed`).
 //!
 //! Client commands (GET, SET, ...) are served on the cluster port too: gates forward their
 //! clients' commands there.
 
 use bytes::{Bytes, BytesMut};
-use kv_proto::{CommandBuilder, Frame, Request};
+use kv_proto::{CommandBuilder, Frame, Kind, Request};
 
 use crate::log::DecodeError;
 use crate::parse_u64;
@@ -41,6 +48,8 @@ pub struct SyncRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrateItem {
     pub key: Bytes,
+    pub kind: Kind,
+    /// A string's bytes, a collection's packed encoding.
     pub value: Bytes,
     /// Absolute expiry in Unix milliseconds.
     pub expires_at: Option<u64>,
@@ -63,6 +72,10 @@ pub enum CommandError {
     Unknown(String),
     #[error("ERR wrong arguments for '{0}': {1}")]
     Arguments(&'static str, &'static str),
+}
+
+fn kind(b: &[u8]) -> Option<Kind> {
+    parse_u64(b).and_then(|t| u8::try_from(t).ok()).and_then(Kind::from_tag)
 }
 
 fn at(b: &[u8]) -> Option<Option<u64>> {
@@ -111,12 +124,16 @@ impl PeerCommand {
                     .finish()
             }
             PeerCommand::Migrate { version, items } => {
-                let payload: usize = items.iter().map(|i| i.key.len() + i.value.len() + 20).sum();
-                let mut b = CommandBuilder::with_payload(2 + 3 * items.len(), payload)
+                let payload: usize = items.iter().map(|i| i.key.len() + i.value.len() + 24).sum();
+                let mut b = CommandBuilder::with_payload(2 + 4 * items.len(), payload)
                     .arg(b"KV.MIGRATE")
                     .uint(*version);
                 for i in items {
-                    b = b.arg(&i.key).arg(&i.value).uint(i.expires_at.unwrap_or(0));
+                    b = b
+                        .arg(&i.key)
+                        .uint(i.kind.tag() as u64)
+                        .arg(&i.value)
+                        .uint(i.expires_at.unwrap_or(0));
                 }
                 b.finish()
             }
@@ -156,29 +173,53 @@ fn parse_migrate(a: &[Bytes]) -> Result<PeerCommand, CommandError> {
     let bad = |what| CommandError::Arguments("KV.MIGRATE", what);
     let (version, rest) = a.split_first().ok_or(bad("no ring version"))?;
     let version = parse_u64(version).ok_or(bad("bad ring version"))?;
-    if rest.is_empty() || !rest.len().is_multiple_of(3) {
-        return Err(bad("key value expiry triples"));
+    if rest.is_empty() || !rest.len().is_multiple_of(4) {
+        return Err(bad("key kind value expiry quadruples"));
     }
     let items = rest
-        .chunks_exact(3)
+        .chunks_exact(4)
         .map(|t| {
             Ok(MigrateItem {
                 key: t[0].clone(),
-                value: t[1].clone(),
-                expires_at: at(&t[2]).ok_or(bad("bad expiry"))?,
+                kind: kind(&t[1]).ok_or(bad("bad kind"))?,
+                value: t[2].clone(),
+                expires_at: at(&t[3]).ok_or(bad("bad expiry"))?,
             })
         })
         .collect::<Result<Vec<_>, CommandError>>()?;
     Ok(PeerCommand::Migrate { version, items })
 }
 
+/// `KV.RESP3` in front of an encoded multibulk command (see the module documentation).
+/// `None` when `raw` is not a multibulk array.
+pub fn wrap_resp3(raw: &[u8]) -> Option<Bytes> {
+    let end = raw.iter().position(|&b| b == b'\r')?;
+    let n: usize = std::str::from_utf8(raw.get(1..end)?).ok()?.parse().ok()?;
+    if raw.first() != Some(&b'*') {
+        return None;
+    }
+    let mut out = BytesMut::with_capacity(raw.len() + 24);
+    out.extend_from_slice(format!("*{}\r\n$8\r\nKV.RESP3\r\n", n + 1).as_bytes());
+    out.extend_from_slice(raw.get(end + 2..)?);
+    Some(out.freeze())
+}
+
+/// The command inside a `KV.RESP3` request, or `None` when `req` is not one.
+pub fn unwrap_resp3(req: &Request) -> Option<Request> {
+    if !req.name().eq_ignore_ascii_case(b"KV.RESP3") || req.len() < 2 {
+        return None;
+    }
+    Some(Request::new(req.args()[1..].to_vec()))
+}
+
 /// Writes the reply to `KV.FETCH`.
-pub fn write_fetch_reply(out: &mut BytesMut, hit: Option<(&[u8], Option<u64>)>) {
+pub fn write_fetch_reply(out: &mut BytesMut, hit: Option<(Kind, &[u8], Option<u64>)>) {
     match hit {
-        Some((value, expires_at)) => {
-            kv_proto::write::array_header(out, 2);
+        Some((kind, value, expires_at)) => {
+            kv_proto::write::array_header(out, 3);
             kv_proto::write::bulk(out, value);
             kv_proto::write::bulk(out, expires_at.unwrap_or(0).to_string().as_bytes());
+            kv_proto::write::bulk(out, kind.tag().to_string().as_bytes());
         }
         None => kv_proto::write::null(out),
     }
@@ -189,8 +230,9 @@ pub fn parse_fetch_reply(frame: &Frame) -> Result<Option<MigrateItemValue>, Deco
     match frame {
         Frame::Null => Ok(None),
         Frame::Array(parts) => match &parts[..] {
-            [Frame::Bulk(value), Frame::Bulk(at_ms)] => Ok(Some(MigrateItemValue {
+            [Frame::Bulk(value), Frame::Bulk(at_ms), Frame::Bulk(k)] => Ok(Some(MigrateItemValue {
                 value: value.clone(),
+                kind: kind(k).ok_or(DecodeError("bad kind in KV.FETCH reply"))?,
                 expires_at: at(at_ms).ok_or(DecodeError("bad expiry in KV.FETCH reply"))?,
             })),
             _ => Err(DecodeError("malformed KV.FETCH reply")),
@@ -203,6 +245,7 @@ pub fn parse_fetch_reply(frame: &Frame) -> Result<Option<MigrateItemValue>, Deco
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrateItemValue {
     pub value: Bytes,
+    pub kind: Kind,
     pub expires_at: Option<u64>,
 }
 
@@ -236,11 +279,13 @@ mod tests {
                 items: vec![
                     MigrateItem {
                         key: Bytes::from_static(b"k"),
+                        kind: Kind::Hash,
                         value: Bytes::from_static(b"\r\nv"),
                         expires_at: Some(5),
                     },
                     MigrateItem {
                         key: Bytes::from_static(b"j"),
+                        kind: Kind::String,
                         value: Bytes::new(),
                         expires_at: None,
                     },
@@ -284,15 +329,30 @@ mod tests {
     }
 
     #[test]
+    fn resp3_wrapping_round_trips() {
+        let raw = kv_proto::write::command([&b"HGETALL"[..], b"h"]);
+        let wrapped = wrap_resp3(&raw).unwrap();
+        let req = reparse(&wrapped);
+        assert_eq!(req.args()[0], "KV.RESP3");
+        let inner = unwrap_resp3(&req).unwrap();
+        assert_eq!(inner.args(), reparse(&raw).args());
+        assert!(wrap_resp3(b"PING\r\n").is_none());
+    }
+
+    #[test]
     fn fetch_replies_round_trip() {
-        for hit in [None, Some((&b"v"[..], Some(9))), Some((&b""[..], None))] {
+        for hit in [
+            None,
+            Some((Kind::String, &b"v"[..], Some(9))),
+            Some((Kind::ZSet, &b""[..], None)),
+        ] {
             let mut out = BytesMut::new();
             write_fetch_reply(&mut out, hit);
             let frame = kv_proto::parse_reply(&mut out, &Limits::REDIS).unwrap().unwrap();
             let got = parse_fetch_reply(&frame).unwrap();
             assert_eq!(
-                got.map(|g| (g.value.to_vec(), g.expires_at)),
-                hit.map(|(v, at)| (v.to_vec(), at))
+                got.map(|g| (g.kind, g.value.to_vec(), g.expires_at)),
+                hit.map(|(k, v, at)| (k, v.to_vec(), at))
             );
         }
     }

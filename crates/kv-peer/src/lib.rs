@@ -28,7 +28,7 @@ pub use command::{MigrateItem, PeerCommand, SyncRequest};
 pub use error::ErrorCode;
 pub use handshake::{HandshakeError, PeerAuth};
 pub use info::{Counters, MoveProgress, ServerInfo};
-pub use log::{DecodeError, Entry, Mutation};
+pub use log::{DecodeError, ElemOp, Entry, Mutation};
 pub use secret::{ClusterSecret, SecretError};
 
 /// Parses a decimal argument.

@@ -8,10 +8,22 @@
 //! KV.OP <epoch> <offset> EXPIRE <key> <expires-at-ms|0>
 //! KV.OP <epoch> <offset> INBOUND <ring-version|0>
 //! KV.OP <epoch> <offset> FLUSH
+//! KV.OP <epoch> <offset> OBJ <key> <kind> <packed> <expires-at-ms|0>
+//! KV.OP <epoch> <offset> <element op> <key> <args...>
 //! ```
+//!
+//! `OBJ` sets a whole collection (a copy, a restore, a `*STORE` result). Element ops
+//! ([`ElemOp`]) change a collection by its elements: they carry what the command *did*, never
+//! how it chose (an `SPOP` is replicated as the `SREM` of the members it popped, a `ZINCRBY`
+//! as a `ZADD` of the resulting score), so followers never re-run a random or time-dependent
+//! choice. Those on hashes, sets and sorted sets assign or remove elements, so replaying them
+//! twice converges as `SET` does; list ops do not, and a follower loading a snapshot skips
+//! the ones a list in the snapshot already reflects (see `crate::stream`). An op on a key of
+//! another kind does nothing (it can only meet one while replaying over a snapshot, where a
+//! later entry replaces the key anyway).
 
 use bytes::Bytes;
-use kv_proto::{CommandBuilder, Request};
+use kv_proto::{CommandBuilder, Kind, Request};
 
 use crate::parse_u64;
 
@@ -39,6 +51,123 @@ pub enum Mutation<'a> {
     /// Every key is deleted (`FLUSHALL`, `FLUSHDB`). During an inbound move, no copy of a
     /// key made before it may arrive afterwards.
     Flush,
+    /// `key` is set to a whole collection, in its packed encoding.
+    Object {
+        key: &'a [u8],
+        kind: Kind,
+        payload: &'a [u8],
+        expires_at: Option<u64>,
+    },
+    /// A change to the elements of the collection at `key` (see the module documentation).
+    Elems {
+        key: &'a [u8],
+        op: ElemOp,
+        args: &'a [Bytes],
+    },
+}
+
+/// The element ops and their arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElemOp {
+    /// `field value ...`: set fields (the hash is created when absent).
+    HSet,
+    /// `field ...`: remove fields.
+    HDel,
+    /// `member ...`
+    SAdd,
+    /// `member ...`
+    SRem,
+    /// `score member ...`, each score its 8 bytes (little-endian IEEE 754): exact.
+    ZAdd,
+    /// `member ...`
+    ZRem,
+    /// `element ...`, each pushed at the head in turn.
+    LPush,
+    /// `element ...`, each appended in turn.
+    RPush,
+    /// `count`: remove this many from the head.
+    LPop,
+    /// `count`: remove this many from the tail.
+    RPop,
+    /// `index element`: replace the element at a position.
+    LSet,
+    /// `index element`: insert before a position (`index == len` appends).
+    LInsert,
+    /// `index ...`: remove the elements at these positions (ascending, as they were).
+    LRemAt,
+    /// `start end`: keep positions `start..end`.
+    LTrim,
+}
+
+impl ElemOp {
+    const ALL: [ElemOp; 14] = [
+        ElemOp::HSet,
+        ElemOp::HDel,
+        ElemOp::SAdd,
+        ElemOp::SRem,
+        ElemOp::ZAdd,
+        ElemOp::ZRem,
+        ElemOp::LPush,
+        ElemOp::RPush,
+        ElemOp::LPop,
+        ElemOp::RPop,
+        ElemOp::LSet,
+        ElemOp::LInsert,
+        ElemOp::LRemAt,
+        ElemOp::LTrim,
+    ];
+
+    pub fn name(self) -> &'static [u8] {
+        match self {
+            ElemOp::HSet => b"HSET",
+            ElemOp::HDel => b"HDEL",
+            ElemOp::SAdd => b"SADD",
+            ElemOp::SRem => b"SREM",
+            ElemOp::ZAdd => b"ZADD",
+            ElemOp::ZRem => b"ZREM",
+            ElemOp::LPush => b"LPUSH",
+            ElemOp::RPush => b"RPUSH",
+            ElemOp::LPop => b"LPOP",
+            ElemOp::RPop => b"RPOP",
+            ElemOp::LSet => b"LSET",
+            ElemOp::LInsert => b"LINSERT",
+            ElemOp::LRemAt => b"LREMAT",
+            ElemOp::LTrim => b"LTRIM",
+        }
+    }
+
+    fn from_name(name: &[u8]) -> Option<ElemOp> {
+        ElemOp::ALL.into_iter().find(|op| op.name() == name)
+    }
+
+    /// True for the list ops, which replaying twice does not converge.
+    pub fn is_list(self) -> bool {
+        matches!(
+            self,
+            ElemOp::LPush
+                | ElemOp::RPush
+                | ElemOp::LPop
+                | ElemOp::RPop
+                | ElemOp::LSet
+                | ElemOp::LInsert
+                | ElemOp::LRemAt
+                | ElemOp::LTrim
+        )
+    }
+}
+
+impl<'a> Mutation<'a> {
+    /// The key the mutation changes, if it is about one key.
+    pub fn key(&self) -> Option<&'a [u8]> {
+        match *self {
+            Mutation::Set { key, .. }
+            | Mutation::Del { key }
+            | Mutation::Expire { key, .. }
+            | Mutation::Object { key, .. }
+            | Mutation::Elems { key, .. } => Some(key),
+            Mutation::Inbound { .. } | Mutation::Flush => None,
+        }
+    }
 }
 
 impl Mutation<'_> {
@@ -48,6 +177,8 @@ impl Mutation<'_> {
             Mutation::Set { key, value, .. } => key.len() + value.len(),
             Mutation::Del { key } | Mutation::Expire { key, .. } => key.len(),
             Mutation::Inbound { .. } | Mutation::Flush => 0,
+            Mutation::Object { key, payload, .. } => key.len() + payload.len(),
+            Mutation::Elems { key, args, .. } => key.len() + args.iter().map(|a| a.len() + 16).sum::<usize>(),
         };
         // One allocation of the right size: this runs for every write.
         let head = |n: usize| {
@@ -69,6 +200,25 @@ impl Mutation<'_> {
             }
             Mutation::Inbound { version } => head(5).arg(b"INBOUND").uint(version).finish(),
             Mutation::Flush => head(4).arg(b"FLUSH").finish(),
+            Mutation::Object {
+                key,
+                kind,
+                payload,
+                expires_at,
+            } => head(8)
+                .arg(b"OBJ")
+                .arg(key)
+                .uint(kind.tag() as u64)
+                .arg(payload)
+                .uint(expires_at.unwrap_or(0))
+                .finish(),
+            Mutation::Elems { key, op, args } => {
+                let mut b = head(5 + args.len()).arg(op.name()).arg(key);
+                for a in args {
+                    b = b.arg(a);
+                }
+                b.finish()
+            }
         }
     }
 }
@@ -119,6 +269,24 @@ pub fn decode(req: &Request) -> Result<Entry<'_>, DecodeError> {
             key: &a[4],
             expires_at: expiry(&a[5])?,
         },
+        (b"OBJ", 8) => Mutation::Object {
+            key: &a[4],
+            kind: parse_u64(&a[5])
+                .and_then(|t| u8::try_from(t).ok())
+                .and_then(Kind::from_tag)
+                .filter(|k| *k != Kind::String)
+                .ok_or(DecodeError("bad kind"))?,
+            payload: &a[6],
+            expires_at: expiry(&a[7])?,
+        },
+        (name, n) if n >= 5 => match ElemOp::from_name(name) {
+            Some(op) => Mutation::Elems {
+                key: &a[4],
+                op,
+                args: &a[5..],
+            },
+            None => return Err(DecodeError("unknown operation")),
+        },
         _ => return Err(DecodeError("unknown operation")),
     };
     Ok(Entry {
@@ -136,6 +304,10 @@ mod tests {
 
     #[test]
     fn round_trip() {
+        let elems = [
+            Bytes::from_static(&[0, 0, 0, 0, 0, 0, 0xf0, 0x3f]),
+            Bytes::from_static(b"m"),
+        ];
         let muts = [
             Mutation::Set {
                 key: b"k\r\n",
@@ -158,6 +330,22 @@ mod tests {
             Mutation::Expire {
                 key: b"k",
                 expires_at: None,
+            },
+            Mutation::Object {
+                key: b"h",
+                kind: Kind::Hash,
+                payload: b"\x01f\x01v",
+                expires_at: Some(3),
+            },
+            Mutation::Elems {
+                key: b"z",
+                op: ElemOp::ZAdd,
+                args: &elems,
+            },
+            Mutation::Elems {
+                key: b"l",
+                op: ElemOp::LTrim,
+                args: &elems[..0],
             },
         ];
         for (i, m) in muts.iter().enumerate() {

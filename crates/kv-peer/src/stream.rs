@@ -1,7 +1,8 @@
 //! The replication stream, after a follower's `KV.SYNC` (all RESP arrays of bulk strings):
 //!
 //! ```text
-//! leader → follower   KV.FULLSYNC <epoch> <offset>    then KV.SNAP chunks, [KV.SNAPIN
+//! leader → follower   KV.FULLSYNC <epoch> <offset>    then KV.SNAP <offset> <key kind value
+//!                                                     expires-at>... chunks, [KV.SNAPIN
 //!                                                     <inbound> <done> <tombstones...>],
 //!                                                     KV.SNAPEND <offset>
 //!                  or KV.CONTINUE <epoch> <offset>     (resume after <offset>)
@@ -11,6 +12,10 @@
 //! follower → leader   KV.ACK <offset> <seq>            (after applying, and per heartbeat)
 //! ```
 //!
+//! A snapshot chunk says the log offset it was taken at: the follower replays the log from
+//! the snapshot's start, and skips the entries a list in the chunk already reflects (list
+//! changes are not idempotent, unlike every other entry).
+//!
 //! A heartbeat echoes the sequence number of the last ack the leader received and says
 //! whether the follower is in the in-sync set. It is the follower's **read lease**: a
 //! follower serves reads only until the time it *sent* that ack plus the lease length, a
@@ -19,7 +24,7 @@
 //! A leader sends heartbeats only while its own lease holds.
 
 use bytes::{Bytes, BytesMut};
-use kv_proto::{CommandBuilder, Request};
+use kv_proto::{CommandBuilder, Kind, Request};
 
 use crate::log::{self, DecodeError, Entry};
 use crate::parse_u64;
@@ -31,9 +36,10 @@ pub enum LeaderMsg<'a> {
         epoch: u64,
         offset: u64,
     },
-    /// `key value expires-at-ms` triples.
+    /// Taken at log `offset`: `key kind value expires-at-ms` quadruples.
     Snap {
-        triples: &'a [Bytes],
+        offset: u64,
+        quads: &'a [Bytes],
     },
     SnapIn {
         version: u64,
@@ -71,11 +77,12 @@ impl<'a> LeaderMsg<'a> {
                 in_sync: arg(req, 2, "bad KV.PING")? == 1,
             },
             b"KV.SNAP" => {
-                let triples = &req.args()[1..];
-                if !triples.len().is_multiple_of(3) {
-                    return Err(DecodeError("snapshot chunk is not key/value/expiry triples"));
+                let offset = arg(req, 1, "bad KV.SNAP")?;
+                let quads = &req.args()[2..];
+                if !quads.len().is_multiple_of(4) {
+                    return Err(DecodeError("snapshot chunk is not key/kind/value/expiry quadruples"));
                 }
-                LeaderMsg::Snap { triples }
+                LeaderMsg::Snap { offset, quads }
             }
             b"KV.FULLSYNC" => LeaderMsg::FullSync {
                 epoch: arg(req, 1, "bad KV.FULLSYNC")?,
@@ -113,16 +120,18 @@ pub fn full_sync(epoch: u64, offset: u64) -> Bytes {
         .finish()
 }
 
-/// The header of a `KV.SNAP` chunk of `n` entries; each entry follows as
-/// [`write_snap_entry`].
-pub fn write_snap_header(out: &mut BytesMut, n: usize) {
-    kv_proto::write::array_header(out, 1 + 3 * n);
+/// The header of a `KV.SNAP` chunk of `n` entries taken at log `offset`; each entry follows
+/// as [`write_snap_entry`].
+pub fn write_snap_header(out: &mut BytesMut, offset: u64, n: usize) {
+    kv_proto::write::array_header(out, 2 + 4 * n);
     kv_proto::write::bulk(out, b"KV.SNAP");
+    kv_proto::write::bulk(out, offset.to_string().as_bytes());
 }
 
-/// One entry of a `KV.SNAP` chunk.
-pub fn write_snap_entry(out: &mut BytesMut, key: &[u8], value: &[u8], expires_at: Option<u64>) {
+/// One entry of a `KV.SNAP` chunk: a string's bytes or a collection's packed encoding.
+pub fn write_snap_entry(out: &mut BytesMut, key: &[u8], kind: Kind, value: &[u8], expires_at: Option<u64>) {
     kv_proto::write::bulk(out, key);
+    kv_proto::write::bulk(out, kind.tag().to_string().as_bytes());
     kv_proto::write::bulk(out, value);
     kv_proto::write::bulk(out, expires_at.unwrap_or(0).to_string().as_bytes());
 }
@@ -210,8 +219,8 @@ mod tests {
     fn leader_messages_round_trip() {
         let mut out = BytesMut::new();
         out.extend_from_slice(&full_sync(3, 9));
-        write_snap_header(&mut out, 1);
-        write_snap_entry(&mut out, b"k", b"v", Some(4));
+        write_snap_header(&mut out, 8, 1);
+        write_snap_entry(&mut out, b"k", Kind::Set, b"v", Some(4));
         out.extend_from_slice(&snap_in(2, 1, [&b"t"[..]].into_iter()));
         out.extend_from_slice(&snap_end(9));
         out.extend_from_slice(&resume(3, 9));
@@ -227,7 +236,7 @@ mod tests {
             msgs,
             [
                 "FullSync { epoch: 3, offset: 9 }",
-                "Snap { triples: [b\"k\", b\"v\", b\"4\"] }",
+                "Snap { offset: 8, quads: [b\"k\", b\"2\", b\"v\", b\"4\"] }",
                 "SnapIn { version: 2, done: 1, tombstones: [b\"t\"] }",
                 "SnapEnd { offset: 9 }",
                 "Continue { epoch: 3, after: 9 }",

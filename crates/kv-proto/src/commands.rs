@@ -27,6 +27,12 @@ pub struct CommandInfo {
     pub last_key: i32,
     pub step: i32,
     pub served_by: ServedBy,
+    /// For commands that say how many keys they take (`ZUNION numkeys key ...`): the
+    /// position of that count, the keys following it (besides any fixed key positions, such
+    /// as a `*STORE` form's destination). 0 for the others.
+    pub numkeys_at: usize,
+    /// True when the argument after a `STORE` or `STOREDIST` keyword is a key too.
+    pub store_keyword: bool,
 }
 
 impl CommandInfo {
@@ -43,6 +49,29 @@ impl CommandInfo {
     /// The keys among a request's arguments (`args[0]` is the name), by the table's key
     /// positions: what cluster clients and the slot checks see as the command's keys.
     pub fn keys<'a>(&self, args: &'a [Bytes]) -> impl Iterator<Item = &'a Bytes> + use<'a> {
+        let counted = match self.numkeys_at {
+            0 => &[][..],
+            at => {
+                let n = args
+                    .get(at)
+                    .and_then(|n| std::str::from_utf8(n).ok())
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .unwrap_or(0);
+                args.get(at + 1..).map_or(&[][..], |rest| &rest[..n.min(rest.len())])
+            }
+        };
+        let stored = match self.store_keyword {
+            false => &[][..],
+            true => args
+                .iter()
+                .position(|a| a.eq_ignore_ascii_case(b"STORE") || a.eq_ignore_ascii_case(b"STOREDIST"))
+                .and_then(|i| args.get(i + 1..i + 2))
+                .unwrap_or_default(),
+        };
+        self.fixed_keys(args).chain(counted.iter()).chain(stored.iter())
+    }
+
+    fn fixed_keys<'a>(&self, args: &'a [Bytes]) -> impl Iterator<Item = &'a Bytes> + use<'a> {
         let n = args.len() as i32;
         let first = self.first_key;
         let last = if self.last_key < 0 {
@@ -69,6 +98,8 @@ impl CommandInfo {
             Frame::Set(
                 self.flags
                     .iter()
+                    .copied()
+                    .chain((self.numkeys_at != 0).then_some("movablekeys"))
                     .map(|f| Frame::Simple(Bytes::from_static(f.as_bytes())))
                     .collect(),
             ),
@@ -108,7 +139,30 @@ const fn served(
         last_key: keys.1,
         step: keys.2,
         served_by,
+        numkeys_at: 0,
+        store_keyword: false,
     }
+}
+
+/// A command that may name a destination key after `STORE` or `STOREDIST` (`GEORADIUS`).
+const fn stored(name: &'static str, arity: i32, flags: &'static [&'static str], keys: (i32, i32, i32)) -> CommandInfo {
+    let mut c = served(name, arity, flags, keys, ServedBy::Both);
+    c.store_keyword = true;
+    c
+}
+
+/// A command whose keys are counted by the argument at `numkeys_at` (see
+/// [`CommandInfo::numkeys_at`]), besides the fixed positions `keys`.
+const fn counted(
+    name: &'static str,
+    arity: i32,
+    flags: &'static [&'static str],
+    keys: (i32, i32, i32),
+    numkeys_at: usize,
+) -> CommandInfo {
+    let mut c = served(name, arity, flags, keys, ServedBy::Both);
+    c.numkeys_at = numkeys_at;
+    c
 }
 
 /// Every command, gate and servers together.
@@ -182,6 +236,121 @@ pub static COMMANDS: &[CommandInfo] = &[
     cmd("time", 1, FAST, NONE),
     cmd("dump", 2, &["readonly"], ONE),
     cmd("restore", -4, WR, ONE),
+    // Transactions.
+    cmd("multi", 1, &["noscript", "loading", "stale", "fast"], NONE),
+    cmd("exec", 1, &["noscript", "loading", "stale"], NONE),
+    cmd("discard", 1, &["noscript", "loading", "stale", "fast"], NONE),
+    cmd("watch", -2, &["noscript", "loading", "stale", "fast"], ALL),
+    cmd("unwatch", 1, &["noscript", "loading", "stale", "fast"], NONE),
+    // Hashes.
+    cmd("hset", -4, WF, ONE),
+    cmd("hmset", -4, WF, ONE),
+    cmd("hsetnx", 4, WF, ONE),
+    cmd("hget", 3, RO, ONE),
+    cmd("hmget", -3, RO, ONE),
+    cmd("hdel", -3, WF, ONE),
+    cmd("hlen", 2, RO, ONE),
+    cmd("hstrlen", 3, RO, ONE),
+    cmd("hexists", 3, RO, ONE),
+    cmd("hkeys", 2, &["readonly"], ONE),
+    cmd("hvals", 2, &["readonly"], ONE),
+    cmd("hgetall", 2, &["readonly"], ONE),
+    cmd("hincrby", 4, WF, ONE),
+    cmd("hincrbyfloat", 4, WF, ONE),
+    cmd("hrandfield", -2, &["readonly"], ONE),
+    cmd("hscan", -3, &["readonly"], ONE),
+    // Lists.
+    cmd("lpush", -3, WF, ONE),
+    cmd("rpush", -3, WF, ONE),
+    cmd("lpushx", -3, WF, ONE),
+    cmd("rpushx", -3, WF, ONE),
+    cmd("lpop", -2, WF, ONE),
+    cmd("rpop", -2, WF, ONE),
+    cmd("llen", 2, RO, ONE),
+    cmd("lindex", 3, &["readonly"], ONE),
+    cmd("lrange", 4, &["readonly"], ONE),
+    cmd("lset", 4, WR, ONE),
+    cmd("linsert", 5, WR, ONE),
+    cmd("lrem", 4, &["write"], ONE),
+    cmd("ltrim", 4, &["write"], ONE),
+    cmd("lpos", -3, &["readonly"], ONE),
+    cmd("lmove", 5, WR, TWO),
+    cmd("rpoplpush", 3, WR, TWO),
+    counted("lmpop", -4, &["write"], NONE, 1),
+    cmd("blpop", -3, &["write", "blocking"], (1, -2, 1)),
+    cmd("brpop", -3, &["write", "blocking"], (1, -2, 1)),
+    cmd("blmove", 6, &["write", "denyoom", "blocking"], TWO),
+    cmd("brpoplpush", 4, &["write", "denyoom", "blocking"], TWO),
+    counted("blmpop", -5, &["write", "blocking"], NONE, 2),
+    // Sets.
+    cmd("sadd", -3, WF, ONE),
+    cmd("srem", -3, WF, ONE),
+    cmd("smembers", 2, &["readonly"], ONE),
+    cmd("sismember", 3, RO, ONE),
+    cmd("smismember", -3, RO, ONE),
+    cmd("scard", 2, RO, ONE),
+    cmd("spop", -2, WF, ONE),
+    cmd("srandmember", -2, &["readonly"], ONE),
+    cmd("smove", 4, WF, TWO),
+    cmd("sinter", -2, &["readonly"], ALL),
+    counted("sintercard", -3, &["readonly"], NONE, 1),
+    cmd("sinterstore", -3, WR, ALL),
+    cmd("sunion", -2, &["readonly"], ALL),
+    cmd("sunionstore", -3, WR, ALL),
+    cmd("sdiff", -2, &["readonly"], ALL),
+    cmd("sdiffstore", -3, WR, ALL),
+    cmd("sscan", -3, &["readonly"], ONE),
+    // Sorted sets.
+    cmd("zadd", -4, WF, ONE),
+    cmd("zincrby", 4, WF, ONE),
+    cmd("zrem", -3, WF, ONE),
+    cmd("zcard", 2, RO, ONE),
+    cmd("zscore", 3, RO, ONE),
+    cmd("zmscore", -3, RO, ONE),
+    cmd("zrank", 3, RO, ONE),
+    cmd("zrevrank", 3, RO, ONE),
+    cmd("zcount", 4, RO, ONE),
+    cmd("zlexcount", 4, RO, ONE),
+    cmd("zrange", -4, &["readonly"], ONE),
+    cmd("zrangestore", -5, WR, TWO),
+    cmd("zrevrange", -4, &["readonly"], ONE),
+    cmd("zrangebyscore", -4, &["readonly"], ONE),
+    cmd("zrevrangebyscore", -4, &["readonly"], ONE),
+    cmd("zrangebylex", -4, &["readonly"], ONE),
+    cmd("zrevrangebylex", -4, &["readonly"], ONE),
+    cmd("zremrangebyrank", 4, &["write"], ONE),
+    cmd("zremrangebyscore", 4, &["write"], ONE),
+    cmd("zremrangebylex", 4, &["write"], ONE),
+    cmd("zpopmin", -2, WF, ONE),
+    cmd("zpopmax", -2, WF, ONE),
+    counted("zmpop", -4, &["write"], NONE, 1),
+    cmd("bzpopmin", -3, &["write", "fast", "blocking"], (1, -2, 1)),
+    cmd("bzpopmax", -3, &["write", "fast", "blocking"], (1, -2, 1)),
+    counted("bzmpop", -5, &["write", "blocking"], NONE, 2),
+    cmd("zrandmember", -2, &["readonly"], ONE),
+    cmd("zscan", -3, &["readonly"], ONE),
+    counted("zunion", -3, &["readonly"], NONE, 1),
+    counted("zinter", -3, &["readonly"], NONE, 1),
+    counted("zdiff", -3, &["readonly"], NONE, 1),
+    counted("zunionstore", -4, WR, ONE, 2),
+    counted("zinterstore", -4, WR, ONE, 2),
+    counted("zdiffstore", -4, WR, ONE, 2),
+    counted("zintercard", -3, &["readonly"], NONE, 1),
+    // HyperLogLog.
+    cmd("pfadd", -2, WF, ONE),
+    cmd("pfcount", -2, &["readonly", "may-replicate"], ALL),
+    cmd("pfmerge", -2, WR, ALL),
+    // Geo.
+    cmd("geoadd", -5, WR, ONE),
+    cmd("geodist", -4, &["readonly"], ONE),
+    cmd("geohash", -2, &["readonly"], ONE),
+    cmd("geopos", -2, &["readonly"], ONE),
+    stored("georadius", -6, WR, ONE),
+    cmd("georadius_ro", -6, &["readonly"], ONE),
+    stored("georadiusbymember", -5, WR, ONE),
+    cmd("georadiusbymember_ro", -5, &["readonly"], ONE),
+    cmd("geosearch", -7, &["readonly"], ONE),
+    cmd("geosearchstore", -8, WR, TWO),
     served(
         "config",
         -2,
@@ -293,6 +462,20 @@ mod tests {
         assert_eq!(keys(&args(&["OBJECT", "HELP"])), args(&[]));
         assert_eq!(keys(&args(&["COPY", "a", "b", "REPLACE"])), args(&["a", "b"]));
         assert_eq!(keys(&args(&["PING"])), args(&[]));
+        assert_eq!(
+            keys(&args(&["ZUNIONSTORE", "d", "2", "a", "b", "WEIGHTS", "1", "2"])),
+            args(&["d", "a", "b"])
+        );
+        assert_eq!(keys(&args(&["lmpop", "2", "a", "b", "LEFT"])), args(&["a", "b"]));
+        assert_eq!(
+            keys(&args(&["GEORADIUS", "g", "1", "2", "3", "km", "STORE", "d"])),
+            args(&["g", "d"])
+        );
+        assert_eq!(
+            keys(&args(&["zinter", "9", "a"])),
+            args(&["a"]),
+            "a count past the arguments"
+        );
         assert_eq!(getkeys(&args(&["set", "k", "v"])), Frame::Array(vec![Frame::bulk("k")]));
         assert!(getkeys(&args(&["ping"])).as_error().is_some());
     }

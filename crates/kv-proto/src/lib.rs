@@ -20,6 +20,7 @@
 //! - [`slot`]: Redis Cluster's key slots (CRC16 and hash tags): where a key lives.
 //! - [`glob`]: Redis's glob patterns (`KEYS`, `SCAN … MATCH`).
 //! - [`hash`]: the one hash every process agrees on (ring placement, content digests).
+//! - [`kind`]: the types of stored values ([`Kind`]) and the `WRONGTYPE` error.
 
 pub mod commands;
 pub mod error;
@@ -28,6 +29,7 @@ pub mod glob;
 pub mod hash;
 pub mod hello;
 pub mod info;
+pub mod kind;
 pub mod limits;
 pub mod reply;
 pub mod request;
@@ -37,6 +39,7 @@ pub mod write;
 
 pub use error::ProtocolError;
 pub use frame::{Frame, Protocol};
+pub use kind::Kind;
 pub use limits::Limits;
 pub use reply::parse_reply;
 pub use request::{Request, RequestParser};

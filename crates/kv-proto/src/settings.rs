@@ -2,9 +2,12 @@
 //!
 //! Clients, exporters and the upstream Redis test suite read and set Redis parameters by
 //! name. Each process answers for itself: every parameter below reads back what was last set
-//! on it (its starting value is the process's own setting or Redis's default). They are
+//! on it (its starting value is the process's own setting or Redis's default). Most are
 //! recorded, not applied — real limits come from each process's command line (see the
-//! README). Unknown parameters are refused as Redis refuses them.
+//! README). The [`CLUSTER_WIDE`] ones (the sizes up to which collections stay compact) are
+//! applied by every server, and a gate passes a `CONFIG SET` of them on to every server.
+//! Redis 7's old names (`*-ziplist-*`) are aliases of the new (`*-listpack-*`). Unknown
+//! parameters are refused as Redis refuses them.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -26,9 +29,11 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("hash-max-listpack-value", "64"),
     ("hash-max-ziplist-entries", "128"),
     ("hash-max-ziplist-value", "64"),
+    ("hll-sparse-max-bytes", "3000"),
     ("hz", "10"),
     ("latency-tracking", "yes"),
     ("lazyfree-lazy-user-flush", "no"),
+    ("list-compress-depth", "0"),
     ("list-max-listpack-size", "-2"),
     ("list-max-ziplist-size", "-2"),
     ("loglevel", "notice"),
@@ -52,6 +57,42 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("zset-max-ziplist-entries", "128"),
     ("zset-max-ziplist-value", "64"),
 ];
+
+/// Old names and the parameter they stand for: setting either sets both.
+const ALIASES: &[(&str, &str)] = &[
+    ("hash-max-ziplist-entries", "hash-max-listpack-entries"),
+    ("hash-max-ziplist-value", "hash-max-listpack-value"),
+    ("zset-max-ziplist-entries", "zset-max-listpack-entries"),
+    ("zset-max-ziplist-value", "zset-max-listpack-value"),
+    ("list-max-ziplist-size", "list-max-listpack-size"),
+];
+
+/// The parameters every server applies (numbers), which a gate passes on to them.
+pub const CLUSTER_WIDE: &[&str] = &[
+    "hash-max-listpack-entries",
+    "hash-max-listpack-value",
+    "hash-max-ziplist-entries",
+    "hash-max-ziplist-value",
+    "set-max-intset-entries",
+    "zset-max-listpack-entries",
+    "zset-max-listpack-value",
+    "zset-max-ziplist-entries",
+    "zset-max-ziplist-value",
+    "list-max-listpack-size",
+    "list-max-ziplist-size",
+    "list-compress-depth",
+    "hll-sparse-max-bytes",
+];
+
+/// True when a `CONFIG SET` (`a[0]` is `CONFIG`) names a [`CLUSTER_WIDE`] parameter.
+pub fn sets_cluster_wide(a: &[Bytes]) -> bool {
+    a.len() >= 4
+        && a[1].eq_ignore_ascii_case(b"SET")
+        && a[2..]
+            .iter()
+            .step_by(2)
+            .any(|n| CLUSTER_WIDE.iter().any(|c| c.as_bytes().eq_ignore_ascii_case(n)))
+}
 
 const HELP: &[&str] = &[
     "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -88,6 +129,11 @@ impl Settings {
         self.values.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A numeric parameter's value (`None` when unknown or not a number).
+    pub fn number(&self, name: &str) -> Option<i64> {
+        self.values().get(name)?.parse().ok()
+    }
+
     /// Serves `CONFIG ...` (`a[0]` is `CONFIG`).
     pub fn command(&self, a: &[Bytes]) -> Frame {
         let sub = a[1].to_ascii_uppercase();
@@ -122,9 +168,22 @@ impl Settings {
                             String::from_utf8_lossy(&pair[0])
                         ));
                     };
-                    changes.push((key, String::from_utf8_lossy(&pair[1]).into_owned()));
+                    let value = String::from_utf8_lossy(&pair[1]).into_owned();
+                    if CLUSTER_WIDE.contains(&key) && value.parse::<i64>().is_err() {
+                        return Frame::error(format!(
+                            "ERR CONFIG SET failed (possibly related to argument '{key}') - argument couldn't be parsed into an integer"
+                        ));
+                    }
+                    changes.push((key, value));
                 }
                 for (k, v) in changes {
+                    for &(old, new) in ALIASES {
+                        if k == old {
+                            values.insert(new, v.clone());
+                        } else if k == new {
+                            values.insert(old, v.clone());
+                        }
+                    }
                     values.insert(k, v);
                 }
                 Frame::simple("OK")
@@ -172,5 +231,26 @@ mod tests {
             "a refused CONFIG SET changes nothing"
         );
         assert!(call(&s, &["CONFIG", "SET", "save"]).as_error().is_some());
+    }
+
+    #[test]
+    fn old_names_alias_new_ones_and_sizes_are_numbers() {
+        let s = Settings::new(100, 1024);
+        assert_eq!(
+            call(&s, &["CONFIG", "SET", "zset-max-ziplist-entries", "0"]),
+            Frame::simple("OK")
+        );
+        assert_eq!(s.number("zset-max-listpack-entries"), Some(0));
+        assert!(
+            call(&s, &["CONFIG", "SET", "hash-max-listpack-value", "x"])
+                .as_error()
+                .is_some()
+        );
+        let a: Vec<Bytes> = ["config", "set", "Set-Max-Intset-Entries", "1"]
+            .iter()
+            .map(|x| Bytes::from(*x))
+            .collect();
+        assert!(sets_cluster_wide(&a));
+        assert!(!sets_cluster_wide(&a[..3]));
     }
 }

@@ -21,6 +21,8 @@ pub struct Connection {
     pub name: Option<bytes::Bytes>,
     /// `READONLY`: this cluster client's reads may be served by a replica.
     pub readonly: bool,
+    /// Commands queued after `MULTI`.
+    pub multi: Option<crate::cmd::transaction::Multi>,
 }
 
 impl Connection {
@@ -35,6 +37,7 @@ impl Connection {
             id: None,
             name: None,
             readonly: false,
+            multi: None,
         }
     }
 

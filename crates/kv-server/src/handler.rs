@@ -55,6 +55,18 @@ pub async fn serve(
                     return;
                 }
             };
+            // A gate's RESP3 client: this command's reply in RESP3 (see kv_peer::command).
+            let proto = conn.output.proto;
+            let req = match port {
+                Port::Cluster => match kv_peer::command::unwrap_resp3(&req) {
+                    Some(inner) => {
+                        conn.output.proto = kv_proto::Protocol::Resp3;
+                        inner
+                    }
+                    None => req,
+                },
+                Port::Client => req,
+            };
             let internal = match port {
                 Port::Cluster => PeerCommand::parse(&req),
                 Port::Client => None,
@@ -69,6 +81,14 @@ pub async fn serve(
                 Some(Ok(cmd)) => pending = Pending::max(pending, peer::apply(cmd, &node, &mut conn.output)),
                 Some(Err(e)) => kv_proto::write::error(&mut conn.output, e.to_string().as_bytes()),
                 None => {
+                    let req = match cmd::transaction::intercept(&mut conn, &node, req) {
+                        cmd::transaction::Intercepted::Done(p) => {
+                            pending = Pending::max(pending, p);
+                            conn.output.proto = proto;
+                            continue;
+                        }
+                        cmd::transaction::Intercepted::Pass(req) => req,
+                    };
                     let cluster_client = conn.output.cluster_client;
                     if cluster_client && cmd::cross_slot(&req) {
                         kv_proto::write::error(
@@ -96,6 +116,16 @@ pub async fn serve(
                             conn.readonly = on;
                             kv_proto::write::ok(&mut conn.output);
                         }
+                        Ok(Command::Block(b)) => {
+                            // The replies before it leave first: the client waits on this one.
+                            if !finish(&node, &mut conn, pending.take()).await {
+                                return;
+                            }
+                            match cmd::blocking::serve(b, &node, &mut conn, &mut shutdown).await {
+                                Ok(p) => pending = p,
+                                Err(()) => return,
+                            }
+                        }
                         Ok(c) => {
                             let route = match (&puller, c.has_keys() && !keys.is_empty()) {
                                 (Some(_), true) => node.cluster_client_route(&keys, c.is_read(), conn.readonly),
@@ -103,6 +133,7 @@ pub async fn serve(
                             };
                             match route {
                                 ClientRoute::Serve => {
+                                    let _shared = node.shared();
                                     pending = Pending::max(pending, c.apply(&node, &mut conn.output));
                                 }
                                 ClientRoute::Redirect(text) => {
@@ -120,7 +151,11 @@ pub async fn serve(
                                         Ok(pulled) => {
                                             pending = Pending::max(pending, pulled);
                                             let before = conn.output.len();
-                                            pending = Pending::max(pending, c.apply(&node, &mut conn.output));
+                                            let applied = {
+                                                let _shared = node.shared();
+                                                c.apply(&node, &mut conn.output)
+                                            };
+                                            pending = Pending::max(pending, applied);
                                             let failed = conn.output.get(before) == Some(&b'-');
                                             if write && !failed {
                                                 // The old copy goes only once the write (and the
@@ -141,6 +176,7 @@ pub async fn serve(
                     }
                 }
             }
+            conn.output.proto = proto;
             if conn.output.len() >= FLUSH_AT && !finish(&node, &mut conn, pending.take()).await {
                 return;
             }

@@ -14,8 +14,11 @@
 use std::collections::BTreeSet;
 use std::hash::BuildHasher;
 
-use hashbrown::{DefaultHashBuilder, HashTable};
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use kv_proto::Kind;
 use kv_proto::hash::hash64;
+
+use crate::object::{BadPayload, CompactLimits, Object, WrongType};
 
 /// Bytes charged per entry on top of its key and value: the slab slot (40), the hash table
 /// slot and control byte at its load factor (~10), the allocator's header and rounding
@@ -45,8 +48,10 @@ pub struct Entry {
 /// The result of [`Store::get`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Lookup<'a> {
-    /// Present and not expired.
+    /// A string, present and not expired.
     Hit { value: &'a [u8], expires_at: Option<u64> },
+    /// A collection, present and not expired (see [`Store::object`], [`Store::edit`]).
+    Other { kind: Kind, expires_at: Option<u64> },
     /// Not present.
     Miss,
     /// Present but past its expiry time. Still stored: the caller decides whether to delete
@@ -63,9 +68,15 @@ struct Slot {
     next: u32,
     /// Used since it last reached the tail (second chance).
     referenced: bool,
+    /// The value's [`Kind`] tag, with [`BIG`] set when the collection is in the store's
+    /// side table (general form) rather than packed after the key.
+    kind: u8,
     /// Unix milliseconds; 0 = never.
     expires_at: u64,
 }
+
+/// Set in [`Slot::kind`] for a collection held in its general form.
+const BIG: u8 = 0x80;
 
 impl Slot {
     fn new(key: &[u8], value: &[u8], expires_at: u64) -> Slot {
@@ -78,8 +89,17 @@ impl Slot {
             prev: NIL,
             next: NIL,
             referenced: false,
+            kind: Kind::String.tag(),
             expires_at,
         }
+    }
+
+    fn kind(&self) -> Kind {
+        Kind::from_tag(self.kind & !BIG).expect("a valid kind tag")
+    }
+
+    fn is_big(&self) -> bool {
+        self.kind & BIG != 0
     }
 
     fn key(&self) -> &[u8] {
@@ -118,10 +138,78 @@ pub struct Store {
     used_bytes: usize,
     /// (expires_at, slot) of every entry with an expiry, for active expiry.
     expiries: BTreeSet<(u64, u32)>,
-    /// XOR of [`entry_digest`] over all entries.
+    /// XOR of every entry's digest ([`entry_digest`], [`object_digest`]).
     digest: u64,
     limits: StoreLimits,
+    /// Collections in their general form, by slot.
+    objects: HashMap<u32, Object>,
+    compact: CompactLimits,
 }
+
+/// A stored value as [`Store::scan`] and [`Store::peek`] show it.
+#[derive(Clone, Copy)]
+pub enum Val<'a> {
+    Str(&'a [u8]),
+    /// A compact collection: its packed encoding.
+    Packed(Kind, &'a [u8]),
+    /// A collection in its general form.
+    Big(&'a Object),
+}
+
+impl<'a> Val<'a> {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Val::Str(_) => Kind::String,
+            Val::Packed(k, _) => *k,
+            Val::Big(o) => o.kind(),
+        }
+    }
+
+    /// The bytes that carry the value between servers: a string's own bytes, a collection's
+    /// packed encoding.
+    pub fn payload(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self {
+            Val::Str(v) | Val::Packed(_, v) => std::borrow::Cow::Borrowed(v),
+            Val::Big(o) => std::borrow::Cow::Owned(o.to_packed()),
+        }
+    }
+
+    /// The collection, decoded when compact; `None` for a string.
+    pub fn object(self) -> Option<ObjRead<'a>> {
+        match self {
+            Val::Str(_) => None,
+            Val::Packed(k, v) => Object::decode(k, v).ok().map(ObjRead::Owned),
+            Val::Big(o) => Some(ObjRead::Borrowed(o)),
+        }
+    }
+
+    /// `OBJECT ENCODING`'s name for a collection.
+    pub fn encoding(self) -> Option<&'static str> {
+        let obj = self.object()?;
+        Some(obj.encoding(matches!(self, Val::Packed(..))))
+    }
+}
+
+/// A collection to read: borrowed from the store, or decoded from its compact form.
+pub enum ObjRead<'a> {
+    Owned(Object),
+    Borrowed(&'a Object),
+}
+
+impl std::ops::Deref for ObjRead<'_> {
+    type Target = Object;
+
+    fn deref(&self) -> &Object {
+        match self {
+            ObjRead::Owned(o) => o,
+            ObjRead::Borrowed(o) => o,
+        }
+    }
+}
+
+/// Bytes charged for a collection in its general form besides its elements: the side
+/// table's entry and the structure's own header.
+const OBJECT_OVERHEAD: usize = 96;
 
 impl Store {
     /// An empty store with the given bounds.
@@ -138,6 +226,8 @@ impl Store {
             expiries: BTreeSet::new(),
             digest: 0,
             limits,
+            objects: HashMap::new(),
+            compact: CompactLimits::default(),
         }
     }
 
@@ -159,6 +249,17 @@ impl Store {
     /// The bounds.
     pub fn limits(&self) -> StoreLimits {
         self.limits
+    }
+
+    /// The sizes up to which collections stay compact.
+    pub fn compact_limits(&self) -> CompactLimits {
+        self.compact
+    }
+
+    /// Changes the sizes up to which collections stay compact, for collections changed
+    /// from now on (`CONFIG SET hash-max-listpack-entries` and the like).
+    pub fn set_compact_limits(&mut self, compact: CompactLimits) {
+        self.compact = compact;
     }
 
     /// An order-independent digest of the contents (keys, values and expiry times): two
@@ -195,9 +296,64 @@ impl Store {
         self.slots[i as usize].as_mut().expect("live slot")
     }
 
+    fn val(&self, i: u32) -> Val<'_> {
+        let s = self.slot(i);
+        match s.kind() {
+            Kind::String => Val::Str(s.value()),
+            _ if s.is_big() => Val::Big(self.objects.get(&i).expect("a collection in the side table")),
+            k => Val::Packed(k, s.value()),
+        }
+    }
+
+    /// Slot `i`'s contribution to the digest and to the bytes used.
+    fn weigh(&self, i: u32) -> (u64, usize) {
+        let s = self.slot(i);
+        match self.val(i) {
+            Val::Str(v) => (
+                entry_digest(s.key(), v, s.expires_at),
+                Self::entry_cost(s.key().len(), v.len()),
+            ),
+            Val::Packed(k, v) => {
+                let d = Object::decode(k, v).map_or(0, |o| o.digest());
+                (
+                    object_digest(s.key(), k, d, s.expires_at),
+                    Self::entry_cost(s.key().len(), v.len()),
+                )
+            }
+            Val::Big(o) => (
+                object_digest(s.key(), o.kind(), o.digest(), s.expires_at),
+                Self::entry_cost(s.key().len(), o.bytes() + OBJECT_OVERHEAD),
+            ),
+        }
+    }
+
+    fn unaccount(&mut self, i: u32) {
+        let (d, c) = self.weigh(i);
+        self.digest ^= d;
+        self.used_bytes -= c;
+    }
+
+    fn account(&mut self, i: u32) {
+        let (d, c) = self.weigh(i);
+        self.digest ^= d;
+        self.used_bytes += c;
+    }
+
     /// True when `key` has an entry, expired or not (without touching it).
     pub fn contains(&self, key: &[u8]) -> bool {
         self.find(key).is_some()
+    }
+
+    fn lookup_at(&self, i: u32) -> Lookup<'_> {
+        let s = self.slot(i);
+        let expires_at = (s.expires_at != 0).then_some(s.expires_at);
+        match s.kind() {
+            Kind::String => Lookup::Hit {
+                value: s.value(),
+                expires_at,
+            },
+            kind => Lookup::Other { kind, expires_at },
+        }
     }
 
     /// Looks `key` up at time `now_ms`; a hit is marked as used.
@@ -210,10 +366,7 @@ impl Store {
             return Lookup::Expired;
         }
         self.touch(i);
-        Lookup::Hit {
-            value: self.slot(i).value(),
-            expires_at: (expires_at != 0).then_some(expires_at),
-        }
+        self.lookup_at(i)
     }
 
     /// Like [`Store::get`], but an expired entry is removed (and reported as
@@ -228,36 +381,42 @@ impl Store {
             return Lookup::Expired;
         }
         self.touch(i);
-        Lookup::Hit {
-            value: self.slot(i).value(),
-            expires_at: (expires_at != 0).then_some(expires_at),
-        }
+        self.lookup_at(i)
     }
 
-    /// Inserts or replaces `key` (a replaced entry is marked as used). Bounds are not
-    /// enforced here: a leader follows up with [`Store::evict_over_limit`].
+    /// Sets `key` to a string, replacing whatever it held (a replaced entry is marked as
+    /// used). Bounds are not enforced here: a leader follows up with
+    /// [`Store::evict_over_limit`].
     pub fn set(&mut self, key: &[u8], value: &[u8], expires_at: Option<u64>) {
         let expires_at = expires_at.unwrap_or(0);
         if let Some(i) = self.find(key) {
-            let old = self.slot(i);
-            let old_digest = entry_digest(old.key(), old.value(), old.expires_at);
-            let old_len = old.value().len();
-            let old_exp = old.expires_at;
+            self.unaccount(i);
+            let old_exp = self.slot(i).expires_at;
             if old_exp != 0 {
                 self.expiries.remove(&(old_exp, i));
             }
             if expires_at != 0 {
                 self.expiries.insert((expires_at, i));
             }
+            if self.slot(i).is_big() {
+                self.objects.remove(&i);
+            }
             let slot = self.slot_mut(i);
             slot.set_value(value);
+            slot.kind = Kind::String.tag();
             slot.expires_at = expires_at;
-            self.used_bytes = self.used_bytes - old_len + value.len();
-            self.digest ^= old_digest ^ entry_digest(key, value, expires_at);
+            self.account(i);
             self.touch(i);
             return;
         }
-        let slot = Slot::new(key, value, expires_at);
+        let i = self.insert_slot(Slot::new(key, value, expires_at));
+        self.account(i);
+    }
+
+    /// Links a new slot in (no accounting) and returns its position.
+    fn insert_slot(&mut self, slot: Slot) -> u32 {
+        let hash = self.hash(slot.key());
+        let expires_at = slot.expires_at;
         let i = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = Some(slot);
@@ -268,7 +427,6 @@ impl Store {
                 (self.slots.len() - 1) as u32
             }
         };
-        let hash = self.hash(key);
         let (slots, hasher) = (&self.slots, &self.hasher);
         self.table
             .insert_unique(hash, i, |&j| hasher.hash_one(slot_ref(slots, j).key()));
@@ -277,8 +435,110 @@ impl Store {
             self.expiries.insert((expires_at, i));
         }
         self.len += 1;
-        self.used_bytes += Self::entry_cost(key.len(), value.len());
-        self.digest ^= entry_digest(key, value, expires_at);
+        i
+    }
+
+    /// Puts `obj` in slot `i` (whose key it is), compact when it was compact or is new
+    /// (`prefer_compact`) and fits; no accounting.
+    fn place(&mut self, i: u32, obj: Object, prefer_compact: bool) {
+        let kind = obj.kind();
+        if prefer_compact && obj.fits_compact(&self.compact) {
+            self.objects.remove(&i);
+            let payload = obj.to_packed();
+            let slot = self.slot_mut(i);
+            slot.set_value(&payload);
+            slot.kind = kind.tag();
+        } else {
+            let slot = self.slot_mut(i);
+            if !slot.value().is_empty() {
+                slot.set_value(b"");
+            }
+            slot.kind = kind.tag() | BIG;
+            self.objects.insert(i, obj);
+        }
+    }
+
+    /// Sets `key` to the collection `obj` (not empty), replacing whatever it held: a copy,
+    /// a restore, a snapshot's or a key move's entry. Held compact when it fits.
+    pub fn set_object(&mut self, key: &[u8], obj: Object, expires_at: Option<u64>) {
+        self.remove(key);
+        if obj.is_empty() {
+            return;
+        }
+        let i = self.insert_slot(Slot::new(key, b"", expires_at.unwrap_or(0)));
+        self.place(i, obj, true);
+        self.account(i);
+    }
+
+    /// Sets `key` from its kind and the bytes that carry it between servers (see
+    /// [`Val::payload`]); `Err` for a collection whose payload is malformed.
+    pub fn set_payload(
+        &mut self,
+        key: &[u8],
+        kind: Kind,
+        payload: &[u8],
+        expires_at: Option<u64>,
+    ) -> Result<(), BadPayload> {
+        if kind == Kind::String {
+            self.set(key, payload, expires_at);
+            return Ok(());
+        }
+        let obj = Object::decode(kind, payload)?;
+        self.set_object(key, obj, expires_at);
+        Ok(())
+    }
+
+    /// Changes the collection at `key`, created empty when absent: `f` gets its general
+    /// form (a compact one decoded, and packed again afterwards when it still fits). A
+    /// collection left empty is deleted. Expiry is the caller's to check first.
+    pub fn edit<R>(&mut self, key: &[u8], kind: Kind, f: impl FnOnce(&mut Object) -> R) -> Result<R, WrongType> {
+        let Some(i) = self.find(key) else {
+            let mut obj = Object::new(kind).ok_or(WrongType)?;
+            let r = f(&mut obj);
+            if !obj.is_empty() {
+                let i = self.insert_slot(Slot::new(key, b"", 0));
+                self.place(i, obj, true);
+                self.account(i);
+            }
+            return Ok(r);
+        };
+        if self.slot(i).kind() != kind || kind == Kind::String {
+            return Err(WrongType);
+        }
+        self.unaccount(i);
+        self.touch(i);
+        let r = if self.slot(i).is_big() {
+            let obj = self.objects.get_mut(&i).expect("a collection in the side table");
+            let r = f(obj);
+            if obj.is_empty() {
+                self.detach(i);
+                return Ok(r);
+            }
+            r
+        } else {
+            let mut obj = Object::decode(kind, self.slot(i).value()).expect("a well-formed compact collection");
+            let r = f(&mut obj);
+            if obj.is_empty() {
+                self.detach(i);
+                return Ok(r);
+            }
+            self.place(i, obj, true);
+            r
+        };
+        self.account(i);
+        Ok(r)
+    }
+
+    /// The collection at `key` (expired or not: the caller looked it up first), decoded
+    /// when compact; `Err` when it holds another kind, `None` when absent.
+    pub fn object(&self, key: &[u8], kind: Kind) -> Result<Option<ObjRead<'_>>, WrongType> {
+        let Some(i) = self.find(key) else {
+            return Ok(None);
+        };
+        if self.slot(i).kind() != kind {
+            return Err(WrongType);
+        }
+        Ok(self.val(i).object())
     }
 
     /// Changes the expiry of an existing key; false when the key is absent.
@@ -287,19 +547,16 @@ impl Store {
             return false;
         };
         let expires_at = expires_at.unwrap_or(0);
-        let old = self.slot(i);
-        let old_exp = old.expires_at;
-        let old_digest = entry_digest(old.key(), old.value(), old_exp);
+        self.unaccount(i);
+        let old_exp = self.slot(i).expires_at;
         if old_exp != 0 {
             self.expiries.remove(&(old_exp, i));
         }
         if expires_at != 0 {
             self.expiries.insert((expires_at, i));
         }
-        let slot = self.slot_mut(i);
-        slot.expires_at = expires_at;
-        let new_digest = entry_digest(slot.key(), slot.value(), expires_at);
-        self.digest ^= old_digest ^ new_digest;
+        self.slot_mut(i).expires_at = expires_at;
+        self.account(i);
         true
     }
 
@@ -315,6 +572,12 @@ impl Store {
     }
 
     fn remove_slot(&mut self, i: u32) -> Box<[u8]> {
+        self.unaccount(i);
+        self.detach(i)
+    }
+
+    /// Unlinks slot `i` and frees it (no accounting); returns its key.
+    fn detach(&mut self, i: u32) -> Box<[u8]> {
         let hash = self.hash(self.slot(i).key());
         match self.table.find_entry(hash, |&j| j == i) {
             Ok(entry) => {
@@ -327,10 +590,11 @@ impl Store {
         if slot.expires_at != 0 {
             self.expiries.remove(&(slot.expires_at, i));
         }
+        if slot.is_big() {
+            self.objects.remove(&i);
+        }
         self.free.push(i);
         self.len -= 1;
-        self.used_bytes -= Self::entry_cost(slot.key_len as usize, slot.value().len());
-        self.digest ^= entry_digest(slot.key(), slot.value(), slot.expires_at);
         let mut key = slot.data.into_vec();
         key.truncate(slot.key_len as usize);
         key.into_boxed_slice()
@@ -390,7 +654,7 @@ impl Store {
         &self,
         cursor: usize,
         count: usize,
-        mut visit: impl FnMut(&[u8], &[u8], Option<u64>) -> bool,
+        mut visit: impl FnMut(&[u8], Val<'_>, Option<u64>) -> bool,
     ) -> Option<usize> {
         let mut i = cursor;
         let mut seen = 0;
@@ -400,7 +664,8 @@ impl Store {
             }
             if let Some(s) = &self.slots[i] {
                 seen += 1;
-                if !visit(s.key(), s.value(), (s.expires_at != 0).then_some(s.expires_at)) {
+                let val = self.val(i as u32);
+                if !visit(s.key(), val, (s.expires_at != 0).then_some(s.expires_at)) {
                     return (i + 1 < self.slots.len()).then_some(i + 1);
                 }
             }
@@ -427,15 +692,22 @@ impl Store {
 
     /// The value and expiry stored for `key`, expired or not, without marking it used
     /// (`OBJECT`, `DEBUG`-like inspection).
-    pub fn peek(&self, key: &[u8]) -> Option<(&[u8], Option<u64>)> {
+    pub fn peek(&self, key: &[u8]) -> Option<(Val<'_>, Option<u64>)> {
         let i = self.find(key)?;
         let s = slot_ref(&self.slots, i);
-        Some((s.value(), (s.expires_at != 0).then_some(s.expires_at)))
+        Some((self.val(i), (s.expires_at != 0).then_some(s.expires_at)))
+    }
+
+    /// The bytes `key` is charged (`MEMORY USAGE`).
+    pub fn charged(&self, key: &[u8]) -> Option<usize> {
+        self.find(key).map(|i| self.weigh(i).1)
     }
 
     /// Removes everything (a follower does this before loading a full snapshot).
     pub fn clear(&mut self) {
+        let compact = self.compact;
         *self = Store::new(self.limits);
+        self.compact = compact;
     }
 
     /// Marks a hit: the entry gets a second chance at eviction time.
@@ -480,7 +752,17 @@ fn slot_ref(slots: &[Option<Slot>], i: u32) -> &Slot {
     slots[i as usize].as_ref().expect("live slot")
 }
 
-/// One entry's contribution to [`Store::digest`].
+/// A collection's contribution to [`Store::digest`]: its key, kind, expiry and elements.
+fn object_digest(key: &[u8], kind: Kind, elements: u64, expires_at: u64) -> u64 {
+    kv_proto::hash::fmix64(
+        hash64(key)
+            ^ (kind.tag() as u64 + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93)
+            ^ elements.rotate_left(31)
+            ^ expires_at.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    )
+}
+
+/// One string entry's contribution to [`Store::digest`].
 fn entry_digest(key: &[u8], value: &[u8], expires_at: u64) -> u64 {
     kv_proto::hash::fmix64(hash64(key) ^ hash64(value).rotate_left(17) ^ expires_at.wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }

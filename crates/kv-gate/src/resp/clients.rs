@@ -27,6 +27,11 @@ pub struct ClientInfo {
     pub no_evict: AtomicBool,
     /// Woken by `CLIENT KILL`: the session closes.
     pub killed: Notify,
+    /// Set while the client waits in a blocking pop.
+    pub blocked: AtomicBool,
+    /// Woken by `CLIENT UNBLOCK`: the wait ends, with an error when `unblock_error`.
+    pub unblock: Notify,
+    pub unblock_error: AtomicBool,
 }
 
 impl ClientInfo {
@@ -103,6 +108,9 @@ impl Clients {
             resp: AtomicU64::new(2),
             no_evict: AtomicBool::new(false),
             killed: Notify::new(),
+            blocked: AtomicBool::new(false),
+            unblock: Notify::new(),
+            unblock_error: AtomicBool::new(false),
         });
         self.map().insert(id, info.clone());
         info
@@ -115,6 +123,20 @@ impl Clients {
     /// The clients, by id.
     pub fn list(&self) -> Vec<Arc<ClientInfo>> {
         self.map().values().cloned().collect()
+    }
+
+    /// Ends the wait of client `id` if it is blocked (`CLIENT UNBLOCK`): as a timeout, or
+    /// with an error. False when it is not waiting.
+    pub fn unblock(&self, id: u64, error: bool) -> bool {
+        let Some(c) = self.map().get(&id).cloned() else {
+            return false;
+        };
+        if !c.blocked.load(Ordering::Acquire) {
+            return false;
+        }
+        c.unblock_error.store(error, Ordering::Release);
+        c.unblock.notify_one();
+        true
     }
 
     /// Closes every client `matches` selects; returns how many.

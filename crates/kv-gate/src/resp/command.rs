@@ -33,6 +33,12 @@ pub enum Kind {
     SameShard(Access),
     /// Sent to every shard and combined.
     EveryShard(Every),
+    /// PFCOUNT: forwarded whole when its keys share a shard; otherwise the gate reads each
+    /// HLL and merges them itself.
+    PfCount,
+    /// A blocking pop: its keys on one shard, sent over a connection of its own (it may
+    /// wait long, and would hold up every other request pipelined on a shared one).
+    Blocking,
 }
 
 /// The commands that go to every shard.
@@ -72,6 +78,8 @@ fn kind(name: &str) -> Option<Kind> {
     Some(match name {
         "ping" | "echo" | "quit" | "select" | "hello" | "client" | "command" | "info" | "time" | "config"
         | "function" => Kind::Local,
+        // Served by the session before this table (`transaction`).
+        "multi" | "exec" | "discard" | "watch" | "unwatch" => Kind::Local,
         "getrange" | "substr" | "getbit" | "bitcount" | "bitpos" | "bitfield_ro" | "type" | "expiretime"
         | "pexpiretime" | "dump" => R,
         // Setting a range or a bit to given bytes leaves the same state when repeated.
@@ -86,6 +94,33 @@ fn kind(name: &str) -> Option<Kind> {
         "randomkey" => Kind::EveryShard(Every::RandomKey),
         "scan" => Kind::EveryShard(Every::Scan),
         "dbsize" => Kind::DbSize,
+        // Collections: reads.
+        "hget" | "hmget" | "hlen" | "hstrlen" | "hexists" | "hkeys" | "hvals" | "hgetall" | "hrandfield" | "hscan"
+        | "llen" | "lindex" | "lrange" | "lpos" | "smembers" | "sismember" | "smismember" | "scard" | "srandmember"
+        | "sscan" | "zcard" | "zscore" | "zmscore" | "zrank" | "zrevrank" | "zcount" | "zlexcount" | "zrange"
+        | "zrevrange" | "zrangebyscore" | "zrevrangebyscore" | "zrangebylex" | "zrevrangebylex" | "zrandmember"
+        | "zscan" => R,
+        // Writes that leave the same state when repeated.
+        "hset" | "hmset" | "hsetnx" | "hdel" | "sadd" | "srem" | "zrem" | "lset" | "zremrangebyscore"
+        | "zremrangebylex" => W,
+        "hincrby" | "hincrbyfloat" | "lpush" | "rpush" | "lpushx" | "rpushx" | "lpop" | "rpop" | "linsert" | "lrem"
+        | "ltrim" | "spop" | "zadd" | "zincrby" | "zremrangebyrank" | "zpopmin" | "zpopmax" => W1,
+        "pfadd" => W,
+        "geodist" | "geohash" | "geopos" | "georadius_ro" | "georadiusbymember_ro" | "geosearch" => R,
+        "geoadd" => W1,
+        // Their STORE key, when given, must share the shard.
+        "georadius" | "georadiusbymember" | "geosearchstore" => Kind::SameShard(Access::Write { idempotent: true }),
+        "pfcount" => Kind::PfCount,
+        "pfmerge" => Kind::SameShard(Access::Write { idempotent: true }),
+        "blpop" | "brpop" | "blmove" | "brpoplpush" | "blmpop" | "bzpopmin" | "bzpopmax" | "bzmpop" => Kind::Blocking,
+        // Several keys, atomic on their shard.
+        "sinter" | "sunion" | "sdiff" | "sintercard" | "zunion" | "zinter" | "zdiff" | "zintercard" => {
+            Kind::SameShard(Access::Read)
+        }
+        "smove" | "sinterstore" | "sunionstore" | "sdiffstore" | "lmove" | "rpoplpush" | "lmpop" | "zrangestore"
+        | "zmpop" | "zunionstore" | "zinterstore" | "zdiffstore" => {
+            Kind::SameShard(Access::Write { idempotent: false })
+        }
         "get" | "ttl" | "pttl" | "strlen" => R,
         "set" => Kind::Set,
         "setex" | "psetex" | "expire" | "pexpire" | "expireat" | "pexpireat" | "persist" => W,
@@ -126,7 +161,7 @@ pub fn all() -> impl Iterator<Item = &'static Spec> {
 
 /// The command named `name` (any case).
 pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
-    let mut buf = [0u8; 16];
+    let mut buf = [0u8; 24];
     if name.len() > buf.len() {
         return None;
     }

@@ -48,7 +48,13 @@ pub fn apply(session: &mut Session<'_>, spec: &Spec, req: &Request) -> Pending {
         "client" => client(session, a),
         "command" => command_reply(a, ServedBy::Gate),
         "time" => kv_proto::commands::time_reply(),
-        "config" => session.state.config.command(a),
+        "config" => {
+            let reply = session.state.config.command(a);
+            if reply.as_error().is_none() && kv_proto::settings::sets_cluster_wide(a) {
+                return Pending::ConfigSet(a.to_vec());
+            }
+            reply
+        }
         "function" => match (upper(&a[1]).as_slice(), a.len()) {
             // No functions are ever loaded (scripting is issue 13's): flushing them is a no-op.
             (b"FLUSH", 2 | 3) => ok(),
@@ -100,6 +106,8 @@ const CLIENT_HELP: &[&str] = &[
     "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
     "GETNAME",
     "    Return the name of the current connection.",
+    "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+    "    Unblock the specified blocked client.",
     "ID",
     "    Return the ID of the current connection.",
     "INFO",
@@ -175,7 +183,19 @@ fn client(session: &mut Session<'_>, a: &[Bytes]) -> Frame {
             }
         }
         (b"KILL", n) if n >= 4 && n % 2 == 0 => client_kill(session, &a[2..]),
-        (b"SETNAME" | b"GETNAME" | b"SETINFO" | b"ID" | b"INFO" | b"HELP" | b"NO-EVICT" | b"KILL", _) => {
+        (b"UNBLOCK", 3 | 4) => {
+            let error = match a.get(3).map(|r| upper(r)) {
+                None => false,
+                Some(r) if r == b"TIMEOUT" => false,
+                Some(r) if r == b"ERROR" => true,
+                Some(_) => return Frame::error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"),
+            };
+            match std::str::from_utf8(&a[2]).ok().and_then(|v| v.parse::<u64>().ok()) {
+                Some(id) => Frame::Integer(session.state.clients.unblock(id, error) as i64),
+                None => Frame::error("ERR value is not an integer or out of range"),
+            }
+        }
+        (b"SETNAME" | b"GETNAME" | b"SETINFO" | b"ID" | b"INFO" | b"HELP" | b"NO-EVICT" | b"KILL" | b"UNBLOCK", _) => {
             Frame::error(format!(
                 "ERR wrong number of arguments for 'client|{}' command",
                 String::from_utf8_lossy(&a[1]).to_ascii_lowercase()
@@ -315,8 +335,9 @@ pub async fn info(state: &RespState, args: &[String]) -> Frame {
             "clients" => {
                 let _ = write!(
                     out,
-                    "# Clients\r\nconnected_clients:{}\r\nblocked_clients:0\r\n\r\n",
-                    s.connected.load(Ordering::Relaxed)
+                    "# Clients\r\nconnected_clients:{}\r\nblocked_clients:{}\r\n\r\n",
+                    s.connected.load(Ordering::Relaxed),
+                    s.blocked.load(Ordering::Relaxed)
                 );
             }
             "memory" => {

@@ -24,6 +24,7 @@ pub mod command;
 pub mod every;
 pub mod fanout;
 pub mod local;
+mod transaction;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -69,6 +70,8 @@ pub struct Stats {
     pub commands: AtomicU64,
     pub rejected_connections: AtomicU64,
     pub next_client_id: AtomicU64,
+    /// Clients waiting in a blocking pop (`INFO clients`' `blocked_clients`).
+    pub blocked: AtomicUsize,
 }
 
 /// Accepts RESP clients until `shutdown`; at most `max_clients` at once (others are told so
@@ -126,6 +129,80 @@ pub enum Pending {
     Info(Vec<String>),
     DbSize(usize),
     Every(every::EveryFlight),
+    /// A transaction for one shard: `MULTI`, its commands and `EXEC`, encoded, and how many
+    /// replies come back (`EXEC`'s is the last).
+    Transaction(Target, bytes::Bytes, usize, usize),
+    /// PFCOUNT over shards: each key's value, to merge.
+    PfCount(Vec<InFlight>),
+    /// A `CONFIG SET` of parameters every server applies: passed on to each of them.
+    ConfigSet(Vec<bytes::Bytes>),
+    /// A blocking pop: its first key, its arguments, where its timeout is, the client's
+    /// protocol.
+    Blocking(bytes::Bytes, Vec<bytes::Bytes>, usize, Protocol),
+}
+
+/// Finishes a blocking command while watching the client: `None` when it disconnected.
+/// What it sends meanwhile is buffered (up to a bound, past which it is no longer read).
+/// `CLIENT UNBLOCK` ends the wait (as a timeout, or with an error).
+async fn finish_watching(
+    p: Pending,
+    state: &RespState,
+    client: &clients::ClientInfo,
+    stream: &mut TcpStream,
+    input: &mut BytesMut,
+) -> Option<Frame> {
+    let timed_out = match &p {
+        Pending::Blocking(_, args, ..)
+            if [&b"BLMOVE"[..], b"BRPOPLPUSH"]
+                .iter()
+                .any(|n| args[0].eq_ignore_ascii_case(n)) =>
+        {
+            Frame::Null
+        }
+        _ => Frame::NullArray,
+    };
+    struct Waiting<'a>(&'a clients::ClientInfo);
+    impl Drop for Waiting<'_> {
+        fn drop(&mut self) {
+            self.0.blocked.store(false, Ordering::Release);
+        }
+    }
+    client.blocked.store(true, Ordering::Release);
+    let _waiting = Waiting(client);
+    let reply = p.finish(state);
+    tokio::pin!(reply);
+    loop {
+        let watch = input.len() < 1 << 20;
+        tokio::select! {
+            f = &mut reply => return Some(f),
+            _ = client.unblock.notified() => {
+                return Some(if client.unblock_error.load(Ordering::Acquire) {
+                    Frame::error("UNBLOCKED client unblocked via CLIENT UNBLOCK")
+                } else {
+                    timed_out
+                });
+            }
+            r = stream.read_buf(input), if watch => match r {
+                Ok(n) if n > 0 => {}
+                _ => return None,
+            },
+        }
+    }
+}
+
+/// A blocking pop: its keys must share a shard (as [`Session::same_shard`] checks); it is
+/// served in its turn, on a connection of its own ([`crate::forward::Forwarder::execute_blocking`]).
+fn blocking(spec: &command::Spec, req: Request, routing: &crate::routing::Routing, proto: Protocol) -> Pending {
+    let keys: Vec<&bytes::Bytes> = spec.info.keys(req.args()).collect();
+    let Some(first) = keys.first().map(|k| (*k).clone()) else {
+        return Pending::Now(Frame::error("ERR numkeys should be greater than 0"));
+    };
+    let owner = routing.owner(&first);
+    if keys.iter().any(|k| routing.owner(k) != owner) {
+        return Pending::Now(Frame::error("CROSSSLOT Keys in request don't hash to the same slot"));
+    }
+    let timeout_at = if spec.info.numkeys_at != 0 { 1 } else { req.len() - 1 };
+    Pending::Blocking(first, req.args().to_vec(), timeout_at, proto)
 }
 
 /// The error reply for a command the cluster could not serve.
@@ -145,6 +222,45 @@ impl Pending {
             Pending::Info(sections) => local::info(state, &sections).await,
             Pending::DbSize(affinity) => fanout::dbsize(&state.forwarder, affinity).await,
             Pending::Every(e) => e.finish(&state.forwarder).await,
+            Pending::ConfigSet(args) => state.forwarder.to_every_server(&args).await,
+            Pending::Transaction(target, batch, n, affinity) => state
+                .forwarder
+                .execute_transaction(&target, batch, n, affinity)
+                .await
+                .unwrap_or_else(|e| forward_error(&e)),
+            Pending::PfCount(flights) => {
+                let mut regs = vec![0u8; kv_store::hll::REGISTERS];
+                for f in flights {
+                    match f.finish(&state.forwarder).await {
+                        Ok(Frame::Bulk(v)) => match kv_store::hll::registers(&v) {
+                            Ok(r) => kv_store::hll::merge(&mut regs, &r),
+                            Err(e) => return Frame::error(e.message()),
+                        },
+                        Ok(Frame::Null) => {}
+                        Ok(other) if other.as_error().is_some() => return other,
+                        Ok(other) => return Frame::error(format!("ERR unexpected reply {other:?}")),
+                        Err(e) => return forward_error(&e),
+                    }
+                }
+                Frame::Integer(kv_store::hll::count(&regs) as i64)
+            }
+            Pending::Blocking(key, args, at, proto) => {
+                // Counted while it waits, and uncounted however the wait ends (a client
+                // that leaves drops this future).
+                struct Blocked<'a>(&'a AtomicUsize);
+                impl Drop for Blocked<'_> {
+                    fn drop(&mut self) {
+                        self.0.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+                state.stats.blocked.fetch_add(1, Ordering::Relaxed);
+                let _blocked = Blocked(&state.stats.blocked);
+                state
+                    .forwarder
+                    .execute_blocking(&key, args, at, proto == Protocol::Resp3)
+                    .await
+                    .unwrap_or_else(|e| forward_error(&e))
+            }
         }
     }
 }
@@ -162,6 +278,8 @@ pub struct Session<'a> {
     last_cmd: &'static str,
     /// Single-key requests of the current batch, gathered per server connection.
     batcher: crate::forward::Batcher,
+    /// Commands queued after `MULTI`.
+    multi: Option<transaction::Multi>,
 }
 
 impl<'a> Session<'a> {
@@ -175,6 +293,7 @@ impl<'a> Session<'a> {
             quit: false,
             last_cmd: "",
             batcher: Default::default(),
+            multi: None,
         }
     }
 
@@ -212,7 +331,18 @@ impl<'a> Session<'a> {
                 let affinity = self.affinity();
                 self.batcher.flush(affinity).await;
                 for (p, proto) in batch.drain(..) {
-                    p.finish(self.state).await.encode_as(&mut output, proto);
+                    let frame = if matches!(p, Pending::Blocking(..)) {
+                        // A client that leaves while it waits must not have an element
+                        // popped for it: dropping the wait closes the server connection,
+                        // which stops the server's wait before it pops.
+                        match finish_watching(p, self.state, &self.client, &mut stream, &mut input).await {
+                            Some(f) => f,
+                            None => return,
+                        }
+                    } else {
+                        p.finish(self.state).await
+                    };
+                    frame.encode_as(&mut output, proto);
                     if output.len() >= FLUSH_AT {
                         if stream.write_all(&output).await.is_err() {
                             return;
@@ -249,6 +379,13 @@ impl<'a> Session<'a> {
 
     /// Starts serving one request: everything up to queuing it on a server.
     async fn start(&mut self, req: Request) -> Pending {
+        if let Some(p) = self.transaction(&req) {
+            if matches!(p, Pending::Transaction(..)) && !self.batcher.is_empty() {
+                let affinity = self.affinity();
+                self.batcher.flush(affinity).await;
+            }
+            return p;
+        }
         let Some(spec) = command::lookup(req.name()) else {
             return Pending::Now(unknown(&req));
         };
@@ -302,6 +439,28 @@ impl<'a> Session<'a> {
                 },
             },
             Kind::SameShard(access) => self.same_shard(spec, req, access).await,
+            Kind::Blocking => blocking(spec, req, &self.state.forwarder.routing(), self.proto),
+            Kind::PfCount => {
+                let routing = fwd.routing();
+                let keys = &req.args()[1..];
+                let owner = routing.owner(&keys[0]);
+                let one_shard = keys
+                    .iter()
+                    .all(|k| routing.owner(k) == owner && routing.moving(k).is_none());
+                if one_shard {
+                    let key = keys[0].clone();
+                    return self.forward_key(req, key, Access::Read).await;
+                }
+                let mut flights = Vec::with_capacity(keys.len());
+                for k in keys {
+                    let get = kv_proto::write::command([&b"GET"[..], &k[..]]);
+                    flights.push(
+                        fwd.start(Target::Key(k.clone()), Access::Read, get, self.affinity())
+                            .await,
+                    );
+                }
+                Pending::PfCount(flights)
+            }
             Kind::EveryShard(every) => match every::start(fwd, every, &req, self.affinity()).await {
                 Ok(flight) => Pending::Every(flight),
                 Err(frame) => Pending::Now(frame),
@@ -315,12 +474,8 @@ impl<'a> Session<'a> {
     async fn same_shard(&mut self, spec: &command::Spec, req: Request, access: Access) -> Pending {
         let routing = self.state.forwarder.routing();
         let keys: Vec<&bytes::Bytes> = spec.info.keys(req.args()).collect();
-        let Some(first) = keys.first().map(|k| (*k).clone()) else {
-            return Pending::Now(Frame::error(format!(
-                "ERR wrong number of arguments for '{}' command",
-                spec.name
-            )));
-        };
+        // No key (`ZUNION 0 …`): any shard answers with the command's own error.
+        let first = keys.first().map_or_else(|| req.args()[1].clone(), |k| (*k).clone());
         if keys.iter().any(|k| routing.moving(k).is_some()) {
             return Pending::Now(Frame::error("TRYAGAIN Multiple keys request during rehashing of slot"));
         }
@@ -339,11 +494,17 @@ impl<'a> Session<'a> {
     async fn forward_key(&mut self, req: Request, key: bytes::Bytes, access: Access) -> Pending {
         // A multibulk request is forwarded as the bytes it arrived in; an inline one is
         // re-encoded (a server may not accept it inline).
-        let bytes = if req.raw().first() == Some(&b'*') {
+        let mut bytes = if req.raw().first() == Some(&b'*') {
             req.raw().clone()
         } else {
             kv_proto::write::command(req.args().iter().map(|a| &a[..]))
         };
+        // A RESP3 client gets the server's RESP3 reply (maps, doubles, score pairs).
+        if self.proto == Protocol::Resp3
+            && let Some(wrapped) = kv_peer::command::wrap_resp3(&bytes)
+        {
+            bytes = wrapped;
+        }
         let affinity = self.affinity();
         Pending::Forward(
             self.state

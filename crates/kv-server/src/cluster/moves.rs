@@ -66,10 +66,13 @@ pub(super) async fn send(ctx: Ctx, placement: Arc<Placement>, version: u64) {
             if let Some(to) = placement.moved_away(&shard, k)
                 && at.is_none_or(|t| t > now)
             {
-                bytes += k.len() + v.len();
+                // A collection goes whole, in its packed encoding.
+                let value = v.payload();
+                bytes += k.len() + value.len();
                 by_dest.entry(to.to_string()).or_default().push(MigrateItem {
                     key: Bytes::copy_from_slice(k),
-                    value: Bytes::copy_from_slice(v),
+                    kind: v.kind(),
+                    value: Bytes::copy_from_slice(&value),
                     expires_at: at,
                 });
             }

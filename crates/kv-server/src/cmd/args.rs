@@ -125,8 +125,8 @@ impl Args {
 
 /// `name` upper-cased into a stack buffer (command names and options are short), or `None`
 /// when it is too long to be one we know.
-pub fn upper(name: &[u8]) -> Option<([u8; 16], usize)> {
-    let mut buf = [0u8; 16];
+pub fn upper(name: &[u8]) -> Option<([u8; 24], usize)> {
+    let mut buf = [0u8; 24];
     if name.len() > buf.len() {
         return None;
     }

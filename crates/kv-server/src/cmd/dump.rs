@@ -10,12 +10,18 @@
 use bytes::Bytes;
 use kv_proto::{Frame, Out};
 
+use kv_store::Object;
+
 use super::args::parse_i64;
 use super::{Args, CmdError, reply};
 use crate::node::{Node, Pending};
 
 const RDB_VERSION: u16 = 10;
 const RDB_TYPE_STRING: u8 = 0;
+const RDB_TYPE_LIST: u8 = 1;
+const RDB_TYPE_SET: u8 = 2;
+const RDB_TYPE_HASH: u8 = 4;
+const RDB_TYPE_ZSET_2: u8 = 5;
 
 /// CRC-64 with the Jones polynomial, reflected, as Redis checks dumps.
 pub fn crc64(data: &[u8]) -> u64 {
@@ -53,7 +59,63 @@ fn put_len(out: &mut Vec<u8>, n: usize) {
 pub fn dump_string(value: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(value.len() + 16);
     out.push(RDB_TYPE_STRING);
-    // Integers that print back the same take the integer encoding, as Redis writes them.
+    put_string(&mut out, value);
+    finish(out)
+}
+
+/// A `DUMP` payload of any value: strings as above; collections in the plain RDB types
+/// every Redis version loads (list, set, hash, and sorted set with binary scores).
+pub fn dump_value(value: kv_store::Val<'_>) -> Vec<u8> {
+    let Some(obj) = value.object() else {
+        return dump_string(match value {
+            kv_store::Val::Str(v) => v,
+            _ => b"",
+        });
+    };
+    let mut out = Vec::new();
+    match &*obj {
+        Object::List(l) => {
+            out.push(RDB_TYPE_LIST);
+            put_len(&mut out, l.len());
+            l.iter().for_each(|v| put_string(&mut out, v));
+        }
+        Object::Set(s) => {
+            out.push(RDB_TYPE_SET);
+            put_len(&mut out, s.len());
+            s.iter().for_each(|m| put_string(&mut out, m));
+        }
+        Object::Hash(h) => {
+            out.push(RDB_TYPE_HASH);
+            put_len(&mut out, h.len());
+            h.iter().for_each(|(f, v)| {
+                put_string(&mut out, f);
+                put_string(&mut out, v);
+            });
+        }
+        Object::ZSet(z) => {
+            out.push(RDB_TYPE_ZSET_2);
+            put_len(&mut out, z.len());
+            // Redis writes them from the highest score down; either order loads.
+            z.iter().rev().for_each(|(m, s)| {
+                put_string(&mut out, m);
+                out.extend_from_slice(&s.to_le_bytes());
+            });
+        }
+    }
+    finish(out)
+}
+
+/// Appends the RDB version and the checksum.
+fn finish(mut out: Vec<u8>) -> Vec<u8> {
+    out.extend_from_slice(&RDB_VERSION.to_le_bytes());
+    let crc = crc64(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// One RDB string. Integers that print back the same take the integer encoding, as Redis
+/// writes them.
+fn put_string(out: &mut Vec<u8>, value: &[u8]) {
     match parse_i64(value).filter(|_| value.len() <= 11) {
         Some(n) if i8::try_from(n).is_ok() => out.extend_from_slice(&[0xC0, n as i8 as u8]),
         Some(n) if i16::try_from(n).is_ok() => {
@@ -65,14 +127,10 @@ pub fn dump_string(value: &[u8]) -> Vec<u8> {
             out.extend_from_slice(&(n as i32).to_le_bytes());
         }
         _ => {
-            put_len(&mut out, value.len());
+            put_len(out, value.len());
             out.extend_from_slice(value);
         }
     }
-    out.extend_from_slice(&RDB_VERSION.to_le_bytes());
-    let crc = crc64(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
 }
 
 /// Why a payload was refused, worded as Redis words it.
@@ -127,6 +185,15 @@ impl Reader<'_> {
             _ => return Ok(Err(b & 0x3f)),
         };
         Ok(Ok(n))
+    }
+
+    /// Nothing may follow the value.
+    fn done(&self) -> Result<(), BadPayload> {
+        if self.at == self.data.len() {
+            Ok(())
+        } else {
+            Err(BadPayload::Format)
+        }
     }
 
     fn string(&mut self, max: usize) -> Result<Vec<u8>, BadPayload> {
@@ -184,8 +251,68 @@ fn lzf_decompress(input: &[u8], len: usize) -> Option<Vec<u8>> {
     (out.len() == len).then_some(out)
 }
 
-/// The string value in a `DUMP` payload; `max` bounds its size.
-pub fn restore_string(payload: &[u8], max: usize) -> Result<Vec<u8>, BadPayload> {
+/// A value read from a `DUMP` payload.
+pub enum Restored {
+    Str(Vec<u8>),
+    Obj(Object),
+}
+
+/// The value in a `DUMP` payload (a string, or a collection in the plain RDB types);
+/// `max` bounds each string in it.
+pub fn restore_value(payload: &[u8], max: usize) -> Result<Restored, BadPayload> {
+    let mut r = open(payload)?;
+    let kind = r.byte()?;
+    let count = |r: &mut Reader<'_>| r.len()?.map_err(|_| BadPayload::Format);
+    let obj = match kind {
+        RDB_TYPE_STRING => {
+            let v = r.string(max)?;
+            return r.done().map(|()| Restored::Str(v));
+        }
+        RDB_TYPE_LIST => {
+            let mut l = kv_store::object::ListObj::default();
+            for _ in 0..count(&mut r)? {
+                l.push_back(&r.string(max)?);
+            }
+            Object::List(l)
+        }
+        RDB_TYPE_SET => {
+            let mut s = kv_store::object::SetObj::default();
+            for _ in 0..count(&mut r)? {
+                s.add(&r.string(max)?);
+            }
+            Object::Set(s)
+        }
+        RDB_TYPE_HASH => {
+            let mut h = kv_store::object::HashObj::default();
+            for _ in 0..count(&mut r)? {
+                let f = r.string(max)?;
+                h.set(&f, &r.string(max)?);
+            }
+            Object::Hash(h)
+        }
+        RDB_TYPE_ZSET_2 => {
+            let mut z = kv_store::object::ZSetObj::default();
+            for _ in 0..count(&mut r)? {
+                let m = r.string(max)?;
+                let s = f64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes"));
+                if s.is_nan() {
+                    return Err(BadPayload::Format);
+                }
+                z.insert(&m, s);
+            }
+            Object::ZSet(z)
+        }
+        _ => return Err(BadPayload::Format),
+    };
+    r.done()?;
+    if obj.is_empty() {
+        return Err(BadPayload::Format);
+    }
+    Ok(Restored::Obj(obj))
+}
+
+/// The body of a payload whose version and checksum are right.
+fn open(payload: &[u8]) -> Result<Reader<'_>, BadPayload> {
     if payload.len() < 10 {
         return Err(BadPayload::Checksum);
     }
@@ -194,18 +321,19 @@ pub fn restore_string(payload: &[u8], max: usize) -> Result<Vec<u8>, BadPayload>
     if version > RDB_VERSION || crc64(body) != u64::from_le_bytes(crc.try_into().unwrap()) {
         return Err(BadPayload::Checksum);
     }
-    let mut r = Reader {
+    Ok(Reader {
         data: &body[..body.len() - 2],
         at: 0,
-    };
-    if r.byte()? != RDB_TYPE_STRING {
-        return Err(BadPayload::Format);
+    })
+}
+
+/// The string value in a `DUMP` payload; `max` bounds its size.
+#[cfg(test)]
+fn restore_string(payload: &[u8], max: usize) -> Result<Vec<u8>, BadPayload> {
+    match restore_value(payload, max)? {
+        Restored::Str(v) => Ok(v),
+        Restored::Obj(_) => Err(BadPayload::Format),
     }
-    let v = r.string(max)?;
-    if r.at != r.data.len() {
-        return Err(BadPayload::Format);
-    }
-    Ok(v)
 }
 
 /// `DUMP key`.
@@ -222,7 +350,9 @@ impl Dump {
     }
 
     pub fn apply(self, node: &Node, out: &mut Out) -> Option<Pending> {
-        let result = node.read([&self.key[..]], |r| r.get(&self.key, |v| v.map(dump_string)));
+        let result = node.read([&self.key[..]], |r| {
+            r.value(&self.key, |v| v.map(|(v, _)| dump_value(v)))
+        });
         reply(out, result, |out, d| match d {
             Some(d) => kv_proto::write::bulk(out, &d),
             None => out.null(),
@@ -285,7 +415,7 @@ impl Restore {
             if !self.replace && w.exists(&self.key) {
                 return Frame::error("BUSYKEY Target key name already exists.");
             }
-            let value = match restore_string(&self.payload, max) {
+            let value = match restore_value(&self.payload, max) {
                 Ok(v) => v,
                 Err(e) => return Frame::error(e.text()),
             };
@@ -299,10 +429,15 @@ impl Restore {
                 w.del(&self.key);
                 return Frame::simple("OK");
             }
-            if !w.fits(self.key.len(), value.len()) {
-                return Frame::error("OOM value too large for this server's --maxmemory");
+            match value {
+                Restored::Str(value) => {
+                    if !w.fits(self.key.len(), value.len()) {
+                        return Frame::error("OOM value too large for this server's --maxmemory");
+                    }
+                    w.set(&self.key, &value, expires_at);
+                }
+                Restored::Obj(obj) => w.set_object(&self.key, obj, expires_at),
             }
-            w.set(&self.key, &value, expires_at);
             Frame::simple("OK")
         });
         reply(out, result, |out, f| out.frame(&f))
@@ -342,5 +477,24 @@ mod tests {
         assert_eq!(restore_string(&bad, usize::MAX), Err(BadPayload::Checksum));
         assert_eq!(restore_string(b"\x00", usize::MAX), Err(BadPayload::Checksum));
         assert_eq!(restore_string(&dump_string(&[1u8; 100]), 10), Err(BadPayload::Format));
+    }
+
+    #[test]
+    fn collections_round_trip() {
+        let mut z = kv_store::object::ZSetObj::default();
+        z.insert(b"a", 1.5);
+        z.insert(b"b", -2.0);
+        let mut h = kv_store::object::HashObj::default();
+        h.set(b"f", b"12");
+        h.set(b"g", b"text");
+        for obj in [Object::ZSet(z), Object::Hash(h)] {
+            let packed = obj.to_packed();
+            let payload = dump_value(kv_store::Val::Big(&obj));
+            let Ok(Restored::Obj(back)) = restore_value(&payload, usize::MAX) else {
+                panic!("restores")
+            };
+            assert_eq!((back.kind(), back.digest()), (obj.kind(), obj.digest()));
+            assert_eq!(back.to_packed().len(), packed.len());
+        }
     }
 }

@@ -21,7 +21,7 @@ impl Exists {
 
     pub fn apply(self, node: &Node, out: &mut Out) -> Option<Pending> {
         let keys = self.keys.iter().map(|k| &k[..]);
-        let result = node.read(keys, |r| self.keys.iter().filter(|k| r.get(k, |v| v.is_some())).count());
+        let result = node.read(keys, |r| self.keys.iter().filter(|k| r.exists(k)).count());
         reply(out, result, |out, n| kv_proto::write::integer(out, n as i64))
     }
 }

@@ -153,14 +153,14 @@ impl Ttl {
     pub fn apply(self, node: &Node, out: &mut Out) -> Option<Pending> {
         let result = node.read([&self.key[..]], |r| {
             let now = r.now();
-            r.lookup(&self.key, |hit| match hit {
+            match r.kind_of(&self.key) {
                 None => -2,
                 Some((_, None)) => -1,
                 Some((_, Some(at))) => {
                     let left = at.saturating_sub(now) as i64;
                     if self.millis { left } else { (left + 500) / 1000 }
                 }
-            })
+            }
         });
         reply(out, result, |out, n| kv_proto::write::integer(out, n))
     }

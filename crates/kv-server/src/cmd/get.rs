@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use kv_proto::Out;
 
-use super::{Args, CmdError, reply};
+use super::{Args, CmdError, reply, reply_written};
 use crate::node::{Node, Pending};
 
 /// `GET key`: the value, or nil.
@@ -21,13 +21,14 @@ impl Get {
     }
 
     pub fn apply(self, node: &Node, out: &mut Out) -> Option<Pending> {
+        let mark = out.len();
         let result = node.read([&self.key[..]], |r| {
             r.get(&self.key, |v| match v {
                 Some(v) => kv_proto::write::bulk(out, v),
                 None => out.null(),
             })
         });
-        reply(out, result, |_, ()| {})
+        reply_written(out, mark, result)
     }
 }
 
@@ -48,7 +49,7 @@ impl MGet {
         let result = node.read(self.keys.iter().map(|k| &k[..]), |r| {
             kv_proto::write::array_header(out, self.keys.len());
             for k in &self.keys {
-                r.get(k, |v| match v {
+                r.get_string(k, |v| match v {
                     Some(v) => kv_proto::write::bulk(out, v),
                     None => out.null(),
                 });

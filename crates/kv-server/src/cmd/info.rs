@@ -36,9 +36,10 @@ pub fn apply(node: &Node, args: &[String], out: &mut Out) {
             "clients" => {
                 let _ = write!(
                     text,
-                    "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n\r\n",
+                    "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n\r\n",
                     node.clients_connected.load(Ordering::Relaxed),
-                    node.config.resp.max_clients
+                    node.config.resp.max_clients,
+                    node.clients_blocked.load(Ordering::Relaxed)
                 );
             }
             "memory" => {

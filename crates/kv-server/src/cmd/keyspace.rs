@@ -29,9 +29,9 @@ impl Type {
     }
 
     pub fn apply(self, node: &Node, out: &mut Out) -> Option<Pending> {
-        let result = node.read([&self.key[..]], |r| r.get(&self.key, |v| v.is_some()));
-        reply(out, result, |out, found| {
-            kv_proto::write::simple(out, if found { b"string" } else { b"none" })
+        let result = node.read([&self.key[..]], |r| r.kind_of(&self.key).map(|(k, _)| k));
+        reply(out, result, |out, kind| {
+            kv_proto::write::simple(out, kind.map_or("none", |k| k.name()).as_bytes())
         })
     }
 }
@@ -51,7 +51,7 @@ impl Touch {
 
     pub fn apply(self, node: &Node, out: &mut Out) -> Option<Pending> {
         let result = node.read(self.keys.iter().map(|k| &k[..]), |r| {
-            self.keys.iter().filter(|k| r.get(k, |v| v.is_some())).count()
+            self.keys.iter().filter(|k| r.exists(k)).count()
         });
         reply(out, result, |out, n| kv_proto::write::integer(out, n as i64))
     }
@@ -75,7 +75,7 @@ impl Rename {
 
     pub fn apply(self, node: &Node, out: &mut Out) -> Option<Pending> {
         let result = node.write([&self.from[..], &self.to[..]], |w| {
-            let Some((value, expires_at)) = w.get(&self.from) else {
+            let Some((kind, value, expires_at)) = w.take_copy(&self.from) else {
                 return Frame::error("ERR no such key");
             };
             if self.from == self.to {
@@ -88,7 +88,7 @@ impl Rename {
             if self.only_new && w.exists(&self.to) {
                 return Frame::Integer(0);
             }
-            w.set(&self.to, &value, expires_at);
+            w.set_copy(&self.to, kind, &value, expires_at);
             w.del(&self.from);
             if self.only_new {
                 Frame::Integer(1)
@@ -135,7 +135,7 @@ impl Copy {
             if self.from == self.to {
                 return Frame::error("ERR source and destination objects are the same");
             }
-            let Some((value, expires_at)) = w.get(&self.from) else {
+            let Some((kind, value, expires_at)) = w.take_copy(&self.from) else {
                 return Frame::Integer(0);
             };
             if !self.replace && w.exists(&self.to) {
@@ -144,7 +144,7 @@ impl Copy {
             if !w.fits(self.to.len(), value.len()) {
                 return Frame::error("OOM value too large for this server's --maxmemory");
             }
-            w.set(&self.to, &value, expires_at);
+            w.set_copy(&self.to, kind, &value, expires_at);
             Frame::Integer(1)
         });
         frame_reply(out, result)
@@ -236,13 +236,16 @@ impl Scan {
     }
 
     pub fn apply(self, node: &Node, out: &mut Out) -> Option<Pending> {
-        let wrong_type = self.type_.as_ref().is_some_and(|t| !t.eq_ignore_ascii_case(b"string"));
+        // An unknown type matches nothing (Redis 7.0).
+        let kind = self.type_.as_ref().map(|t| kv_proto::Kind::from_name(t));
         let pattern = self.pattern.filter(|p| &p[..] != b"*");
         let result = node.read(std::iter::empty::<&[u8]>(), |r| {
             let mut keys = Vec::new();
             let cursor = usize::try_from(self.cursor).unwrap_or(usize::MAX);
-            let next = r.scan(cursor, self.count, |k, _| {
-                if !wrong_type && pattern.as_ref().is_none_or(|p| kv_proto::glob::matches(p, k)) {
+            let next = r.scan(cursor, self.count, |k, v| {
+                if kind.is_none_or(|want| want == Some(v.kind()))
+                    && pattern.as_ref().is_none_or(|p| kv_proto::glob::matches(p, k))
+                {
                     keys.push(Frame::Bulk(Bytes::copy_from_slice(k)));
                 }
             });
@@ -286,13 +289,11 @@ impl ExpireTime {
     }
 
     pub fn apply(self, node: &Node, out: &mut Out) -> Option<Pending> {
-        let result = node.read([&self.key[..]], |r| {
-            r.lookup(&self.key, |hit| match hit {
-                None => -2,
-                Some((_, None)) => -1,
-                Some((_, Some(at))) if self.millis => at as i64,
-                Some((_, Some(at))) => (at as i64 + 500) / 1000,
-            })
+        let result = node.read([&self.key[..]], |r| match r.kind_of(&self.key) {
+            None => -2,
+            Some((_, None)) => -1,
+            Some((_, Some(at))) if self.millis => at as i64,
+            Some((_, Some(at))) => (at as i64 + 500) / 1000,
         });
         reply(out, result, |out, n| kv_proto::write::integer(out, n))
     }
@@ -366,10 +367,13 @@ impl Object {
         };
         let sub = self.sub;
         let result = node.read([&key[..]], |r| {
-            r.get(&key, |v| {
-                let Some(v) = v else { return Frame::Null };
+            r.value(&key, |v| {
+                let Some((v, _)) = v else { return Frame::Null };
                 match &sub[..] {
-                    b"ENCODING" => Frame::bulk(encoding(v)),
+                    b"ENCODING" => Frame::bulk(match v {
+                        kv_store::Val::Str(s) => encoding(s),
+                        v => v.encoding().unwrap_or("unknown"),
+                    }),
                     b"REFCOUNT" => Frame::Integer(1),
                     b"IDLETIME" => Frame::Integer(0),
                     _ => Frame::error(
@@ -420,9 +424,11 @@ impl MemoryUsage {
 
     pub fn apply(self, node: &Node, out: &mut Out) -> Option<Pending> {
         let result = node.read([&self.key[..]], |r| {
-            r.get(&self.key, |v| {
-                v.map(|v| kv_store::Store::entry_cost(self.key.len(), v.len()))
-            })
+            if r.exists(&self.key) {
+                r.charged(&self.key)
+            } else {
+                None
+            }
         });
         reply(out, result, |out, n| match n {
             Some(n) => kv_proto::write::integer(out, n as i64),

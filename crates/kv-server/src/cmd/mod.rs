@@ -9,18 +9,27 @@
 
 mod args;
 mod bits;
+pub mod blocking;
 mod cluster;
 pub mod connection;
 mod del;
 mod dump;
 mod exists;
 mod expire;
+mod family;
+mod geo;
 mod get;
+mod hashes;
+mod hll;
 mod incr;
 mod info;
 mod keyspace;
+mod lists;
 mod set;
+mod sets;
 mod strings;
+pub mod transaction;
+mod zsets;
 
 use bytes::Bytes;
 use kv_proto::Out;
@@ -90,6 +99,10 @@ pub enum Command {
     Config(Vec<Bytes>),
     /// `CLIENT ...`: every argument; about the connection (served by the handler).
     Client(Vec<Bytes>),
+    /// A command of the collection families (`family`).
+    Call(family::Call),
+    /// A blocking pop: served by the connection, which waits ([`blocking::serve`]).
+    Block(blocking::Block),
 }
 
 impl Command {
@@ -201,7 +214,17 @@ impl Command {
                 args.finish()?;
                 Command::Time
             }
-            _ => return Err(args.unknown()),
+            b"BLPOP" | b"BRPOP" | b"BLMOVE" | b"BRPOPLPUSH" | b"BLMPOP" | b"BZPOPMIN" | b"BZPOPMAX" | b"BZMPOP" => {
+                Command::Block(blocking::Block::parse(&buf[..len], args.all())?)
+            }
+            _ => {
+                let lower = args.lower_name();
+                match family::find(&lower, args.all().to_vec()) {
+                    Some(Ok(call)) => Command::Call(call),
+                    Some(Err(arity)) => return Err(CmdError::Coded(arity)),
+                    None => return Err(args.unknown()),
+                }
+            }
         })
     }
 
@@ -251,6 +274,7 @@ impl Command {
                 | Command::Memory(_)
                 | Command::Dump(_)
         ) || matches!(self, Command::BitField(b) if b.is_read())
+            || matches!(self, Command::Call(c) if c.read)
     }
 
     /// Executes the command, appending its reply to `out`.
@@ -260,8 +284,8 @@ impl Command {
             Command::Echo(c) => c.apply(out),
             Command::Select(c) => c.apply(out),
             Command::Quit => kv_proto::write::ok(out),
-            // The connection's state changes: the handler serves it (`connection::hello`).
-            Command::Hello(_) | Command::ReadOnly(_) | Command::Client(_) => {
+            // The connection's state changes, or it waits: the handler serves these.
+            Command::Hello(_) | Command::ReadOnly(_) | Command::Client(_) | Command::Block(_) => {
                 kv_proto::write::error(out, b"ERR connection state is changed by the connection")
             }
             Command::Asking => kv_proto::write::ok(out),
@@ -314,7 +338,14 @@ impl Command {
             Command::Dump(c) => return c.apply(node, out),
             Command::Restore(c) => return c.apply(node, out),
             Command::Info(sections) => info::apply(node, &sections, out),
-            Command::Config(a) => out.frame(&node.settings.command(&a)),
+            Command::Config(a) => {
+                let reply = node.settings.command(&a);
+                if reply.as_error().is_none() && kv_proto::settings::sets_cluster_wide(&a) {
+                    node.apply_settings();
+                }
+                out.frame(&reply);
+            }
+            Command::Call(c) => return (c.run)(node, &c.args, out),
         }
         None
     }
@@ -337,6 +368,15 @@ pub fn reply<R>(
             None
         }
     }
+}
+
+/// [`reply`] for a command that wrote its reply into `out` while it ran: a refusal (such as
+/// `WRONGTYPE`, found mid-way) replaces what it wrote after `mark` (`out`'s length before).
+pub fn reply_written(out: &mut Out, mark: usize, result: Result<((), Option<Pending>), Refusal>) -> Option<Pending> {
+    if result.is_err() {
+        out.truncate(mark);
+    }
+    reply(out, result, |_, ()| {})
 }
 
 /// Bulk reply of an optional value.

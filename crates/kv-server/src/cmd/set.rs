@@ -154,7 +154,15 @@ impl Set {
                 return Outcome::TooLarge;
             }
             let needs_old = self.get || self.condition != Condition::Always || self.expiry == Expiry::KeepTtl;
-            let old = if needs_old { w.get(&self.key) } else { None };
+            // Only GET reads the old value (and so needs a string); NX, XX and KEEPTTL
+            // work on a key of any kind, which SET replaces.
+            let old = if self.get {
+                w.get(&self.key)
+            } else if needs_old {
+                w.kind_of(&self.key).map(|(_, at)| (Bytes::new(), at))
+            } else {
+                None
+            };
             let exists = old.is_some();
             let blocked = match self.condition {
                 Condition::Always => false,

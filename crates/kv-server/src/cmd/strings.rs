@@ -8,7 +8,7 @@ use bytes::Bytes;
 use kv_proto::{Frame, Out};
 
 use super::args::parse_i64;
-use super::{Args, CmdError, reply};
+use super::{Args, CmdError, reply, reply_written};
 use crate::node::{Node, Pending};
 
 const OOM: &str = "OOM value too large for this server's --maxmemory";
@@ -127,6 +127,7 @@ impl GetRange {
     }
 
     pub fn apply(self, node: &Node, out: &mut Out) -> Option<Pending> {
+        let mark = out.len();
         let result = node.read([&self.key[..]], |r| {
             r.get(&self.key, |v| {
                 let v = v.unwrap_or_default();
@@ -136,7 +137,7 @@ impl GetRange {
                 }
             })
         });
-        reply(out, result, |_, ()| {})
+        reply_written(out, mark, result)
     }
 }
 

@@ -16,11 +16,14 @@
 
 use bytes::Bytes;
 use kv_cluster::Ownership;
+use kv_peer::ElemOp;
 use kv_peer::{ErrorCode, Mutation};
+use kv_proto::Kind;
 use kv_proto::slot::key_slot;
-use kv_store::Lookup;
 use kv_store::time::now_ms;
+use kv_store::{Lookup, Object, Val, WrongType};
 
+use super::effects::{self, Applied};
 use super::{Data, Node, Pending, Role, Stats};
 use crate::config::ReplicationMode;
 
@@ -59,6 +62,9 @@ pub enum Refusal {
         code = ErrorCode::MasterDown
     )]
     NotServingReads { shard: String },
+    /// The command met a key holding another kind of value; it changed nothing.
+    #[error("{}", kv_proto::kind::WRONGTYPE)]
+    WrongType,
 }
 
 /// See [`Node::cluster_client_route`].
@@ -166,16 +172,32 @@ impl Node {
             data: &mut data,
             epoch,
             now: now_ms(),
+            failed: None,
         };
         let r = f(&mut w);
+        let failed = w.failed.is_some();
+        w.failed = None;
+        // Blocked clients this write gave something to are served now, in order, under
+        // the same lock (see `waiters`).
+        let served = if w.data.waiters.is_empty() || w.data.waiters.deferred {
+            Vec::new()
+        } else {
+            super::waiters::Waiters::serve(&mut w)
+        };
         w.evict();
         let last = data.log.last_offset();
         if last == before {
-            return Ok((r, None));
+            return if failed { Err(Refusal::WrongType) } else { Ok((r, None)) };
         }
         let pending = self.pending(&data);
         drop(data);
+        for (waiter, reply) in served {
+            waiter.deliver(reply, pending);
+        }
         self.notify_appended(last);
+        if failed {
+            return Err(Refusal::WrongType);
+        }
         Ok((r, pending))
     }
 
@@ -342,10 +364,16 @@ impl Node {
             data: &mut data,
             epoch,
             now: now_ms(),
+            failed: false,
         };
         let out = f(&mut r);
+        let failed = r.failed;
         if epoch.is_none() {
-            return Ok((out, None));
+            return if failed {
+                Err(Refusal::WrongType)
+            } else {
+                Ok((out, None))
+            };
         }
         let last = data.log.last_offset();
         let pending = self.pending(&data);
@@ -353,15 +381,23 @@ impl Node {
         if last != before {
             self.notify_appended(last);
         }
+        if failed {
+            return Err(Refusal::WrongType);
+        }
         Ok((out, pending))
     }
 }
 
 /// Changes the store on the leader; every change is logged for the followers.
+///
+/// A command that meets a key of the wrong kind (a string accessor on a collection, a
+/// collection of another kind) fails whole: from then on the writer changes nothing, and the
+/// client gets `WRONGTYPE` instead of the command's reply.
 pub struct Writer<'a> {
     data: &'a mut Data,
     epoch: u64,
     now: u64,
+    failed: Option<WrongType>,
 }
 
 impl Writer<'_> {
@@ -374,10 +410,44 @@ impl Writer<'_> {
         self.data.log(self.epoch, m);
     }
 
-    /// The live value of `key` and its expiry; an expired key is deleted (and logged).
+    /// True once the command met a key of the wrong kind (see [`Writer`]).
+    pub fn failed(&self) -> bool {
+        self.failed.is_some()
+    }
+
+    /// Forgets a wrong kind met so far (a blocked client's try skips such keys).
+    pub fn clear_failed(&mut self) {
+        self.failed = None;
+    }
+
+    /// The node's blocked clients.
+    pub fn waiters(&mut self) -> &mut super::waiters::Waiters {
+        &mut self.data.waiters
+    }
+
+    /// The live string at `key` and its expiry; an expired key is deleted (and logged). A
+    /// collection fails the command (`WRONGTYPE`).
     pub fn get(&mut self, key: &[u8]) -> Option<(Bytes, Option<u64>)> {
         match self.data.store.get_expiring(key, self.now) {
             Lookup::Hit { value, expires_at } => Some((Bytes::copy_from_slice(value), expires_at)),
+            Lookup::Other { .. } => {
+                self.failed = Some(WrongType);
+                None
+            }
+            Lookup::Miss => None,
+            Lookup::Expired => {
+                self.log(Mutation::Del { key });
+                None
+            }
+        }
+    }
+
+    /// The kind and expiry of the live value at `key` (an expired key is deleted and
+    /// logged), whatever its kind.
+    pub fn kind_of(&mut self, key: &[u8]) -> Option<(Kind, Option<u64>)> {
+        match self.data.store.get_expiring(key, self.now) {
+            Lookup::Hit { expires_at, .. } => Some((Kind::String, expires_at)),
+            Lookup::Other { kind, expires_at } => Some((kind, expires_at)),
             Lookup::Miss => None,
             Lookup::Expired => {
                 self.log(Mutation::Del { key });
@@ -387,15 +457,94 @@ impl Writer<'_> {
     }
 
     /// `Some(expiry)` when the key exists and is live (an expired key is deleted and
-    /// logged), without copying its value.
+    /// logged), whatever its kind, without copying its value.
     pub fn expiry_of(&mut self, key: &[u8]) -> Option<Option<u64>> {
-        match self.data.store.get_expiring(key, self.now) {
-            Lookup::Hit { expires_at, .. } => Some(expires_at),
-            Lookup::Miss => None,
-            Lookup::Expired => {
-                self.log(Mutation::Del { key });
-                None
+        self.kind_of(key).map(|(_, at)| at)
+    }
+
+    /// Reads the live collection of `kind` at `key` (`None`: absent). Another kind fails
+    /// the command (`WRONGTYPE`), and `f` sees `None`.
+    pub fn read_obj<R>(&mut self, key: &[u8], kind: Kind, f: impl FnOnce(Option<&Object>) -> R) -> R {
+        match self.kind_of(key) {
+            Some((k, _)) if k != kind => {
+                self.failed = Some(WrongType);
+                f(None)
             }
+            Some(_) => match self.data.store.object(key, kind) {
+                Ok(obj) => f(obj.as_deref()),
+                Err(_) => f(None),
+            },
+            None => f(None),
+        }
+    }
+
+    /// The live value at `key` as it travels between servers (kind, payload, expiry).
+    pub fn take_copy(&mut self, key: &[u8]) -> Option<(Kind, Bytes, Option<u64>)> {
+        self.kind_of(key)?;
+        let (v, at) = self.data.store.peek(key)?;
+        Some((v.kind(), Bytes::copy_from_slice(&v.payload()), at))
+    }
+
+    /// Applies an element op to the collection at `key` (created when absent, deleted when
+    /// left empty) and logs it. Another kind fails the command (`WRONGTYPE`).
+    pub fn apply(&mut self, key: &[u8], op: ElemOp, args: &[Bytes]) -> Applied {
+        if self.failed.is_some() {
+            return Applied::default();
+        }
+        if let Some((k, _)) = self.kind_of(key)
+            && k != effects::op_kind(op)
+        {
+            self.failed = Some(WrongType);
+            return Applied::default();
+        }
+        let Ok(done) = effects::apply(&mut self.data.store, key, op, args) else {
+            self.failed = Some(WrongType);
+            return Applied::default();
+        };
+        let assigns = matches!(op, ElemOp::HSet | ElemOp::ZAdd | ElemOp::LSet);
+        if done.count > 0 || (assigns && !args.is_empty()) {
+            self.log(Mutation::Elems { key, op, args });
+            if self.data.inbound.is_some() && !self.data.store.contains(key) {
+                // Emptied: a tombstone, so a copy of the old value never comes back.
+                self.log(Mutation::Del { key });
+            }
+        }
+        done
+    }
+
+    /// Sets `key` to a whole collection (replacing whatever it held) and logs it.
+    pub fn set_object(&mut self, key: &[u8], obj: Object, expires_at: Option<u64>) {
+        if self.failed.is_some() {
+            return;
+        }
+        if obj.is_empty() {
+            self.del(key);
+            return;
+        }
+        let kind = obj.kind();
+        let payload = obj.to_packed();
+        self.data.store.set_object(key, obj, expires_at);
+        self.log(Mutation::Object {
+            key,
+            kind,
+            payload: &payload,
+            expires_at,
+        });
+    }
+
+    /// Sets `key` from a value as it travels between servers (see [`Writer::take_copy`]);
+    /// false when a collection's payload is malformed.
+    pub fn set_copy(&mut self, key: &[u8], kind: Kind, payload: &[u8], expires_at: Option<u64>) -> bool {
+        if kind == Kind::String {
+            self.set(key, payload, expires_at);
+            return true;
+        }
+        match Object::decode(kind, payload) {
+            Ok(obj) => {
+                self.set_object(key, obj, expires_at);
+                true
+            }
+            Err(_) => false,
         }
     }
 
@@ -409,25 +558,30 @@ impl Writer<'_> {
         self.data.store.fits(key_len, value_len)
     }
 
-    /// Sets `key`.
+    /// Sets `key` to a string, replacing whatever it held.
     pub fn set(&mut self, key: &[u8], value: &[u8], expires_at: Option<u64>) {
+        if self.failed.is_some() {
+            return;
+        }
         self.data.store.set(key, value, expires_at);
         self.log(Mutation::Set { key, value, expires_at });
     }
 
     /// Sets `key` unless it exists or was deleted during the current inbound move: a copy
     /// of an older value never overwrites a newer one. True when set.
-    pub fn set_if_new(&mut self, key: &[u8], value: &[u8], expires_at: Option<u64>) -> bool {
+    pub fn set_if_new(&mut self, key: &[u8], kind: Kind, value: &[u8], expires_at: Option<u64>) -> bool {
         if self.exists(key) || self.data.tombstones.contains(key) || expires_at.is_some_and(|t| t <= self.now) {
             return false;
         }
-        self.set(key, value, expires_at);
-        true
+        self.set_copy(key, kind, value, expires_at)
     }
 
     /// Deletes `key`; false when it was absent. While receiving keys the delete is logged
     /// even for an absent key, so the tombstone reaches the followers too.
     pub fn del(&mut self, key: &[u8]) -> bool {
+        if self.failed.is_some() {
+            return false;
+        }
         let existed = self.data.store.remove(key);
         if existed || self.data.inbound.is_some() {
             self.log(Mutation::Del { key });
@@ -452,7 +606,7 @@ impl Writer<'_> {
 
     /// Changes the expiry of a live key; false when absent.
     pub fn expire(&mut self, key: &[u8], expires_at: Option<u64>) -> bool {
-        if !self.exists(key) {
+        if self.failed.is_some() || !self.exists(key) {
             return false;
         }
         self.data.store.set_expiry(key, expires_at);
@@ -488,31 +642,102 @@ impl Writer<'_> {
     }
 }
 
-/// Reads the store; see [`Node::read`].
+/// Reads the store; see [`Node::read`]. A string accessor meeting a collection, or a
+/// collection accessor meeting another kind, fails the command (`WRONGTYPE`).
 pub struct Reader<'a> {
     data: &'a mut Data,
     /// `Some` on the leader: expired keys found are deleted and logged.
     epoch: Option<u64>,
     now: u64,
+    failed: bool,
 }
 
 impl Reader<'_> {
-    /// The live value of `key` and its expiry, passed to `f` without copying.
-    pub fn lookup<R>(&mut self, key: &[u8], f: impl FnOnce(Option<(&[u8], Option<u64>)>) -> R) -> R {
+    /// The live entry at `key` (an expired one is deleted and logged on the leader).
+    fn live(&mut self, key: &[u8]) -> Lookup<'_> {
         let Some(epoch) = self.epoch else {
             return match self.data.store.get(key, self.now) {
-                Lookup::Hit { value, expires_at } => f(Some((value, expires_at))),
-                _ => f(None),
+                Lookup::Expired => Lookup::Miss,
+                found => found,
             };
         };
-        match self.data.store.get_expiring(key, self.now) {
+        // Two lookups: the borrow of a hit cannot outlive the delete's branch.
+        if let Lookup::Expired = self.data.store.get_expiring(key, self.now) {
+            self.data.log(epoch, Mutation::Del { key });
+            return Lookup::Miss;
+        }
+        self.data.store.get(key, self.now)
+    }
+
+    /// The live string at `key` and its expiry, passed to `f` without copying.
+    pub fn lookup<R>(&mut self, key: &[u8], f: impl FnOnce(Option<(&[u8], Option<u64>)>) -> R) -> R {
+        let mut wrong = false;
+        let r = match self.live(key) {
             Lookup::Hit { value, expires_at } => f(Some((value, expires_at))),
-            Lookup::Miss => f(None),
-            Lookup::Expired => {
-                self.data.log(epoch, Mutation::Del { key });
+            Lookup::Other { .. } => {
+                wrong = true;
                 f(None)
             }
+            _ => f(None),
+        };
+        self.failed |= wrong;
+        r
+    }
+
+    /// Like [`Reader::get`], but a collection reads as absent (`MGET`'s rule).
+    pub fn get_string<R>(&mut self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> R {
+        match self.live(key) {
+            Lookup::Hit { value, .. } => f(Some(value)),
+            _ => f(None),
         }
+    }
+
+    /// The kind and expiry of the live value at `key`, whatever its kind.
+    pub fn kind_of(&mut self, key: &[u8]) -> Option<(Kind, Option<u64>)> {
+        match self.live(key) {
+            Lookup::Hit { expires_at, .. } => Some((Kind::String, expires_at)),
+            Lookup::Other { kind, expires_at } => Some((kind, expires_at)),
+            _ => None,
+        }
+    }
+
+    /// True when `key` holds a live value of any kind.
+    pub fn exists(&mut self, key: &[u8]) -> bool {
+        self.kind_of(key).is_some()
+    }
+
+    /// The live collection of `kind` at `key`, passed to `f` (`None`: absent). Another
+    /// kind fails the command (`WRONGTYPE`), and `f` sees `None`.
+    pub fn object<R>(&mut self, key: &[u8], kind: Kind, f: impl FnOnce(Option<&Object>) -> R) -> R {
+        match self.kind_of(key) {
+            Some((k, _)) if k != kind => {
+                self.failed = true;
+                f(None)
+            }
+            Some(_) => match self.data.store.object(key, kind) {
+                Ok(obj) => f(obj.as_deref()),
+                Err(_) => f(None),
+            },
+            None => f(None),
+        }
+    }
+
+    /// The live value at `key` as stored, whatever its kind (`OBJECT`, `DUMP`, `TYPE`).
+    pub fn value<R>(&mut self, key: &[u8], f: impl FnOnce(Option<(Val<'_>, Option<u64>)>) -> R) -> R {
+        if self.kind_of(key).is_none() {
+            return f(None);
+        }
+        f(self.data.store.peek(key))
+    }
+
+    /// The bytes `key` is charged (`MEMORY USAGE`).
+    pub fn charged(&self, key: &[u8]) -> Option<usize> {
+        self.data.store.charged(key)
+    }
+
+    /// The sizes up to which collections stay compact.
+    pub fn compact_limits(&self) -> kv_store::CompactLimits {
+        self.data.store.compact_limits()
     }
 
     /// The live value of `key`, passed to `f` without copying.
@@ -529,7 +754,7 @@ impl Reader<'_> {
     /// returns the cursor to continue from, 0 when the walk is complete. A key present for
     /// the whole walk is visited exactly once (slab positions never move), as `SCAN`
     /// promises.
-    pub fn scan(&self, cursor: usize, count: usize, mut f: impl FnMut(&[u8], &[u8])) -> usize {
+    pub fn scan(&self, cursor: usize, count: usize, mut f: impl FnMut(&[u8], Val<'_>)) -> usize {
         let now = self.now;
         self.data
             .store

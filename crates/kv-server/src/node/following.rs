@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use kv_peer::{DecodeError, parse_u64};
-use kv_proto::Request;
+use kv_peer::{DecodeError, Mutation, parse_u64};
+use kv_proto::{Kind, Request};
 
 use super::{Data, Node, StaleTerm, apply};
 use std::sync::MutexGuard;
@@ -46,17 +46,31 @@ impl Node {
         data.position_valid = false;
         data.inbound = None;
         data.tombstones.clear();
+        data.snapshot_lists.clear();
+        data.snapshot_until = 0;
         Ok(())
     }
 
-    /// Loads one `KV.SNAP` chunk (`key value expires-at` triples). Returns how many keys.
-    pub fn load_snapshot_chunk(&self, term: u64, triples: &[Bytes]) -> Result<usize, ApplyError> {
+    /// Loads one `KV.SNAP` chunk taken at log `offset` (`key kind value expires-at`
+    /// quadruples). Returns how many keys. Lists are remembered with the offset: replaying the
+    /// log from the snapshot's start must skip the entries they already reflect.
+    pub fn load_snapshot_chunk(&self, term: u64, offset: u64, quads: &[Bytes]) -> Result<usize, ApplyError> {
         let mut data = self.check_term(term)?;
-        for t in triples.chunks_exact(3) {
-            let at = parse_u64(&t[2]).ok_or(DecodeError("bad expiry in snapshot"))?;
-            data.store.set(&t[0], &t[1], (at != 0).then_some(at));
+        for q in quads.chunks_exact(4) {
+            let kind = parse_u64(&q[1])
+                .and_then(|t| u8::try_from(t).ok())
+                .and_then(Kind::from_tag)
+                .ok_or(DecodeError("bad kind in snapshot"))?;
+            let at = parse_u64(&q[3]).ok_or(DecodeError("bad expiry in snapshot"))?;
+            data.store
+                .set_payload(&q[0], kind, &q[2], (at != 0).then_some(at))
+                .map_err(|_| DecodeError("malformed collection in snapshot"))?;
+            if kind == Kind::List {
+                data.snapshot_lists.insert(Box::from(&q[0][..]), offset);
+            }
         }
-        Ok(triples.len() / 3)
+        data.snapshot_until = data.snapshot_until.max(offset);
+        Ok(quads.len() / 4)
     }
 
     /// The snapshot's leader was receiving keys for ring `version` (0: none), with these
@@ -97,7 +111,7 @@ impl Node {
             if e.epoch < last {
                 return Err(ApplyError::EpochRegressed { last, got: e.epoch });
             }
-            apply(&e.mutation, &mut data.store);
+            data.replay(e.offset, &e.mutation);
             data.remember(&e.mutation);
             data.log.append(e.epoch, req.raw().clone());
         }
@@ -119,5 +133,44 @@ impl Node {
     /// The read lease ends now (the stream to the leader broke).
     pub fn revoke_read_lease(&self) {
         self.read_lease.revoke();
+    }
+}
+
+impl Data {
+    /// Applies the entry at `offset`, unless it changes a list that the snapshot being
+    /// replayed over already shows it applied (see `kv_peer::stream`): list ops are not
+    /// idempotent, every other entry is.
+    fn replay(&mut self, offset: u64, m: &Mutation<'_>) {
+        if self.snapshot_lists.is_empty() {
+            apply(m, &mut self.store);
+            return;
+        }
+        if offset > self.snapshot_until {
+            self.snapshot_lists.clear();
+            apply(m, &mut self.store);
+            return;
+        }
+        let taken_at = |key: &[u8]| self.snapshot_lists.get(key).copied();
+        match m {
+            Mutation::Flush => {
+                // Lists loaded after the flush already show it, and what followed it.
+                type Kept = (Box<[u8]>, Vec<u8>, Option<u64>);
+                let keep: Vec<Kept> = self
+                    .snapshot_lists
+                    .iter()
+                    .filter(|(_, at)| **at >= offset)
+                    .filter_map(|(k, _)| {
+                        let (v, exp) = self.store.peek(k)?;
+                        (v.kind() == Kind::List).then(|| (k.clone(), v.payload().into_owned(), exp))
+                    })
+                    .collect();
+                apply(m, &mut self.store);
+                for (k, payload, exp) in keep {
+                    let _ = self.store.set_payload(&k, Kind::List, &payload, exp);
+                }
+            }
+            _ if m.key().and_then(taken_at).is_some_and(|at| at >= offset) => {}
+            _ => apply(m, &mut self.store),
+        }
     }
 }

@@ -100,18 +100,18 @@ impl Node {
         max_entries: usize,
         max_bytes: usize,
         out: &mut BytesMut,
-    ) -> Result<(Option<usize>, usize), StaleTerm> {
+    ) -> Result<(Option<usize>, usize, u64), StaleTerm> {
         let d = self.lock();
         if d.term != term {
             return Err(StaleTerm);
         }
         let mut n = 0;
         let next = d.store.scan(cursor, max_entries, |k, v, at| {
-            kv_peer::stream::write_snap_entry(out, k, v, at);
+            kv_peer::stream::write_snap_entry(out, k, v.kind(), &v.payload(), at);
             n += 1;
             out.len() < max_bytes
         });
-        Ok((next, n))
+        Ok((next, n, d.log.last_offset()))
     }
 
     /// The follower on `conn` was sent its whole snapshot and now receives the log.

@@ -19,11 +19,13 @@
 //! invent writes.
 
 pub mod access;
+pub mod effects;
 pub mod following;
 pub mod leading;
 pub mod lease;
 #[cfg(test)]
 mod tests;
+pub mod waiters;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -107,6 +109,13 @@ struct Data {
     tombstones: HashSet<Box<[u8]>>,
     /// The highest ring version whose inbound move completed here: copies for it are late.
     inbound_done: u64,
+    /// While a follower replays the log over a snapshot: the lists the snapshot held, with
+    /// the offset each was read at (entries up to it are already in them).
+    snapshot_lists: std::collections::HashMap<Box<[u8]>, u64>,
+    /// The offset of the snapshot's last chunk: past it, nothing is skipped.
+    snapshot_until: u64,
+    /// Clients blocked in a pop on this node.
+    waiters: waiters::Waiters,
 }
 
 impl Data {
@@ -183,6 +192,22 @@ fn apply(m: &Mutation<'_>, store: &mut Store) {
         }
         Mutation::Inbound { .. } => {}
         Mutation::Flush => store.clear(),
+        Mutation::Object {
+            key,
+            kind,
+            payload,
+            expires_at,
+        } => {
+            // A malformed payload from the leader: the key stays absent (the digest check
+            // shows the difference) rather than stopping replication.
+            if store.set_payload(key, kind, payload, expires_at).is_err() {
+                store.remove(key);
+            }
+        }
+        Mutation::Elems { key, op, args } => {
+            // Another kind: only while replaying over a snapshot (see kv_peer::log).
+            let _ = effects::apply(store, key, op, args);
+        }
     }
 }
 
@@ -253,6 +278,9 @@ impl Stats {
 
 /// One kvserver's state. See the module documentation.
 pub struct Node {
+    /// Held shared by every command, exclusively by a transaction's `EXEC`
+    /// (`crate::cmd::transaction`): nothing runs between a transaction's commands.
+    transactions: std::sync::RwLock<()>,
     pub id: String,
     pub shard: String,
     /// The client port's advertised address.
@@ -283,6 +311,8 @@ pub struct Node {
     pub settings: kv_proto::settings::Settings,
     /// Client-port connections open now, and when the node started (`INFO`).
     pub clients_connected: AtomicU64,
+    /// Clients waiting in a blocking pop.
+    pub clients_blocked: AtomicU64,
     pub started: Instant,
     /// True while a cluster client's command needs no routing check (a leader, no move
     /// under way): saves its commands a second lock per request.
@@ -321,12 +351,17 @@ impl Node {
                 inbound: None,
                 tombstones: HashSet::new(),
                 inbound_done: 0,
+                snapshot_lists: Default::default(),
+                snapshot_until: 0,
+                waiters: Default::default(),
             }),
             settings: kv_proto::settings::Settings::new(
                 config.resp.max_clients,
                 config.resp.proto_max_bulk_len as usize,
             ),
             clients_connected: AtomicU64::new(0),
+            clients_blocked: AtomicU64::new(0),
+            transactions: std::sync::RwLock::new(()),
             started: Instant::now(),
             config,
             appended: watch::channel(0).0,
@@ -548,6 +583,35 @@ impl Node {
             .then(|| (data.log.last_epoch(), data.log.last_offset()))
     }
 
+    /// Taken by every command while it applies (see `transactions`).
+    pub fn shared(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.transactions.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Taken by a transaction's `EXEC` while it applies.
+    pub fn exclusive(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.transactions.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies the [`kv_proto::settings::CLUSTER_WIDE`] parameters to the store (after a
+    /// `CONFIG SET`): collections changed from now on follow the new sizes.
+    pub fn apply_settings(&self) {
+        let n = |name: &str, default: usize| {
+            self.settings
+                .number(name)
+                .map_or(default, |v| usize::try_from(v).unwrap_or(0))
+        };
+        let d = kv_store::CompactLimits::default();
+        let limits = kv_store::CompactLimits {
+            hash_max_listpack_entries: n("hash-max-listpack-entries", d.hash_max_listpack_entries),
+            hash_max_listpack_value: n("hash-max-listpack-value", d.hash_max_listpack_value),
+            set_max_intset_entries: n("set-max-intset-entries", d.set_max_intset_entries),
+            zset_max_listpack_entries: n("zset-max-listpack-entries", d.zset_max_listpack_entries),
+            zset_max_listpack_value: n("zset-max-listpack-value", d.zset_max_listpack_value),
+        };
+        self.lock().store.set_compact_limits(limits);
+    }
+
     /// The last offset in the log.
     pub fn last_offset(&self) -> u64 {
         self.lock().log.last_offset()
@@ -556,7 +620,12 @@ impl Node {
     /// Visits up to `max` store entries from `cursor` (`key, value, expires-at`); `f` returns
     /// false to stop early. Returns the cursor to continue from, `None` at the end. For moves
     /// and clean-up, which read without the fences of client reads.
-    pub fn scan(&self, cursor: usize, max: usize, f: impl FnMut(&[u8], &[u8], Option<u64>) -> bool) -> Option<usize> {
+    pub fn scan(
+        &self,
+        cursor: usize,
+        max: usize,
+        f: impl FnMut(&[u8], kv_store::Val<'_>, Option<u64>) -> bool,
+    ) -> Option<usize> {
         self.lock().store.scan(cursor, max, f)
     }
 

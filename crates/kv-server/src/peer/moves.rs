@@ -37,7 +37,7 @@ pub fn import(
         }
         Ok(items
             .iter()
-            .filter(|i| w.set_if_new(&i.key, &i.value, i.expires_at))
+            .filter(|i| w.set_if_new(&i.key, i.kind, &i.value, i.expires_at))
             .count())
     });
     if let Ok((Ok(n), _)) = &result {
@@ -64,6 +64,11 @@ pub fn drop(node: &Node, keys: &[Bytes], out: &mut Out) -> Option<Pending> {
 }
 
 pub fn fetch(node: &Node, key: &[u8], out: &mut Out) -> Option<Pending> {
-    let result = node.read_internal(|r| r.lookup(key, |hit| write_fetch_reply(out, hit)));
+    let result = node.read_internal(|r| {
+        r.value(key, |hit| match hit {
+            Some((v, at)) => write_fetch_reply(out, Some((v.kind(), &v.payload(), at))),
+            None => write_fetch_reply(out, None),
+        })
+    });
     reply(out, result, |_, ()| {})
 }

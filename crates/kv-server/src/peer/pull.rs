@@ -64,6 +64,7 @@ impl Puller {
             match parse_fetch_reply(&reply) {
                 Ok(Some(found)) => items.push(MigrateItem {
                     key: key.clone(),
+                    kind: found.kind,
                     value: found.value,
                     expires_at: found.expires_at,
                 }),

@@ -145,7 +145,7 @@ async fn follow_once(
             loop {
                 let req = next_within(node, &mut conn, silence).await?;
                 match LeaderMsg::parse(&req)? {
-                    LeaderMsg::Snap { triples } => keys += node.load_snapshot_chunk(term, triples)?,
+                    LeaderMsg::Snap { offset, quads } => keys += node.load_snapshot_chunk(term, offset, quads)?,
                     LeaderMsg::SnapIn {
                         version,
                         done,

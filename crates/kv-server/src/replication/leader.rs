@@ -129,13 +129,14 @@ async fn send_snapshot(
     let mut body = BytesMut::new();
     while let Some(c) = cursor {
         body.clear();
-        let n;
-        (cursor, n) = node.snapshot_chunk(plan.term, c, SNAPSHOT_CHUNK_ENTRIES, SNAPSHOT_CHUNK_BYTES, &mut body)?;
+        let (n, taken_at);
+        (cursor, n, taken_at) =
+            node.snapshot_chunk(plan.term, c, SNAPSHOT_CHUNK_ENTRIES, SNAPSHOT_CHUNK_BYTES, &mut body)?;
         if n == 0 {
             continue;
         }
         let mut head = BytesMut::new();
-        stream::write_snap_header(&mut head, n);
+        stream::write_snap_header(&mut head, taken_at, n);
         write_within(&mut conn.stream, &head, limit).await?;
         write_within(&mut conn.stream, &body, limit).await?;
     }

@@ -1,0 +1,140 @@
+//! `MULTI` … `EXEC` at the gate. Commands are checked (known, arity) and queued here, and
+//! every key of a transaction must live on one shard (`CROSSSLOT` otherwise, as in Redis
+//! Cluster; a key moving between shards gets `TRYAGAIN`). `EXEC` sends the whole
+//! transaction — `MULTI`, the commands, `EXEC` — to that shard's leader as one message on a
+//! pooled connection, so no other client's request comes between them there, and the leader
+//! runs it atomically (`kv_server::cmd::transaction`). The client gets `EXEC`'s reply.
+//!
+//! Not yet: `WATCH` (refused, so that no client believes it holds an optimistic lock).
+
+use bytes::{Bytes, BytesMut};
+use kv_proto::{Frame, Protocol, Request};
+
+use super::command;
+use super::{Pending, Session};
+
+/// A transaction being queued.
+#[derive(Default)]
+pub struct Multi {
+    /// The commands, encoded.
+    queued: Vec<Bytes>,
+    /// The shard every key so far lives on.
+    shard: Option<String>,
+    /// A key of the transaction, to route by (`None`: no keys yet).
+    route_key: Option<Bytes>,
+    aborted: bool,
+}
+
+impl Session<'_> {
+    /// Serves transaction control, and queues commands inside `MULTI`; `None` when `req` is
+    /// served as usual.
+    pub(super) fn transaction(&mut self, req: &Request) -> Option<Pending> {
+        let name = req.name().to_ascii_uppercase();
+        let in_multi = self.multi.is_some();
+        let now = |f: Frame| Some(Pending::Now(f));
+        match (&name[..], in_multi) {
+            (b"MULTI", false) if req.len() == 1 => {
+                self.multi = Some(Multi::default());
+                now(Frame::simple("OK"))
+            }
+            (b"MULTI", true) => now(Frame::error("ERR MULTI calls can not be nested")),
+            (b"EXEC" | b"DISCARD", false) if req.len() == 1 => now(Frame::error(format!(
+                "ERR {} without MULTI",
+                String::from_utf8_lossy(&name)
+            ))),
+            (b"DISCARD", true) if req.len() == 1 => {
+                self.multi = None;
+                now(Frame::simple("OK"))
+            }
+            (b"EXEC", true) if req.len() == 1 => Some(self.exec()),
+            (b"MULTI" | b"EXEC" | b"DISCARD", _) => now(Frame::error(format!(
+                "ERR wrong number of arguments for '{}' command",
+                String::from_utf8_lossy(&name).to_lowercase()
+            ))),
+            (b"WATCH", true) => now(Frame::error("ERR WATCH inside MULTI is not allowed")),
+            (b"WATCH", false) => now(Frame::error("ERR WATCH is not supported yet")),
+            (b"UNWATCH", _) => now(Frame::simple("OK")),
+            (b"QUIT", _) => None,
+            (_, true) => Some(Pending::Now(self.queue(req))),
+            (_, false) => None,
+        }
+    }
+
+    /// Queues `req`, or refuses it (and the transaction with it).
+    fn queue(&mut self, req: &Request) -> Frame {
+        let routing = self.state.forwarder.routing();
+        let multi = self.multi.as_mut().expect("in a transaction");
+        let refuse = |multi: &mut Multi, f: Frame| {
+            multi.aborted = true;
+            f
+        };
+        let Some(spec) = command::lookup(req.name()) else {
+            return refuse(multi, super::unknown(req));
+        };
+        if !spec.arity_ok(req.len()) {
+            return refuse(
+                multi,
+                Frame::error(format!("ERR wrong number of arguments for '{}' command", spec.name)),
+            );
+        }
+        for key in spec.info.keys(req.args()) {
+            if routing.moving(key).is_some() {
+                return refuse(
+                    multi,
+                    Frame::error("TRYAGAIN Multiple keys request during rehashing of slot"),
+                );
+            }
+            let owner = routing.owner(key).map(str::to_string);
+            match (&multi.shard, owner) {
+                (Some(s), Some(o)) if *s != o => {
+                    return refuse(
+                        multi,
+                        Frame::error("CROSSSLOT Keys in request don't hash to the same slot"),
+                    );
+                }
+                (None, Some(o)) => {
+                    multi.shard = Some(o);
+                    multi.route_key = Some(key.clone());
+                }
+                _ => {}
+            }
+        }
+        multi
+            .queued
+            .push(kv_proto::write::command(req.args().iter().map(|a| &a[..])));
+        Frame::simple("QUEUED")
+    }
+
+    /// `EXEC`: the whole transaction to its shard's leader.
+    fn exec(&mut self) -> Pending {
+        let multi = self.multi.take().expect("in a transaction");
+        if multi.aborted {
+            return Pending::Now(Frame::error(
+                "EXECABORT Transaction discarded because of previous errors.",
+            ));
+        }
+        if multi.queued.is_empty() {
+            return Pending::Now(Frame::Array(vec![]));
+        }
+        let mut batch = BytesMut::new();
+        batch.extend_from_slice(&kv_proto::write::command([&b"MULTI"[..]]));
+        for q in &multi.queued {
+            batch.extend_from_slice(q);
+        }
+        let mut exec = kv_proto::write::command([&b"EXEC"[..]]);
+        if self.proto == Protocol::Resp3
+            && let Some(wrapped) = kv_peer::command::wrap_resp3(&exec)
+        {
+            exec = wrapped;
+        }
+        batch.extend_from_slice(&exec);
+        let target = match multi.route_key {
+            Some(key) => crate::routing::Target::Key(key),
+            None => match self.state.forwarder.routing().shard_names().first() {
+                Some(s) => crate::routing::Target::Shard(s.clone()),
+                None => return Pending::Now(Frame::error("CLUSTERDOWN no shard is registered in the cluster yet")),
+            },
+        };
+        Pending::Transaction(target, batch.freeze(), multi.queued.len() + 2, self.affinity())
+    }
+}

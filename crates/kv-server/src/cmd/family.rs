@@ -1,0 +1,186 @@
+//! The collection families (hashes, lists, sets, sorted sets): each command is one function
+//! that parses its arguments and applies itself, found by name in one table. The families
+//! have some hundred commands with small parsers each; a function per command keeps each in
+//! one place without an enum variant and a struct apiece.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use bytes::Bytes;
+use kv_proto::{Frame, Out};
+
+use super::{geo, hashes, hll, lists, sets, zsets};
+use crate::node::{Node, Pending, Refusal};
+
+/// A command's function: `args[0]` is its name.
+pub type Run = fn(&Node, &[Bytes], &mut Out) -> Option<Pending>;
+
+/// One entry of a family's table: name (lower case), function, true when it only reads.
+pub type Entry = (&'static str, Run, bool);
+
+/// A collection command, ready to apply.
+pub struct Call {
+    pub name: &'static str,
+    pub run: Run,
+    pub read: bool,
+    pub args: Vec<Bytes>,
+}
+
+impl std::fmt::Debug for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Call({})", self.name)
+    }
+}
+
+static TABLE: LazyLock<HashMap<&'static str, Entry>> = LazyLock::new(|| {
+    [
+        hashes::COMMANDS,
+        lists::COMMANDS,
+        sets::COMMANDS,
+        zsets::COMMANDS,
+        hll::COMMANDS,
+        geo::COMMANDS,
+    ]
+    .into_iter()
+    .flatten()
+    .map(|e| (e.0, *e))
+    .collect()
+});
+
+/// The collection command named `lower` (lower case), with `args`; `Err` with the arity
+/// error when the count of arguments does not suit it.
+pub fn find(lower: &str, args: Vec<Bytes>) -> Option<Result<Call, String>> {
+    let &(name, run, read) = TABLE.get(lower)?;
+    let arity_ok = kv_proto::commands::lookup(name.as_bytes()).is_some_and(|i| i.arity_ok(args.len()));
+    if !arity_ok {
+        return Some(Err(format!("ERR wrong number of arguments for '{name}' command")));
+    }
+    Some(Ok(Call { name, run, read, args }))
+}
+
+/// Every command of the families, for tests.
+#[cfg(test)]
+pub fn names() -> impl Iterator<Item = &'static str> {
+    TABLE.keys().copied()
+}
+
+/// Writes a reply built as a frame, or the refusal.
+pub fn frame_reply(out: &mut Out, result: Result<(Frame, Option<Pending>), Refusal>) -> Option<Pending> {
+    super::reply(out, result, |out, f| out.frame(&f))
+}
+
+/// Writes an error reply (`msg` with its code) for a command that did not run.
+pub fn error(out: &mut Out, msg: &str) -> Option<Pending> {
+    kv_proto::write::error(out, msg.as_bytes());
+    None
+}
+
+pub const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+pub const NOT_FLOAT: &str = "ERR value is not a valid float";
+pub const SYNTAX: &str = "ERR syntax error";
+
+/// An integer argument, as Redis parses one.
+pub fn int(b: &[u8]) -> Result<i64, &'static str> {
+    super::args::parse_i64(b).ok_or(NOT_INTEGER)
+}
+
+/// A count that must not be negative (`ERR value is out of range, must be positive`).
+pub fn positive(b: &[u8]) -> Result<usize, &'static str> {
+    match int(b)? {
+        n if n < 0 => Err("ERR value is out of range, must be positive"),
+        n => Ok(n as usize),
+    }
+}
+
+/// Pairs as Redis 7 replies with them (`HRANDFIELD … WITHVALUES`, `ZRANGE … WITHSCORES`):
+/// an array of two-element arrays in RESP3, one flat array in RESP2.
+pub fn pairs(resp3: bool, items: Vec<(Frame, Frame)>) -> Frame {
+    if resp3 {
+        Frame::Array(items.into_iter().map(|(a, b)| Frame::Array(vec![a, b])).collect())
+    } else {
+        Frame::Array(items.into_iter().flat_map(|(a, b)| [a, b]).collect())
+    }
+}
+
+/// True when `out`'s client speaks RESP3.
+pub fn resp3(out: &Out) -> bool {
+    out.proto == kv_proto::Protocol::Resp3
+}
+
+/// A bulk frame of bytes.
+pub fn bulk(b: &[u8]) -> Frame {
+    Frame::Bulk(Bytes::copy_from_slice(b))
+}
+
+/// Parses `[MATCH pattern] [COUNT n]` of the `*SCAN` commands (after the cursor); `Err`
+/// with the error reply.
+pub fn scan_options(a: &[Bytes]) -> Result<(Option<Bytes>, usize), &'static str> {
+    let (mut pattern, mut count) = (None, 10usize);
+    let mut i = 0;
+    while i < a.len() {
+        let opt = a[i].to_ascii_uppercase();
+        let v = a.get(i + 1).ok_or(SYNTAX)?;
+        match &opt[..] {
+            b"MATCH" => pattern = Some(v.clone()).filter(|p| &p[..] != b"*"),
+            b"COUNT" => {
+                count = match int(v)? {
+                    n if n < 1 => return Err(SYNTAX),
+                    n => n as usize,
+                }
+            }
+            _ => return Err(SYNTAX),
+        }
+        i += 2;
+    }
+    Ok((pattern, count))
+}
+
+/// A `*SCAN` cursor: a decimal position; `Err` with Redis's error.
+pub fn cursor(b: &[u8]) -> Result<usize, &'static str> {
+    std::str::from_utf8(b)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(|c| usize::try_from(c).unwrap_or(usize::MAX))
+        .ok_or("ERR invalid cursor")
+}
+
+/// The reply of a `*SCAN`: the next cursor and the items.
+pub fn scan_reply(next: usize, items: Vec<Frame>) -> Frame {
+    Frame::Array(vec![Frame::bulk(next.to_string()), Frame::Array(items)])
+}
+
+/// `[start, end]` of a sequence of `len` from Redis's inclusive, possibly negative indices;
+/// `None` when empty.
+pub fn index_range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
+    let len = len as i64;
+    let start = if start < 0 { (len + start).max(0) } else { start };
+    let end = if end < 0 { len + end } else { end.min(len - 1) };
+    (start <= end && start < len && end >= 0).then_some((start as usize, end as usize))
+}
+
+/// A random pick from 0..n for the `*RAND*` commands and `SPOP`.
+pub fn pick() -> usize {
+    fastrand::usize(..)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_command_is_in_the_shared_table() {
+        for name in names() {
+            assert!(kv_proto::commands::lookup(name.as_bytes()).is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn index_ranges_as_redis_clamps_them() {
+        assert_eq!(index_range(0, -1, 3), Some((0, 2)));
+        assert_eq!(index_range(-100, 100, 3), Some((0, 2)));
+        assert_eq!(index_range(2, 1, 3), None);
+        assert_eq!(index_range(5, 10, 3), None);
+        assert_eq!(index_range(0, -4, 3), None);
+        assert_eq!(index_range(0, 0, 0), None);
+    }
+}

@@ -1,0 +1,282 @@
+//! Hash commands. Writes replicate as `HSET`/`HDEL` of the fields they changed (an
+//! `HINCRBY` as the `HSET` of the result).
+
+use bytes::Bytes;
+use kv_peer::ElemOp;
+use kv_proto::{Frame, Kind, Out};
+use kv_store::{Object, Val};
+
+use super::family::{self, Entry, bulk, error, frame_reply, int};
+use super::strings::{format_float, parse_float};
+use crate::node::{Node, Pending};
+
+pub const COMMANDS: &[Entry] = &[
+    ("hset", hset, false),
+    ("hmset", hset, false),
+    ("hsetnx", hsetnx, false),
+    ("hget", hget, true),
+    ("hmget", hmget, true),
+    ("hdel", hdel, false),
+    ("hlen", hlen, true),
+    ("hstrlen", hstrlen, true),
+    ("hexists", hexists, true),
+    ("hkeys", hkeys, true),
+    ("hvals", hvals, true),
+    ("hgetall", hgetall, true),
+    ("hincrby", hincrby, false),
+    ("hincrbyfloat", hincrbyfloat, false),
+    ("hrandfield", hrandfield, true),
+    ("hscan", hscan, true),
+];
+
+fn as_hash(o: Option<&Object>) -> Option<&kv_store::object::HashObj> {
+    match o {
+        Some(Object::Hash(h)) => Some(h),
+        _ => None,
+    }
+}
+
+/// Reads the hash at `a[1]` and replies with `f`'s frame.
+fn read(
+    node: &Node,
+    a: &[Bytes],
+    out: &mut Out,
+    f: impl FnOnce(Option<&kv_store::object::HashObj>) -> Frame,
+) -> Option<Pending> {
+    let key = &a[1];
+    let result = node.read([&key[..]], |r| r.object(key, Kind::Hash, |o| f(as_hash(o))));
+    frame_reply(out, result)
+}
+
+fn hset(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
+    if !a.len().is_multiple_of(2) {
+        return error(
+            out,
+            &format!(
+                "ERR wrong number of arguments for '{}' command",
+                String::from_utf8_lossy(&a[0]).to_lowercase()
+            ),
+        );
+    }
+    let hmset = a[0].eq_ignore_ascii_case(b"HMSET");
+    let key = &a[1];
+    let result = node.write([&key[..]], |w| {
+        let n = w.apply(key, ElemOp::HSet, &a[2..]).count;
+        if hmset {
+            Frame::simple("OK")
+        } else {
+            Frame::Integer(n as i64)
+        }
+    });
+    frame_reply(out, result)
+}
+
+fn hsetnx(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
+    let key = &a[1];
+    let result = node.write([&key[..]], |w| {
+        let exists = w.read_obj(key, Kind::Hash, |o| as_hash(o).is_some_and(|h| h.get(&a[2]).is_some()));
+        if exists || w.failed() {
+            return Frame::Integer(0);
+        }
+        w.apply(key, ElemOp::HSet, &a[2..4]);
+        Frame::Integer(1)
+    });
+    frame_reply(out, result)
+}
+
+fn hget(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
+    read(node, a, out, |h| h.and_then(|h| h.get(&a[2])).map_or(Frame::Null, bulk))
+}
+
+fn hmget(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
+    read(node, a, out, |h| {
+        Frame::Array(
+            a[2..]
+                .iter()
+                .map(|f| h.and_then(|h| h.get(f)).map_or(Frame::Null, bulk))
+                .collect(),
+        )
+    })
+}
+
+fn hdel(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
+    let key = &a[1];
+    let result = node.write([&key[..]], |w| {
+        Frame::Integer(w.apply(key, ElemOp::HDel, &a[2..]).count as i64)
+    });
+    frame_reply(out, result)
+}
+
+fn hlen(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
+    read(node, a, out, |h| Frame::Integer(h.map_or(0, |h| h.len()) as i64))
+}
+
+fn hstrlen(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
+    read(node, a, out, |h| {
+        Frame::Integer(h.and_then(|h| h.get(&a[2])).map_or(0, |v| v.len()) as i64)
+    })
+}
+
+fn hexists(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
+    read(node, a, out, |h| {
+        Frame::Integer(h.is_some_and(|h| h.get(&a[2]).is_some()) as i64)
+    })
+}
+
+fn hkeys(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
+    read(node, a, out, |h| {
+        Frame::Array(h.into_iter().flat_map(|h| h.iter()).map(|(f, _)| bulk(f)).collect())
+    })
+}
+
+fn hvals(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
+    read(node, a, out, |h| {
+        Frame::Array(h.into_iter().flat_map(|h| h.iter()).map(|(_, v)| bulk(v)).collect())
+    })
+}
+
+fn hgetall(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
+    read(node, a, out, |h| {
+        Frame::Map(
+            h.into_iter()
+                .flat_map(|h| h.iter())
+                .map(|(f, v)| (bulk(f), bulk(v)))
+                .collect(),
+        )
+    })
+}
+
+fn hincrby(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
+    let delta = match int(&a[3]) {
+        Ok(d) => d,
+        Err(e) => return error(out, e),
+    };
+    let key = &a[1];
+    let result = node.write([&key[..]], |w| {
+        let current = w.read_obj(key, Kind::Hash, |o| {
+            as_hash(o).map(|h| h.get(&a[2]).map(<[u8]>::to_vec))
+        });
+        if w.failed() {
+            return Frame::Null;
+        }
+        let current = match current.flatten() {
+            None => 0,
+            Some(v) => match super::args::parse_i64(&v) {
+                Some(n) => n,
+                None => return Frame::error("ERR hash value is not an integer"),
+            },
+        };
+        let Some(next) = current.checked_add(delta) else {
+            return Frame::error("ERR increment or decrement would overflow");
+        };
+        w.apply(key, ElemOp::HSet, &[a[2].clone(), Bytes::from(next.to_string())]);
+        Frame::Integer(next)
+    });
+    frame_reply(out, result)
+}
+
+fn hincrbyfloat(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
+    let Some(delta) = parse_float(&a[3]) else {
+        return error(out, family::NOT_FLOAT);
+    };
+    if !delta.is_finite() {
+        return error(out, "ERR value is NaN or Infinity");
+    }
+    let key = &a[1];
+    let result = node.write([&key[..]], |w| {
+        let current = w.read_obj(key, Kind::Hash, |o| {
+            as_hash(o).map(|h| h.get(&a[2]).map(<[u8]>::to_vec))
+        });
+        if w.failed() {
+            return Frame::Null;
+        }
+        let current = match current.flatten() {
+            None => 0.0,
+            Some(v) => match parse_float(&v) {
+                Some(n) => n,
+                None => return Frame::error("ERR hash value is not a float"),
+            },
+        };
+        let next = current + delta;
+        if !next.is_finite() {
+            return Frame::error("ERR increment would produce NaN or Infinity");
+        }
+        let text = Bytes::from(format_float(next));
+        w.apply(key, ElemOp::HSet, &[a[2].clone(), text.clone()]);
+        Frame::Bulk(text)
+    });
+    frame_reply(out, result)
+}
+
+/// `HRANDFIELD key [count [WITHVALUES]]`.
+fn hrandfield(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
+    let count = match a.get(2).map(|c| int(c)).transpose() {
+        Ok(c) => c,
+        Err(e) => return error(out, e),
+    };
+    let with_values = match a.get(3) {
+        None => false,
+        Some(o) if o.eq_ignore_ascii_case(b"WITHVALUES") && a.len() == 4 => true,
+        Some(_) => return error(out, family::SYNTAX),
+    };
+    if count.is_some_and(|c| c < -(i64::MAX / 2)) {
+        return error(out, "ERR value is out of range");
+    }
+    let resp3 = family::resp3(out);
+    read(node, a, out, |h| {
+        let fields: Vec<(&[u8], &[u8])> = h.map(|h| random_fields(h, count)).unwrap_or_default();
+        match count {
+            None => fields.first().map_or(Frame::Null, |(f, _)| bulk(f)),
+            Some(_) if with_values => family::pairs(resp3, fields.iter().map(|(f, v)| (bulk(f), bulk(v))).collect()),
+            Some(_) => Frame::Array(fields.iter().map(|(f, _)| bulk(f)).collect()),
+        }
+    })
+}
+
+/// `count` fields at random: distinct when `count` ≥ 0, possibly repeated when negative;
+/// one when `None`.
+fn random_fields(h: &kv_store::object::HashObj, count: Option<i64>) -> Vec<(&[u8], &[u8])> {
+    match count {
+        None => h.near(family::pick()).into_iter().collect(),
+        Some(c) if c < 0 => (0..c.unsigned_abs()).filter_map(|_| h.near(family::pick())).collect(),
+        Some(c) => {
+            let mut all: Vec<_> = h.iter().collect();
+            fastrand::shuffle(&mut all);
+            all.truncate(c as usize);
+            all
+        }
+    }
+}
+
+/// `HSCAN key cursor [MATCH pattern] [COUNT count]`: a compact hash is returned whole
+/// (cursor 0), as Redis returns a listpack's.
+fn hscan(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
+    let (cursor, (pattern, count)) = match family::cursor(&a[2]).and_then(|c| Ok((c, family::scan_options(&a[3..])?))) {
+        Ok(x) => x,
+        Err(e) => return error(out, e),
+    };
+    let key = &a[1];
+    let result = node.read([&key[..]], |r| {
+        let compact = r.value(key, |v| matches!(v, Some((Val::Packed(..), _))));
+        r.object(key, Kind::Hash, |o| {
+            let Some(h) = as_hash(o) else {
+                return family::scan_reply(0, vec![]);
+            };
+            let mut items = Vec::new();
+            let mut visit = |f: &[u8], v: &[u8]| {
+                if pattern.as_ref().is_none_or(|p| kv_proto::glob::matches(p, f)) {
+                    items.push(bulk(f));
+                    items.push(bulk(v));
+                }
+            };
+            let next = if compact {
+                h.iter().for_each(|(f, v)| visit(f, v));
+                0
+            } else {
+                h.scan(cursor, count, visit)
+            };
+            family::scan_reply(next, items)
+        })
+    });
+    frame_reply(out, result)
+}

@@ -1,0 +1,144 @@
+//! [`Table`]: the general form of hashes, sets and sorted sets' member index. Elements live
+//! in a slab (a `Vec` with a free list) indexed by a `hashbrown::HashTable` of slab positions,
+//! as the store itself keeps keys: each element is stored once, a random element is a random
+//! slab position (`SPOP`, `HRANDFIELD`), and positions never move while an element lives, so
+//! a position is a `SCAN` cursor that returns every element present for the whole walk.
+
+use std::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
+
+/// An element with a key.
+pub trait Keyed {
+    fn key(&self) -> &[u8];
+}
+
+impl Keyed for Box<[u8]> {
+    fn key(&self) -> &[u8] {
+        self
+    }
+}
+
+pub struct Table<E> {
+    index: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+    slots: Vec<Option<E>>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl<E: Keyed> Default for Table<E> {
+    fn default() -> Self {
+        Table {
+            index: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<E: Keyed> Table<E> {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn slot(slots: &[Option<E>], i: u32) -> &E {
+        slots[i as usize].as_ref().expect("live element")
+    }
+
+    fn find(&self, key: &[u8]) -> Option<u32> {
+        let hash = self.hasher.hash_one(key);
+        self.index
+            .find(hash, |&i| Self::slot(&self.slots, i).key() == key)
+            .copied()
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<&E> {
+        self.find(key).map(|i| Self::slot(&self.slots, i))
+    }
+
+    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut E> {
+        let i = self.find(key)?;
+        self.slots[i as usize].as_mut()
+    }
+
+    /// Inserts `e`, returning the element with the same key it replaced.
+    pub fn insert(&mut self, e: E) -> Option<E> {
+        if let Some(i) = self.find(e.key()) {
+            return self.slots[i as usize].replace(e);
+        }
+        let hash = self.hasher.hash_one(e.key());
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(e);
+                i
+            }
+            None => {
+                self.slots.push(Some(e));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.index
+            .insert_unique(hash, i, |&j| hasher.hash_one(Self::slot(slots, j).key()));
+        self.len += 1;
+        None
+    }
+
+    pub fn remove(&mut self, key: &[u8]) -> Option<E> {
+        let hash = self.hasher.hash_one(key);
+        let slots = &self.slots;
+        let entry = self
+            .index
+            .find_entry(hash, |&i| Self::slot(slots, i).key() == key)
+            .ok()?;
+        let (i, _) = entry.remove();
+        self.free.push(i);
+        self.len -= 1;
+        let e = self.slots[i as usize].take();
+        if self.len == 0 {
+            self.slots.clear();
+            self.free.clear();
+        }
+        e
+    }
+
+    /// The element at or after slab position `pick` (taken modulo the slab), wrapping:
+    /// close to uniform while the slab is dense.
+    pub fn near(&self, pick: usize) -> Option<&E> {
+        if self.len == 0 {
+            return None;
+        }
+        let n = self.slots.len();
+        let start = pick % n;
+        (start..n).chain(0..start).find_map(|i| self.slots[i].as_ref())
+    }
+
+    /// Visits elements from slab position `cursor` until `count` were visited; returns the
+    /// position to continue from (0 when done).
+    pub fn scan(&self, cursor: usize, count: usize, mut visit: impl FnMut(&E)) -> usize {
+        let mut seen = 0;
+        let mut i = cursor;
+        while i < self.slots.len() {
+            if seen >= count {
+                return i;
+            }
+            if let Some(e) = &self.slots[i] {
+                visit(e);
+                seen += 1;
+            }
+            i += 1;
+        }
+        0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &E> {
+        self.slots.iter().flatten()
+    }
+}
