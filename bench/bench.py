@@ -16,7 +16,12 @@ Types memory (--only types-memory): RSS of kvserver and redis-server, each fresh
 1M hashes of 5 small fields, 1M sets of 5 small members, one sorted set of 1M members and
 1M HyperLogLogs of 100 elements (--types-scale scales the counts down).
 
-Usage: bench/bench.py [--repeats N] [--only resp,http,memory,types-memory] [--quick]
+Default list (--only default-list): redis-benchmark's default tests (PING_MBULK, SET, GET,
+INCR, LPUSH, RPUSH, LPOP, RPOP, SADD, HSET, SPOP, ZADD, ZPOPMIN, LRANGE_*, MSET; not
+PING_INLINE, which twemproxy refuses) through the gate and through twemproxy, alternated,
+with the median of the paired ratios.
+
+Usage: bench/bench.py [--repeats N] [--only resp,http,memory,types-memory,default-list] [--quick]
 """
 
 import argparse
@@ -293,6 +298,39 @@ def pipe(port, commands):
         raise SystemExit(f"loading into port {port} failed: {out.stdout[-300:]!r}")
 
 
+def default_list(port, n):
+    """ops/s per test of redis-benchmark's default test list (`-c 50 -r 100000`)."""
+    # The default list but PING_INLINE: twemproxy closes the connection on inline commands.
+    tests = "ping_mbulk,set,get,incr,lpush,rpush,lpop,rpop,sadd,hset,spop,zadd,zpopmin,lrange,mset"
+    out = subprocess.run(PIN["load"] + ["redis-benchmark", "-p", str(port), "-n", str(n), "-c", "50", "-r", "100000",
+                                        "-t", tests, "--csv"], capture_output=True, text=True, timeout=1800).stdout
+    rows = {}
+    for line in out.splitlines()[1:]:
+        cells = [c.strip('"') for c in line.split(",")]
+        if len(cells) > 1:
+            rows[cells[0]] = float(cells[1])
+    if len(rows) < 15:
+        raise SystemExit(f"redis-benchmark on port {port} printed too few figures:\n{out}")
+    return rows
+
+
+def default_list_bench(ports, repeats, n):
+    """redis-benchmark's default list through the gate and through twemproxy, alternated."""
+    runs = {"gate": [], "twemproxy": []}
+    for r in range(repeats):
+        log(f"default list, repeat {r + 1}/{repeats}")
+        for name in (("gate", "twemproxy") if r % 2 == 0 else ("twemproxy", "gate")):
+            runs[name].append(default_list(ports[name], n))
+    print(f"\n## redis-benchmark's default test list: -n {n} -c 50 -r 100000 (medians of {repeats})\n")
+    print("| test | gate ops/s | twemproxy ops/s | gate / twemproxy |")
+    print("| --- | --- | --- | --- |")
+    for test in runs["gate"][0]:
+        g = [x.get(test, 0) for x in runs["gate"]]
+        t = [x.get(test, 0) for x in runs["twemproxy"]]
+        ratio = median([a / b for a, b in zip(g, t) if b])
+        print(f"| {test} | {median(g) / 1000:.0f}k | {median(t) / 1000:.0f}k | {ratio:.2f}x |")
+
+
 def types_memory_bench(zk, scale):
     """Each workload into a fresh kvserver and a fresh redis-server; RSS added."""
     n = int(1_000_000 * scale)
@@ -428,6 +466,8 @@ def main():
         print(f"\nkvgate --threads {args.gate_threads}, kvserver --threads 1 (default); "
               + ("servers pinned to CPU 1, load generators to CPU 0" if args.pin else "processes unpinned"))
         print(f"\ncommit {commit_id()}; logs in {WORK}")
+        if "default-list" in only:
+            default_list_bench({"gate": gate_resp, "twemproxy": tw}, args.repeats, 50_000 if args.quick else 100_000)
         if "resp" in only:
             resp_bench({"gate": gate_resp, "twemproxy": tw, "kvserver": solo, "redis": rsolo}, args.repeats,
                        args.quick)

@@ -188,6 +188,6 @@ mod tests {
         .unwrap();
         assert_eq!(small.peek(b"s").unwrap().0.encoding(), Some("intset"));
         apply(&mut small, b"s", ElemOp::SAdd, &members[..1]).unwrap();
-        assert_eq!(small.peek(b"s").unwrap().0.encoding(), Some("hashtable"));
+        assert_eq!(small.peek(b"s").unwrap().0.encoding(), Some("listpack"));
     }
 }

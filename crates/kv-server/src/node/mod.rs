@@ -606,6 +606,8 @@ impl Node {
             hash_max_listpack_entries: n("hash-max-listpack-entries", d.hash_max_listpack_entries),
             hash_max_listpack_value: n("hash-max-listpack-value", d.hash_max_listpack_value),
             set_max_intset_entries: n("set-max-intset-entries", d.set_max_intset_entries),
+            set_max_listpack_entries: n("set-max-listpack-entries", d.set_max_listpack_entries),
+            set_max_listpack_value: n("set-max-listpack-value", d.set_max_listpack_value),
             zset_max_listpack_entries: n("zset-max-listpack-entries", d.zset_max_listpack_entries),
             zset_max_listpack_value: n("zset-max-listpack-value", d.zset_max_listpack_value),
         };

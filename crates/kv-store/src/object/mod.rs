@@ -59,6 +59,8 @@ pub struct CompactLimits {
     pub hash_max_listpack_entries: usize,
     pub hash_max_listpack_value: usize,
     pub set_max_intset_entries: usize,
+    pub set_max_listpack_entries: usize,
+    pub set_max_listpack_value: usize,
     pub zset_max_listpack_entries: usize,
     pub zset_max_listpack_value: usize,
 }
@@ -69,6 +71,8 @@ impl Default for CompactLimits {
             hash_max_listpack_entries: 128,
             hash_max_listpack_value: 64,
             set_max_intset_entries: 512,
+            set_max_listpack_entries: 128,
+            set_max_listpack_value: 64,
             zset_max_listpack_entries: 128,
             zset_max_listpack_value: 64,
         }
@@ -218,8 +222,12 @@ impl Object {
                     })
             }
             Object::List(_) => false,
-            // Redis 7.0: only sets of integers have a compact form (an intset).
-            Object::Set(s) => s.len() <= limits.set_max_intset_entries && s.iter().all(is_int),
+            // An intset, or (as Redis 7.2 holds small sets) a listpack.
+            Object::Set(s) => {
+                (s.len() <= limits.set_max_intset_entries && s.iter().all(is_int))
+                    || (s.len() <= limits.set_max_listpack_entries
+                        && s.iter().all(|m| m.len() <= limits.set_max_listpack_value))
+            }
             Object::ZSet(z) => {
                 z.len() <= limits.zset_max_listpack_entries
                     && z.iter().all(|(m, _)| m.len() <= limits.zset_max_listpack_value)
@@ -231,7 +239,7 @@ impl Object {
     pub fn encoding(&self, packed: bool) -> &'static str {
         match (self, packed) {
             (Object::List(_), _) => "quicklist",
-            (Object::Set(_), true) => "intset",
+            (Object::Set(s), true) if s.iter().all(is_int) => "intset",
             (Object::Set(_), false) | (Object::Hash(_), false) => "hashtable",
             (Object::ZSet(_), false) => "skiplist",
             (_, true) => "listpack",
@@ -299,8 +307,15 @@ mod tests {
         assert!(s.fits_compact(&limits));
         assert_eq!(s.encoding(true), "intset");
         let mut t = SetObj::default();
-        t.add(b"m");
-        assert!(!Object::Set(t).fits_compact(&limits), "only integers make an intset");
+        (0..200).for_each(|i| {
+            t.add(format!("m{i}").as_bytes());
+        });
+        assert!(!Object::Set(t).fits_compact(&limits), "past set-max-listpack-entries");
+        let mut u = SetObj::default();
+        u.add(b"m");
+        let u = Object::Set(u);
+        assert!(u.fits_compact(&limits));
+        assert_eq!(u.encoding(true), "listpack");
         assert!(!is_int(b"007") && !is_int(b"1.0") && is_int(b"-12"));
         assert!(Object::decode(Kind::ZSet, b"\x01a\x01b").is_err(), "a score is 8 bytes");
     }
