@@ -56,11 +56,15 @@ pub async fn serve(
                 }
             };
             // A gate's RESP3 client: this command's reply in RESP3 (see kv_peer::command).
+            // (`HELLO` may change the protocol for good: only a wrapped command's change is
+            // undone after it.)
             let proto = conn.output.proto;
+            let mut wrapped = false;
             let req = match port {
                 Port::Cluster => match kv_peer::command::unwrap_resp3(&req) {
                     Some(inner) => {
                         conn.output.proto = kv_proto::Protocol::Resp3;
+                        wrapped = true;
                         inner
                     }
                     None => req,
@@ -84,7 +88,9 @@ pub async fn serve(
                     let req = match cmd::transaction::intercept(&mut conn, &node, req) {
                         cmd::transaction::Intercepted::Done(p) => {
                             pending = Pending::max(pending, p);
-                            conn.output.proto = proto;
+                            if wrapped {
+                                conn.output.proto = proto;
+                            }
                             continue;
                         }
                         cmd::transaction::Intercepted::Pass(req) => req,
@@ -176,7 +182,9 @@ pub async fn serve(
                     }
                 }
             }
-            conn.output.proto = proto;
+            if wrapped {
+                conn.output.proto = proto;
+            }
             if conn.output.len() >= FLUSH_AT && !finish(&node, &mut conn, pending.take()).await {
                 return;
             }
