@@ -128,6 +128,10 @@ async fn every_type_answers_as_redis_does_and_is_replicated() {
     }
 }
 
+/// End to end: a replica joining while lists change ends equal to its leader. Whether a
+/// list change lands inside the snapshot's window is up to timing here (it is fast on
+/// loopback); `node::tests::a_snapshot_read_while_lists_change_loads_without_repeating_their_changes`
+/// pins that case exactly.
 #[tokio::test]
 async fn a_late_replica_loads_lists_that_keep_changing() {
     let mut c = TestCluster::start().await;

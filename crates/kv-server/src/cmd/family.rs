@@ -64,6 +64,44 @@ pub fn names() -> impl Iterator<Item = &'static str> {
     TABLE.keys().copied()
 }
 
+/// Reads the collection at `a[1]` (of `kind`, seen through `view`) and replies with `f`'s
+/// frame; another kind is `WRONGTYPE`.
+pub fn read<T>(
+    node: &Node,
+    a: &[Bytes],
+    out: &mut Out,
+    kind: kv_proto::Kind,
+    view: fn(&kv_store::Object) -> Option<&T>,
+    f: impl FnOnce(Option<&T>) -> Frame,
+) -> Option<Pending> {
+    let key = &a[1];
+    let result = node.read([&key[..]], |r| r.object(key, kind, |o| f(o.and_then(view))));
+    frame_reply(out, result)
+}
+
+/// Parses `<first>|<second> [COUNT count]` of the `*MPOP` commands: true for `first`.
+pub fn mpop_options(opts: &[Bytes], first: &[u8], second: &[u8]) -> Result<(bool, usize), &'static str> {
+    let Some((dir, rest)) = opts.split_first() else {
+        return Err(SYNTAX);
+    };
+    let is_first = if dir.eq_ignore_ascii_case(first) {
+        true
+    } else if dir.eq_ignore_ascii_case(second) {
+        false
+    } else {
+        return Err(SYNTAX);
+    };
+    let count = match rest {
+        [] => 1,
+        [c, n] if c.eq_ignore_ascii_case(b"COUNT") => match int(n) {
+            Ok(n) if n > 0 => n as usize,
+            _ => return Err("ERR count should be greater than 0"),
+        },
+        _ => return Err(SYNTAX),
+    };
+    Ok((is_first, count))
+}
+
 /// Writes a reply built as a frame, or the refusal.
 pub fn frame_reply(out: &mut Out, result: Result<(Frame, Option<Pending>), Refusal>) -> Option<Pending> {
     super::reply(out, result, |out, f| out.frame(&f))

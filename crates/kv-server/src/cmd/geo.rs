@@ -414,16 +414,6 @@ fn geoadd(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
     zsets::zadd_args(node, &zadd, out)
 }
 
-fn read_zset(node: &Node, key: &Bytes, out: &mut Out, f: impl FnOnce(Option<&ZSetObj>) -> Frame) -> Option<Pending> {
-    let result = node.read([&key[..]], |r| {
-        r.object(key, Kind::ZSet, |o| match o {
-            Some(Object::ZSet(z)) => f(Some(z)),
-            _ => f(None),
-        })
-    });
-    frame_reply(out, result)
-}
-
 /// `GEODIST key member1 member2 [m|km|ft|mi]`.
 fn geodist(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
     let per = match a.len() {
@@ -434,7 +424,7 @@ fn geodist(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
         },
         _ => return error(out, family::SYNTAX),
     };
-    read_zset(node, &a[1], out, |z| {
+    family::read(node, a, out, Kind::ZSet, Object::as_zset, |z| {
         let (Some(s1), Some(s2)) = (z.and_then(|z| z.score(&a[2])), z.and_then(|z| z.score(&a[3]))) else {
             return Frame::Null;
         };
@@ -446,7 +436,7 @@ fn geodist(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
 /// `GEOHASH key [member ...]`: standard 11-character geohashes.
 fn geohash(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
     const ALPHABET: &[u8; 32] = b"0123456789bcdefghjkmnpqrstuvwxyz";
-    read_zset(node, &a[1], out, |z| {
+    family::read(node, a, out, Kind::ZSet, Object::as_zset, |z| {
         Frame::Array(
             a[2..]
                 .iter()
@@ -478,7 +468,7 @@ fn geohash(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
 /// `GEOPOS key [member ...]`.
 fn geopos(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
     let resp3 = family::resp3(out);
-    read_zset(node, &a[1], out, |z| {
+    family::read(node, a, out, Kind::ZSet, Object::as_zset, |z| {
         Frame::Array(
             a[2..]
                 .iter()
@@ -671,7 +661,8 @@ fn search(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
         Ok(found)
     };
     let Some(dst) = s.store.clone() else {
-        return read_zset(node, &s.src, out, |z| {
+        // Without STORE the source is the first argument.
+        return family::read(node, a, out, Kind::ZSet, Object::as_zset, |z| {
             let Some(z) = z else { return Frame::Array(vec![]) };
             match run(z) {
                 Err(e) => Frame::error(e),

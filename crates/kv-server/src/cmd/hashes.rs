@@ -30,10 +30,7 @@ pub const COMMANDS: &[Entry] = &[
 ];
 
 fn as_hash(o: Option<&Object>) -> Option<&kv_store::object::HashObj> {
-    match o {
-        Some(Object::Hash(h)) => Some(h),
-        _ => None,
-    }
+    o.and_then(Object::as_hash)
 }
 
 /// Reads the hash at `a[1]` and replies with `f`'s frame.
@@ -43,9 +40,7 @@ fn read(
     out: &mut Out,
     f: impl FnOnce(Option<&kv_store::object::HashObj>) -> Frame,
 ) -> Option<Pending> {
-    let key = &a[1];
-    let result = node.read([&key[..]], |r| r.object(key, Kind::Hash, |o| f(as_hash(o))));
-    frame_reply(out, result)
+    family::read(node, a, out, Kind::Hash, Object::as_hash, f)
 }
 
 fn hset(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {

@@ -32,16 +32,11 @@ pub const COMMANDS: &[Entry] = &[
 ];
 
 fn as_list(o: Option<&Object>) -> Option<&ListObj> {
-    match o {
-        Some(Object::List(l)) => Some(l),
-        _ => None,
-    }
+    o.and_then(Object::as_list)
 }
 
 fn read(node: &Node, a: &[Bytes], out: &mut Out, f: impl FnOnce(Option<&ListObj>) -> Frame) -> Option<Pending> {
-    let key = &a[1];
-    let result = node.read([&key[..]], |r| r.object(key, Kind::List, |o| f(as_list(o))));
-    frame_reply(out, result)
+    family::read(node, a, out, Kind::List, Object::as_list, f)
 }
 
 /// The length of the list at `key` (0 when absent; another kind fails the command).
@@ -370,19 +365,7 @@ fn lmove(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
 
 /// Parses `LEFT|RIGHT [COUNT count]` of `LMPOP`/`BLMPOP`.
 pub fn mpop_options(opts: &[Bytes]) -> Result<(bool, usize), &'static str> {
-    let Some((dir, rest)) = opts.split_first() else {
-        return Err(family::SYNTAX);
-    };
-    let left = side(dir).ok_or(family::SYNTAX)?;
-    let count = match rest {
-        [] => 1,
-        [c, n] if c.eq_ignore_ascii_case(b"COUNT") => match family::int(n) {
-            Ok(n) if n > 0 => n as usize,
-            _ => return Err("ERR count should be greater than 0"),
-        },
-        _ => return Err(family::SYNTAX),
-    };
-    Ok((left, count))
+    family::mpop_options(opts, b"LEFT", b"RIGHT")
 }
 
 /// Pops from the first non-empty list of `keys`: `[key, [elements]]`, or `None`.

@@ -33,16 +33,11 @@ pub const COMMANDS: &[Entry] = &[
 ];
 
 fn as_set(o: Option<&Object>) -> Option<&SetObj> {
-    match o {
-        Some(Object::Set(s)) => Some(s),
-        _ => None,
-    }
+    o.and_then(Object::as_set)
 }
 
 fn read(node: &Node, a: &[Bytes], out: &mut Out, f: impl FnOnce(Option<&SetObj>) -> Frame) -> Option<Pending> {
-    let key = &a[1];
-    let result = node.read([&key[..]], |r| r.object(key, Kind::Set, |o| f(as_set(o))));
-    frame_reply(out, result)
+    family::read(node, a, out, Kind::Set, Object::as_set, f)
 }
 
 fn sadd(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {

@@ -49,16 +49,11 @@ pub const COMMANDS: &[Entry] = &[
 ];
 
 fn as_zset(o: Option<&Object>) -> Option<&ZSetObj> {
-    match o {
-        Some(Object::ZSet(z)) => Some(z),
-        _ => None,
-    }
+    o.and_then(Object::as_zset)
 }
 
 fn read(node: &Node, a: &[Bytes], out: &mut Out, f: impl FnOnce(Option<&ZSetObj>) -> Frame) -> Option<Pending> {
-    let key = &a[1];
-    let result = node.read([&key[..]], |r| r.object(key, Kind::ZSet, |o| f(as_zset(o))));
-    frame_reply(out, result)
+    family::read(node, a, out, Kind::ZSet, Object::as_zset, f)
 }
 
 /// A score as Redis reads one (`inf`, `+inf`, `-inf` included); never NaN.
@@ -625,23 +620,7 @@ fn zpop(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
 
 /// Parses `MIN|MAX [COUNT count]` of `ZMPOP`/`BZMPOP`.
 pub fn mpop_options(opts: &[Bytes]) -> Result<(bool, usize), &'static str> {
-    let Some((dir, rest)) = opts.split_first() else {
-        return Err(family::SYNTAX);
-    };
-    let min = match dir.to_ascii_uppercase().as_slice() {
-        b"MIN" => true,
-        b"MAX" => false,
-        _ => return Err(family::SYNTAX),
-    };
-    let count = match rest {
-        [] => 1,
-        [c, n] if c.eq_ignore_ascii_case(b"COUNT") => match family::int(n) {
-            Ok(n) if n > 0 => n as usize,
-            _ => return Err("ERR count should be greater than 0"),
-        },
-        _ => return Err(family::SYNTAX),
-    };
-    Ok((min, count))
+    family::mpop_options(opts, b"MIN", b"MAX")
 }
 
 /// Pops from the first non-empty sorted set of `keys`: `[key, [[member, score], ...]]`.

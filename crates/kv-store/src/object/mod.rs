@@ -111,6 +111,34 @@ impl Object {
         })
     }
 
+    pub fn as_hash(&self) -> Option<&HashObj> {
+        match self {
+            Object::Hash(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    pub fn as_list(&self) -> Option<&ListObj> {
+        match self {
+            Object::List(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    pub fn as_set(&self) -> Option<&SetObj> {
+        match self {
+            Object::Set(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_zset(&self) -> Option<&ZSetObj> {
+        match self {
+            Object::ZSet(z) => Some(z),
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> Kind {
         match self {
             Object::Hash(_) => Kind::Hash,
