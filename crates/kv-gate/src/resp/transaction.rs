@@ -13,6 +13,14 @@ use kv_proto::{Frame, Protocol, Request};
 use super::command;
 use super::{Pending, Session};
 
+/// True for `MULTI`, `EXEC`, `DISCARD`, `WATCH` and `UNWATCH` (any case).
+pub fn is_control(name: &[u8]) -> bool {
+    (4..=7).contains(&name.len())
+        && [&b"MULTI"[..], b"EXEC", b"DISCARD", b"WATCH", b"UNWATCH"]
+            .iter()
+            .any(|c| name.eq_ignore_ascii_case(c))
+}
+
 /// A transaction being queued.
 #[derive(Default)]
 pub struct Multi {
@@ -29,8 +37,12 @@ impl Session<'_> {
     /// Serves transaction control, and queues commands inside `MULTI`; `None` when `req` is
     /// served as usual.
     pub(super) fn transaction(&mut self, req: &Request) -> Option<Pending> {
-        let name = req.name().to_ascii_uppercase();
         let in_multi = self.multi.is_some();
+        // Outside a transaction only its own commands stop here: no allocation per request.
+        if !in_multi && !is_control(req.name()) {
+            return None;
+        }
+        let name = req.name().to_ascii_uppercase();
         let now = |f: Frame| Some(Pending::Now(f));
         match (&name[..], in_multi) {
             (b"MULTI", false) if req.len() == 1 => {

@@ -36,8 +36,16 @@ pub enum Intercepted {
 
 /// Serves transaction control and queues commands inside `MULTI`.
 pub fn intercept(conn: &mut Connection, node: &Node, req: Request) -> Intercepted {
-    let name = req.name().to_ascii_uppercase();
     let in_multi = conn.multi.is_some();
+    // Outside a transaction only its own commands stop here: no allocation per request.
+    let control = (4..=7).contains(&req.name().len())
+        && [&b"MULTI"[..], b"EXEC", b"DISCARD", b"WATCH", b"UNWATCH"]
+            .iter()
+            .any(|c| req.name().eq_ignore_ascii_case(c));
+    if !in_multi && !control {
+        return Intercepted::Pass(req);
+    }
+    let name = req.name().to_ascii_uppercase();
     let out = &mut conn.output;
     match (&name[..], in_multi) {
         (b"MULTI", false) if req.len() == 1 => {
