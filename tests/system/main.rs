@@ -19,5 +19,6 @@ mod resharding;
 mod resp3;
 mod resp_limits;
 mod spread;
+mod transactions;
 mod types;
 mod zk_restart;

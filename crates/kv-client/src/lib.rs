@@ -15,4 +15,4 @@ pub mod resp;
 
 pub use http::{GateClient, GateError, HttpReply};
 pub use pool::Pool;
-pub use resp::{BatchReply, CallError, ConnOptions, Connection, Reply, keepalive, open};
+pub use resp::{BatchReply, CallError, ConnOptions, Connection, Reply, Shape, keepalive, open};

@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use kv_proto::Frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::{CallError, ConnOptions, Connection, Reply};
+use crate::{CallError, ConnOptions, Connection, Reply, Shape};
 
 /// `size` connections to `addr`, used round-robin, each re-established on demand after a
 /// failure. Connecting happens outside any lock.
@@ -67,20 +67,20 @@ impl Pool {
     /// Requests with the same `affinity` go over the same connection, so they reach the
     /// server in the order they were queued: a client's pipeline must not be reordered (a GET
     /// after a SET of the same key must see it).
-    pub async fn enqueue(&self, request: Bytes, affinity: usize) -> Result<Reply, CallError> {
+    pub async fn enqueue(&self, request: Bytes, affinity: usize, shape: Shape) -> Result<Reply, CallError> {
         // The common case: the connection is up and its queue has room. Queued under the
         // slot's lock, with no clone of the connection handle (two atomic counters) per request.
         let request = {
             let slot = self.slots[affinity % self.slots.len()].lock().expect("pool slot");
             match slot.as_ref() {
-                Some(c) => match c.try_enqueue(request) {
+                Some(c) => match c.try_enqueue(request, shape) {
                     Ok(reply) => return Ok(reply),
                     Err(request) => request,
                 },
                 None => request,
             }
         };
-        self.connection(Some(affinity)).await?.enqueue(request).await
+        self.connection(Some(affinity)).await?.enqueue(request, shape).await
     }
 
     /// Queues `n` requests (encoded back to back) as one batch on the connection for
@@ -90,8 +90,12 @@ impl Pool {
         requests: Bytes,
         n: usize,
         affinity: usize,
+        shape: Shape,
     ) -> Result<crate::BatchReply, CallError> {
-        self.connection(Some(affinity)).await?.enqueue_batch(requests, n).await
+        self.connection(Some(affinity))
+            .await?
+            .enqueue_batch(requests, n, shape)
+            .await
     }
 
     /// Sends `request` on one of the connections and waits up to `timeout` for the reply.

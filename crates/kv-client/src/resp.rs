@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kv_peer::PeerAuth;
-use kv_proto::{Frame, Limits, parse_reply};
+use kv_proto::{Frame, Limits, parse_reply, parse_reply_relayed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -99,28 +99,47 @@ pub async fn open(addr: &str, options: &ConnOptions) -> std::io::Result<TcpStrea
     Ok(stream)
 }
 
+/// How a request's reply is handed back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Shape {
+    /// Parsed into frames.
+    #[default]
+    Parsed,
+    /// For a reply the caller relays unread to a client of the same protocol: an aggregate
+    /// reply comes back as its bytes ([`Frame::Relayed`]); errors, nulls and scalars are
+    /// parsed.
+    Relayed,
+}
+
 /// Where the replies to one queued message go: one request's reply, or a batch's.
 enum ReplySlot {
     /// `None` once delivered.
-    One(Option<oneshot::Sender<Result<Frame, CallError>>>),
+    One(Option<oneshot::Sender<Result<Frame, CallError>>>, Shape),
     Many {
         batch: Arc<BatchState>,
         got: Vec<Result<Frame, CallError>>,
+        shape: Shape,
     },
 }
 
 impl ReplySlot {
+    fn shape(&self) -> Shape {
+        match self {
+            ReplySlot::One(_, shape) | ReplySlot::Many { shape, .. } => *shape,
+        }
+    }
+
     /// Delivers the next reply; true when the slot has all it expects.
     fn deliver(&mut self, r: Result<Frame, CallError>) -> bool {
         match self {
-            ReplySlot::One(tx) => {
+            ReplySlot::One(tx, _) => {
                 // A dropped receiver (its caller timed out) just discards the reply.
                 if let Some(tx) = tx.take() {
                     let _ = tx.send(r);
                 }
                 true
             }
-            ReplySlot::Many { batch, got } => {
+            ReplySlot::Many { batch, got, .. } => {
                 got.push(r);
                 if got.len() < batch.expected {
                     return false;
@@ -269,14 +288,14 @@ impl Connection {
     /// pipeline before awaiting any reply, so pipelines stay pipelines end to end.
     /// Queues `request` if the queue has room now, without waiting: `Err(request)` when it
     /// is full or the connection is closed (then [`Connection::enqueue`] waits or fails).
-    pub fn try_enqueue(&self, request: Bytes) -> Result<Reply, Bytes> {
+    pub fn try_enqueue(&self, request: Bytes, shape: Shape) -> Result<Reply, Bytes> {
         if self.is_closed() {
             return Err(request);
         }
         let (reply, rx) = oneshot::channel();
         match self.tx.try_send(Pending {
             request,
-            reply: ReplySlot::One(Some(reply)),
+            reply: ReplySlot::One(Some(reply), shape),
         }) {
             Ok(()) => Ok(Reply(rx)),
             Err(mpsc::error::TrySendError::Full(p) | mpsc::error::TrySendError::Closed(p)) => Err(p.request),
@@ -286,7 +305,7 @@ impl Connection {
     /// Queues `n` requests encoded back to back in `requests` as one message; their replies
     /// come back together ([`BatchReply`]). Order with other messages is kept, as for
     /// [`Connection::enqueue`].
-    pub async fn enqueue_batch(&self, requests: Bytes, n: usize) -> Result<BatchReply, CallError> {
+    pub async fn enqueue_batch(&self, requests: Bytes, n: usize, shape: Shape) -> Result<BatchReply, CallError> {
         if self.is_closed() {
             return Err(CallError::NotSent("connection closed".into()));
         }
@@ -294,6 +313,7 @@ impl Connection {
         let reply = ReplySlot::Many {
             batch: batch.clone(),
             got: Vec::with_capacity(n),
+            shape,
         };
         self.tx
             .send(Pending {
@@ -305,7 +325,7 @@ impl Connection {
         Ok(BatchReply(batch))
     }
 
-    pub async fn enqueue(&self, request: Bytes) -> Result<Reply, CallError> {
+    pub async fn enqueue(&self, request: Bytes, shape: Shape) -> Result<Reply, CallError> {
         if self.is_closed() {
             return Err(CallError::NotSent("connection closed".into()));
         }
@@ -313,7 +333,7 @@ impl Connection {
         self.tx
             .send(Pending {
                 request,
-                reply: ReplySlot::One(Some(reply)),
+                reply: ReplySlot::One(Some(reply), shape),
             })
             .await
             .map_err(|_| CallError::NotSent("connection closed".into()))?;
@@ -322,7 +342,7 @@ impl Connection {
 
     /// Sends `request` (an encoded command) and waits for its reply.
     pub async fn call(&self, request: Bytes) -> Result<Frame, CallError> {
-        self.enqueue(request).await?.await
+        self.enqueue(request, Shape::Parsed).await?.await
     }
 
     /// True once the connection failed or was aborted.
@@ -419,13 +439,20 @@ async fn read_loop(
     let mut writer_done = false;
     let reason = 'conn: loop {
         loop {
-            match parse_reply(&mut buf, &limits) {
+            // The next reply's slot is needed before parsing (it says the reply's shape).
+            if waiting.is_empty()
+                && !buf.is_empty()
+                && let Ok(slot) = slots.try_recv()
+            {
+                progress = tokio::time::Instant::now();
+                waiting.push_back(slot);
+            }
+            let parsed = match waiting.front().map(ReplySlot::shape) {
+                Some(Shape::Relayed) => parse_reply_relayed(&mut buf, &limits),
+                _ => parse_reply(&mut buf, &limits),
+            };
+            match parsed {
                 Ok(Some(frame)) => {
-                    if waiting.is_empty()
-                        && let Ok(slot) = slots.try_recv()
-                    {
-                        waiting.push_back(slot);
-                    }
                     let Some(slot) = waiting.front_mut() else {
                         tracing::warn!("backend sent a reply nobody asked for; dropping the connection");
                         break 'conn "unexpected reply";
@@ -520,13 +547,13 @@ mod tests {
         let (addr, _server) = numbering_server().await;
         let conn = Connection::connect(&addr, &ConnOptions::default()).await.unwrap();
         let ping = || kv_proto::write::command([&b"PING"[..]]);
-        let first = conn.enqueue(ping()).await.unwrap();
+        let first = conn.enqueue(ping(), Shape::Parsed).await.unwrap();
         let mut three = BytesMut::new();
         for _ in 0..3 {
             three.extend_from_slice(&ping());
         }
-        let batch = conn.enqueue_batch(three.freeze(), 3).await.unwrap();
-        let last = conn.enqueue(ping()).await.unwrap();
+        let batch = conn.enqueue_batch(three.freeze(), 3, Shape::Parsed).await.unwrap();
+        let last = conn.enqueue(ping(), Shape::Parsed).await.unwrap();
         assert_eq!(first.await.unwrap().as_integer(), Some(1));
         batch.wait().await;
         let got: Vec<_> = (0..3).map(|i| batch.take(i).unwrap().as_integer().unwrap()).collect();
@@ -537,7 +564,7 @@ mod tests {
         let mut two = BytesMut::new();
         two.extend_from_slice(&ping());
         two.extend_from_slice(&kv_proto::write::command([&b"CLOSE"[..]]));
-        let batch = conn.enqueue_batch(two.freeze(), 2).await.unwrap();
+        let batch = conn.enqueue_batch(two.freeze(), 2, Shape::Parsed).await.unwrap();
         tokio::time::timeout(Duration::from_secs(5), batch.wait())
             .await
             .unwrap();

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kv_client::{BatchReply, CallError, Reply};
+use kv_client::{BatchReply, CallError, Reply, Shape};
 use kv_peer::command::parse_fetch_reply;
 use kv_peer::{ErrorCode, MigrateItem, PeerCommand};
 use kv_proto::Frame;
@@ -154,12 +154,12 @@ impl Batcher {
         for g in self.groups.drain(..) {
             let r = if g.count == 1 {
                 g.pool
-                    .enqueue(g.first, affinity)
+                    .enqueue(g.first, affinity, Shape::Relayed)
                     .await
                     .map(|r| Queued::One(std::sync::Mutex::new(Some(r))))
             } else {
                 g.pool
-                    .enqueue_batch(g.bytes.freeze(), g.count, affinity)
+                    .enqueue_batch(g.bytes.freeze(), g.count, affinity, Shape::Relayed)
                     .await
                     .map(Queued::Batch)
             };
@@ -256,6 +256,19 @@ impl Forwarder {
     /// their order on the way to each server. When a request cannot be queued right away (no
     /// leader, no connection), the retrying path runs now.
     pub async fn start(&self, target: Target, access: Access, request: Bytes, affinity: usize) -> InFlight {
+        self.start_as(target, access, request, affinity, Shape::Parsed).await
+    }
+
+    /// [`Forwarder::start`] with the reply's [`Shape`]: `Relayed` for a reply passed to the
+    /// client unread.
+    async fn start_as(
+        &self,
+        target: Target,
+        access: Access,
+        request: Bytes,
+        affinity: usize,
+        shape: Shape,
+    ) -> InFlight {
         let routing = self.routing();
         if let Target::Key(key) = &target
             && routing.moving(key).is_some()
@@ -263,7 +276,7 @@ impl Forwarder {
             return InFlight::done(self.execute(&target, access, request).await);
         }
         if let Ok((_, pool)) = routing.target(&target, access.is_write())
-            && let Ok(reply) = pool.enqueue(request.clone(), affinity).await
+            && let Ok(reply) = pool.enqueue(request.clone(), affinity, shape).await
         {
             return InFlight(State::Sent {
                 reply,
@@ -322,7 +335,40 @@ impl Forwarder {
             });
         }
         batcher.flush(affinity).await;
-        self.start(target, access, request, affinity).await
+        self.start_as(target, access, request, affinity, Shape::Relayed).await
+    }
+
+    /// Sends `request` (a session command, safe to repeat) to the leader for `target` on the
+    /// connection for `affinity`, and waits for the reply; retried, with the routing
+    /// refreshed, until the retry timeout while it is redirected or unanswered. Pinned to
+    /// the client's connection because a server keeps a gate client's `WATCH` per
+    /// connection, where its `EXEC` will come.
+    pub async fn call_pinned(&self, target: &Target, request: Bytes, affinity: usize) -> Result<Frame, ForwardError> {
+        let deadline = Instant::now() + self.retry_timeout;
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let routing = self.routing();
+            let problem = match routing.target(target, true) {
+                Ok((shard, pool)) => match pool.enqueue(request.clone(), affinity, Shape::Parsed).await {
+                    Ok(reply) => match tokio::time::timeout(self.backend_timeout, reply).await {
+                        Ok(Ok(frame)) if !redirected(&frame, target) => return Ok(frame),
+                        Ok(Ok(frame)) => format!(
+                            "shard {shard}: {}",
+                            String::from_utf8_lossy(frame.as_error().unwrap_or_default())
+                        ),
+                        Ok(Err(e)) => format!("shard {shard}: {e}"),
+                        Err(_) => format!("shard {shard}: no reply"),
+                    },
+                    Err(e) => format!("shard {shard}: {e}"),
+                },
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() + backoff >= deadline {
+                return Err(ForwardError::Unavailable(problem));
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(250));
+        }
     }
 
     /// Waits (up to the retry timeout) until at least one shard is on the ring.
@@ -398,7 +444,7 @@ impl Forwarder {
             .target(target, true)
             .map_err(|e| ForwardError::Unavailable(e.to_string()))?;
         let reply = pool
-            .enqueue_batch(batch, n, affinity)
+            .enqueue_batch(batch, n, affinity, Shape::Relayed)
             .await
             .map_err(|e| ForwardError::Unavailable(format!("shard {shard}: {e}")))?;
         match tokio::time::timeout(self.backend_timeout, reply.wait()).await {

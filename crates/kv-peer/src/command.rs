@@ -8,6 +8,14 @@
 //!         copies keys in during a ring change; each is set only if this shard has neither
 //!         the key nor a tombstone for it. Reply: how many were set, or TRYAGAIN while the
 //!         shard is not yet receiving keys for that version
+//! KV.MIGRATEPART <ring-version> key kind part expires-at-ms offset total
+//!         one part of a collection too big for one KV.MIGRATE message: bytes
+//!         [offset, offset + len) of its packed encoding of `total` bytes. Parts are sent in
+//!         order; the receiver stages them and sets the key as KV.MIGRATE would when the last
+//!         arrives. Reply: 1 set, 0 staged (or, at the last part, not set: the key or its
+//!         tombstone is there), -1 when the part does not continue what is staged (the
+//!         receiver lost it: a new leader) and the sender must start the key over; TRYAGAIN
+//!         as KV.MIGRATE
 //! KV.DROP key [key ...]
 //!         deletes old copies on the shard a key moved away from. Reply: how many existed
 //! KV.FETCH key
@@ -15,6 +23,10 @@
 //!         owner
 //! KV.INFO
 //!         a bulk string, the JSON of crate::ServerInfo
+//! KV.WATCH <session> key [key ...]  /  KV.UNWATCH <session>  /  MULTI ... KV.EXEC <session>
+//!         a gate client's WATCH, UNWATCH and EXEC: the gate multiplexes its clients over
+//!         pooled connections and names each one's watch by a session number on the
+//!         connection (served by the transaction layer, not parsed here)
 //! KV.RESP3 <command> [args ...]
 //!         runs a client command and replies in RESP3: a gate forwards a RESP3 client's
 //!         commands wrapped so, and the server replies as it would to that client (maps,
@@ -59,9 +71,23 @@ pub struct MigrateItem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerCommand {
     Sync(SyncRequest),
-    Migrate { version: u64, items: Vec<MigrateItem> },
-    Drop { keys: Vec<Bytes> },
-    Fetch { key: Bytes },
+    Migrate {
+        version: u64,
+        items: Vec<MigrateItem>,
+    },
+    /// `KV.MIGRATEPART`: `item.value` is bytes `offset..` of a packed encoding of `total`.
+    MigratePart {
+        version: u64,
+        item: MigrateItem,
+        offset: u64,
+        total: u64,
+    },
+    Drop {
+        keys: Vec<Bytes>,
+    },
+    Fetch {
+        key: Bytes,
+    },
     Info,
 }
 
@@ -90,11 +116,20 @@ impl PeerCommand {
         if name.len() < 3 || !name[..3].eq_ignore_ascii_case(b"KV.") {
             return None;
         }
+        // A gate client's transaction session: served by the transaction layer, with the
+        // connection's state (`kv_server::cmd::transaction`).
+        if [&b"KV.WATCH"[..], b"KV.UNWATCH", b"KV.EXEC"]
+            .iter()
+            .any(|c| name.eq_ignore_ascii_case(c))
+        {
+            return None;
+        }
         let a = &req.args()[1..];
         let upper = name.to_ascii_uppercase();
         Some(match &upper[..] {
             b"KV.SYNC" => parse_sync(a).map(PeerCommand::Sync),
             b"KV.MIGRATE" => parse_migrate(a),
+            b"KV.MIGRATEPART" => parse_migrate_part(a),
             b"KV.DROP" if !a.is_empty() => Ok(PeerCommand::Drop { keys: a.to_vec() }),
             b"KV.DROP" => Err(CommandError::Arguments("KV.DROP", "no key")),
             b"KV.FETCH" => match a {
@@ -137,6 +172,21 @@ impl PeerCommand {
                 }
                 b.finish()
             }
+            PeerCommand::MigratePart {
+                version,
+                item,
+                offset,
+                total,
+            } => CommandBuilder::with_payload(8, item.key.len() + item.value.len() + 64)
+                .arg(b"KV.MIGRATEPART")
+                .uint(*version)
+                .arg(&item.key)
+                .uint(item.kind.tag() as u64)
+                .arg(&item.value)
+                .uint(item.expires_at.unwrap_or(0))
+                .uint(*offset)
+                .uint(*total)
+                .finish(),
             PeerCommand::Drop { keys } => {
                 let mut b = CommandBuilder::new(1 + keys.len()).arg(b"KV.DROP");
                 for k in keys {
@@ -188,6 +238,28 @@ fn parse_migrate(a: &[Bytes]) -> Result<PeerCommand, CommandError> {
         })
         .collect::<Result<Vec<_>, CommandError>>()?;
     Ok(PeerCommand::Migrate { version, items })
+}
+
+fn parse_migrate_part(a: &[Bytes]) -> Result<PeerCommand, CommandError> {
+    let bad = |what| CommandError::Arguments("KV.MIGRATEPART", what);
+    let [version, key, kind_tag, part, exp, offset, total] = a else {
+        return Err(bad("version key kind part expiry offset total"));
+    };
+    let (offset, total) = match (parse_u64(offset), parse_u64(total)) {
+        (Some(o), Some(t)) if o.checked_add(part.len() as u64).is_some_and(|end| end <= t) => (o, t),
+        _ => return Err(bad("bad offset or total")),
+    };
+    Ok(PeerCommand::MigratePart {
+        version: parse_u64(version).ok_or(bad("bad ring version"))?,
+        item: MigrateItem {
+            key: key.clone(),
+            kind: kind(kind_tag).ok_or(bad("bad kind"))?,
+            value: part.clone(),
+            expires_at: at(exp).ok_or(bad("bad expiry"))?,
+        },
+        offset,
+        total,
+    })
 }
 
 /// `KV.RESP3` in front of an encoded multibulk command (see the module documentation).
@@ -291,6 +363,17 @@ mod tests {
                     },
                 ],
             },
+            PeerCommand::MigratePart {
+                version: 7,
+                item: MigrateItem {
+                    key: Bytes::from_static(b"z"),
+                    kind: Kind::ZSet,
+                    value: Bytes::from_static(b"part"),
+                    expires_at: None,
+                },
+                offset: 10,
+                total: 14,
+            },
             PeerCommand::Drop {
                 keys: vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")],
             },
@@ -326,6 +409,13 @@ mod tests {
                 .collect(),
         );
         assert!(matches!(PeerCommand::parse(&migrate), Some(Err(_))));
+        let past_total = Request::new(
+            ["KV.MIGRATEPART", "1", "k", "3", "abcd", "0", "8", "10"]
+                .iter()
+                .map(|s| Bytes::from(s.to_string()))
+                .collect(),
+        );
+        assert!(matches!(PeerCommand::parse(&past_total), Some(Err(_))), "8 + 4 > 10");
     }
 
     #[test]

@@ -64,6 +64,11 @@ pub enum Mutation<'a> {
         op: ElemOp,
         args: &'a [Bytes],
     },
+    /// The entries up to the next [`Mutation::TxEnd`] are one transaction's (`MULTI`): a
+    /// follower applies them together, or not at all if the end never comes.
+    TxBegin,
+    /// The end of a transaction's entries (`EXEC`).
+    TxEnd,
 }
 
 /// The element ops and their arguments.
@@ -165,7 +170,7 @@ impl<'a> Mutation<'a> {
             | Mutation::Expire { key, .. }
             | Mutation::Object { key, .. }
             | Mutation::Elems { key, .. } => Some(key),
-            Mutation::Inbound { .. } | Mutation::Flush => None,
+            Mutation::Inbound { .. } | Mutation::Flush | Mutation::TxBegin | Mutation::TxEnd => None,
         }
     }
 }
@@ -176,7 +181,7 @@ impl Mutation<'_> {
         let payload = match *self {
             Mutation::Set { key, value, .. } => key.len() + value.len(),
             Mutation::Del { key } | Mutation::Expire { key, .. } => key.len(),
-            Mutation::Inbound { .. } | Mutation::Flush => 0,
+            Mutation::Inbound { .. } | Mutation::Flush | Mutation::TxBegin | Mutation::TxEnd => 0,
             Mutation::Object { key, payload, .. } => key.len() + payload.len(),
             Mutation::Elems { key, args, .. } => key.len() + args.iter().map(|a| a.len() + 16).sum::<usize>(),
         };
@@ -200,6 +205,8 @@ impl Mutation<'_> {
             }
             Mutation::Inbound { version } => head(5).arg(b"INBOUND").uint(version).finish(),
             Mutation::Flush => head(4).arg(b"FLUSH").finish(),
+            Mutation::TxBegin => head(4).arg(b"MULTI").finish(),
+            Mutation::TxEnd => head(4).arg(b"EXEC").finish(),
             Mutation::Object {
                 key,
                 kind,
@@ -262,6 +269,8 @@ pub fn decode(req: &Request) -> Result<Entry<'_>, DecodeError> {
         },
         (b"DEL", 5) => Mutation::Del { key: &a[4] },
         (b"FLUSH", 4) => Mutation::Flush,
+        (b"MULTI", 4) => Mutation::TxBegin,
+        (b"EXEC", 4) => Mutation::TxEnd,
         (b"INBOUND", 5) => Mutation::Inbound {
             version: parse_u64(&a[4]).ok_or(DecodeError("bad ring version"))?,
         },
@@ -327,6 +336,8 @@ mod tests {
             Mutation::Del { key: b"k" },
             Mutation::Inbound { version: 7 },
             Mutation::Flush,
+            Mutation::TxBegin,
+            Mutation::TxEnd,
             Mutation::Expire {
                 key: b"k",
                 expires_at: None,

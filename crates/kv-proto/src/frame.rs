@@ -57,6 +57,9 @@ pub enum Frame {
     BigNumber(Bytes),
     /// RESP3 `=len\r\nfmt:text`: text with a three-letter format (`txt`, `mkd`).
     Verbatim { format: [u8; 3], text: Bytes },
+    /// A reply already encoded for the client it goes to, written as is: a server's
+    /// aggregate reply that a gate relays unread ([`crate::parse_reply_relayed`]).
+    Relayed(Bytes),
 }
 
 impl Frame {
@@ -142,6 +145,7 @@ impl Frame {
                 out.put_slice(b"\r\n");
             }
             Frame::Verbatim { text, .. } => write::bulk(out, text),
+            Frame::Relayed(bytes) => out.put_slice(bytes),
         }
     }
 

@@ -41,6 +41,6 @@ pub use error::ProtocolError;
 pub use frame::{Frame, Protocol};
 pub use kind::Kind;
 pub use limits::Limits;
-pub use reply::parse_reply;
+pub use reply::{parse_reply, parse_reply_relayed};
 pub use request::{Request, RequestParser};
 pub use write::{CommandBuilder, Out};

@@ -70,6 +70,14 @@ const ALIASES: &[(&str, &str)] = &[
 ];
 
 /// The parameters every server applies (numbers), which a gate passes on to them.
+/// A memory size as Redis reads one: digits and an optional unit (`b`, `k`, `kb`, `m`, `mb`,
+/// `g`, `gb`, any case).
+fn is_memory(v: &str) -> bool {
+    let digits = v.bytes().take_while(u8::is_ascii_digit).count();
+    let unit = v[digits..].to_ascii_lowercase();
+    digits > 0 && ["", "b", "k", "kb", "m", "mb", "g", "gb"].contains(&unit.as_str())
+}
+
 pub const CLUSTER_WIDE: &[&str] = &[
     "hash-max-listpack-entries",
     "hash-max-listpack-value",
@@ -178,6 +186,11 @@ impl Settings {
                             "ERR CONFIG SET failed (possibly related to argument '{key}') - argument couldn't be parsed into an integer"
                         ));
                     }
+                    if key == "maxmemory" && !is_memory(&value) {
+                        return Frame::error(format!(
+                            "ERR CONFIG SET failed (possibly related to argument '{key}') - argument must be a memory value"
+                        ));
+                    }
                     changes.push((key, value));
                 }
                 for (k, v) in changes {
@@ -235,6 +248,13 @@ mod tests {
             "a refused CONFIG SET changes nothing"
         );
         assert!(call(&s, &["CONFIG", "SET", "save"]).as_error().is_some());
+        assert_eq!(call(&s, &["CONFIG", "SET", "maxmemory", "100MB"]), Frame::simple("OK"));
+        let e = call(&s, &["CONFIG", "SET", "maxmemory", "bla"]);
+        assert!(
+            e.as_error()
+                .unwrap()
+                .starts_with(b"ERR CONFIG SET failed (possibly related to argument 'maxmemory')")
+        );
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub struct Connection {
     pub readonly: bool,
     /// Commands queued after `MULTI`.
     pub multi: Option<crate::cmd::transaction::Multi>,
+    /// This client's own `WATCH` is on (session 0 of the connection).
+    pub watching: bool,
+    /// Set at the first `WATCH`: ends the connection's watches when it closes.
+    pub watches: Option<crate::cmd::transaction::WatchGuard>,
 }
 
 impl Connection {
@@ -38,6 +42,8 @@ impl Connection {
             name: None,
             readonly: false,
             multi: None,
+            watching: false,
+            watches: None,
         }
     }
 

@@ -108,3 +108,24 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("bind an ephemeral port")
 }
+
+/// Sends one command on a raw RESP connection (a client whose replies a test reads itself:
+/// a blocked client, a transaction's session).
+pub async fn send(conn: &mut tokio::net::TcpStream, args: &[&str]) {
+    use tokio::io::AsyncWriteExt;
+    let mut out = format!("*{}\r\n", args.len());
+    for a in args {
+        out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    conn.write_all(out.as_bytes()).await.unwrap();
+}
+
+/// Reads whatever arrives on `conn` within `limit` (at least one byte), as text.
+pub async fn read_some(conn: &mut tokio::net::TcpStream, limit: std::time::Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 4096];
+    match tokio::time::timeout(limit, conn.read(&mut buf)).await {
+        Ok(Ok(n)) if n > 0 => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+        _ => None,
+    }
+}

@@ -112,7 +112,10 @@ pub async fn accept_loop(
             let laddr = stream.local_addr().map(|a| a.to_string()).unwrap_or_default();
             let session = Session::new(&state, peer.to_string(), laddr);
             let id = session.id;
+            let mut session = session;
             session.serve(stream, shutdown).await;
+            // A watch this client left must not stay on the leader's pooled connection.
+            session.unwatch().await;
             state.clients.remove(id);
             state.stats.connected.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
@@ -280,6 +283,8 @@ pub struct Session<'a> {
     batcher: crate::forward::Batcher,
     /// Commands queued after `MULTI`.
     multi: Option<transaction::Multi>,
+    /// This client's `WATCH`.
+    watching: Option<transaction::Watching>,
 }
 
 impl<'a> Session<'a> {
@@ -294,10 +299,11 @@ impl<'a> Session<'a> {
             last_cmd: "",
             batcher: Default::default(),
             multi: None,
+            watching: None,
         }
     }
 
-    async fn serve(mut self, mut stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
+    async fn serve(&mut self, mut stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
         let mut parser = RequestParser::new(self.state.limits);
         let mut input = BytesMut::with_capacity(READ_CHUNK);
         let mut output = BytesMut::with_capacity(READ_CHUNK);
@@ -379,7 +385,7 @@ impl<'a> Session<'a> {
 
     /// Starts serving one request: everything up to queuing it on a server.
     async fn start(&mut self, req: Request) -> Pending {
-        if let Some(p) = self.transaction(&req) {
+        if let Some(p) = self.transaction(&req).await {
             if matches!(p, Pending::Transaction(..)) && !self.batcher.is_empty() {
                 let affinity = self.affinity();
                 self.batcher.flush(affinity).await;

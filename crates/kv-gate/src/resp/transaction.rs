@@ -5,13 +5,25 @@
 //! pooled connection, so no other client's request comes between them there, and the leader
 //! runs it atomically (`kv_server::cmd::transaction`). The client gets `EXEC`'s reply.
 //!
-//! Not yet: `WATCH` (refused, so that no client believes it holds an optimistic lock).
+//! `WATCH` is held by the leader of the watched keys' shard, under this client's session
+//! number on the gate's connection for this client (`KV.WATCH`, `call_pinned`); the
+//! transaction then must stay on that shard, and its `EXEC` goes as `KV.EXEC <session>` on
+//! the same connection: the leader runs it only if no watched key changed. A failover or a
+//! broken connection in between loses the watch, and `EXEC` fails (a null reply), as when a
+//! key changed: the client retries, nothing runs unguarded.
 
 use bytes::{Bytes, BytesMut};
 use kv_proto::{Frame, Protocol, Request};
 
 use super::command;
 use super::{Pending, Session};
+use crate::routing::Target;
+
+/// What this client watches: the shard its keys live on, and one of them to route by.
+pub struct Watching {
+    shard: String,
+    key: Bytes,
+}
 
 /// True for `MULTI`, `EXEC`, `DISCARD`, `WATCH` and `UNWATCH` (any case).
 pub fn is_control(name: &[u8]) -> bool {
@@ -36,7 +48,7 @@ pub struct Multi {
 impl Session<'_> {
     /// Serves transaction control, and queues commands inside `MULTI`; `None` when `req` is
     /// served as usual.
-    pub(super) fn transaction(&mut self, req: &Request) -> Option<Pending> {
+    pub(super) async fn transaction(&mut self, req: &Request) -> Option<Pending> {
         let in_multi = self.multi.is_some();
         // Outside a transaction only its own commands stop here: no allocation per request.
         if !in_multi && !is_control(req.name()) {
@@ -56,26 +68,92 @@ impl Session<'_> {
             ))),
             (b"DISCARD", true) if req.len() == 1 => {
                 self.multi = None;
+                self.unwatch().await;
                 now(Frame::simple("OK"))
             }
-            (b"EXEC", true) if req.len() == 1 => Some(self.exec()),
+            (b"EXEC", true) if req.len() == 1 => Some(self.exec().await),
             (b"MULTI" | b"EXEC" | b"DISCARD", _) => now(Frame::error(format!(
                 "ERR wrong number of arguments for '{}' command",
                 String::from_utf8_lossy(&name).to_lowercase()
             ))),
             (b"WATCH", true) => now(Frame::error("ERR WATCH inside MULTI is not allowed")),
-            (b"WATCH", false) => now(Frame::error("ERR WATCH is not supported yet")),
-            (b"UNWATCH", _) => now(Frame::simple("OK")),
+            (b"WATCH", false) if req.len() >= 2 => now(self.watch(req).await),
+            (b"WATCH", false) => now(Frame::error("ERR wrong number of arguments for 'watch' command")),
+            (b"UNWATCH", _) if req.len() == 1 => {
+                self.unwatch().await;
+                now(Frame::simple("OK"))
+            }
+            (b"UNWATCH", _) => now(Frame::error("ERR wrong number of arguments for 'unwatch' command")),
             (b"QUIT", _) => None,
             (_, true) => Some(Pending::Now(self.queue(req))),
             (_, false) => None,
         }
     }
 
+    /// `WATCH keys`: taken by the leader of their shard, for this client's session.
+    async fn watch(&mut self, req: &Request) -> Frame {
+        let routing = self.state.forwarder.routing();
+        let keys = &req.args()[1..];
+        if keys.iter().any(|k| routing.moving(k).is_some()) {
+            return Frame::error("TRYAGAIN Multiple keys request during rehashing of slot");
+        }
+        let Some(shard) = routing.owner(&keys[0]).map(str::to_string) else {
+            return Frame::error("CLUSTERDOWN no shard is registered in the cluster yet");
+        };
+        let elsewhere = |k: &Bytes| routing.owner(k) != Some(shard.as_str());
+        if keys.iter().any(elsewhere) || self.watching.as_ref().is_some_and(|w| w.shard != shard) {
+            return Frame::error("CROSSSLOT Keys in request don't hash to the same slot");
+        }
+        let session = self.id.to_string();
+        let mut args: Vec<&[u8]> = vec![b"KV.WATCH", session.as_bytes()];
+        args.extend(keys.iter().map(|k| &k[..]));
+        let request = kv_proto::write::command(args);
+        if !self.batcher.is_empty() {
+            let affinity = self.affinity();
+            self.batcher.flush(affinity).await;
+        }
+        let target = Target::Key(keys[0].clone());
+        match self
+            .state
+            .forwarder
+            .call_pinned(&target, request, self.affinity())
+            .await
+        {
+            Ok(reply) => {
+                if reply.as_error().is_none() {
+                    self.watching = Some(Watching {
+                        shard,
+                        key: keys[0].clone(),
+                    });
+                }
+                reply
+            }
+            Err(e) => super::forward_error(&e),
+        }
+    }
+
+    /// Ends this client's watch, if any (`UNWATCH`, `DISCARD`, a transaction refused).
+    pub(super) async fn unwatch(&mut self) {
+        if let Some(w) = self.watching.take() {
+            let session = self.id.to_string();
+            let request = kv_proto::write::command([&b"KV.UNWATCH"[..], session.as_bytes()]);
+            // Best effort: a watch the leader lost is gone anyway.
+            let _ = self
+                .state
+                .forwarder
+                .call_pinned(&Target::Key(w.key), request, self.affinity())
+                .await;
+        }
+    }
+
     /// Queues `req`, or refuses it (and the transaction with it).
     fn queue(&mut self, req: &Request) -> Frame {
         let routing = self.state.forwarder.routing();
+        let watched = self.watching.as_ref().map(|w| w.shard.clone());
         let multi = self.multi.as_mut().expect("in a transaction");
+        if multi.shard.is_none() {
+            multi.shard = watched;
+        }
         let refuse = |multi: &mut Multi, f: Frame| {
             multi.aborted = true;
             f
@@ -117,15 +195,18 @@ impl Session<'_> {
         Frame::simple("QUEUED")
     }
 
-    /// `EXEC`: the whole transaction to its shard's leader.
-    fn exec(&mut self) -> Pending {
+    /// `EXEC`: the whole transaction to its shard's leader (with the watch's check, when
+    /// this client watches).
+    async fn exec(&mut self) -> Pending {
         let multi = self.multi.take().expect("in a transaction");
         if multi.aborted {
+            self.unwatch().await;
             return Pending::Now(Frame::error(
                 "EXECABORT Transaction discarded because of previous errors.",
             ));
         }
-        if multi.queued.is_empty() {
+        let watching = self.watching.take();
+        if multi.queued.is_empty() && watching.is_none() {
             return Pending::Now(Frame::Array(vec![]));
         }
         let mut batch = BytesMut::new();
@@ -133,14 +214,18 @@ impl Session<'_> {
         for q in &multi.queued {
             batch.extend_from_slice(q);
         }
-        let mut exec = kv_proto::write::command([&b"EXEC"[..]]);
+        let session = self.id.to_string();
+        let mut exec = match &watching {
+            Some(_) => kv_proto::write::command([&b"KV.EXEC"[..], session.as_bytes()]),
+            None => kv_proto::write::command([&b"EXEC"[..]]),
+        };
         if self.proto == Protocol::Resp3
             && let Some(wrapped) = kv_peer::command::wrap_resp3(&exec)
         {
             exec = wrapped;
         }
         batch.extend_from_slice(&exec);
-        let target = match multi.route_key {
+        let target = match multi.route_key.or(watching.map(|w| w.key)) {
             Some(key) => crate::routing::Target::Key(key),
             None => match self.state.forwarder.routing().shard_names().first() {
                 Some(s) => crate::routing::Target::Shard(s.clone()),

@@ -19,7 +19,8 @@ use crate::node::{Node, Stats};
 
 /// Store entries visited per lock hold.
 const SCAN_CHUNK: usize = 1024;
-/// Bytes of keys and values per `KV.MIGRATE` batch, about.
+/// Bytes of keys and values per `KV.MIGRATE` batch, about; a collection encoded bigger than
+/// this goes alone, in `KV.MIGRATEPART`s of this size.
 const BATCH_BYTES: usize = 256 * 1024;
 /// How often progress is published.
 const REPORT_EVERY: Duration = Duration::from_millis(250);
@@ -60,21 +61,27 @@ pub(super) async fn send(ctx: Ctx, placement: Arc<Placement>, version: u64) {
     let mut cursor = Some(0);
     while let Some(c) = cursor {
         let mut by_dest: BTreeMap<String, Vec<MigrateItem>> = BTreeMap::new();
+        let mut big: Vec<(String, MigrateItem)> = Vec::new();
         let mut bytes = 0;
         let now = kv_store::time::now_ms();
         cursor = node.scan(c, SCAN_CHUNK, |k, v, at| {
             if let Some(to) = placement.moved_away(&shard, k)
                 && at.is_none_or(|t| t > now)
             {
-                // A collection goes whole, in its packed encoding.
+                // A collection goes in its packed encoding: with the batch, or in parts.
                 let value = v.payload();
                 bytes += k.len() + value.len();
-                by_dest.entry(to.to_string()).or_default().push(MigrateItem {
+                let item = MigrateItem {
                     key: Bytes::copy_from_slice(k),
                     kind: v.kind(),
                     value: Bytes::copy_from_slice(&value),
                     expires_at: at,
-                });
+                };
+                if item.value.len() > BATCH_BYTES {
+                    big.push((to.to_string(), item));
+                } else {
+                    by_dest.entry(to.to_string()).or_default().push(item);
+                }
             }
             bytes < BATCH_BYTES
         });
@@ -83,6 +90,11 @@ pub(super) async fn send(ctx: Ctx, placement: Arc<Placement>, version: u64) {
             deliver(&ctx, &mut links, &to, PeerCommand::Migrate { version, items }.encode()).await;
             *progress.moved.entry(to).or_default() += n;
             sent_total += n;
+        }
+        for (to, item) in big {
+            deliver_in_parts(&ctx, &mut links, &to, version, item).await;
+            *progress.moved.entry(to).or_default() += 1;
+            sent_total += 1;
         }
         if rate > 0 {
             // Keep the average at or under the configured rate.
@@ -103,9 +115,35 @@ pub(super) async fn send(ctx: Ctx, placement: Arc<Placement>, version: u64) {
     info!(version, moved = ?progress.moved, secs = started.elapsed().as_secs_f64(), "all moving keys sent");
 }
 
+/// Sends a collection too big for one message as `KV.MIGRATEPART`s of `BATCH_BYTES`, in
+/// order; starts over when the target lost the parts it had (a new leader there).
+async fn deliver_in_parts(ctx: &Ctx, links: &mut Links, to: &str, version: u64, item: MigrateItem) {
+    let total = item.value.len();
+    let mut offset = 0;
+    while offset < total {
+        let end = (offset + BATCH_BYTES).min(total);
+        let part = PeerCommand::MigratePart {
+            version,
+            item: MigrateItem {
+                value: item.value.slice(offset..end),
+                ..item.clone()
+            },
+            offset: offset as u64,
+            total: total as u64,
+        };
+        offset = match deliver(ctx, links, to, part.encode()).await {
+            kv_proto::Frame::Integer(-1) => {
+                debug!(to, "the target lost the parts sent so far; starting the key over");
+                0
+            }
+            _ => end,
+        };
+    }
+}
+
 /// Sends one batch to the leader of `to`, retrying (over a fresh connection, after a pause)
-/// until it is acknowledged: the target replicates it before answering.
-async fn deliver(ctx: &Ctx, links: &mut Links, to: &str, cmd: Bytes) {
+/// until it is acknowledged (the target replicates it before answering); returns the reply.
+async fn deliver(ctx: &Ctx, links: &mut Links, to: &str, cmd: Bytes) -> kv_proto::Frame {
     let mut backoff = Duration::from_millis(20);
     loop {
         let leader = ctx
@@ -117,7 +155,7 @@ async fn deliver(ctx: &Ctx, links: &mut Links, to: &str, cmd: Bytes) {
             .map(|l| l.cluster_addr.clone());
         if let Some(addr) = leader {
             match links.call(&addr, cmd.clone(), BATCH_TIMEOUT).await {
-                Ok(reply) if reply.as_error().is_none() => return,
+                Ok(reply) if reply.as_error().is_none() => return reply,
                 Ok(reply) => debug!(to, reply = ?reply, "the target refused a batch; retrying"),
                 Err(e) => debug!(to, error = %e, "sending a batch failed; retrying"),
             }

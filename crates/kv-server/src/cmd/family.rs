@@ -79,6 +79,23 @@ pub fn read<T>(
     frame_reply(out, result)
 }
 
+/// [`read`] for replies that can be long (`LRANGE`, `HGETALL`, `SMEMBERS`): `f` writes
+/// straight into `out` under the read lock, so no frame nor copy of each element is made
+/// (profiled with `LRANGE 0 599`: the per-element allocations were half the server's time).
+pub fn read_into<T>(
+    node: &Node,
+    a: &[Bytes],
+    out: &mut Out,
+    kind: kv_proto::Kind,
+    view: fn(&kv_store::Object) -> Option<&T>,
+    f: impl FnOnce(&mut Out, Option<&T>),
+) -> Option<Pending> {
+    let key = &a[1];
+    let mark = out.len();
+    let result = node.read([&key[..]], |r| r.object(key, kind, |o| f(out, o.and_then(view))));
+    super::reply_written(out, mark, result)
+}
+
 /// Parses `<first>|<second> [COUNT count]` of the `*MPOP` commands: true for `first`.
 pub fn mpop_options(opts: &[Bytes], first: &[u8], second: &[u8]) -> Result<(bool, usize), &'static str> {
     let Some((dir, rest)) = opts.split_first() else {

@@ -119,25 +119,30 @@ fn hexists(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
 }
 
 fn hkeys(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
-    read(node, a, out, |h| {
-        Frame::Array(h.into_iter().flat_map(|h| h.iter()).map(|(f, _)| bulk(f)).collect())
+    family::read_into(node, a, out, Kind::Hash, Object::as_hash, |out, h| {
+        kv_proto::write::array_header(out, h.map_or(0, |h| h.len()));
+        h.into_iter()
+            .flat_map(|h| h.iter())
+            .for_each(|(f, _)| kv_proto::write::bulk(out, f));
     })
 }
 
 fn hvals(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
-    read(node, a, out, |h| {
-        Frame::Array(h.into_iter().flat_map(|h| h.iter()).map(|(_, v)| bulk(v)).collect())
+    family::read_into(node, a, out, Kind::Hash, Object::as_hash, |out, h| {
+        kv_proto::write::array_header(out, h.map_or(0, |h| h.len()));
+        h.into_iter()
+            .flat_map(|h| h.iter())
+            .for_each(|(_, v)| kv_proto::write::bulk(out, v));
     })
 }
 
 fn hgetall(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
-    read(node, a, out, |h| {
-        Frame::Map(
-            h.into_iter()
-                .flat_map(|h| h.iter())
-                .map(|(f, v)| (bulk(f), bulk(v)))
-                .collect(),
-        )
+    family::read_into(node, a, out, Kind::Hash, Object::as_hash, |out, h| {
+        out.map(h.map_or(0, |h| h.len()));
+        for (f, v) in h.into_iter().flat_map(|h| h.iter()) {
+            kv_proto::write::bulk(out, f);
+            kv_proto::write::bulk(out, v);
+        }
     })
 }
 

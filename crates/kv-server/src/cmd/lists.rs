@@ -141,11 +141,16 @@ fn lrange(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
         (Ok(s), Ok(e)) => (s, e),
         (Err(e), _) | (_, Err(e)) => return error(out, e),
     };
-    read(node, a, out, |l| {
-        let Some(l) = l else { return Frame::Array(vec![]) };
-        match family::index_range(start, end, l.len()) {
-            Some((s, e)) => Frame::Array(l.iter().skip(s).take(e - s + 1).map(bulk).collect()),
-            None => Frame::Array(vec![]),
+    family::read_into(node, a, out, Kind::List, Object::as_list, |out, l| {
+        match l.and_then(|l| Some((l, family::index_range(start, end, l.len())?))) {
+            Some((l, (s, e))) => {
+                kv_proto::write::array_header(out, e - s + 1);
+                l.iter()
+                    .skip(s)
+                    .take(e - s + 1)
+                    .for_each(|v| kv_proto::write::bulk(out, v));
+            }
+            None => kv_proto::write::array_header(out, 0),
         }
     })
 }

@@ -62,9 +62,11 @@ fn members_frame(resp3: bool, members: impl Iterator<Item = Frame>) -> Frame {
 }
 
 fn smembers(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
-    let resp3 = family::resp3(out);
-    read(node, a, out, |s| {
-        members_frame(resp3, s.into_iter().flat_map(|s| s.iter()).map(bulk))
+    family::read_into(node, a, out, Kind::Set, Object::as_set, |out, s| {
+        out.set(s.map_or(0, |s| s.len()));
+        s.into_iter()
+            .flat_map(|s| s.iter())
+            .for_each(|m| kv_proto::write::bulk(out, m));
     })
 }
 

@@ -332,9 +332,9 @@ fn select<'z>(z: &'z ZSetObj, range: &Range, rev: bool, offset: usize, count: Op
             };
             let n = e - s + 1;
             if rev {
-                z.iter().rev().skip(s).take(n).collect()
+                z.down_from_rank(s).take(n).collect()
             } else {
-                z.iter().skip(s).take(n).collect()
+                z.from_rank(s).take(n).collect()
             }
         }
         Range::Score(min, max) => {

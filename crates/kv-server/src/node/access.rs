@@ -216,7 +216,8 @@ impl Node {
 
     /// How a Redis Cluster client's command (client port) is to be served, checked under
     /// one lock before it runs:
-    /// - a read on a replica without `READONLY` goes to the leader (`MOVED`), as in Redis;
+    /// - a read on a replica without `READONLY`, or a write of keys, goes to the leader of
+    ///   the slot's shard (`MOVED`), as in Redis;
     /// - during a move, a moving key belongs to its new owner for these clients: the old
     ///   owner redirects reads too (its copy may be older than the new owner's), and the new
     ///   owner serves it after pulling it from the old owner if it has not arrived yet
@@ -231,10 +232,21 @@ impl Node {
             return ClientRoute::Serve;
         }
         let data = self.lock();
-        if read && !readonly && matches!(data.role, Role::Follower { .. }) {
+        let redirected = if read { !readonly } else { !keys.is_empty() };
+        if redirected && matches!(data.role, Role::Follower { .. }) {
+            // A write, or a read without READONLY: straight to the leader of the shard that
+            // owns the slot, as a Redis Cluster replica redirects, not through this shard's
+            // leader (a second hop).
+            let elsewhere = keys
+                .first()
+                .and_then(|k| data.placement.owner(k))
+                .filter(|owner| *owner != self.shard)
+                .and_then(|owner| data.view.shards.get(owner))
+                .and_then(|sv| sv.leader())
+                .map(|n| n.addr.clone());
             drop(data);
             let slot = keys.first().map_or(0, |k| key_slot(k));
-            return ClientRoute::Redirect(match self.leader_hint_addr() {
+            return ClientRoute::Redirect(match elsewhere.or_else(|| self.leader_hint_addr()) {
                 Some(addr) => format!("MOVED {slot} {addr}"),
                 None => format!("{} this replica has no leader right now", ErrorCode::TryAgain),
             });
@@ -589,6 +601,18 @@ impl Writer<'_> {
         existed
     }
 
+    /// Marks the start or the end of a transaction's entries in the log, so followers apply
+    /// them together ([`Mutation::TxBegin`]).
+    pub fn mark_transaction(&mut self, begin: bool) {
+        self.log(if begin { Mutation::TxBegin } else { Mutation::TxEnd });
+    }
+
+    /// `owner` watches `key` (see [`super::watches`]).
+    pub fn watch(&mut self, owner: super::watches::Owner, key: &[u8]) {
+        let live = self.exists(key);
+        self.data.watches.add(owner, key, live);
+    }
+
     /// The ring version this shard receives keys for (0: none).
     pub fn inbound(&self) -> u64 {
         self.data.inbound.unwrap_or(0)
@@ -616,6 +640,18 @@ impl Writer<'_> {
 
     /// Deletes every key (`FLUSHALL`); returns how many there were.
     pub fn flush(&mut self) -> usize {
+        if !self.data.watches.is_empty() {
+            // The watched keys that held a value change; the others do not (as in Redis).
+            let store = &self.data.store;
+            let existing: Vec<Box<[u8]>> = self
+                .data
+                .watches
+                .keys()
+                .filter(|k| store.contains(k))
+                .map(Box::from)
+                .collect();
+            existing.iter().for_each(|k| self.data.watches.touch(k));
+        }
         let n = self.data.store.len();
         self.data.store.clear();
         self.log(Mutation::Flush);

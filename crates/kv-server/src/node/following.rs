@@ -48,6 +48,7 @@ impl Node {
         data.tombstones.clear();
         data.snapshot_lists.clear();
         data.snapshot_until = 0;
+        data.open_tx.clear();
         Ok(())
     }
 
@@ -95,12 +96,18 @@ impl Node {
     }
 
     /// Applies `KV.OP` entries in order and keeps them in its own backlog (so that, elected,
-    /// it can resume other followers). Returns the last applied offset.
+    /// it can resume other followers). A transaction's entries are held until its end
+    /// arrives, then applied together (see `Data::open_tx`). Returns the last applied offset.
     pub fn apply_entries(&self, term: u64, entries: &[Request]) -> Result<u64, ApplyError> {
         let mut data = self.check_term(term)?;
         for req in entries {
             let e = kv_peer::log::decode(req)?;
-            let expected = data.log.next_offset();
+            if e.offset == data.log.next_offset() {
+                // A stream resuming at the log's end: a transaction held from a broken
+                // one is sent again whole.
+                data.open_tx.clear();
+            }
+            let expected = data.log.next_offset() + data.open_tx.len() as u64;
             if e.offset != expected {
                 return Err(ApplyError::Gap {
                     expected,
@@ -111,9 +118,17 @@ impl Node {
             if e.epoch < last {
                 return Err(ApplyError::EpochRegressed { last, got: e.epoch });
             }
-            data.replay(e.offset, &e.mutation);
-            data.remember(&e.mutation);
-            data.log.append(e.epoch, req.raw().clone());
+            match e.mutation {
+                Mutation::TxBegin => data.open_tx.push(req.clone()),
+                Mutation::TxEnd if !data.open_tx.is_empty() => {
+                    let held = std::mem::take(&mut data.open_tx);
+                    for r in held.iter().chain(std::iter::once(req)) {
+                        data.commit(r)?;
+                    }
+                }
+                _ if !data.open_tx.is_empty() => data.open_tx.push(req.clone()),
+                _ => data.commit(req)?,
+            }
         }
         self.observe_epoch(data.log.last_epoch());
         let last = data.log.last_offset();
@@ -137,6 +152,15 @@ impl Node {
 }
 
 impl Data {
+    /// Applies a checked entry and appends it to the log.
+    fn commit(&mut self, req: &Request) -> Result<(), ApplyError> {
+        let e = kv_peer::log::decode(req)?;
+        self.replay(e.offset, &e.mutation);
+        self.remember(&e.mutation);
+        self.log.append(e.epoch, req.raw().clone());
+        Ok(())
+    }
+
     /// Applies the entry at `offset`, unless it changes a list that the snapshot being
     /// replayed over already shows it applied (see `kv_peer::stream`): list ops are not
     /// idempotent, every other entry is.

@@ -26,6 +26,7 @@ pub mod lease;
 #[cfg(test)]
 mod tests;
 pub mod waiters;
+pub mod watches;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -114,8 +115,15 @@ struct Data {
     snapshot_lists: std::collections::HashMap<Box<[u8]>, u64>,
     /// The offset of the snapshot's last chunk: past it, nothing is skipped.
     snapshot_until: u64,
+    /// A follower's entries of a transaction still open (after its `MULTI` entry, before
+    /// its `EXEC` one): applied and logged together when the end arrives, dropped if the
+    /// stream breaks first. Never in the log or the store before then, so neither a reader
+    /// here nor this node elected leader sees half a transaction.
+    open_tx: Vec<kv_proto::Request>,
     /// Clients blocked in a pop on this node.
     waiters: waiters::Waiters,
+    /// Keys clients `WATCH` (a leader's: its writes break them).
+    watches: watches::Watches,
 }
 
 impl Data {
@@ -123,6 +131,11 @@ impl Data {
     /// read it, only moves the offset on (no encoding, no memory).
     fn log(&mut self, epoch: u64, m: Mutation<'_>) {
         self.remember(&m);
+        if !self.watches.is_empty()
+            && let Some(key) = m.key()
+        {
+            self.watches.touch(key);
+        }
         if self.keeps_log() {
             let offset = self.log.next_offset();
             let frame = m.encode(epoch, offset);
@@ -190,7 +203,7 @@ fn apply(m: &Mutation<'_>, store: &mut Store) {
         Mutation::Expire { key, expires_at } => {
             store.set_expiry(key, expires_at);
         }
-        Mutation::Inbound { .. } => {}
+        Mutation::Inbound { .. } | Mutation::TxBegin | Mutation::TxEnd => {}
         Mutation::Flush => store.clear(),
         Mutation::Object {
             key,
@@ -306,6 +319,8 @@ pub struct Node {
     highest_epoch: AtomicU64,
     /// This leader's progress in moving keys away, reported on `KV.INFO`.
     move_progress: Mutex<Option<MoveProgress>>,
+    /// Big collections arriving in parts (`KV.MIGRATEPART`), until their last part.
+    pub inbound_parts: Mutex<crate::peer::moves::Staging>,
     pub stats: Stats,
     /// `CONFIG GET/SET` parameters of this server.
     pub settings: kv_proto::settings::Settings,
@@ -353,7 +368,9 @@ impl Node {
                 inbound_done: 0,
                 snapshot_lists: Default::default(),
                 snapshot_until: 0,
+                open_tx: Vec::new(),
                 waiters: Default::default(),
+                watches: Default::default(),
             }),
             settings: kv_proto::settings::Settings::new(
                 config.resp.max_clients,
@@ -373,6 +390,7 @@ impl Node {
             conn_seq: AtomicU64::new(0),
             highest_epoch: AtomicU64::new(0),
             move_progress: Mutex::new(None),
+            inbound_parts: Default::default(),
             stats: Stats::default(),
             plain_route: std::sync::atomic::AtomicBool::new(false),
         }

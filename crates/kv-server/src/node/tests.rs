@@ -325,3 +325,37 @@ fn a_snapshot_read_while_lists_change_loads_without_repeating_their_changes() {
         "the list's pushes and pops before its chunk are not applied twice"
     );
 }
+
+#[test]
+fn a_follower_applies_a_transaction_whole_or_not_at_all() {
+    let leader = node();
+    leader.become_leader(3, lease(), BTreeSet::new());
+    attach(&leader, "f");
+    leader.write(k(b"a"), |w| w.set(b"a", b"0", None)).unwrap();
+    leader.write_internal(|w| w.mark_transaction(true)).unwrap();
+    leader.write(k(b"a"), |w| w.set(b"a", b"1", None)).unwrap();
+    leader.write(k(b"b"), |w| w.set(b"b", b"1", None)).unwrap();
+    leader.write_internal(|w| w.mark_transaction(false)).unwrap();
+    let term = leader.role_and_term().1;
+    let mut frames = Vec::new();
+    leader.read_log(term, 1, 10, &mut frames).unwrap();
+    let reqs = entries(&frames);
+    assert_eq!(reqs.len(), 5);
+
+    let follower = node();
+    let fterm = follower.change_role(Role::Follower { epoch: 3 });
+    let value = |f: &Node, key: &[u8]| f.lock().store.peek(key).map(|(v, _)| v.payload().into_owned());
+    // The stream breaks inside the transaction: nothing of it is applied or acknowledged.
+    assert_eq!(follower.apply_entries(fterm, &reqs[..3]), Ok(1));
+    assert_eq!(
+        value(&follower, b"a"),
+        Some(b"0".to_vec()),
+        "half a transaction is not seen"
+    );
+    // The leader sends again from the follower's end: the transaction arrives whole, once.
+    assert_eq!(follower.apply_entries(fterm, &reqs[1..4]), Ok(1));
+    assert_eq!(value(&follower, b"b"), None);
+    assert_eq!(follower.apply_entries(fterm, &reqs[4..]), Ok(5));
+    assert_eq!(value(&follower, b"a"), Some(b"1".to_vec()));
+    assert_eq!(follower.info().digest, leader.info().digest);
+}

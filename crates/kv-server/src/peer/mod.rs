@@ -3,7 +3,7 @@
 //! gates forward here, it serves the internal ones ([`kv_peer::PeerCommand`]):
 //!
 //! - `KV.SYNC` turns the connection into a replication stream (`crate::replication`);
-//! - `KV.MIGRATE`, `KV.DROP`, `KV.FETCH`: key moves in a ring change ([`moves`]);
+//! - `KV.MIGRATE`, `KV.MIGRATEPART`, `KV.DROP`, `KV.FETCH`: key moves in a ring change ([`moves`]);
 //! - `KV.INFO`: this server's [`kv_peer::ServerInfo`].
 //!
 //! [`pull`] is the other direction: this server pulling a moving key from its old owner for
@@ -24,6 +24,12 @@ use crate::node::{Node, Pending};
 pub fn apply(cmd: PeerCommand, node: &Node, out: &mut Out) -> Option<Pending> {
     match cmd {
         PeerCommand::Migrate { version, items } => moves::migrate(node, version, &items, out),
+        PeerCommand::MigratePart {
+            version,
+            item,
+            offset,
+            total,
+        } => moves::migrate_part(node, version, item, offset, total, out),
         PeerCommand::Drop { keys } => moves::drop(node, &keys, out),
         PeerCommand::Fetch { key } => moves::fetch(node, &key, out),
         PeerCommand::Info => {

@@ -52,11 +52,17 @@ impl<E: Keyed> Table<E> {
         slots[i as usize].as_ref().expect("live element")
     }
 
-    fn find(&self, key: &[u8]) -> Option<u32> {
+    /// The slab position of `key`'s element: stable while it lives (see [`Table::at`]).
+    pub fn find(&self, key: &[u8]) -> Option<u32> {
         let hash = self.hasher.hash_one(key);
         self.index
             .find(hash, |&i| Self::slot(&self.slots, i).key() == key)
             .copied()
+    }
+
+    /// The live element at slab position `i` (from [`Table::find`] or [`Table::insert_new`]).
+    pub fn at(&self, i: u32) -> &E {
+        Self::slot(&self.slots, i)
     }
 
     pub fn get(&self, key: &[u8]) -> Option<&E> {
@@ -73,6 +79,13 @@ impl<E: Keyed> Table<E> {
         if let Some(i) = self.find(e.key()) {
             return self.slots[i as usize].replace(e);
         }
+        self.insert_new(e);
+        None
+    }
+
+    /// Inserts `e`, whose key is not in the table; returns its slab position.
+    pub fn insert_new(&mut self, e: E) -> u32 {
+        debug_assert!(self.find(e.key()).is_none());
         let hash = self.hasher.hash_one(e.key());
         let i = match self.free.pop() {
             Some(i) => {
@@ -88,7 +101,7 @@ impl<E: Keyed> Table<E> {
         self.index
             .insert_unique(hash, i, |&j| hasher.hash_one(Self::slot(slots, j).key()));
         self.len += 1;
-        None
+        i
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<E> {
