@@ -131,10 +131,16 @@ async fn a_leader_paused_past_its_session_is_fenced_and_rejoins_as_a_follower() 
     let info = c.wait_ready(&[("s1", 2)]).await;
     let (old_leader, old_epoch) = leader_of(&info, "s1");
     let mut direct = tokio::net::TcpStream::connect(&old_leader).await.unwrap();
-    assert_eq!(
-        direct_set(&mut direct, "direct", "before").await.as_deref(),
-        Some("+OK\r\n")
-    );
+    // A leader answers TRYAGAIN until it has seen the ring (a moment after it is ready).
+    let mut first = None;
+    for _ in 0..100 {
+        first = direct_set(&mut direct, "direct", "before").await;
+        if !first.as_deref().is_some_and(|r| r.starts_with("-TRYAGAIN")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(first.as_deref(), Some("+OK\r\n"));
     let load = Load::start(c.client(0), 4, "w");
     wait_acked(&load, 100).await;
 

@@ -11,6 +11,7 @@ mod failover;
 mod gate_first;
 mod keyspace;
 mod partitions;
+mod pubsub;
 mod redis_api;
 mod redis_suite;
 mod replica_join;

@@ -6,13 +6,12 @@
 use std::process::Command;
 use std::time::Duration;
 
-use kv_client::api::ClusterInfo;
 use kv_cluster::Ring;
 use kv_cluster::ring::DEFAULT_VNODES;
 use tokio::net::TcpStream;
 
 use crate::harness::redis_cli as cli;
-use crate::harness::{TestCluster, eventually, read_some, send};
+use crate::harness::{TestCluster, eventually, leader_addr, read_some, send};
 
 /// Sends `cmd` and reads until the reply so far ends with `end`.
 async fn call(conn: &mut TcpStream, cmd: &[&str], end: &str) -> String {
@@ -125,7 +124,7 @@ async fn watch_fails_exec_after_a_change_through_another_gate_or_an_expiry() {
     // The same on a kvserver's client port, for a cluster-aware client.
     let info = c.client(0).cluster().await.unwrap();
     let ring = Ring::new(["s1", "s2"], DEFAULT_VNODES);
-    let leader = leader_of(&info, ring.shard_for(b"w").unwrap());
+    let leader = leader_addr(&info, ring.shard_for(b"w").unwrap());
     let mut direct = TcpStream::connect(&leader).await.unwrap();
     call(&mut direct, &["WATCH", "w"], "\r\n").await;
     cli(&other, &["SET", "w", "5"]);
@@ -133,11 +132,6 @@ async fn watch_fails_exec_after_a_change_through_another_gate_or_an_expiry() {
     call(&mut direct, &["INCR", "w"], "\r\n").await;
     assert_eq!(call(&mut direct, &["EXEC"], "\r\n").await, "*-1\r\n");
     assert_eq!(cli(&gate, &["GET", "w"]), "5");
-}
-
-fn leader_of(info: &ClusterInfo, shard: &str) -> String {
-    let s = info.shards.iter().find(|s| s.name == shard).expect("shard listed");
-    s.leader.clone().expect("a leader")
 }
 
 /// A failover between `WATCH` and `EXEC` loses the watch with the old leader: `EXEC` fails
@@ -150,7 +144,7 @@ async fn a_failover_between_watch_and_exec_fails_the_transaction() {
     cli(&gate, &["SET", "f", "1"]);
     let mut conn = TcpStream::connect(&gate).await.unwrap();
     assert_eq!(call(&mut conn, &["WATCH", "f"], "\r\n").await, "+OK\r\n");
-    let old = leader_of(&c.client(0).cluster().await.unwrap(), &shard);
+    let old = leader_addr(&c.client(0).cluster().await.unwrap(), &shard);
     c.server_at(&old).kill();
     eventually("a new leader", Duration::from_secs(30), || async {
         let info = c.client(0).cluster().await.ok()?;

@@ -94,6 +94,7 @@ impl Gate {
             hints,
             RoutingBuilder::new(config.read_policy, config.backend_connections, options.clone()),
         );
+        let pubsub = crate::pubsub::Links::start(routing.clone(), options.clone(), kv_pubsub_limit());
         let monitor = Arc::new(Monitor::new(ConnOptions {
             max_in_flight: 64,
             ..options
@@ -115,6 +116,7 @@ impl Gate {
             stats: Default::default(),
             config: kv_proto::settings::Settings::new(config.resp.max_clients, config.resp.limits().max_bulk_len),
             clients: Default::default(),
+            pubsub,
         });
         let state = Arc::new(HttpState {
             forwarder,
@@ -156,6 +158,12 @@ impl Gate {
             coord,
         })
     }
+}
+
+/// Bytes queued for one pub/sub subscriber past which it is dropped: Redis's default hard
+/// `client-output-buffer-limit pubsub`.
+fn kv_pubsub_limit() -> usize {
+    32 * 1024 * 1024
 }
 
 /// Announces the gate under `/kvstore/<cluster>/gates` (ephemeral), for discovery.

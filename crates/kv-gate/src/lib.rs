@@ -24,6 +24,7 @@ pub mod forward;
 pub mod gate;
 pub mod http;
 pub mod listener;
+pub mod pubsub;
 pub mod resp;
 pub mod routing;
 pub mod topology;

@@ -118,7 +118,7 @@ impl PeerCommand {
         }
         // A gate client's transaction session: served by the transaction layer, with the
         // connection's state (`kv_server::cmd::transaction`).
-        if [&b"KV.WATCH"[..], b"KV.UNWATCH", b"KV.EXEC"]
+        if [&b"KV.WATCH"[..], b"KV.UNWATCH", b"KV.EXEC", b"KV.SUBSCRIBE"]
             .iter()
             .any(|c| name.eq_ignore_ascii_case(c))
         {

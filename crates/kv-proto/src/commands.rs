@@ -242,6 +242,16 @@ pub static COMMANDS: &[CommandInfo] = &[
     cmd("discard", 1, &["noscript", "loading", "stale", "fast"], NONE),
     cmd("watch", -2, &["noscript", "loading", "stale", "fast"], ALL),
     cmd("unwatch", 1, &["noscript", "loading", "stale", "fast"], NONE),
+    // Pub/sub.
+    cmd("publish", 3, &["pubsub", "loading", "stale", "fast"], NONE),
+    cmd("spublish", 3, &["pubsub", "loading", "stale", "fast"], ONE),
+    cmd("subscribe", -2, &["pubsub", "noscript", "loading", "stale"], NONE),
+    cmd("psubscribe", -2, &["pubsub", "noscript", "loading", "stale"], NONE),
+    cmd("ssubscribe", -2, &["pubsub", "noscript", "loading", "stale"], ALL),
+    cmd("unsubscribe", -1, &["pubsub", "noscript", "loading", "stale"], NONE),
+    cmd("punsubscribe", -1, &["pubsub", "noscript", "loading", "stale"], NONE),
+    cmd("sunsubscribe", -1, &["pubsub", "noscript", "loading", "stale"], ALL),
+    cmd("pubsub", -2, &["loading", "stale"], NONE),
     // Hashes.
     cmd("hset", -4, WF, ONE),
     cmd("hmset", -4, WF, ONE),

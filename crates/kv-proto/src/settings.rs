@@ -35,6 +35,10 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("lazyfree-lazy-user-flush", "no"),
     ("list-compress-depth", "0"),
     ("list-max-listpack-size", "-2"),
+    (
+        "client-output-buffer-limit",
+        "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60",
+    ),
     ("list-max-ziplist-size", "-2"),
     ("loglevel", "notice"),
     ("lua-time-limit", "5000"),
@@ -70,6 +74,25 @@ const ALIASES: &[(&str, &str)] = &[
 ];
 
 /// The parameters every server applies (numbers), which a gate passes on to them.
+/// The bytes of a memory size (`32mb`, `1024`); `None` when it is not one.
+fn memory_bytes(v: &str) -> Option<usize> {
+    if !is_memory(v) {
+        return None;
+    }
+    let digits = v.bytes().take_while(u8::is_ascii_digit).count();
+    let n: usize = v[..digits].parse().ok()?;
+    let unit = match &v[digits..].to_ascii_lowercase()[..] {
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => 1,
+    };
+    n.checked_mul(unit)
+}
+
 /// A memory size as Redis reads one: digits and an optional unit (`b`, `k`, `kb`, `m`, `mb`,
 /// `g`, `gb`, any case).
 fn is_memory(v: &str) -> bool {
@@ -144,6 +167,14 @@ impl Settings {
     /// A numeric parameter's value (`None` when unknown or not a number).
     pub fn number(&self, name: &str) -> Option<i64> {
         self.values().get(name)?.parse().ok()
+    }
+
+    /// The hard `client-output-buffer-limit` of class `class` (`pubsub` …) in bytes.
+    pub fn output_limit(&self, class: &str) -> Option<usize> {
+        let value = self.values().get("client-output-buffer-limit")?.clone();
+        let words: Vec<&str> = value.split_whitespace().collect();
+        let at = words.iter().position(|w| w.eq_ignore_ascii_case(class))?;
+        memory_bytes(words.get(at + 1)?)
     }
 
     /// Serves `CONFIG ...` (`a[0]` is `CONFIG`).
@@ -249,6 +280,9 @@ mod tests {
         );
         assert!(call(&s, &["CONFIG", "SET", "save"]).as_error().is_some());
         assert_eq!(call(&s, &["CONFIG", "SET", "maxmemory", "100MB"]), Frame::simple("OK"));
+        assert_eq!(s.output_limit("pubsub"), Some(33554432));
+        call(&s, &["CONFIG", "SET", "client-output-buffer-limit", "pubsub 1mb 0 0"]);
+        assert_eq!(s.output_limit("pubsub"), Some(1024 * 1024));
         let e = call(&s, &["CONFIG", "SET", "maxmemory", "bla"]);
         assert!(
             e.as_error()

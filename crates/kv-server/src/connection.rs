@@ -6,7 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Read in chunks of this size; the input buffer grows only with bytes that arrived.
-const READ_CHUNK: usize = 16 * 1024;
+pub const READ_CHUNK: usize = 16 * 1024;
 
 /// One peer connection: bytes in, requests out; replies in, bytes out.
 pub struct Connection {
@@ -27,6 +27,8 @@ pub struct Connection {
     pub watching: bool,
     /// Set at the first `WATCH`: ends the connection's watches when it closes.
     pub watches: Option<crate::cmd::transaction::WatchGuard>,
+    /// Its channels and patterns, from its first subscribe (`crate::cmd::pubsub`).
+    pub pubsub: Option<kv_pubsub::Client>,
 }
 
 impl Connection {
@@ -44,6 +46,7 @@ impl Connection {
             multi: None,
             watching: false,
             watches: None,
+            pubsub: None,
         }
     }
 

@@ -84,6 +84,12 @@ pub async fn serve(
                 }
                 Some(Ok(cmd)) => pending = Pending::max(pending, peer::apply(cmd, &node, &mut conn.output)),
                 Some(Err(e)) => kv_proto::write::error(&mut conn.output, e.to_string().as_bytes()),
+                None if conn.multi.is_none() && cmd::pubsub::intercept(&mut conn, &node, &req) => {
+                    if wrapped {
+                        conn.output.proto = proto;
+                    }
+                    continue;
+                }
                 None => {
                     let req = match cmd::transaction::intercept(&mut conn, &node, req) {
                         cmd::transaction::Intercepted::Done(p) => {
@@ -192,10 +198,36 @@ pub async fn serve(
         if !finish(&node, &mut conn, pending).await {
             return;
         }
+        if conn.input.capacity() - conn.input.len() < crate::connection::READ_CHUNK / 4 {
+            conn.input.reserve(crate::connection::READ_CHUNK);
+        }
+        let proto = conn.output.proto;
         tokio::select! {
-            r = conn.read_more() => match r {
-                Ok(true) => {}
+            r = tokio::io::AsyncReadExt::read_buf(&mut conn.stream, &mut conn.input) => match r {
+                Ok(n) if n > 0 => {}
                 _ => return,
+            },
+            // A subscriber's messages, written as they come (with whatever else is queued).
+            m = async {
+                match conn.pubsub.as_mut() {
+                    Some(c) => c.inbox.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => match m {
+                Some(m) => {
+                    m.encode(&mut conn.output, proto);
+                    let client = conn.pubsub.as_mut().expect("subscribed");
+                    while conn.output.len() < FLUSH_AT
+                        && let Some(m) = client.inbox.try_recv()
+                    {
+                        m.encode(&mut conn.output, proto);
+                    }
+                    if conn.flush().await.is_err() {
+                        return;
+                    }
+                }
+                // Dropped past the output limit (client-output-buffer-limit pubsub).
+                None => return,
             },
             _ = shutdown.changed() => return,
         }

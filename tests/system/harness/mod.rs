@@ -129,3 +129,9 @@ pub async fn read_some(conn: &mut tokio::net::TcpStream, limit: std::time::Durat
         _ => None,
     }
 }
+
+/// The client address of `shard`'s leader in `info`.
+pub fn leader_addr(info: &kv_client::api::ClusterInfo, shard: &str) -> String {
+    let s = info.shards.iter().find(|s| s.name == shard).expect("shard listed");
+    s.leader.clone().expect("a leader")
+}

@@ -80,6 +80,9 @@ fn kind(name: &str) -> Option<Kind> {
         | "function" => Kind::Local,
         // Served by the session before this table (`transaction`).
         "multi" | "exec" | "discard" | "watch" | "unwatch" => Kind::Local,
+        // Served by the session before this table (`pubsub`).
+        "publish" | "spublish" | "subscribe" | "psubscribe" | "ssubscribe" | "unsubscribe" | "punsubscribe"
+        | "sunsubscribe" | "pubsub" => Kind::Local,
         "getrange" | "substr" | "getbit" | "bitcount" | "bitpos" | "bitfield_ro" | "type" | "expiretime"
         | "pexpiretime" | "dump" => R,
         // Setting a range or a bit to given bytes leaves the same state when repeated.

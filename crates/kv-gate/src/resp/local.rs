@@ -50,6 +50,9 @@ pub fn apply(session: &mut Session<'_>, spec: &Spec, req: &Request) -> Pending {
         "time" => kv_proto::commands::time_reply(),
         "config" => {
             let reply = session.state.config.command(a);
+            if let Some(limit) = session.state.config.output_limit("pubsub") {
+                session.state.pubsub.hub.set_limit(limit);
+            }
             if reply.as_error().is_none() && kv_proto::settings::sets_cluster_wide(a) {
                 return Pending::ConfigSet(a.to_vec());
             }

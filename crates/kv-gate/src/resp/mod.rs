@@ -24,6 +24,7 @@ pub mod command;
 pub mod every;
 pub mod fanout;
 pub mod local;
+mod pubsub;
 mod transaction;
 
 use std::sync::Arc;
@@ -60,6 +61,8 @@ pub struct RespState {
     /// `CONFIG GET/SET` parameters.
     pub config: kv_proto::settings::Settings,
     pub clients: clients::Clients,
+    /// Pub/sub: this gate's subscribers, and its subscriptions at the channels' homes.
+    pub pubsub: crate::pubsub::Links,
 }
 
 /// Counters for INFO.
@@ -114,8 +117,12 @@ pub async fn accept_loop(
             let id = session.id;
             let mut session = session;
             session.serve(stream, shutdown).await;
-            // A watch this client left must not stay on the leader's pooled connection.
+            // A watch this client left must not stay on the leader's pooled connection, nor
+            // its subscriptions on the gate's links.
             session.unwatch().await;
+            if session.pubsub.take().is_some() {
+                state.pubsub.changed();
+            }
             state.clients.remove(id);
             state.stats.connected.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
@@ -285,6 +292,8 @@ pub struct Session<'a> {
     multi: Option<transaction::Multi>,
     /// This client's `WATCH`.
     watching: Option<transaction::Watching>,
+    /// Its channels and patterns, from its first subscribe.
+    pubsub: Option<kv_pubsub::Client>,
 }
 
 impl<'a> Session<'a> {
@@ -300,6 +309,7 @@ impl<'a> Session<'a> {
             batcher: Default::default(),
             multi: None,
             watching: None,
+            pubsub: None,
         }
     }
 
@@ -372,10 +382,32 @@ impl<'a> Session<'a> {
             if input.capacity() - input.len() < READ_CHUNK / 4 {
                 input.reserve(READ_CHUNK);
             }
+            let inbox = self.pubsub.as_mut().map(|c| &mut c.inbox);
             tokio::select! {
                 r = stream.read_buf(&mut input) => match r {
                     Ok(n) if n > 0 => {}
                     _ => return,
+                },
+                // A subscriber's messages, written as they come.
+                m = async {
+                    match inbox {
+                        Some(i) => i.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => match m {
+                    Some(m) => {
+                        m.encode(&mut output, self.proto);
+                        let inbox = &mut self.pubsub.as_mut().expect("subscribed").inbox;
+                        while output.len() < FLUSH_AT && let Some(m) = inbox.try_recv() {
+                            m.encode(&mut output, self.proto);
+                        }
+                        if stream.write_all(&output).await.is_err() {
+                            return;
+                        }
+                        output.clear();
+                    }
+                    // Dropped past the output limit (client-output-buffer-limit pubsub).
+                    None => return,
                 },
                 _ = shutdown.changed() => return,
                 _ = self.client.killed.notified() => return,
@@ -385,6 +417,11 @@ impl<'a> Session<'a> {
 
     /// Starts serving one request: everything up to queuing it on a server.
     async fn start(&mut self, req: Request) -> Pending {
+        if self.multi.is_none()
+            && let Some(p) = self.pubsub(&req).await
+        {
+            return p;
+        }
         if let Some(p) = self.transaction(&req).await {
             if matches!(p, Pending::Transaction(..)) && !self.batcher.is_empty() {
                 let affinity = self.affinity();

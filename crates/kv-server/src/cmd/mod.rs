@@ -25,6 +25,7 @@ mod incr;
 mod info;
 mod keyspace;
 mod lists;
+pub mod pubsub;
 mod set;
 mod sets;
 mod strings;
@@ -340,7 +341,7 @@ impl Command {
             Command::Info(sections) => info::apply(node, &sections, out),
             Command::Config(a) => {
                 let reply = node.settings.command(&a);
-                if reply.as_error().is_none() && kv_proto::settings::sets_cluster_wide(&a) {
+                if reply.as_error().is_none() && a.len() > 2 && a[1].eq_ignore_ascii_case(b"SET") {
                     node.apply_settings();
                 }
                 out.frame(&reply);

@@ -289,6 +289,11 @@ impl Stats {
     }
 }
 
+/// Bytes queued for one pub/sub subscriber past which it is dropped: Redis's default hard
+/// `client-output-buffer-limit pubsub` (32 MiB); `CONFIG SET client-output-buffer-limit`
+/// changes it.
+pub const PUBSUB_OUTPUT_LIMIT: usize = 32 * 1024 * 1024;
+
 /// One kvserver's state. See the module documentation.
 pub struct Node {
     /// Held shared by every command, exclusively by a transaction's `EXEC`
@@ -319,6 +324,8 @@ pub struct Node {
     highest_epoch: AtomicU64,
     /// This leader's progress in moving keys away, reported on `KV.INFO`.
     move_progress: Mutex<Option<MoveProgress>>,
+    /// Who is subscribed to what on this server (`crate::cmd::pubsub`).
+    pub pubsub: Arc<kv_pubsub::Hub>,
     /// Big collections arriving in parts (`KV.MIGRATEPART`), until their last part.
     pub inbound_parts: Mutex<crate::peer::moves::Staging>,
     pub stats: Stats,
@@ -391,6 +398,7 @@ impl Node {
             highest_epoch: AtomicU64::new(0),
             move_progress: Mutex::new(None),
             inbound_parts: Default::default(),
+            pubsub: kv_pubsub::Hub::new(PUBSUB_OUTPUT_LIMIT),
             stats: Stats::default(),
             plain_route: std::sync::atomic::AtomicBool::new(false),
         }
@@ -630,6 +638,9 @@ impl Node {
             zset_max_listpack_value: n("zset-max-listpack-value", d.zset_max_listpack_value),
         };
         self.lock().store.set_compact_limits(limits);
+        if let Some(limit) = self.settings.output_limit("pubsub") {
+            self.pubsub.set_limit(limit);
+        }
     }
 
     /// The last offset in the log.
