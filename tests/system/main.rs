@@ -19,6 +19,7 @@ mod replication;
 mod resharding;
 mod resp3;
 mod resp_limits;
+mod scripting;
 mod spread;
 mod transactions;
 mod types;

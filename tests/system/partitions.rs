@@ -71,7 +71,7 @@ impl Lab {
             .collect();
         for zk in &mut zks {
             assert!(
-                zk.wait_serving(Duration::from_secs(30)).await,
+                zk.wait_serving(Duration::from_secs(90)).await,
                 "ZooKeeper did not serve:\n{}",
                 zk.log()
             );

@@ -165,6 +165,16 @@ const fn counted(
     c
 }
 
+/// `EVAL`'s and `EVALSHA`'s flags, and their `_RO` forms'.
+const SCRIPT_RW: &[&str] = &[
+    "noscript",
+    "stale",
+    "skip_monitor",
+    "may_replicate",
+    "no_mandatory_keys",
+];
+const SCRIPT_RO: &[&str] = &["noscript", "stale", "skip_monitor", "no_mandatory_keys", "readonly"];
+
 /// Every command, gate and servers together.
 pub static COMMANDS: &[CommandInfo] = &[
     cmd("ping", -1, FAST, NONE),
@@ -242,6 +252,12 @@ pub static COMMANDS: &[CommandInfo] = &[
     cmd("discard", 1, &["noscript", "loading", "stale", "fast"], NONE),
     cmd("watch", -2, &["noscript", "loading", "stale", "fast"], ALL),
     cmd("unwatch", 1, &["noscript", "loading", "stale", "fast"], NONE),
+    // Scripting: the keys are counted after the script (`EVAL script numkeys key ...`).
+    counted("eval", -3, SCRIPT_RW, NONE, 2),
+    counted("evalsha", -3, SCRIPT_RW, NONE, 2),
+    counted("eval_ro", -3, SCRIPT_RO, NONE, 2),
+    counted("evalsha_ro", -3, SCRIPT_RO, NONE, 2),
+    cmd("script", -2, &["noscript"], NONE),
     // Pub/sub.
     cmd("publish", 3, &["pubsub", "loading", "stale", "fast"], NONE),
     cmd("spublish", 3, &["pubsub", "loading", "stale", "fast"], ONE),

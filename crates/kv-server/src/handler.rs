@@ -91,6 +91,15 @@ pub async fn serve(
                     continue;
                 }
                 None => {
+                    if conn.multi.is_none()
+                        && let Some(p) = cmd::scripting::intercept(&mut conn, &node, &req)
+                    {
+                        pending = Pending::max(pending, p);
+                        if wrapped {
+                            conn.output.proto = proto;
+                        }
+                        continue;
+                    }
                     let req = match cmd::transaction::intercept(&mut conn, &node, req) {
                         cmd::transaction::Intercepted::Done(p) => {
                             pending = Pending::max(pending, p);

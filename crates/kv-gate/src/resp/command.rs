@@ -80,6 +80,10 @@ fn kind(name: &str) -> Option<Kind> {
         | "function" => Kind::Local,
         // Served by the session before this table (`transaction`).
         "multi" | "exec" | "discard" | "watch" | "unwatch" => Kind::Local,
+        // A script's keys share a shard; with none, the script picks one.
+        "eval" | "evalsha" => Kind::SameShard(Access::Write { idempotent: false }),
+        "eval_ro" | "evalsha_ro" => Kind::SameShard(Access::Read),
+        "script" => Kind::Local,
         // Served by the session before this table (`pubsub`).
         "publish" | "spublish" | "subscribe" | "psubscribe" | "ssubscribe" | "unsubscribe" | "punsubscribe"
         | "sunsubscribe" | "pubsub" => Kind::Local,

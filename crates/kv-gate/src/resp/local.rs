@@ -48,6 +48,20 @@ pub fn apply(session: &mut Session<'_>, spec: &Spec, req: &Request) -> Pending {
         "client" => client(session, a),
         "command" => command_reply(a, ServedBy::Gate),
         "time" => kv_proto::commands::time_reply(),
+        "script" => match (upper(&a[1]).as_slice(), a.len()) {
+            // Loaded on every server, followers too: an EVALSHA finds it after a failover.
+            (b"LOAD", 3) => return Pending::EveryServer(a.to_vec(), Frame::bulk(sha1_hex(&a[2]))),
+            (b"FLUSH", 2 | 3) => return Pending::EveryServer(a.to_vec(), Frame::simple("OK")),
+            // EXISTS, KILL, HELP and the errors: the first shard's leader answers.
+            _ => match session.state.forwarder.routing().shard_names().first() {
+                Some(shard) => {
+                    let target = crate::routing::Target::Shard(shard.clone());
+                    let bytes = kv_proto::write::command(a.iter().map(|x| &x[..]));
+                    return Pending::Execute(target, bytes);
+                }
+                None => Frame::error("CLUSTERDOWN no shard is registered in the cluster yet"),
+            },
+        },
         "config" => {
             let reply = session.state.config.command(a);
             if let Some(limit) = session.state.config.output_limit("pubsub") {
@@ -434,4 +448,10 @@ pub async fn info(state: &RespState, args: &[String]) -> Frame {
         }
     }
     Frame::text(out)
+}
+
+/// SHA1 of a script, in lower-case hex: its id (`SCRIPT LOAD`'s reply).
+fn sha1_hex(body: &[u8]) -> String {
+    use sha1::Digest;
+    sha1::Sha1::digest(body).iter().map(|b| format!("{b:02x}")).collect()
 }

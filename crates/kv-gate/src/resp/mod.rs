@@ -146,6 +146,10 @@ pub enum Pending {
     PfCount(Vec<InFlight>),
     /// A `CONFIG SET` of parameters every server applies: passed on to each of them.
     ConfigSet(Vec<bytes::Bytes>),
+    /// Sent to every server (leaders and followers); the given reply once all took it.
+    EveryServer(Vec<bytes::Bytes>, Frame),
+    /// Sent to one target's leader, retried as a repeatable command.
+    Execute(crate::routing::Target, bytes::Bytes),
     /// A blocking pop: its first key, its arguments, where its timeout is, the client's
     /// protocol.
     Blocking(bytes::Bytes, Vec<bytes::Bytes>, usize, Protocol),
@@ -233,6 +237,15 @@ impl Pending {
             Pending::DbSize(affinity) => fanout::dbsize(&state.forwarder, affinity).await,
             Pending::Every(e) => e.finish(&state.forwarder).await,
             Pending::ConfigSet(args) => state.forwarder.to_every_server(&args).await,
+            Pending::EveryServer(args, then) => match state.forwarder.to_every_server(&args).await {
+                f if f.as_error().is_some() => f,
+                _ => then,
+            },
+            Pending::Execute(target, bytes) => state
+                .forwarder
+                .execute(&target, crate::forward::Access::Write { idempotent: true }, bytes)
+                .await
+                .unwrap_or_else(|e| forward_error(&e)),
             Pending::Transaction(target, batch, n, affinity) => state
                 .forwarder
                 .execute_transaction(&target, batch, n, affinity)

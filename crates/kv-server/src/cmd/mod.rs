@@ -26,6 +26,7 @@ mod info;
 mod keyspace;
 mod lists;
 pub mod pubsub;
+pub mod scripting;
 mod set;
 mod sets;
 mod strings;

@@ -324,6 +324,8 @@ pub struct Node {
     highest_epoch: AtomicU64,
     /// This leader's progress in moving keys away, reported on `KV.INFO`.
     move_progress: Mutex<Option<MoveProgress>>,
+    /// The Lua interpreter and script cache (`crate::cmd::scripting`).
+    pub scripts: crate::cmd::scripting::Scripts,
     /// Who is subscribed to what on this server (`crate::cmd::pubsub`).
     pub pubsub: Arc<kv_pubsub::Hub>,
     /// Big collections arriving in parts (`KV.MIGRATEPART`), until their last part.
@@ -399,6 +401,7 @@ impl Node {
             move_progress: Mutex::new(None),
             inbound_parts: Default::default(),
             pubsub: kv_pubsub::Hub::new(PUBSUB_OUTPUT_LIMIT),
+            scripts: Default::default(),
             stats: Stats::default(),
             plain_route: std::sync::atomic::AtomicBool::new(false),
         }

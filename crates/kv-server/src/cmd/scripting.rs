@@ -1,0 +1,521 @@
+//! Lua scripting: `EVAL`, `EVALSHA`, `EVAL_RO`, `EVALSHA_RO` and `SCRIPT
+//! LOAD/EXISTS/FLUSH/KILL`, in Lua 5.1 as Redis embeds it (a vendored interpreter, `mlua`).
+//!
+//! A script runs on the leader under the node's exclusive transaction lock, as `EXEC` does:
+//! nothing else runs between its commands. Its `redis.call`s are the server's own commands,
+//! so their writes are logged as effects, between `MULTI`/`EXEC` entries: followers apply a
+//! script's writes whole, never a script's code (nothing random or time-dependent is
+//! re-run). Keys a script touches must be on this shard (a command on another's gets its
+//! redirection as an error, as in Redis Cluster).
+//!
+//! A runaway script is stopped at `busy-reply-threshold` (`lua-time-limit`, 5 s by default):
+//! the interpreter checks every 10,000 instructions and fails it with an error. Redis keeps
+//! such a script running until `SCRIPT KILL`; a kvserver serves its clients from as few as
+//! one thread, which a running script holds, so it cannot wait for one. What the script
+//! wrote before stays, replicated whole. `SCRIPT KILL` stops a script that has not written,
+//! when another thread can serve it.
+//!
+//! Scripts are cached by SHA1 on each server: `EVAL` and `SCRIPT LOAD` add to the cache; a
+//! gate sends `SCRIPT LOAD` to every server, followers included, so an `EVALSHA` after a
+//! failover finds it. Otherwise `NOSCRIPT`, and clients retry with `EVAL` (redis-py's
+//! `Script`, every cluster client).
+//!
+//! Not yet: the `cjson`, `cmsgpack`, `struct` and `bit` libraries, `FUNCTION`, and Redis's
+//! guard against creating globals.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kv_proto::{Frame, Out, Protocol, Request};
+use mlua::{HookTriggers, Lua, MultiValue, Value, VmState};
+use sha1::{Digest, Sha1};
+
+use super::Command;
+use crate::connection::Connection;
+use crate::node::{Node, Pending};
+
+/// The server's interpreter and script cache.
+pub struct Scripts {
+    lua: Mutex<Lua>,
+    cache: Mutex<HashMap<String, Bytes>>,
+    /// `SCRIPT KILL` asked the running script to stop (read by the interpreter's hook).
+    kill: std::sync::Arc<AtomicBool>,
+    /// A script is running (for `SCRIPT KILL`'s `NOTBUSY`).
+    running: AtomicBool,
+    /// The running script has written (then it may not be killed).
+    wrote: AtomicBool,
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Scripts {
+            lua: Mutex::new(new_lua()),
+            cache: Mutex::default(),
+            kill: Default::default(),
+            running: AtomicBool::new(false),
+            wrote: AtomicBool::new(false),
+        }
+    }
+}
+
+/// A fresh interpreter with Redis's libraries (those built so far) and `redis.*` helpers that
+/// need no server.
+fn new_lua() -> Lua {
+    let lua = Lua::new();
+    let setup = || -> mlua::Result<()> {
+        let redis = lua.create_table()?;
+        redis.set(
+            "sha1hex",
+            lua.create_function(|_, s: mlua::String| Ok(sha1_hex(&s.as_bytes())))?,
+        )?;
+        redis.set(
+            "error_reply",
+            lua.create_function(|lua, s: mlua::String| {
+                let t = lua.create_table()?;
+                t.set("err", s)?;
+                Ok(t)
+            })?,
+        )?;
+        redis.set(
+            "status_reply",
+            lua.create_function(|lua, s: mlua::String| {
+                let t = lua.create_table()?;
+                t.set("ok", s)?;
+                Ok(t)
+            })?,
+        )?;
+        redis.set("log", lua.create_function(|_, _: MultiValue| Ok(()))?)?;
+        for (name, level) in [
+            ("LOG_DEBUG", 0),
+            ("LOG_VERBOSE", 1),
+            ("LOG_NOTICE", 2),
+            ("LOG_WARNING", 3),
+        ] {
+            redis.set(name, level)?;
+        }
+        lua.globals().set("redis", redis)?;
+        Ok(())
+    };
+    setup().expect("the redis table is set up");
+    lua
+}
+
+/// SHA1 of `body`, in lower-case hex (script ids, `redis.sha1hex`).
+pub fn sha1_hex(body: &[u8]) -> String {
+    let digest = Sha1::digest(body);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `EVAL`/`EVALSHA` (and `_RO`): `args[0]` is the command name.
+pub fn eval(node: &Node, args: &[Bytes], by_sha: bool, read_only: bool, out: &mut Out) -> Option<Pending> {
+    let numkeys = match std::str::from_utf8(&args[2]).ok().and_then(|n| n.parse::<i64>().ok()) {
+        Some(n) if n < 0 => return error(out, "ERR Number of keys can't be negative"),
+        Some(n) if n as usize > args.len() - 3 => {
+            return error(out, "ERR Number of keys can't be greater than number of args");
+        }
+        Some(n) => n as usize,
+        None => return error(out, "ERR value is not an integer or out of range"),
+    };
+    let scripts = &node.scripts;
+    let (sha, body) = if by_sha {
+        let sha = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
+        match lock(&scripts.cache).get(&sha) {
+            Some(body) => (sha, body.clone()),
+            None => return error(out, "NOSCRIPT No matching script. Please use EVAL."),
+        }
+    } else {
+        let sha = sha1_hex(&args[1]);
+        lock(&scripts.cache).insert(sha.clone(), args[1].clone());
+        (sha, args[1].clone())
+    };
+    let keys = &args[3..3 + numkeys];
+    let argv = &args[3 + numkeys..];
+    let _exclusive = node.exclusive();
+    node.begin_exec();
+    if !read_only {
+        let _ = node.write_internal(|w| w.mark_transaction(true));
+    }
+    scripts.kill.store(false, Ordering::Relaxed);
+    scripts.wrote.store(false, Ordering::Relaxed);
+    scripts.running.store(true, Ordering::Relaxed);
+    let pending = std::cell::Cell::new(None);
+    let limit = node
+        .settings
+        .number("busy-reply-threshold")
+        .map_or(Duration::from_secs(5), |ms| Duration::from_millis(ms.max(1) as u64));
+    let result = {
+        let lua = lock(&scripts.lua);
+        run(&lua, node, &sha, &body, keys, argv, read_only, limit, &pending)
+    };
+    let mut pending = pending.get();
+    scripts.running.store(false, Ordering::Relaxed);
+    match result {
+        Ok(reply) => out.frame(&reply),
+        Err(e) => kv_proto::write::error(out, e.as_bytes()),
+    }
+    if !read_only && let Ok((_, p)) = node.write_internal(|w| w.mark_transaction(false)) {
+        pending = Pending::max(pending, p);
+    }
+    Pending::max(pending, node.end_exec())
+}
+
+fn error(out: &mut Out, text: &str) -> Option<Pending> {
+    kv_proto::write::error(out, text.as_bytes());
+    None
+}
+
+/// Runs the script; its reply as a frame, or the error text.
+#[allow(clippy::too_many_arguments)]
+fn run(
+    lua: &Lua,
+    node: &Node,
+    sha: &str,
+    body: &Bytes,
+    keys: &[Bytes],
+    argv: &[Bytes],
+    read_only: bool,
+    limit: Duration,
+    pending: &std::cell::Cell<Option<Pending>>,
+) -> Result<Frame, String> {
+    let lua_err = |e: mlua::Error| script_error(&e, sha);
+    let strings = |items: &[Bytes]| -> mlua::Result<mlua::Table> {
+        let t = lua.create_table()?;
+        for (i, a) in items.iter().enumerate() {
+            t.set(i + 1, lua.create_string(&a[..])?)?;
+        }
+        Ok(t)
+    };
+    lua.globals()
+        .set("KEYS", strings(keys).map_err(lua_err)?)
+        .map_err(lua_err)?;
+    lua.globals()
+        .set("ARGV", strings(argv).map_err(lua_err)?)
+        .map_err(lua_err)?;
+    // Compiled once per interpreter: kept in a registry table by SHA.
+    let compiled: mlua::Function = match lua.named_registry_value::<mlua::Function>(&format!("f_{sha}")) {
+        Ok(f) => f,
+        Err(_) => {
+            let f = lua
+                .load(&body[..])
+                .set_name("@user_script")
+                .into_function()
+                .map_err(|e| format!("ERR Error compiling script (new function): {}", compile_error(&e)))?;
+            lua.set_named_registry_value(&format!("f_{sha}"), f.clone())
+                .map_err(lua_err)?;
+            f
+        }
+    };
+    let started = Instant::now();
+    let kill = node.scripts.kill.clone();
+    lua.set_hook(HookTriggers::new().every_nth_instruction(10_000), move |_, _| {
+        if kill.load(Ordering::Relaxed) {
+            return Err(mlua::Error::RuntimeError(
+                "ERR Script killed by user with SCRIPT KILL...".into(),
+            ));
+        }
+        if started.elapsed() > limit {
+            return Err(mlua::Error::RuntimeError(format!(
+                "ERR Script killed: it ran past busy-reply-threshold ({} ms)",
+                limit.as_millis()
+            )));
+        }
+        Ok(VmState::Continue)
+    });
+    let resp = std::cell::Cell::new(2u8);
+    let call = |lua: &Lua, args: MultiValue, protected: bool| -> mlua::Result<Value> {
+        let reply = call_command(node, args, read_only, resp.get(), pending);
+        match reply {
+            Ok(Frame::Error(e)) if !protected => {
+                Err(mlua::Error::RuntimeError(String::from_utf8_lossy(&e).into_owned()))
+            }
+            Ok(f) => to_lua(lua, f),
+            Err(e) if !protected => Err(mlua::Error::RuntimeError(e)),
+            Err(e) => to_lua(lua, Frame::error(e)),
+        }
+    };
+    let call = &call;
+    let resp = &resp;
+    let result = lua.scope(|scope| {
+        let redis: mlua::Table = lua.globals().get("redis")?;
+        redis.set(
+            "call",
+            scope.create_function(move |lua, args: MultiValue| call(lua, args, false))?,
+        )?;
+        redis.set(
+            "pcall",
+            scope.create_function(move |lua, args: MultiValue| call(lua, args, true))?,
+        )?;
+        redis.set(
+            "setresp",
+            scope.create_function(move |_, v: i64| match v {
+                2 | 3 => {
+                    resp.set(v as u8);
+                    Ok(())
+                }
+                _ => Err(mlua::Error::RuntimeError("RESP version must be 2 or 3.".into())),
+            })?,
+        )?;
+        compiled.call::<Value>(())
+    });
+    lua.remove_hook();
+    let value = result.map_err(|e| script_error(&e, sha))?;
+    Ok(from_lua(&value))
+}
+
+/// One `redis.call`: the command run as any client's (inside the script's lock), its reply
+/// parsed back from the bytes it wrote.
+fn call_command(
+    node: &Node,
+    args: MultiValue,
+    read_only: bool,
+    resp: u8,
+    pending: &std::cell::Cell<Option<Pending>>,
+) -> Result<Frame, String> {
+    let mut parts = Vec::with_capacity(args.len());
+    for a in args.iter() {
+        match a {
+            Value::String(s) => parts.push(Bytes::copy_from_slice(&s.as_bytes())),
+            Value::Integer(n) => parts.push(Bytes::from(n.to_string())),
+            Value::Number(n) => parts.push(Bytes::from(n.to_string())),
+            _ => return Err("ERR Lua redis lib command arguments must be strings or integers".into()),
+        }
+    }
+    if parts.is_empty() {
+        return Err("ERR Please specify at least one argument for this redis lib call".into());
+    }
+    let req = Request::new(parts);
+    let command = match Command::from_request(req) {
+        Ok(c) => c,
+        Err(e) => return Err(e.to_string()),
+    };
+    if matches!(command, Command::Quit | Command::Hello(_) | Command::ReadOnly(_)) {
+        return Err("ERR This Redis command is not allowed from script".into());
+    }
+    if !command.is_read() {
+        if read_only {
+            return Err("ERR Write commands are not allowed from read-only scripts.".into());
+        }
+        node.scripts.wrote.store(true, Ordering::Relaxed);
+    }
+    let mut out = Out::with_capacity(64);
+    out.proto = if resp == 3 { Protocol::Resp3 } else { Protocol::Resp2 };
+    let p = match command {
+        // Inside a script a blocking pop does not wait (Redis's rule).
+        Command::Block(b) => b.try_now(node, &mut out),
+        c => c.apply(node, &mut out),
+    };
+    pending.set(Pending::max(pending.get(), p));
+    let mut buf = BytesMut::from(&out[..]);
+    match kv_proto::parse_reply(&mut buf, &kv_proto::Limits::REDIS) {
+        Ok(Some(frame)) => Ok(frame),
+        _ => Err("ERR the command's reply could not be read".into()),
+    }
+}
+
+/// A reply as Redis hands it to Lua (RESP2 rules, RESP3 types as `setresp(3)` shows them).
+fn to_lua(lua: &Lua, f: Frame) -> mlua::Result<Value> {
+    let table_of = |items: Vec<Frame>| -> mlua::Result<Value> {
+        let t = lua.create_table()?;
+        for (i, item) in items.into_iter().enumerate() {
+            t.set(i + 1, to_lua(lua, item)?)?;
+        }
+        Ok(Value::Table(t))
+    };
+    let field = |name: &str, v: Value| -> mlua::Result<Value> {
+        let t = lua.create_table()?;
+        t.set(name, v)?;
+        Ok(Value::Table(t))
+    };
+    Ok(match f {
+        Frame::Integer(n) => Value::Integer(n),
+        Frame::Bulk(b) | Frame::BigNumber(b) => Value::String(lua.create_string(&b[..])?),
+        Frame::Verbatim { text, .. } => Value::String(lua.create_string(&text[..])?),
+        Frame::Simple(s) => field("ok", Value::String(lua.create_string(&s[..])?))?,
+        Frame::Error(e) => field("err", Value::String(lua.create_string(&e[..])?))?,
+        Frame::Null | Frame::NullArray => Value::Boolean(false),
+        Frame::Array(items) | Frame::Push(items) => table_of(items)?,
+        Frame::Set(items) => {
+            let t = lua.create_table()?;
+            for item in items {
+                t.set(to_lua(lua, item)?, true)?;
+            }
+            field("set", Value::Table(t))?
+        }
+        Frame::Map(pairs) => {
+            let t = lua.create_table()?;
+            for (k, v) in pairs {
+                t.set(to_lua(lua, k)?, to_lua(lua, v)?)?;
+            }
+            field("map", Value::Table(t))?
+        }
+        Frame::Double(d) => field("double", Value::Number(d))?,
+        Frame::Boolean(b) => Value::Boolean(b),
+        Frame::Relayed(_) => Value::Nil,
+    })
+}
+
+/// A script's return value as Redis replies it: numbers truncated to integers, `{ok=…}` a
+/// status, `{err=…}` an error, an array up to its first nil, `true` 1, `false`/nil null.
+fn from_lua(v: &Value) -> Frame {
+    match v {
+        Value::Integer(n) => Frame::Integer(*n),
+        Value::Number(n) => Frame::Integer(*n as i64),
+        Value::String(s) => Frame::Bulk(Bytes::copy_from_slice(&s.as_bytes())),
+        Value::Boolean(true) => Frame::Integer(1),
+        Value::Table(t) => {
+            if let Ok(Value::String(e)) = t.raw_get::<Value>("err") {
+                return Frame::Error(Bytes::copy_from_slice(&e.as_bytes()));
+            }
+            if let Ok(Value::String(s)) = t.raw_get::<Value>("ok") {
+                return Frame::Simple(Bytes::copy_from_slice(&s.as_bytes()));
+            }
+            if let Ok(Value::Number(d)) = t.raw_get::<Value>("double") {
+                return Frame::Double(d);
+            }
+            let mut items = Vec::new();
+            for i in 1.. {
+                match t.raw_get::<Value>(i) {
+                    Ok(Value::Nil) | Err(_) => break,
+                    Ok(v) => items.push(from_lua(&v)),
+                }
+            }
+            Frame::Array(items)
+        }
+        _ => Frame::Null,
+    }
+}
+
+/// A runtime error as Redis 7 words it: the message, then which script.
+fn script_error(e: &mlua::Error, sha: &str) -> String {
+    let text = match e {
+        mlua::Error::CallbackError { cause, .. } => return script_error(cause, sha),
+        mlua::Error::RuntimeError(m) => m.clone(),
+        other => other.to_string(),
+    };
+    let first = text.lines().next().unwrap_or_default().to_string();
+    if first.starts_with("ERR Script killed") || first.starts_with("NOSCRIPT") {
+        return first;
+    }
+    // A command's own error raised by redis.call keeps its code.
+    let coded = first
+        .split(' ')
+        .next()
+        .is_some_and(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_uppercase()));
+    let body = if coded { first } else { format!("ERR {first}") };
+    format!("{body} script: {sha}, on @user_script:1.")
+}
+
+fn compile_error(e: &mlua::Error) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_string()
+}
+
+/// Serves `EVAL`, `EVALSHA`, their `_RO` forms and `SCRIPT`; `None` for other commands.
+pub fn intercept(conn: &mut Connection, node: &Node, req: &Request) -> Option<Option<Pending>> {
+    let name = req.name();
+    if !(4..=10).contains(&name.len()) {
+        return None;
+    }
+    let upper = name.to_ascii_uppercase();
+    let args = req.args();
+    let (by_sha, read_only) = match &upper[..] {
+        b"EVAL" => (false, false),
+        b"EVALSHA" => (true, false),
+        b"EVAL_RO" => (false, true),
+        b"EVALSHA_RO" => (true, true),
+        b"SCRIPT" if args.len() >= 2 => return Some(script(node, args, &mut conn.output)),
+        b"SCRIPT" => return Some(arity(&mut conn.output, name)),
+        _ => return None,
+    };
+    if args.len() < 3 {
+        return Some(arity(&mut conn.output, name));
+    }
+    if conn.output.cluster_client && super::cross_slot(req) {
+        return Some(error(
+            &mut conn.output,
+            "CROSSSLOT Keys in request don't hash to the same slot",
+        ));
+    }
+    Some(eval(node, args, by_sha, read_only, &mut conn.output))
+}
+
+fn arity(out: &mut Out, name: &[u8]) -> Option<Pending> {
+    let text = format!(
+        "ERR wrong number of arguments for '{}' command",
+        String::from_utf8_lossy(name).to_lowercase()
+    );
+    error(out, &text)
+}
+
+/// `SCRIPT LOAD|EXISTS|FLUSH|KILL|HELP`.
+pub fn script(node: &Node, args: &[Bytes], out: &mut Out) -> Option<Pending> {
+    let scripts = &node.scripts;
+    let sub = args.get(1).map(|s| s.to_ascii_uppercase()).unwrap_or_default();
+    let reply = match (&sub[..], args.len()) {
+        (b"LOAD", 3) => {
+            if let Err(e) = Lua::new().load(&args[2][..]).into_function() {
+                Frame::error(format!(
+                    "ERR Error compiling script (new function): {}",
+                    compile_error(&e)
+                ))
+            } else {
+                let sha = sha1_hex(&args[2]);
+                lock(&scripts.cache).insert(sha.clone(), args[2].clone());
+                Frame::bulk(sha)
+            }
+        }
+        (b"EXISTS", n) if n >= 3 => {
+            let cache = lock(&scripts.cache);
+            Frame::Array(
+                args[2..]
+                    .iter()
+                    .map(
+                        |s| Frame::Integer(cache.contains_key(&String::from_utf8_lossy(s).to_ascii_lowercase()) as i64),
+                    )
+                    .collect(),
+            )
+        }
+        (b"FLUSH", 2 | 3) => {
+            lock(&scripts.cache).clear();
+            *lock(&scripts.lua) = new_lua();
+            Frame::simple("OK")
+        }
+        (b"KILL", 2) => {
+            if !scripts.running.load(Ordering::Relaxed) {
+                Frame::error("NOTBUSY No scripts in execution right now.")
+            } else if scripts.wrote.load(Ordering::Relaxed) {
+                Frame::error(
+                    "UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.",
+                )
+            } else {
+                scripts.kill.store(true, Ordering::Relaxed);
+                Frame::simple("OK")
+            }
+        }
+        (b"HELP", 2) => Frame::Array(
+            [
+                "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "EXISTS <sha1> [<sha1> ...]",
+                "FLUSH [ASYNC|SYNC]",
+                "KILL",
+                "LOAD <script>",
+                "HELP",
+            ]
+            .iter()
+            .map(|l| Frame::simple(l))
+            .collect(),
+        ),
+        _ => Frame::error(format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try SCRIPT HELP.",
+            String::from_utf8_lossy(args.get(1).map_or(&b""[..], |a| &a[..]))
+        )),
+    };
+    out.frame(&reply);
+    None
+}

@@ -1,0 +1,92 @@
+//! Lua scripts through the gate: atomic on the key's leader, replicated as effects (the
+//! replicas end equal), cached for `EVALSHA` on every server so that it survives a failover,
+//! a runaway script stopped by the time limit, and real clients' uses: redis-py's `Lock`
+//! under contention and a token-bucket rate limiter.
+
+use std::process::Command;
+use std::time::Duration;
+
+use kv_cluster::Ring;
+use kv_cluster::ring::DEFAULT_VNODES;
+
+use crate::harness::redis_cli as cli;
+use crate::harness::{TestCluster, eventually, leader_addr};
+
+#[tokio::test]
+async fn scripts_run_on_the_leader_replicate_and_survive_a_failover() {
+    let (mut c, gate) = TestCluster::two_by_two().await;
+    let g = |args: &[&str]| cli(&gate, args);
+    // Several writes in one script, and Redis's conversions both ways.
+    let script = "redis.call('set', KEYS[1], ARGV[1]); redis.call('rpush', KEYS[2], 'a', 'b'); \
+                  return {redis.call('get', KEYS[1]), redis.call('llen', KEYS[2]), {ok='fine'}}";
+    assert_eq!(g(&["EVAL", script, "2", "{s}k", "{s}l", "v"]), "v\n2\nfine");
+    assert!(g(&["EVAL", "return redis.call('incr', KEYS[1])", "1", "{s}k"]).starts_with("ERR value is not an integer"));
+    assert!(
+        g(&["EVAL", "return 1", "2", "{a}x", "{b}y"]).starts_with("CROSSSLOT") || {
+            // Two tags may land on one shard; two shards' keys must not share a script.
+            let ring = Ring::new(["s1", "s2"], DEFAULT_VNODES);
+            ring.shard_for(b"{a}x") == ring.shard_for(b"{b}y")
+        }
+    );
+    assert!(g(&["EVAL_RO", "return redis.call('del', KEYS[1])", "1", "{s}k"]).contains("read-only scripts"));
+    for shard in ["s1", "s2"] {
+        c.converged(shard, 2).await;
+    }
+    // Loaded through the gate on every server: EVALSHA finds it on a new leader.
+    let sha = g(&["SCRIPT", "LOAD", "return redis.call('get', KEYS[1])"]);
+    assert_eq!(g(&["EVALSHA", &sha, "1", "{s}k"]), "v");
+    let ring = Ring::new(["s1", "s2"], DEFAULT_VNODES);
+    let shard = ring.shard_for(b"{s}k").unwrap().to_string();
+    let old = leader_addr(&c.client(0).cluster().await.unwrap(), &shard);
+    c.server_at(&old).kill();
+    eventually("EVALSHA on the new leader", Duration::from_secs(60), || async {
+        (g(&["EVALSHA", &sha, "1", "{s}k"]) == "v").then_some(())
+    })
+    .await;
+    assert!(g(&["EVALSHA", "0000000000000000000000000000000000000000", "0"]).starts_with("NOSCRIPT"));
+}
+
+#[tokio::test]
+async fn a_runaway_script_is_stopped_and_the_server_serves_on() {
+    let (c, gate) = TestCluster::two_by_two().await;
+    for s in &c.servers {
+        assert_eq!(cli(&s.addr, &["CONFIG", "SET", "lua-time-limit", "300"]), "OK");
+    }
+    let reply = cli(&gate, &["EVAL", "local i = 0 while true do i = i + 1 end", "1", "spin"]);
+    assert!(reply.contains("busy-reply-threshold"), "{reply}");
+    assert_eq!(cli(&gate, &["SET", "spin", "1"]), "OK");
+}
+
+/// redis-py's `Lock` (its release and extend are `EVALSHA`s) guarding a read-modify-write
+/// from 4 threads, and a token bucket written as a script.
+#[tokio::test]
+async fn redis_py_lock_and_a_rate_limiter_script() {
+    let python = crate::harness::pyredis();
+    let (_c, gate) = TestCluster::two_by_two().await;
+    let script = r#"
+import sys, threading, redis
+host, port = sys.argv[1].rsplit(":", 1)
+def client():
+    return redis.Redis(host=host, port=int(port))
+def worker():
+    c = client()
+    for _ in range(100):
+        with c.lock("lock:n", timeout=10, blocking_timeout=30) as l:
+            c.set("n", int(c.get("n") or 0) + 1)
+    lk = c.lock("lock:x", timeout=5)
+    assert lk.acquire() and lk.extend(5) and lk.owned()
+    lk.release()
+ts = [threading.Thread(target=worker) for _ in range(4)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+bucket = client().register_script("""
+local tokens = tonumber(redis.call('get', KEYS[1]) or ARGV[1])
+if tokens > 0 then redis.call('set', KEYS[1], tokens - 1) return 1 end
+return 0
+""")
+print(repr((int(client().get("n")), [bucket(keys=["bucket"], args=[3]) for _ in range(5)])))
+"#;
+    let out = Command::new(python).args(["-c", script, &gate]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "(400, [1, 1, 1, 0, 0])");
+}
