@@ -21,7 +21,14 @@ INCR, LPUSH, RPUSH, LPOP, RPOP, SADD, HSET, SPOP, ZADD, ZPOPMIN, LRANGE_*, MSET;
 PING_INLINE, which twemproxy refuses) through the gate and through twemproxy, alternated,
 with the median of the paired ratios.
 
-Usage: bench/bench.py [--repeats N] [--only resp,http,memory,types-memory,default-list] [--quick]
+EVALSHA and MULTI/EXEC (--only scripts-tx): an INCR script by EVALSHA through the gate,
+twemproxy and one redis-server (redis-benchmark), and MULTI/EXEC through the gate and
+redis-server (Python asyncio clients; twemproxy has no transactions).
+
+Pub/sub fan-out (--only pubsub): 100 subscribers, half on each of two gates, against 100 on
+one redis-server; messages delivered per second.
+
+Usage: bench/bench.py [--repeats N] [--only resp,http,memory,types-memory,default-list,scripts-tx,pubsub] [--quick]
 """
 
 import argparse
@@ -331,6 +338,132 @@ def default_list_bench(ports, repeats, n):
         print(f"| {test} | {median(g) / 1000:.0f}k | {median(t) / 1000:.0f}k | {ratio:.2f}x |")
 
 
+def rb_custom(port, n, command, extra=()):
+    """ops/s of redis-benchmark running one custom command (`-c 50 -r 100000`)."""
+    out = subprocess.run(PIN["load"] + ["redis-benchmark", "-p", str(port), "-n", str(n), "-c", "50", "-r", "100000",
+                                        *extra, "--csv", *command], capture_output=True, text=True, timeout=600).stdout
+    for line in out.splitlines()[1:]:
+        cells = [c.strip('"') for c in line.split(",")]
+        if len(cells) > 1:
+            return float(cells[1])
+    raise SystemExit(f"redis-benchmark on port {port} printed no figures:\n{out}")
+
+
+async def _transactions(port, seconds, clients=50):
+    """Transactions/s of `clients` connections each looping MULTI, INCR, INCR, EXEC."""
+    import asyncio
+    done = 0
+    stop = time.time() + seconds
+
+    async def one(i):
+        nonlocal done
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        key = f"tx:{{{i}}}"
+        msg = (f"*1\r\n$5\r\nMULTI\r\n" + f"*2\r\n$4\r\nINCR\r\n${len(key)}\r\n{key}\r\n" * 2
+               + "*1\r\n$4\r\nEXEC\r\n").encode()
+        while time.time() < stop:
+            writer.write(msg)
+            got = b""
+            while got.count(b"\r\n") < 6:
+                got += await reader.read(4096)
+            done += 1
+        writer.close()
+
+    await asyncio.gather(*(one(i) for i in range(clients)))
+    return done / seconds
+
+
+def transactions(port, seconds):
+    import asyncio
+    return asyncio.run(_transactions(port, seconds))
+
+
+def scripts_tx_bench(ports, backends, repeats, quick):
+    """EVALSHA through the gate, twemproxy and one redis-server; MULTI/EXEC through the gate
+    and redis-server (twemproxy has no transactions)."""
+    body = "return redis.call('incr', KEYS[1])"
+    shas = set()
+    for port in [ports["gate"], ports["redis"], *backends]:
+        shas.add(subprocess.run(["redis-cli", "-p", str(port), "SCRIPT", "LOAD", body], capture_output=True,
+                                text=True).stdout.strip())
+    if len(shas) != 1:
+        raise SystemExit(f"SCRIPT LOAD gave {shas}")
+    sha = shas.pop()
+    n = 50_000 if quick else 200_000
+    seconds = 3 if quick else 6
+    runs = {name: {"evalsha": [], "multi": []} for name in ports}
+    for r in range(repeats):
+        log(f"scripts and transactions, repeat {r + 1}/{repeats}")
+        for name, port in ports.items():
+            runs[name]["evalsha"].append(rb_custom(port, n, ["EVALSHA", sha, "1", "key:__rand_int__"]))
+            if name != "twemproxy":
+                runs[name]["multi"].append(transactions(port, seconds))
+    print(f"\n## EVALSHA and MULTI/EXEC (medians of {repeats})\n")
+    print(f"EVALSHA: redis-benchmark `-n {n} -c 50 -r 100000 EVALSHA <incr script> 1 key:__rand_int__`; "
+          f"MULTI/EXEC: 50 Python asyncio connections looping MULTI, INCR, INCR, EXEC for {seconds} s.\n")
+    print("| test | gate | twemproxy | redis-server | gate / twemproxy | gate / redis |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for test in ("evalsha", "multi"):
+        g = median(runs["gate"][test])
+        t = median(runs["twemproxy"][test]) if runs["twemproxy"][test] else None
+        rd = median(runs["redis"][test])
+        tw = f"{t / 1000:.0f}k" if t else "not supported"
+        ratio_t = f"{g / t:.2f}x" if t else "-"
+        print(f"| {test} | {g / 1000:.0f}k | {tw} | {rd / 1000:.0f}k | {ratio_t} | {g / rd:.2f}x |")
+
+
+async def _fanout(sub_ports, pub_port, subscribers, messages):
+    """Messages/s delivered to `subscribers` connections spread over `sub_ports`."""
+    import asyncio
+    payload = "x" * 100
+    frame = f"*3\r\n$7\r\nmessage\r\n$6\r\nfanout\r\n${len(payload)}\r\n{payload}\r\n".encode()
+    want = messages * len(frame)
+    conns = []
+    for i in range(subscribers):
+        reader, writer = await asyncio.open_connection("127.0.0.1", sub_ports[i % len(sub_ports)])
+        writer.write(b"*2\r\n$9\r\nSUBSCRIBE\r\n$6\r\nfanout\r\n")
+        await reader.readuntil(b":1\r\n")
+        conns.append((reader, writer))
+    first, last = [None], [0.0]
+
+    async def drain(reader):
+        got = 0
+        while got < want:
+            chunk = await reader.read(1 << 16)
+            if not chunk:
+                break
+            if first[0] is None:
+                first[0] = time.time()
+            got += len(chunk)
+        last[0] = max(last[0], time.time())
+
+    tasks = [asyncio.create_task(drain(r)) for r, _ in conns]
+    started = time.time()
+    await asyncio.to_thread(rb_custom, pub_port, messages, ["PUBLISH", "fanout", payload], ("-c", "10"))
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=300)
+    for _, w in conns:
+        w.close()
+    return messages * subscribers / (last[0] - (first[0] or started))
+
+
+def pubsub_bench(gates, redis_port, repeats, quick):
+    """Fan-out: 100 subscribers (half on each gate) against 100 on one redis-server."""
+    import asyncio
+    messages = 2_000 if quick else 10_000
+    runs = {"gates": [], "redis": []}
+    for r in range(repeats):
+        log(f"pub/sub fan-out, repeat {r + 1}/{repeats}")
+        runs["gates"].append(asyncio.run(_fanout(gates, gates[0], 100, messages)))
+        runs["redis"].append(asyncio.run(_fanout([redis_port], redis_port, 100, messages)))
+    g, rd = median(runs["gates"]), median(runs["redis"])
+    print(f"\n## Pub/sub fan-out (medians of {repeats})\n")
+    print(f"{messages} PUBLISHes of 100 bytes (redis-benchmark -c 10) to 100 subscribers: 50 on each of two "
+          "gates, against 100 on one redis-server; messages delivered per second (all subscribers).\n")
+    print("| two gates | redis-server | gates / redis |")
+    print("| --- | --- | --- |")
+    print(f"| {g / 1000:.0f}k | {rd / 1000:.0f}k | {g / rd:.2f}x |")
+
+
 def types_memory_bench(zk, scale):
     """Each workload into a fresh kvserver and a fresh redis-server; RSS added."""
     n = int(1_000_000 * scale)
@@ -466,6 +599,14 @@ def main():
         print(f"\nkvgate --threads {args.gate_threads}, kvserver --threads 1 (default); "
               + ("servers pinned to CPU 1, load generators to CPU 0" if args.pin else "processes unpinned"))
         print(f"\ncommit {commit_id()}; logs in {WORK}")
+        if "scripts-tx" in only:
+            scripts_tx_bench({"gate": gate_resp, "twemproxy": tw, "redis": rsolo}, [r1, r2], args.repeats,
+                             args.quick)
+        if "pubsub" in only:
+            gate2 = start("kvgate", [os.path.join(REL, "kvgate"), "--zk", zk, "--cluster", "bench", "--http-port",
+                                     "0", "--resp-port", "0", "--log", "warn"])
+            gate2_resp = int(ready_line(gate2, "kvgate")[1].split("=")[1].rsplit(":", 1)[1])
+            pubsub_bench([gate_resp, gate2_resp], rsolo, args.repeats, args.quick)
         if "default-list" in only:
             default_list_bench({"gate": gate_resp, "twemproxy": tw}, args.repeats, 50_000 if args.quick else 100_000)
         if "resp" in only:

@@ -90,3 +90,40 @@ print(repr((int(client().get("n")), [bucket(keys=["bucket"], args=[3]) for _ in 
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "(400, [1, 1, 1, 0, 0])");
 }
+
+/// A library of functions loaded through the gate is on every server: callable for keys of
+/// either shard, and after a failover.
+#[tokio::test]
+async fn functions_load_everywhere_and_run_by_name() {
+    let (mut c, gate) = TestCluster::two_by_two().await;
+    let g = |args: &[&str]| cli(&gate, args);
+    let lib = "#!lua name=counters\n\
+               redis.register_function('bump', function(keys, args) return redis.call('incrby', keys[1], args[1]) end)\n\
+               redis.register_function{function_name='peek', callback=function(keys) return redis.call('get', keys[1]) end, flags={'no-writes'}}";
+    assert_eq!(g(&["FUNCTION", "LOAD", lib]), "counters");
+    assert!(g(&["FUNCTION", "LOAD", lib]).contains("already exists"));
+    let ring = Ring::new(["s1", "s2"], DEFAULT_VNODES);
+    let keys: Vec<String> = ["s1", "s2"]
+        .iter()
+        .map(|s| {
+            (0..)
+                .map(|i| format!("f{i}"))
+                .find(|k| ring.shard_for(k.as_bytes()) == Some(*s))
+                .unwrap()
+        })
+        .collect();
+    for k in &keys {
+        assert_eq!(g(&["FCALL", "bump", "1", k, "5"]), "5");
+        assert_eq!(g(&["FCALL_RO", "peek", "1", k]), "5");
+        assert!(g(&["FCALL_RO", "bump", "1", k, "1"]).contains("write flag"));
+    }
+    assert!(g(&["FUNCTION", "LIST"]).contains("counters"));
+    let old = leader_addr(&c.client(0).cluster().await.unwrap(), "s1");
+    c.server_at(&old).kill();
+    eventually("FCALL on the new leader", Duration::from_secs(60), || async {
+        (g(&["FCALL", "bump", "1", &keys[0], "1"]) == "6").then_some(())
+    })
+    .await;
+    assert_eq!(g(&["FUNCTION", "DELETE", "counters"]), "OK");
+    assert_eq!(g(&["FCALL", "bump", "1", &keys[1], "1"]), "ERR Function not found");
+}

@@ -461,18 +461,22 @@ impl Forwarder {
     }
 
     /// Sends `args` to every server of every shard (leaders and followers), as a `CONFIG
-    /// SET` that every server applies: `OK`, or the first error a server answered.
+    /// SET` or a `SCRIPT LOAD` that every server applies: the first server's reply, or the
+    /// first error a server answered.
     pub async fn to_every_server(&self, args: &[Bytes]) -> Frame {
         let request = kv_proto::write::command(args.iter().map(|a| &a[..]));
         let pools = self.routing.borrow().all_pools();
+        let mut first = None;
         for pool in pools {
             match pool.call(request.clone(), self.backend_timeout).await {
                 Ok(f) if f.as_error().is_some() => return f,
-                Ok(_) => {}
-                Err(e) => return Frame::error(format!("ERR server {} did not take the setting: {e}", pool.addr())),
+                Ok(f) => {
+                    first.get_or_insert(f);
+                }
+                Err(e) => return Frame::error(format!("ERR server {} did not take it: {e}", pool.addr())),
             }
         }
-        Frame::simple("OK")
+        first.unwrap_or_else(|| Frame::error("CLUSTERDOWN no server is registered in the cluster yet"))
     }
 
     /// A blocking command (`BLPOP` …) about `key`, whose arguments are `args` with its

@@ -384,7 +384,9 @@ pub static COMMANDS: &[CommandInfo] = &[
         NONE,
         ServedBy::Gate,
     ),
-    served("function", -2, &["noscript"], NONE, ServedBy::Gate),
+    cmd("function", -2, &["noscript"], NONE),
+    counted("fcall", -3, SCRIPT_RW, NONE, 2),
+    counted("fcall_ro", -3, SCRIPT_RO, NONE, 2),
 ];
 
 /// The table by lower-case name, built once.

@@ -82,7 +82,8 @@ fn kind(name: &str) -> Option<Kind> {
         "multi" | "exec" | "discard" | "watch" | "unwatch" => Kind::Local,
         // A script's keys share a shard; with none, the script picks one.
         "eval" | "evalsha" => Kind::SameShard(Access::Write { idempotent: false }),
-        "eval_ro" | "evalsha_ro" => Kind::SameShard(Access::Read),
+        "eval_ro" | "evalsha_ro" | "fcall_ro" => Kind::SameShard(Access::Read),
+        "fcall" => Kind::SameShard(Access::Write { idempotent: false }),
         "script" => Kind::Local,
         // Served by the session before this table (`pubsub`).
         "publish" | "spublish" | "subscribe" | "psubscribe" | "ssubscribe" | "unsubscribe" | "punsubscribe"

@@ -50,8 +50,7 @@ pub fn apply(session: &mut Session<'_>, spec: &Spec, req: &Request) -> Pending {
         "time" => kv_proto::commands::time_reply(),
         "script" => match (upper(&a[1]).as_slice(), a.len()) {
             // Loaded on every server, followers too: an EVALSHA finds it after a failover.
-            (b"LOAD", 3) => return Pending::EveryServer(a.to_vec(), Frame::bulk(sha1_hex(&a[2]))),
-            (b"FLUSH", 2 | 3) => return Pending::EveryServer(a.to_vec(), Frame::simple("OK")),
+            (b"LOAD", 3) | (b"FLUSH", 2 | 3) => return Pending::EveryServer(a.to_vec()),
             // EXISTS, KILL, HELP and the errors: the first shard's leader answers.
             _ => match session.state.forwarder.routing().shard_names().first() {
                 Some(shard) => {
@@ -72,14 +71,17 @@ pub fn apply(session: &mut Session<'_>, spec: &Spec, req: &Request) -> Pending {
             }
             reply
         }
-        "function" => match (upper(&a[1]).as_slice(), a.len()) {
-            // No functions are ever loaded (scripting is issue 13's): flushing them is a no-op.
-            (b"FLUSH", 2 | 3) => ok(),
-            (b"LIST", _) => Frame::Array(vec![]),
-            _ => Frame::error(format!(
-                "ERR unknown subcommand '{}'. Try FUNCTION HELP.",
-                String::from_utf8_lossy(&a[1])
-            )),
+        "function" => match upper(&a[1]).as_slice() {
+            // Loaded on every server, followers too, as scripts are.
+            b"LOAD" | b"DELETE" | b"FLUSH" => return Pending::EveryServer(a.to_vec()),
+            // LIST and the errors: the first shard's leader answers.
+            _ => match session.state.forwarder.routing().shard_names().first() {
+                Some(shard) => {
+                    let target = crate::routing::Target::Shard(shard.clone());
+                    return Pending::Execute(target, kv_proto::write::command(a.iter().map(|x| &x[..])));
+                }
+                None => Frame::error("CLUSTERDOWN no shard is registered in the cluster yet"),
+            },
         },
         "info" => {
             return Pending::Info(
@@ -448,10 +450,4 @@ pub async fn info(state: &RespState, args: &[String]) -> Frame {
         }
     }
     Frame::text(out)
-}
-
-/// SHA1 of a script, in lower-case hex: its id (`SCRIPT LOAD`'s reply).
-fn sha1_hex(body: &[u8]) -> String {
-    use sha1::Digest;
-    sha1::Sha1::digest(body).iter().map(|b| format!("{b:02x}")).collect()
 }

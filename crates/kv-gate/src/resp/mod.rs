@@ -146,8 +146,8 @@ pub enum Pending {
     PfCount(Vec<InFlight>),
     /// A `CONFIG SET` of parameters every server applies: passed on to each of them.
     ConfigSet(Vec<bytes::Bytes>),
-    /// Sent to every server (leaders and followers); the given reply once all took it.
-    EveryServer(Vec<bytes::Bytes>, Frame),
+    /// Sent to every server (leaders and followers); the first one's reply once all took it.
+    EveryServer(Vec<bytes::Bytes>),
     /// Sent to one target's leader, retried as a repeatable command.
     Execute(crate::routing::Target, bytes::Bytes),
     /// A blocking pop: its first key, its arguments, where its timeout is, the client's
@@ -237,10 +237,7 @@ impl Pending {
             Pending::DbSize(affinity) => fanout::dbsize(&state.forwarder, affinity).await,
             Pending::Every(e) => e.finish(&state.forwarder).await,
             Pending::ConfigSet(args) => state.forwarder.to_every_server(&args).await,
-            Pending::EveryServer(args, then) => match state.forwarder.to_every_server(&args).await {
-                f if f.as_error().is_some() => f,
-                _ => then,
-            },
+            Pending::EveryServer(args) => state.forwarder.to_every_server(&args).await,
             Pending::Execute(target, bytes) => state
                 .forwarder
                 .execute(&target, crate::forward::Access::Write { idempotent: true }, bytes)

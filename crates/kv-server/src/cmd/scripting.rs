@@ -20,8 +20,13 @@
 //! failover finds it. Otherwise `NOSCRIPT`, and clients retry with `EVAL` (redis-py's
 //! `Script`, every cluster client).
 //!
-//! Not yet: the `cjson`, `cmsgpack`, `struct` and `bit` libraries, `FUNCTION`, and Redis's
-//! guard against creating globals.
+//! Functions (`FUNCTION LOAD`, `FCALL`, `FCALL_RO`, `FUNCTION LIST/DELETE/FLUSH`) are
+//! libraries of Lua functions registered with `redis.register_function`, run like scripts
+//! but called by name with `KEYS` and `ARGV` as arguments; a gate loads them on every
+//! server.
+//!
+//! Not yet: the `cjson`, `cmsgpack`, `struct` and `bit` libraries, `FUNCTION
+//! DUMP/RESTORE/STATS/KILL`, and Redis's guard against creating globals.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -37,10 +42,25 @@ use super::Command;
 use crate::connection::Connection;
 use crate::node::{Node, Pending};
 
+/// A library of functions (`FUNCTION LOAD`).
+struct Library {
+    code: Bytes,
+    /// Its functions, and whether each is flagged `no-writes`.
+    functions: Vec<(String, bool)>,
+}
+
+/// The loaded libraries, and which library each function name belongs to.
+#[derive(Default)]
+struct Functions {
+    libraries: std::collections::BTreeMap<String, Library>,
+    by_name: HashMap<String, (String, bool)>,
+}
+
 /// The server's interpreter and script cache.
 pub struct Scripts {
     lua: Mutex<Lua>,
     cache: Mutex<HashMap<String, Bytes>>,
+    functions: Mutex<Functions>,
     /// `SCRIPT KILL` asked the running script to stop (read by the interpreter's hook).
     kill: std::sync::Arc<AtomicBool>,
     /// A script is running (for `SCRIPT KILL`'s `NOTBUSY`).
@@ -54,6 +74,7 @@ impl Default for Scripts {
         Scripts {
             lua: Mutex::new(new_lua()),
             cache: Mutex::default(),
+            functions: Mutex::default(),
             kill: Default::default(),
             running: AtomicBool::new(false),
             wrote: AtomicBool::new(false),
@@ -114,15 +135,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// `EVAL`/`EVALSHA` (and `_RO`): `args[0]` is the command name.
-pub fn eval(node: &Node, args: &[Bytes], by_sha: bool, read_only: bool, out: &mut Out) -> Option<Pending> {
-    let numkeys = match std::str::from_utf8(&args[2]).ok().and_then(|n| n.parse::<i64>().ok()) {
-        Some(n) if n < 0 => return error(out, "ERR Number of keys can't be negative"),
-        Some(n) if n as usize > args.len() - 3 => {
-            return error(out, "ERR Number of keys can't be greater than number of args");
-        }
-        Some(n) => n as usize,
-        None => return error(out, "ERR value is not an integer or out of range"),
-    };
+fn eval(node: &Node, args: &[Bytes], numkeys: usize, by_sha: bool, read_only: bool, out: &mut Out) -> Option<Pending> {
     let scripts = &node.scripts;
     let (sha, body) = if by_sha {
         let sha = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
@@ -135,8 +148,36 @@ pub fn eval(node: &Node, args: &[Bytes], by_sha: bool, read_only: bool, out: &mu
         lock(&scripts.cache).insert(sha.clone(), args[1].clone());
         (sha, args[1].clone())
     };
-    let keys = &args[3..3 + numkeys];
-    let argv = &args[3 + numkeys..];
+    execute(
+        node,
+        Callable::Script { sha: &sha, body: &body },
+        &args[3..],
+        numkeys,
+        read_only,
+        out,
+    )
+}
+
+/// What runs: a script's body, or a loaded function by name.
+#[derive(Clone, Copy)]
+enum Callable<'a> {
+    Script { sha: &'a str, body: &'a Bytes },
+    Function { name: &'a str },
+}
+
+/// Runs `what` with `rest` (`numkeys` keys, then the arguments) atomically on the leader,
+/// its writes logged between transaction marks.
+fn execute(
+    node: &Node,
+    what: Callable<'_>,
+    rest: &[Bytes],
+    numkeys: usize,
+    read_only: bool,
+    out: &mut Out,
+) -> Option<Pending> {
+    let scripts = &node.scripts;
+    let keys = &rest[..numkeys];
+    let argv = &rest[numkeys..];
     let _exclusive = node.exclusive();
     node.begin_exec();
     if !read_only {
@@ -152,7 +193,7 @@ pub fn eval(node: &Node, args: &[Bytes], by_sha: bool, read_only: bool, out: &mu
         .map_or(Duration::from_secs(5), |ms| Duration::from_millis(ms.max(1) as u64));
     let result = {
         let lua = lock(&scripts.lua);
-        run(&lua, node, &sha, &body, keys, argv, read_only, limit, &pending)
+        run(&lua, node, what, keys, argv, read_only, limit, &pending)
     };
     let mut pending = pending.get();
     scripts.running.store(false, Ordering::Relaxed);
@@ -176,14 +217,18 @@ fn error(out: &mut Out, text: &str) -> Option<Pending> {
 fn run(
     lua: &Lua,
     node: &Node,
-    sha: &str,
-    body: &Bytes,
+    what: Callable<'_>,
     keys: &[Bytes],
     argv: &[Bytes],
     read_only: bool,
     limit: Duration,
     pending: &std::cell::Cell<Option<Pending>>,
 ) -> Result<Frame, String> {
+    let id = match what {
+        Callable::Script { sha, .. } => sha.to_string(),
+        Callable::Function { name } => name.to_string(),
+    };
+    let sha = id.as_str();
     let lua_err = |e: mlua::Error| script_error(&e, sha);
     let strings = |items: &[Bytes]| -> mlua::Result<mlua::Table> {
         let t = lua.create_table()?;
@@ -192,24 +237,18 @@ fn run(
         }
         Ok(t)
     };
-    lua.globals()
-        .set("KEYS", strings(keys).map_err(lua_err)?)
-        .map_err(lua_err)?;
-    lua.globals()
-        .set("ARGV", strings(argv).map_err(lua_err)?)
-        .map_err(lua_err)?;
-    // Compiled once per interpreter: kept in a registry table by SHA.
-    let compiled: mlua::Function = match lua.named_registry_value::<mlua::Function>(&format!("f_{sha}")) {
-        Ok(f) => f,
-        Err(_) => {
-            let f = lua
-                .load(&body[..])
-                .set_name("@user_script")
-                .into_function()
-                .map_err(|e| format!("ERR Error compiling script (new function): {}", compile_error(&e)))?;
-            lua.set_named_registry_value(&format!("f_{sha}"), f.clone())
-                .map_err(lua_err)?;
-            f
+    let keys_table = strings(keys).map_err(lua_err)?;
+    let argv_table = strings(argv).map_err(lua_err)?;
+    let (compiled, with_args): (mlua::Function, bool) = match what {
+        Callable::Function { name } => (
+            lua.named_registry_value::<mlua::Function>(&format!("fn_{name}"))
+                .map_err(|_| "ERR Function not found".to_string())?,
+            true,
+        ),
+        Callable::Script { sha, body } => {
+            lua.globals().set("KEYS", keys_table.clone()).map_err(lua_err)?;
+            lua.globals().set("ARGV", argv_table.clone()).map_err(lua_err)?;
+            (compiled_script(lua, sha, body)?, false)
         }
     };
     let started = Instant::now();
@@ -262,11 +301,30 @@ fn run(
                 _ => Err(mlua::Error::RuntimeError("RESP version must be 2 or 3.".into())),
             })?,
         )?;
-        compiled.call::<Value>(())
+        if with_args {
+            compiled.call::<Value>((keys_table, argv_table))
+        } else {
+            compiled.call::<Value>(())
+        }
     });
     lua.remove_hook();
     let value = result.map_err(|e| script_error(&e, sha))?;
     Ok(from_lua(&value))
+}
+
+/// A script compiled once per interpreter, kept in the registry by SHA.
+fn compiled_script(lua: &Lua, sha: &str, body: &Bytes) -> Result<mlua::Function, String> {
+    if let Ok(f) = lua.named_registry_value::<mlua::Function>(&format!("f_{sha}")) {
+        return Ok(f);
+    }
+    let f = lua
+        .load(&body[..])
+        .set_name("@user_script")
+        .into_function()
+        .map_err(|e| format!("ERR Error compiling script (new function): {}", compile_error(&e)))?;
+    lua.set_named_registry_value(&format!("f_{sha}"), f.clone())
+        .map_err(|e| script_error(&e, sha))?;
+    Ok(f)
 }
 
 /// One `redis.call`: the command run as any client's (inside the script's lock), its reply
@@ -424,13 +482,17 @@ pub fn intercept(conn: &mut Connection, node: &Node, req: &Request) -> Option<Op
     }
     let upper = name.to_ascii_uppercase();
     let args = req.args();
-    let (by_sha, read_only) = match &upper[..] {
-        b"EVAL" => (false, false),
-        b"EVALSHA" => (true, false),
-        b"EVAL_RO" => (false, true),
-        b"EVALSHA_RO" => (true, true),
+    // (function call, by SHA, read-only)
+    let (call, by_sha, read_only) = match &upper[..] {
+        b"EVAL" => (false, false, false),
+        b"EVALSHA" => (false, true, false),
+        b"EVAL_RO" => (false, false, true),
+        b"EVALSHA_RO" => (false, true, true),
+        b"FCALL" => (true, false, false),
+        b"FCALL_RO" => (true, false, true),
         b"SCRIPT" if args.len() >= 2 => return Some(script(node, args, &mut conn.output)),
-        b"SCRIPT" => return Some(arity(&mut conn.output, name)),
+        b"FUNCTION" if args.len() >= 2 => return Some(function(node, args, &mut conn.output)),
+        b"SCRIPT" | b"FUNCTION" => return Some(arity(&mut conn.output, name)),
         _ => return None,
     };
     if args.len() < 3 {
@@ -442,7 +504,21 @@ pub fn intercept(conn: &mut Connection, node: &Node, req: &Request) -> Option<Op
             "CROSSSLOT Keys in request don't hash to the same slot",
         ));
     }
-    Some(eval(node, args, by_sha, read_only, &mut conn.output))
+    let numkeys = match std::str::from_utf8(&args[2]).ok().and_then(|n| n.parse::<i64>().ok()) {
+        Some(n) if n < 0 => return Some(error(&mut conn.output, "ERR Number of keys can't be negative")),
+        Some(n) if n as usize > args.len() - 3 => {
+            return Some(error(
+                &mut conn.output,
+                "ERR Number of keys can't be greater than number of args",
+            ));
+        }
+        Some(n) => n as usize,
+        None => return Some(error(&mut conn.output, "ERR value is not an integer or out of range")),
+    };
+    Some(match call {
+        true => fcall(node, args, numkeys, read_only, &mut conn.output),
+        false => eval(node, args, numkeys, by_sha, read_only, &mut conn.output),
+    })
 }
 
 fn arity(out: &mut Out, name: &[u8]) -> Option<Pending> {
@@ -482,8 +558,12 @@ pub fn script(node: &Node, args: &[Bytes], out: &mut Out) -> Option<Pending> {
             )
         }
         (b"FLUSH", 2 | 3) => {
-            lock(&scripts.cache).clear();
-            *lock(&scripts.lua) = new_lua();
+            let mut cache = lock(&scripts.cache);
+            let lua = lock(&scripts.lua);
+            for sha in cache.keys() {
+                let _ = lua.unset_named_registry_value(&format!("f_{sha}"));
+            }
+            cache.clear();
             Frame::simple("OK")
         }
         (b"KILL", 2) => {
@@ -518,4 +598,219 @@ pub fn script(node: &Node, args: &[Bytes], out: &mut Out) -> Option<Pending> {
     };
     out.frame(&reply);
     None
+}
+
+/// `FCALL`/`FCALL_RO name numkeys key ... arg ...`.
+fn fcall(node: &Node, args: &[Bytes], numkeys: usize, read_only: bool, out: &mut Out) -> Option<Pending> {
+    let name = String::from_utf8_lossy(&args[1]).into_owned();
+    let no_writes = match lock(&node.scripts.functions).by_name.get(&name) {
+        Some((_, no_writes)) => *no_writes,
+        None => return error(out, "ERR Function not found"),
+    };
+    if read_only && !no_writes {
+        return error(out, "ERR Can not execute a script with write flag using *_ro command.");
+    }
+    execute(
+        node,
+        Callable::Function { name: &name },
+        &args[3..],
+        numkeys,
+        read_only || no_writes,
+        out,
+    )
+}
+
+/// `FUNCTION LOAD [REPLACE] code | LIST [WITHCODE] [LIBRARYNAME pattern] | DELETE lib | FLUSH`.
+fn function(node: &Node, args: &[Bytes], out: &mut Out) -> Option<Pending> {
+    let sub = args[1].to_ascii_uppercase();
+    let reply = match &sub[..] {
+        b"LOAD" => match &args[2..] {
+            [code] => load_library(node, code, false),
+            [r, code] if r.eq_ignore_ascii_case(b"REPLACE") => load_library(node, code, true),
+            _ => Err("ERR unknown subcommand or wrong number of arguments for 'load'. Try FUNCTION HELP.".into()),
+        }
+        .map_or_else(Frame::error, Frame::bulk),
+        b"DELETE" if args.len() == 3 => {
+            let lib = String::from_utf8_lossy(&args[2]).into_owned();
+            let mut f = lock(&node.scripts.functions);
+            match f.libraries.remove(&lib) {
+                Some(l) => {
+                    let lua = lock(&node.scripts.lua);
+                    for (name, _) in l.functions {
+                        f.by_name.remove(&name);
+                        let _ = lua.unset_named_registry_value(&format!("fn_{name}"));
+                    }
+                    Frame::simple("OK")
+                }
+                None => Frame::error("ERR Library not found"),
+            }
+        }
+        b"FLUSH" if args.len() <= 3 => {
+            let mut f = lock(&node.scripts.functions);
+            let lua = lock(&node.scripts.lua);
+            for name in f.by_name.keys() {
+                let _ = lua.unset_named_registry_value(&format!("fn_{name}"));
+            }
+            *f = Functions::default();
+            Frame::simple("OK")
+        }
+        b"LIST" => {
+            let with_code = args[2..].iter().any(|a| a.eq_ignore_ascii_case(b"WITHCODE"));
+            let pattern = args[2..]
+                .windows(2)
+                .find(|w| w[0].eq_ignore_ascii_case(b"LIBRARYNAME"))
+                .map(|w| w[1].clone());
+            let f = lock(&node.scripts.functions);
+            Frame::Array(
+                f.libraries
+                    .iter()
+                    .filter(|(name, _)| {
+                        pattern
+                            .as_ref()
+                            .is_none_or(|p| kv_proto::glob::matches(p, name.as_bytes()))
+                    })
+                    .map(|(name, lib)| {
+                        let functions = lib
+                            .functions
+                            .iter()
+                            .map(|(f, no_writes)| {
+                                let flags = if *no_writes {
+                                    vec![Frame::bulk("no-writes")]
+                                } else {
+                                    vec![]
+                                };
+                                Frame::Map(vec![
+                                    (Frame::bulk("name"), Frame::bulk(f.clone())),
+                                    (Frame::bulk("description"), Frame::Null),
+                                    (Frame::bulk("flags"), Frame::Set(flags)),
+                                ])
+                            })
+                            .collect();
+                        let mut pairs = vec![
+                            (Frame::bulk("library_name"), Frame::bulk(name.clone())),
+                            (Frame::bulk("engine"), Frame::bulk("LUA")),
+                            (Frame::bulk("functions"), Frame::Array(functions)),
+                        ];
+                        if with_code {
+                            pairs.push((Frame::bulk("library_code"), Frame::Bulk(lib.code.clone())));
+                        }
+                        Frame::Map(pairs)
+                    })
+                    .collect(),
+            )
+        }
+        _ => Frame::error(format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try FUNCTION HELP.",
+            String::from_utf8_lossy(&args[1])
+        )),
+    };
+    out.frame(&reply);
+    None
+}
+
+/// The library name of `#!lua name=<name>` (the first line of a library's code).
+pub fn library_name(code: &[u8]) -> Result<String, String> {
+    let first = code.split(|b| *b == b'\n').next().unwrap_or_default();
+    let Some(header) = first.strip_prefix(b"#!") else {
+        return Err("ERR Missing library metadata".into());
+    };
+    let header = String::from_utf8_lossy(header);
+    let mut words = header.split_whitespace();
+    let engine = words.next().unwrap_or_default();
+    if !engine.eq_ignore_ascii_case("lua") {
+        return Err(format!("ERR Engine '{engine}' not found"));
+    }
+    for w in words {
+        match w.split_once('=') {
+            Some(("name", name)) if !name.is_empty() => return Ok(name.to_string()),
+            Some(("name", _)) => {}
+            _ => return Err(format!("ERR Invalid metadata value given: {w}")),
+        }
+    }
+    Err("ERR Library name was not given".into())
+}
+
+/// Runs a library's code with `redis.register_function`, then records its functions.
+fn load_library(node: &Node, code: &Bytes, replace: bool) -> Result<String, String> {
+    let name = library_name(code)?;
+    let mut f = lock(&node.scripts.functions);
+    if f.libraries.contains_key(&name) && !replace {
+        return Err(format!("ERR Library '{name}' already exists"));
+    }
+    let lua = lock(&node.scripts.lua);
+    // The shebang line is not Lua: blanked, so that line numbers stay right.
+    let body_start = code.iter().position(|b| *b == b'\n').map_or(code.len(), |i| i);
+    let body = &code[body_start..];
+    let registered: std::cell::RefCell<Vec<(String, mlua::Function, bool)>> = Default::default();
+    let result = lua.scope(|scope| {
+        let redis: mlua::Table = lua.globals().get("redis")?;
+        let register = scope.create_function(|_, args: MultiValue| {
+            let (fname, callback, no_writes) = match args.iter().next() {
+                Some(Value::Table(t)) => {
+                    let fname: String = t.get("function_name")?;
+                    let callback: mlua::Function = t.get("callback")?;
+                    let flags: Option<mlua::Table> = t.get("flags")?;
+                    let no_writes = flags.is_some_and(|fl| {
+                        fl.sequence_values::<String>()
+                            .any(|v| v.is_ok_and(|v| v == "no-writes"))
+                    });
+                    (fname, callback, no_writes)
+                }
+                Some(Value::String(n)) => {
+                    let Some(Value::Function(cb)) = args.iter().nth(1) else {
+                        return Err(mlua::Error::RuntimeError(
+                            "wrong arguments to redis.register_function".into(),
+                        ));
+                    };
+                    (n.to_str()?.to_string(), cb.clone(), false)
+                }
+                _ => {
+                    return Err(mlua::Error::RuntimeError(
+                        "wrong arguments to redis.register_function".into(),
+                    ));
+                }
+            };
+            registered.borrow_mut().push((fname, callback, no_writes));
+            Ok(())
+        })?;
+        redis.set("register_function", register)?;
+        let ran = lua.load(body).set_name("@user_function").exec();
+        redis.set("register_function", Value::Nil)?;
+        ran
+    });
+    if let Err(e) = result {
+        return Err(format!("ERR Error registering functions: {}", compile_error(&e)));
+    }
+    let registered = registered.into_inner();
+    if registered.is_empty() {
+        return Err("ERR No functions registered".into());
+    }
+    for (fname, _, _) in &registered {
+        if let Some((lib, _)) = f.by_name.get(fname)
+            && *lib != name
+        {
+            return Err(format!("ERR Function {fname} already exists"));
+        }
+    }
+    if let Some(old) = f.libraries.remove(&name) {
+        for (fname, _) in old.functions {
+            f.by_name.remove(&fname);
+            let _ = lua.unset_named_registry_value(&format!("fn_{fname}"));
+        }
+    }
+    let mut functions = Vec::new();
+    for (fname, callback, no_writes) in registered {
+        lua.set_named_registry_value(&format!("fn_{fname}"), callback)
+            .map_err(|e| e.to_string())?;
+        f.by_name.insert(fname.clone(), (name.clone(), no_writes));
+        functions.push((fname, no_writes));
+    }
+    f.libraries.insert(
+        name.clone(),
+        Library {
+            code: code.clone(),
+            functions,
+        },
+    );
+    Ok(name)
 }
