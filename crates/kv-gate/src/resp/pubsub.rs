@@ -32,13 +32,12 @@ impl Session<'_> {
             self.state.pubsub.sync().await;
             return Some(Pending::Now(reply));
         }
-        if !(6..=8).contains(&name.len()) {
-            return None;
-        }
-        let upper = name.to_ascii_uppercase();
-        match &upper[..] {
-            b"PUBLISH" | b"SPUBLISH" if args.len() != 3 => Some(Pending::Now(arity(name))),
-            b"PUBLISH" | b"SPUBLISH" => {
+        // Compared in place: this runs for every command.
+        let is = |c: &[u8]| name.eq_ignore_ascii_case(c);
+        let publish = is(b"PUBLISH") || is(b"SPUBLISH");
+        match () {
+            () if publish && args.len() != 3 => Some(Pending::Now(arity(name))),
+            () if publish => {
                 let bytes = kv_proto::write::command(args.iter().map(|a| &a[..]));
                 let target = Target::Key(args[1].clone());
                 // Not repeated blindly: a message delivered twice is a duplicate.
@@ -48,7 +47,7 @@ impl Session<'_> {
                     self.state.forwarder.start(target, access, bytes, affinity).await,
                 ))
             }
-            b"PUBSUB" => Some(Pending::Now(self.pubsub_info(args).await)),
+            () if is(b"PUBSUB") => Some(Pending::Now(self.pubsub_info(args).await)),
             _ => None,
         }
     }

@@ -46,11 +46,12 @@ pub fn intercept(conn: &mut Connection, node: &Node, req: &Request) -> bool {
         client.apply(op, &args[1..], 1, &mut conn.output, proto);
         return true;
     }
-    if name.len() < 6 || name.len() > 12 {
+    // Upper-cased on the stack: this runs for every command.
+    let Some((buf, len)) = super::args::upper(name) else {
         return false;
-    }
-    let upper = name.to_ascii_uppercase();
-    match &upper[..] {
+    };
+    let upper = &buf[..len];
+    match upper {
         b"PUBLISH" | b"SPUBLISH" => {
             if args.len() != 3 {
                 arity(conn, name);

@@ -477,13 +477,12 @@ fn compile_error(e: &mlua::Error) -> String {
 /// Serves `EVAL`, `EVALSHA`, their `_RO` forms and `SCRIPT`; `None` for other commands.
 pub fn intercept(conn: &mut Connection, node: &Node, req: &Request) -> Option<Option<Pending>> {
     let name = req.name();
-    if !(4..=10).contains(&name.len()) {
-        return None;
-    }
-    let upper = name.to_ascii_uppercase();
+    // Upper-cased on the stack: this runs for every command.
+    let (buf, len) = super::args::upper(name)?;
+    let upper = &buf[..len];
     let args = req.args();
     // (function call, by SHA, read-only)
-    let (call, by_sha, read_only) = match &upper[..] {
+    let (call, by_sha, read_only) = match upper {
         b"EVAL" => (false, false, false),
         b"EVALSHA" => (false, true, false),
         b"EVAL_RO" => (false, false, true),
