@@ -29,6 +29,9 @@ async fn scripts_run_on_the_leader_replicate_and_survive_a_failover() {
         }
     );
     assert!(g(&["EVAL_RO", "return redis.call('del', KEYS[1])", "1", "{s}k"]).contains("read-only scripts"));
+    // A script that overwrites the `redis` table breaks only itself.
+    assert_eq!(g(&["EVAL", "redis = 1 return 1", "1", "{s}k"]), "1");
+    assert_eq!(g(&["EVAL", "return redis.call('get', KEYS[1])", "1", "{s}k"]), "v");
     for shard in ["s1", "s2"] {
         c.converged(shard, 2).await;
     }

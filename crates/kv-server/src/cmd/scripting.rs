@@ -117,11 +117,21 @@ fn new_lua() -> Lua {
         ] {
             redis.set(name, level)?;
         }
+        // Kept in the registry too: a script that overwrites the global `redis` breaks only
+        // itself, as every call sets it again (`redis_table`).
+        lua.set_named_registry_value("redis", redis.clone())?;
         lua.globals().set("redis", redis)?;
         Ok(())
     };
     setup().expect("the redis table is set up");
     lua
+}
+
+/// The `redis` table, set again as the global of that name (a script may have replaced it).
+fn redis_table(lua: &Lua) -> mlua::Result<mlua::Table> {
+    let redis: mlua::Table = lua.named_registry_value("redis")?;
+    lua.globals().set("redis", redis.clone())?;
+    Ok(redis)
 }
 
 /// SHA1 of `body`, in lower-case hex (script ids, `redis.sha1hex`).
@@ -193,7 +203,8 @@ fn execute(
         .map_or(Duration::from_secs(5), |ms| Duration::from_millis(ms.max(1) as u64));
     let result = {
         let lua = lock(&scripts.lua);
-        run(&lua, node, what, keys, argv, read_only, limit, &pending)
+        let cluster_client = out.cluster_client;
+        run(&lua, node, what, keys, argv, read_only, cluster_client, limit, &pending)
     };
     let mut pending = pending.get();
     scripts.running.store(false, Ordering::Relaxed);
@@ -221,6 +232,7 @@ fn run(
     keys: &[Bytes],
     argv: &[Bytes],
     read_only: bool,
+    cluster_client: bool,
     limit: Duration,
     pending: &std::cell::Cell<Option<Pending>>,
 ) -> Result<Frame, String> {
@@ -269,7 +281,7 @@ fn run(
     });
     let resp = std::cell::Cell::new(2u8);
     let call = |lua: &Lua, args: MultiValue, protected: bool| -> mlua::Result<Value> {
-        let reply = call_command(node, args, read_only, resp.get(), pending);
+        let reply = call_command(node, cluster_client, args, read_only, resp.get(), pending);
         match reply {
             Ok(Frame::Error(e)) if !protected => {
                 Err(mlua::Error::RuntimeError(String::from_utf8_lossy(&e).into_owned()))
@@ -282,7 +294,7 @@ fn run(
     let call = &call;
     let resp = &resp;
     let result = lua.scope(|scope| {
-        let redis: mlua::Table = lua.globals().get("redis")?;
+        let redis = redis_table(lua)?;
         redis.set(
             "call",
             scope.create_function(move |lua, args: MultiValue| call(lua, args, false))?,
@@ -331,6 +343,7 @@ fn compiled_script(lua: &Lua, sha: &str, body: &Bytes) -> Result<mlua::Function,
 /// parsed back from the bytes it wrote.
 fn call_command(
     node: &Node,
+    cluster_client: bool,
     args: MultiValue,
     read_only: bool,
     resp: u8,
@@ -364,6 +377,8 @@ fn call_command(
     }
     let mut out = Out::with_capacity(64);
     out.proto = if resp == 3 { Protocol::Resp3 } else { Protocol::Resp2 };
+    // A key served elsewhere is the redirection this client understands.
+    out.cluster_client = cluster_client;
     let p = match command {
         // Inside a script a blocking pop does not wait (Redis's rule).
         Command::Block(b) => b.try_now(node, &mut out),
@@ -742,7 +757,7 @@ fn load_library(node: &Node, code: &Bytes, replace: bool) -> Result<String, Stri
     let body = &code[body_start..];
     let registered: std::cell::RefCell<Vec<(String, mlua::Function, bool)>> = Default::default();
     let result = lua.scope(|scope| {
-        let redis: mlua::Table = lua.globals().get("redis")?;
+        let redis = redis_table(&lua)?;
         let register = scope.create_function(|_, args: MultiValue| {
             let (fname, callback, no_writes) = match args.iter().next() {
                 Some(Value::Table(t)) => {
