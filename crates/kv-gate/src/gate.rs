@@ -94,7 +94,10 @@ impl Gate {
             hints,
             RoutingBuilder::new(config.read_policy, config.backend_connections, options.clone()),
         );
-        let pubsub = crate::pubsub::Links::start(routing.clone(), options.clone(), kv_pubsub_limit());
+        let settings = kv_proto::settings::Settings::new(config.resp.max_clients, config.resp.limits().max_bulk_len);
+        // `client-output-buffer-limit pubsub`'s default; `CONFIG SET` changes it.
+        let pubsub_limit = settings.output_limit("pubsub").unwrap_or(0);
+        let pubsub = crate::pubsub::Links::start(routing.clone(), options.clone(), pubsub_limit);
         let monitor = Arc::new(Monitor::new(ConnOptions {
             max_in_flight: 64,
             ..options
@@ -114,7 +117,7 @@ impl Gate {
             http_addr: http_addr.to_string(),
             resp_addr: resp_addr.to_string(),
             stats: Default::default(),
-            config: kv_proto::settings::Settings::new(config.resp.max_clients, config.resp.limits().max_bulk_len),
+            config: settings,
             clients: Default::default(),
             pubsub,
         });
@@ -158,12 +161,6 @@ impl Gate {
             coord,
         })
     }
-}
-
-/// Bytes queued for one pub/sub subscriber past which it is dropped: Redis's default hard
-/// `client-output-buffer-limit pubsub`.
-fn kv_pubsub_limit() -> usize {
-    32 * 1024 * 1024
 }
 
 /// Announces the gate under `/kvstore/<cluster>/gates` (ephemeral), for discovery.

@@ -496,11 +496,6 @@ impl Client {
             Space::Shard => &mut self.shard,
         }
     }
-
-    /// The shard channels subscribed (a gate keeps them on one slot).
-    pub fn shard_channels(&self) -> impl Iterator<Item = &Bytes> {
-        self.shard.iter()
-    }
 }
 
 /// The error a RESP2 connection in subscribed mode gets for any other command.

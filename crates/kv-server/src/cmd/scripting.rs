@@ -549,13 +549,12 @@ pub fn script(node: &Node, args: &[Bytes], out: &mut Out) -> Option<Pending> {
     let sub = args.get(1).map(|s| s.to_ascii_uppercase()).unwrap_or_default();
     let reply = match (&sub[..], args.len()) {
         (b"LOAD", 3) => {
-            if let Err(e) = Lua::new().load(&args[2][..]).into_function() {
-                Frame::error(format!(
-                    "ERR Error compiling script (new function): {}",
-                    compile_error(&e)
-                ))
+            // Compiled in the server's interpreter, where EVALSHA will find it compiled.
+            let sha = sha1_hex(&args[2]);
+            let compiled = compiled_script(&lock(&scripts.lua), &sha, &args[2]);
+            if let Err(e) = compiled {
+                Frame::error(e)
             } else {
-                let sha = sha1_hex(&args[2]);
                 lock(&scripts.cache).insert(sha.clone(), args[2].clone());
                 Frame::bulk(sha)
             }

@@ -289,11 +289,6 @@ impl Stats {
     }
 }
 
-/// Bytes queued for one pub/sub subscriber past which it is dropped: Redis's default hard
-/// `client-output-buffer-limit pubsub` (32 MiB); `CONFIG SET client-output-buffer-limit`
-/// changes it.
-pub const PUBSUB_OUTPUT_LIMIT: usize = 32 * 1024 * 1024;
-
 /// One kvserver's state. See the module documentation.
 pub struct Node {
     /// Held shared by every command, exclusively by a transaction's `EXEC`
@@ -400,7 +395,12 @@ impl Node {
             highest_epoch: AtomicU64::new(0),
             move_progress: Mutex::new(None),
             inbound_parts: Default::default(),
-            pubsub: kv_pubsub::Hub::new(PUBSUB_OUTPUT_LIMIT),
+            // `client-output-buffer-limit pubsub`'s default; `CONFIG SET` changes it.
+            pubsub: kv_pubsub::Hub::new(
+                kv_proto::settings::Settings::new(0, 0)
+                    .output_limit("pubsub")
+                    .unwrap_or(0),
+            ),
             scripts: Default::default(),
             stats: Stats::default(),
             plain_route: std::sync::atomic::AtomicBool::new(false),
