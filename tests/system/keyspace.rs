@@ -215,6 +215,90 @@ async fn a_cluster_client_gets_crossslot_for_keys_in_two_slots() {
     assert!(cli(&server, &["CLIENT", "INFO"]).contains("cmd=client|info"));
 }
 
+/// `SORT` through the gate: `BY` and `GET` patterns naming keys on both shards, `STORE` to a
+/// destination on either shard; straight at a kvserver, patterns are refused as Redis
+/// Cluster refuses them, and a same-slot `STORE` is atomic there.
+#[tokio::test]
+async fn sort_reads_patterns_and_stores_on_any_shard() {
+    let (c, gate) = cluster().await;
+    let g = |args: &[&str]| cli(&gate, args);
+    // 30 ids weighted in reverse: weights and hashes spread over both shards.
+    for i in 0..30 {
+        g(&["RPUSH", "ids", &i.to_string()]);
+        g(&["SET", &format!("w_{i}"), &(100 - i).to_string()]);
+        g(&[
+            "HSET",
+            &format!("o_{i}"),
+            "w",
+            &(100 - i).to_string(),
+            "name",
+            &format!("n{i}"),
+        ]);
+    }
+    let reversed: Vec<String> = (0..30).rev().map(|i| i.to_string()).collect();
+    assert_eq!(g(&["SORT", "ids", "BY", "w_*"]), reversed.join("\n"));
+    assert_eq!(g(&["SORT", "ids", "BY", "o_*->w", "LIMIT", "0", "3"]), "29\n28\n27");
+    assert_eq!(
+        g(&[
+            "SORT_RO",
+            "ids",
+            "BY",
+            "o_*->w",
+            "DESC",
+            "LIMIT",
+            "0",
+            "2",
+            "GET",
+            "#",
+            "GET",
+            "o_*->name"
+        ]),
+        "0\nn0\n1\nn1"
+    );
+    assert_eq!(
+        g(&["SORT", "ids", "LIMIT", "0", "3", "GET", "#", "GET", "nokey_*"]),
+        "0\n\n1\n\n2"
+    );
+    // STORE to 20 destinations: some on the list's shard (sent whole), some on the other.
+    for d in 0..20 {
+        let dst = format!("dst{d}");
+        assert_eq!(g(&["SORT", "ids", "BY", "w_*", "LIMIT", "0", "5", "STORE", &dst]), "5");
+        assert_eq!(g(&["LRANGE", &dst, "0", "-1"]), "29\n28\n27\n26\n25");
+        assert_eq!(g(&["SORT", "ids", "DESC", "LIMIT", "0", "2", "STORE", &dst]), "2");
+        assert_eq!(g(&["LRANGE", &dst, "0", "-1"]), "29\n28");
+        assert_eq!(g(&["SORT", "nosuchlist", "STORE", &dst]), "0");
+        assert_eq!(g(&["EXISTS", &dst]), "0", "an empty result deletes the destination");
+    }
+    g(&["SET", "w_3", "x"]);
+    assert!(g(&["SORT", "ids", "BY", "w_*"]).contains("can't be converted into double"));
+    assert!(g(&["SORT", "w_4"]).starts_with("WRONGTYPE"));
+    assert_eq!(g(&["SORT_RO", "ids", "STORE", "x"]), "ERR syntax error");
+    // Straight at a kvserver, as a cluster client.
+    let server = c.servers[0].addr.clone();
+    crate::harness::every_slot_served(&server).await;
+    let k = |args: &[&str]| {
+        let mut all = vec!["-c"];
+        all.extend_from_slice(args);
+        cli(&server, &all)
+    };
+    assert_eq!(k(&["RPUSH", "{s}l", "3", "1", "2"]), "3");
+    assert_eq!(k(&["SORT", "{s}l"]), "1\n2\n3");
+    assert_eq!(k(&["SORT", "{s}l", "DESC", "STORE", "{s}d"]), "3");
+    assert_eq!(k(&["LRANGE", "{s}d", "0", "-1"]), "3\n2\n1");
+    assert_eq!(
+        k(&["SORT", "{s}l", "BY", "w_*"]),
+        "ERR BY option of SORT denied in Cluster mode."
+    );
+    assert_eq!(
+        k(&["SORT", "{s}l", "GET", "#"]),
+        "ERR GET option of SORT denied in Cluster mode."
+    );
+    assert!(k(&["SORT", "{s}l", "STORE", "other"]).starts_with("CROSSSLOT"));
+    for shard in ["s1", "s2"] {
+        c.converged(shard, 2).await;
+    }
+}
+
 /// One `SCAN` step through the gate: the next cursor and the keys returned.
 fn scan_step(gate: &str, cursor: &str) -> (String, Vec<String>) {
     let out = cli(gate, &["SCAN", cursor, "COUNT", "20"]);

@@ -62,6 +62,10 @@ impl CommandInfo {
         };
         let stored = match self.store_keyword {
             false => &[][..],
+            // SORT's options take arguments that may read `STORE`; the last STORE counts.
+            true if self.name == "sort" => crate::sort::store_key(args)
+                .map(std::slice::from_ref)
+                .unwrap_or_default(),
             true => args
                 .iter()
                 .position(|a| a.eq_ignore_ascii_case(b"STORE") || a.eq_ignore_ascii_case(b"STOREDIST"))
@@ -372,6 +376,8 @@ pub static COMMANDS: &[CommandInfo] = &[
     cmd("geohash", -2, &["readonly"], ONE),
     cmd("geopos", -2, &["readonly"], ONE),
     stored("georadius", -6, WR, ONE),
+    stored("sort", -2, WR, ONE),
+    cmd("sort_ro", -2, &["readonly"], ONE),
     cmd("georadius_ro", -6, &["readonly"], ONE),
     stored("georadiusbymember", -5, WR, ONE),
     cmd("georadiusbymember_ro", -5, &["readonly"], ONE),
@@ -499,6 +505,13 @@ mod tests {
             keys(&args(&["GEORADIUS", "g", "1", "2", "3", "km", "STORE", "d"])),
             args(&["g", "d"])
         );
+        assert_eq!(
+            keys(&args(&[
+                "sort", "abc", "store", "invalid", "store", "stillbad", "store", "def"
+            ])),
+            args(&["abc", "def"])
+        );
+        assert_eq!(keys(&args(&["sort", "k", "GET", "store", "BY", "x"])), args(&["k"]));
         assert_eq!(
             keys(&args(&["zinter", "9", "a"])),
             args(&["a"]),

@@ -17,6 +17,7 @@
 //! - [`info`]: `INFO`'s sections, shared by gates and servers.
 //! - [`hello`]: `HELLO`, parsed and answered alike by gates and servers.
 //! - [`settings`]: the parameters `CONFIG GET/SET` answer.
+//! - [`sort`]: `SORT`'s options and ordering, shared by gates and servers.
 //! - [`slot`]: Redis Cluster's key slots (CRC16 and hash tags): where a key lives.
 //! - [`glob`]: Redis's glob patterns (`KEYS`, `SCAN … MATCH`).
 //! - [`hash`]: the one hash every process agrees on (ring placement, content digests).
@@ -35,6 +36,7 @@ pub mod reply;
 pub mod request;
 pub mod settings;
 pub mod slot;
+pub mod sort;
 pub mod write;
 
 pub use error::ProtocolError;

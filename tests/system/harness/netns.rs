@@ -60,6 +60,42 @@ fn must(args: &[&str]) {
     }
 }
 
+/// Removes the namespaces and links that test processes no longer running left behind
+/// (their names carry the creating process's id, in hex, before an `s`).
+fn remove_leftovers() {
+    let dead = |name: &str, prefix: &str| -> bool {
+        let Some(rest) = name.strip_prefix(prefix) else {
+            return false;
+        };
+        let Some((pid, _)) = rest.split_once('s') else {
+            return false;
+        };
+        u32::from_str_radix(pid, 16).is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+    };
+    let list = |args: &[&str]| {
+        Command::new("ip")
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    for line in list(&["netns", "list"]).lines() {
+        let name = line.split_whitespace().next().unwrap_or_default();
+        if dead(name, "kvt") {
+            let _ = run(&["ip", "netns", "del", name]);
+        }
+    }
+    for line in list(&["-o", "link", "show"]).lines() {
+        // "7: kvb1f2s0: <...>" or "8: kv1f2s0o2@if9: <...>"
+        let Some(name) = line.split(": ").nth(1).map(|n| n.split('@').next().unwrap_or(n)) else {
+            continue;
+        };
+        if dead(name, "kvb") || (!name.starts_with("kvb") && dead(name, "kv")) {
+            let _ = run(&["ip", "link", "del", name]);
+        }
+    }
+}
+
 impl Net {
     /// Why namespaces cannot be used here, if they cannot (not root, no `ip`).
     pub fn unavailable() -> Option<String> {
@@ -73,11 +109,24 @@ impl Net {
     /// A new network with its bridge.
     pub fn new() -> Net {
         static SEQ: AtomicU32 = AtomicU32::new(0);
-        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        SWEPT.call_once(remove_leftovers);
         let pid = std::process::id();
-        // A /24 of its own: 10.(100 + pid % 100).(seq).0
-        let prefix = format!("10.{}.{}", 100 + pid % 100, seq % 250 + 1);
-        let tag = format!("{pid:x}{seq:x}");
+        // A /24 of its own, 10.(100 + pid % 100).(seq).0, skipping any the host already
+        // uses (another test process, or a run killed before it could clean up).
+        let used = Command::new("ip")
+            .args(["-o", "-4", "addr", "show"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let (seq, prefix) = loop {
+            let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+            let prefix = format!("10.{}.{}", 100 + pid % 100, seq % 250 + 1);
+            if !used.contains(&format!("inet {prefix}.")) || seq >= 500 {
+                break (seq, prefix);
+            }
+        };
+        let tag = format!("{pid:x}s{seq:x}");
         let bridge = format!("kvb{tag}");
         let _ = run(&["ip", "link", "del", &bridge]);
         must(&["ip", "link", "add", &bridge, "type", "bridge"]);

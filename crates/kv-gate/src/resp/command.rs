@@ -36,6 +36,8 @@ pub enum Kind {
     /// PFCOUNT: forwarded whole when its keys share a shard; otherwise the gate reads each
     /// HLL and merges them itself.
     PfCount,
+    /// SORT, SORT_RO: forwarded whole when it can be; otherwise run by the gate (`sort`).
+    Sort,
     /// A blocking pop: its keys on one shard, sent over a connection of its own (it may
     /// wait long, and would hold up every other request pipelined on a shared one).
     Blocking,
@@ -119,6 +121,7 @@ fn kind(name: &str) -> Option<Kind> {
         // Their STORE key, when given, must share the shard.
         "georadius" | "georadiusbymember" | "geosearchstore" => Kind::SameShard(Access::Write { idempotent: true }),
         "pfcount" => Kind::PfCount,
+        "sort" | "sort_ro" => Kind::Sort,
         "pfmerge" => Kind::SameShard(Access::Write { idempotent: true }),
         "blpop" | "brpop" | "blmove" | "brpoplpush" | "blmpop" | "bzpopmin" | "bzpopmax" | "bzmpop" => Kind::Blocking,
         // Several keys, atomic on their shard.

@@ -18,6 +18,7 @@
 //! - [`clients`]: the connected clients (`CLIENT LIST`, `CLIENT KILL`).
 //! - [`fanout`]: multi-key commands split by shard.
 //! - [`every`]: commands about the whole keyspace (FLUSHALL, KEYS, SCAN, RANDOMKEY).
+//! - `sort`: SORT with `BY`/`GET` patterns naming keys on any shard.
 
 pub mod clients;
 pub mod command;
@@ -25,6 +26,7 @@ pub mod every;
 pub mod fanout;
 pub mod local;
 mod pubsub;
+mod sort;
 mod transaction;
 
 use std::sync::Arc;
@@ -150,6 +152,8 @@ pub enum Pending {
     EveryServer(Vec<bytes::Bytes>),
     /// Sent to one target's leader, retried as a repeatable command.
     Execute(crate::routing::Target, bytes::Bytes),
+    /// A SORT the gate runs itself (patterns, or a destination on another shard).
+    Sort(Box<sort::GateSort>),
     /// A blocking pop: its first key, its arguments, where its timeout is, the client's
     /// protocol.
     Blocking(bytes::Bytes, Vec<bytes::Bytes>, usize, Protocol),
@@ -231,6 +235,7 @@ impl Pending {
     async fn finish(self, state: &RespState) -> Frame {
         match self {
             Pending::Now(f) => f,
+            Pending::Sort(s) => s.finish(&state.forwarder).await,
             Pending::Forward(f) => f.finish(&state.forwarder).await.unwrap_or_else(|e| forward_error(&e)),
             Pending::Fanout(f) => f.finish(&state.forwarder).await,
             Pending::Info(sections) => local::info(state, &sections).await,
@@ -331,13 +336,20 @@ impl<'a> Session<'a> {
         loop {
             let mut broken = false;
             loop {
+                let mut cut = false;
                 while batch.len() < MAX_BATCH && !self.quit {
                     match parser.parse(&mut input) {
                         Ok(Some(req)) => {
                             // Each reply in the protocol in force when its request arrived
                             // (a `HELLO` answers in the protocol it switches to).
                             let pending = self.start(req).await;
+                            // A command the gate runs in steps is done before any later
+                            // request is sent (one could read what it writes).
+                            cut = matches!(pending, Pending::Sort(_));
                             batch.push((pending, self.proto));
+                            if cut {
+                                break;
+                            }
                         }
                         Ok(None) => break,
                         Err(e) => {
@@ -348,7 +360,7 @@ impl<'a> Session<'a> {
                         }
                     }
                 }
-                let more = batch.len() == MAX_BATCH;
+                let more = batch.len() == MAX_BATCH || cut;
                 self.client.touch(Instant::now(), self.last_cmd);
                 self.state
                     .stats
@@ -492,6 +504,7 @@ impl<'a> Session<'a> {
                 },
             },
             Kind::SameShard(access) => self.same_shard(spec, req, access).await,
+            Kind::Sort => self.sort(req).await,
             Kind::Blocking => blocking(spec, req, &self.state.forwarder.routing(), self.proto),
             Kind::PfCount => {
                 let routing = fwd.routing();

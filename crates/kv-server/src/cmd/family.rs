@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use bytes::Bytes;
 use kv_proto::{Frame, Out};
 
-use super::{geo, hashes, hll, lists, sets, zsets};
+use super::{geo, hashes, hll, lists, sets, sort, zsets};
 use crate::node::{Node, Pending, Refusal};
 
 /// A command's function: `args[0]` is its name.
@@ -40,6 +40,7 @@ static TABLE: LazyLock<HashMap<&'static str, Entry>> = LazyLock::new(|| {
         zsets::COMMANDS,
         hll::COMMANDS,
         geo::COMMANDS,
+        sort::COMMANDS,
     ]
     .into_iter()
     .flatten()

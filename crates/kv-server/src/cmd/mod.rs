@@ -29,6 +29,7 @@ pub mod pubsub;
 pub mod scripting;
 mod set;
 mod sets;
+mod sort;
 mod strings;
 pub mod transaction;
 mod zsets;
