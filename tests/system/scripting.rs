@@ -29,8 +29,8 @@ async fn scripts_run_on_the_leader_replicate_and_survive_a_failover() {
         }
     );
     assert!(g(&["EVAL_RO", "return redis.call('del', KEYS[1])", "1", "{s}k"]).contains("read-only scripts"));
-    // A script that overwrites the `redis` table breaks only itself.
-    assert_eq!(g(&["EVAL", "redis = 1 return 1", "1", "{s}k"]), "1");
+    // Globals are read-only: no script can change what the next one sees.
+    assert!(g(&["EVAL", "redis = 1 return 1", "1", "{s}k"]).contains("Attempt to modify a readonly table"));
     assert_eq!(g(&["EVAL", "return redis.call('get', KEYS[1])", "1", "{s}k"]), "v");
     for shard in ["s1", "s2"] {
         c.converged(shard, 2).await;
@@ -129,4 +129,66 @@ async fn functions_load_everywhere_and_run_by_name() {
     .await;
     assert_eq!(g(&["FUNCTION", "DELETE", "counters"]), "OK");
     assert_eq!(g(&["FCALL", "bump", "1", &keys[1], "1"]), "ERR Function not found");
+}
+
+/// Scripts as a client of one Redis writes them: no declared keys (the gate runs such a
+/// script on the shard of the key it touches), Redis's libraries, read-only globals, no
+/// access to files or processes; a self-containing reply ends in Redis's error.
+#[tokio::test]
+async fn undeclared_keys_libraries_and_the_sandbox() {
+    let (c, gate) = TestCluster::two_by_two().await;
+    let g = |args: &[&str]| cli(&gate, args);
+    let script = "redis.call('get', ARGV[1]) return redis.call('set', ARGV[1], ARGV[2])";
+    for i in 0..20 {
+        let key = format!("free{i}");
+        assert_eq!(g(&["EVAL", script, "0", &key, "v"]), "OK", "{key}");
+        assert_eq!(g(&["GET", &key]), "v");
+    }
+    // Keys on two shards: no shard can run it.
+    let ring = Ring::new(["s1", "s2"], DEFAULT_VNODES);
+    let other = (0..100)
+        .map(|i| format!("other{i}"))
+        .find(|k| ring.shard_for(k.as_bytes()) != ring.shard_for(b"free0"))
+        .unwrap();
+    let both = format!("redis.call('get', 'free0') redis.call('get', '{other}') return 1");
+    assert!(g(&["EVAL", &both, "0"]).contains("Script attempted to access a non local key in a cluster node"));
+    // A cluster client straight at a server gets Redis Cluster's error.
+    // A leader: a key it redirects is another shard's.
+    let server = c
+        .servers
+        .iter()
+        .map(|s| s.addr.clone())
+        .find(|a| cli(a, &["INFO", "replication"]).contains("role:master"))
+        .expect("a leader");
+    crate::harness::every_slot_served(&server).await;
+    let local = (0..100)
+        .map(|i| format!("k{i}"))
+        .find(|k| {
+            let moved = cli(&server, &["GET", k]);
+            moved.starts_with("MOVED")
+        })
+        .expect("a key another shard serves");
+    let reply = cli(&server, &["EVAL", "return redis.call('get', ARGV[1])", "0", &local]);
+    assert!(reply.contains("non local key"), "{local}: {reply}");
+    // Redis's libraries.
+    assert_eq!(
+        g(&["EVAL", "return cjson.encode({1, 'a', {x = true}})", "0"]),
+        r#"[1,"a",{"x":true}]"#
+    );
+    assert_eq!(g(&["EVAL", "return cjson.decode('{\"a\": [5, 6]}').a[2]", "0"]), "6");
+    assert_eq!(
+        g(&["EVAL", "return cmsgpack.unpack(cmsgpack.pack({7, 'x'}))[2]", "0"]),
+        "x"
+    );
+    assert_eq!(g(&["EVAL", "return bit.band(7, 3) + bit.lshift(1, 4)", "0"]), "19");
+    // The sandbox.
+    assert!(g(&["EVAL", "a = 1", "0"]).contains("Attempt to modify a readonly table"));
+    assert!(g(&["EVAL", "cjson.encode = nil", "0"]).contains("Attempt to modify a readonly table"));
+    for name in ["os", "io", "print", "loadfile", "require"] {
+        let reply = g(&["EVAL", &format!("return {name}"), "0"]);
+        assert!(reply.contains("nonexistent global variable"), "{name}: {reply}");
+    }
+    let deep = g(&["EVAL", "local a = {} a[1] = a return a", "0"]);
+    assert!(deep.contains("reached lua stack limit"), "{deep}");
+    assert_eq!(g(&["PING"]), "PONG");
 }

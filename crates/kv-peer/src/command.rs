@@ -262,6 +262,11 @@ fn parse_migrate_part(a: &[Bytes]) -> Result<PeerCommand, CommandError> {
     })
 }
 
+/// The error a kvserver answers a gate with when a script that declared no keys touched,
+/// before writing anything, a key another shard serves: the key follows, and the gate runs
+/// the script again on that key's shard.
+pub const SCRIPT_REROUTE: &str = "KVREROUTE ";
+
 /// `KV.RESP3` in front of an encoded multibulk command (see the module documentation).
 /// `None` when `raw` is not a multibulk array.
 pub fn wrap_resp3(raw: &[u8]) -> Option<Bytes> {

@@ -43,6 +43,7 @@ use tracing::{debug, warn};
 use crate::forward::{Access, ForwardError, Forwarder, InFlight};
 use crate::routing::Target;
 use command::Kind;
+use kv_peer::command::SCRIPT_REROUTE as REROUTE;
 
 /// Most requests taken from one read before their replies are awaited: bounds what one
 /// connection holds in flight, whatever the pipeline depth.
@@ -152,6 +153,9 @@ pub enum Pending {
     EveryServer(Vec<bytes::Bytes>),
     /// Sent to one target's leader, retried as a repeatable command.
     Execute(crate::routing::Target, bytes::Bytes),
+    /// A script that declared no keys: run again on the shard of the key it touched, when
+    /// the server it ran on answers that it touched a key served elsewhere before writing.
+    Script(InFlight, bytes::Bytes, Access),
     /// A SORT the gate runs itself (patterns, or a destination on another shard).
     Sort(Box<sort::GateSort>),
     /// A blocking pop: its first key, its arguments, where its timeout is, the client's
@@ -236,6 +240,28 @@ impl Pending {
         match self {
             Pending::Now(f) => f,
             Pending::Sort(s) => s.finish(&state.forwarder).await,
+            Pending::Script(flight, request, access) => {
+                let fwd = &state.forwarder;
+                let mut reply = flight.finish(fwd).await;
+                // Twice at most: a script touching keys on two shards cannot run anywhere.
+                for _ in 0..2 {
+                    let key = match &reply {
+                        Ok(Frame::Error(e)) => match e.strip_prefix(REROUTE.as_bytes()) {
+                            Some(key) => bytes::Bytes::copy_from_slice(key),
+                            None => break,
+                        },
+                        _ => break,
+                    };
+                    reply = fwd.execute(&Target::Key(key), access, request.clone()).await;
+                }
+                match reply {
+                    Ok(Frame::Error(e)) if e.starts_with(REROUTE.as_bytes()) => {
+                        Frame::error("ERR Script attempted to access a non local key in a cluster node")
+                    }
+                    Ok(f) => f,
+                    Err(e) => forward_error(&e),
+                }
+            }
             Pending::Forward(f) => f.finish(&state.forwarder).await.unwrap_or_else(|e| forward_error(&e)),
             Pending::Fanout(f) => f.finish(&state.forwarder).await,
             Pending::Info(sections) => local::info(state, &sections).await,
@@ -549,7 +575,38 @@ impl<'a> Session<'a> {
         if keys.iter().any(|k| routing.owner(k) != owner) {
             return Pending::Now(Frame::error("CROSSSLOT Keys in request don't hash to the same slot"));
         }
+        if keys.is_empty()
+            && matches!(
+                spec.name,
+                "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+            )
+        {
+            let bytes = self.request_bytes(&req);
+            let flight = self
+                .state
+                .forwarder
+                .start(Target::Key(first), access, bytes.clone(), self.affinity())
+                .await;
+            return Pending::Script(flight, bytes, access);
+        }
         self.forward_key(req, first, access).await
+    }
+
+    /// The request as a server is sent it: a multibulk request as the bytes it arrived in,
+    /// an inline one re-encoded (a server may not accept it inline); a RESP3 client's
+    /// wrapped, so the server replies in RESP3.
+    fn request_bytes(&self, req: &Request) -> bytes::Bytes {
+        let mut bytes = if req.raw().first() == Some(&b'*') {
+            req.raw().clone()
+        } else {
+            kv_proto::write::command(req.args().iter().map(|a| &a[..]))
+        };
+        if self.proto == Protocol::Resp3
+            && let Some(wrapped) = kv_peer::command::wrap_resp3(&bytes)
+        {
+            bytes = wrapped;
+        }
+        bytes
     }
 
     async fn forward(&mut self, req: Request, access: Access) -> Pending {
@@ -558,19 +615,7 @@ impl<'a> Session<'a> {
     }
 
     async fn forward_key(&mut self, req: Request, key: bytes::Bytes, access: Access) -> Pending {
-        // A multibulk request is forwarded as the bytes it arrived in; an inline one is
-        // re-encoded (a server may not accept it inline).
-        let mut bytes = if req.raw().first() == Some(&b'*') {
-            req.raw().clone()
-        } else {
-            kv_proto::write::command(req.args().iter().map(|a| &a[..]))
-        };
-        // A RESP3 client gets the server's RESP3 reply (maps, doubles, score pairs).
-        if self.proto == Protocol::Resp3
-            && let Some(wrapped) = kv_peer::command::wrap_resp3(&bytes)
-        {
-            bytes = wrapped;
-        }
+        let bytes = self.request_bytes(&req);
         let affinity = self.affinity();
         Pending::Forward(
             self.state

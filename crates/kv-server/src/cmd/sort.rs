@@ -23,15 +23,17 @@ fn sort(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
     if spec.by_pattern().is_some() {
         return error(out, "ERR BY option of SORT denied in Cluster mode.");
     }
-    if !spec.gets.is_empty() {
+    // `GET #` (the element itself) names no key: served.
+    if spec.gets.iter().any(|g| &g[..] != b"#") {
         return error(out, "ERR GET option of SORT denied in Cluster mode.");
     }
+    let copies = spec.gets.len().max(1);
     let key = &a[1];
     let Some(dst) = spec.store.clone() else {
         let result = node.read([&key[..]], |r| {
             let kind = sortable(r.kind_of(key).map(|(k, _)| k));
             match r.object(key, kind, |o| sorted(o, &spec, false)) {
-                Ok(items) => Frame::Array(items.into_iter().map(Frame::Bulk).collect()),
+                Ok(items) => Frame::Array(repeat(items, copies).map(Frame::Bulk).collect()),
                 Err(e) => Frame::error(e),
             }
         });
@@ -47,6 +49,7 @@ fn sort(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
             Ok(items) => items,
             Err(e) => return Frame::error(e),
         };
+        let items: Vec<Bytes> = repeat(items, copies).collect();
         let n = items.len();
         let mut list = ListObj::default();
         items.iter().for_each(|i| list.push_back(i));
@@ -55,6 +58,11 @@ fn sort(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
         Frame::Integer(n as i64)
     });
     frame_reply(out, result)
+}
+
+/// Each element `copies` times (one per `GET #`).
+fn repeat(items: Vec<Bytes>, copies: usize) -> impl Iterator<Item = Bytes> {
+    items.into_iter().flat_map(move |i| std::iter::repeat_n(i, copies))
 }
 
 /// The kind to read the key as: its own when sortable; otherwise a kind it is not, so the
@@ -74,7 +82,7 @@ pub fn sorted(obj: Option<&Object>, spec: &SortSpec, store: bool) -> Result<Vec<
     let Some(obj) = obj else { return Ok(vec![]) };
     let mut dont_sort = spec.dont_sort();
     let mut alpha = spec.alpha;
-    if dont_sort && store && matches!(obj, Object::Set(_)) {
+    if dont_sort && (store || super::scripting::in_script()) && matches!(obj, Object::Set(_)) {
         dont_sort = false;
         alpha = true;
     }

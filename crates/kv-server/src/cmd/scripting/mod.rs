@@ -25,8 +25,11 @@
 //! but called by name with `KEYS` and `ARGV` as arguments; a gate loads them on every
 //! server.
 //!
-//! Not yet: the `cjson`, `cmsgpack`, `struct` and `bit` libraries, `FUNCTION
-//! DUMP/RESTORE/STATS/KILL`, and Redis's guard against creating globals.
+//! Scripts see Redis's libraries (`libs`: `bit`, `cjson`, `cmsgpack`) and read-only
+//! globals (`sandbox`). Not yet: `struct`, `FUNCTION DUMP/RESTORE/STATS/KILL`.
+
+mod libs;
+mod sandbox;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -85,12 +88,20 @@ impl Default for Scripts {
 /// A fresh interpreter with Redis's libraries (those built so far) and `redis.*` helpers that
 /// need no server.
 fn new_lua() -> Lua {
-    let lua = Lua::new();
+    let lua = sandbox::new_interpreter();
     let setup = || -> mlua::Result<()> {
         let redis = lua.create_table()?;
         redis.set(
             "sha1hex",
-            lua.create_function(|_, s: mlua::String| Ok(sha1_hex(&s.as_bytes())))?,
+            lua.create_function(|_, args: MultiValue| match args.iter().next() {
+                Some(Value::String(s)) if args.len() == 1 => Ok(sha1_hex(&s.as_bytes())),
+                Some(Value::Integer(_) | Value::Number(_)) if args.len() == 1 => {
+                    Ok(sha1_hex(args[0].to_string()?.as_bytes()))
+                }
+                _ => Err(mlua::Error::RuntimeError(
+                    "wrong number of arguments to redis.sha1hex()".into(),
+                )),
+            })?,
         )?;
         redis.set(
             "error_reply",
@@ -117,21 +128,20 @@ fn new_lua() -> Lua {
         ] {
             redis.set(name, level)?;
         }
-        // Kept in the registry too: a script that overwrites the global `redis` breaks only
-        // itself, as every call sets it again (`redis_table`).
+        // Kept in the registry: the server sets `call`, `pcall`, `register_function` on the
+        // real table; scripts see a read-only view of it.
         lua.set_named_registry_value("redis", redis.clone())?;
         lua.globals().set("redis", redis)?;
-        Ok(())
+        libs::register(&lua)?;
+        sandbox::seal(&lua)
     };
     setup().expect("the redis table is set up");
     lua
 }
 
-/// The `redis` table, set again as the global of that name (a script may have replaced it).
+/// The real `redis` table (scripts see it through a read-only view).
 fn redis_table(lua: &Lua) -> mlua::Result<mlua::Table> {
-    let redis: mlua::Table = lua.named_registry_value("redis")?;
-    lua.globals().set("redis", redis.clone())?;
-    Ok(redis)
+    lua.named_registry_value("redis")
 }
 
 /// SHA1 of `body`, in lower-case hex (script ids, `redis.sha1hex`).
@@ -158,14 +168,56 @@ fn eval(node: &Node, args: &[Bytes], numkeys: usize, by_sha: bool, read_only: bo
         lock(&scripts.cache).insert(sha.clone(), args[1].clone());
         (sha, args[1].clone())
     };
+    let flags = match shebang_flags(&body) {
+        Ok(f) => f,
+        Err(e) => return error(out, &e),
+    };
+    if flags.contains(&"no-cluster") {
+        return error(out, "ERR Can not run script on cluster, 'no-cluster' flag is set.");
+    }
     execute(
         node,
         Callable::Script { sha: &sha, body: &body },
         &args[3..],
         numkeys,
-        read_only,
+        read_only || flags.contains(&"no-writes"),
         out,
     )
+}
+
+/// The flags of a script's `#!lua flags=...` first line (none without one), checked as
+/// Redis checks them.
+fn shebang_flags(body: &[u8]) -> Result<Vec<&'static str>, String> {
+    const KNOWN: [&str; 5] = [
+        "no-writes",
+        "allow-oom",
+        "allow-stale",
+        "no-cluster",
+        "allow-cross-slot-keys",
+    ];
+    let Some(rest) = body.strip_prefix(b"#!") else {
+        return Ok(vec![]);
+    };
+    let line = &rest[..rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len())];
+    let line = String::from_utf8_lossy(line);
+    let mut words = line.split_whitespace();
+    let engine = words.next().unwrap_or_default();
+    if engine != "lua" {
+        return Err(format!("ERR Unexpected engine in script shebang: {engine}"));
+    }
+    let mut flags = Vec::new();
+    for w in words {
+        let Some(list) = w.strip_prefix("flags=") else {
+            return Err(format!("ERR Unknown lua shebang option: {w}"));
+        };
+        for f in list.split(',').filter(|f| !f.is_empty()) {
+            match KNOWN.iter().find(|k| **k == f) {
+                Some(k) => flags.push(*k),
+                None => return Err(format!("ERR Unexpected flag in script shebang: {f}")),
+            }
+        }
+    }
+    Ok(flags)
 }
 
 /// What runs: a script's body, or a loaded function by name.
@@ -280,9 +332,12 @@ fn run(
         Ok(VmState::Continue)
     });
     let resp = std::cell::Cell::new(2u8);
+    let reroute = !cluster_client && keys.is_empty();
     let call = |lua: &Lua, args: MultiValue, protected: bool| -> mlua::Result<Value> {
-        let reply = call_command(node, cluster_client, args, read_only, resp.get(), pending);
+        let reply = call_command(node, cluster_client, reroute, args, read_only, resp.get(), pending);
         match reply {
+            // Not for the script to handle: the whole script runs elsewhere.
+            Err(e) if e.starts_with(REROUTE) => Err(mlua::Error::RuntimeError(e)),
             Ok(Frame::Error(e)) if !protected => {
                 Err(mlua::Error::RuntimeError(String::from_utf8_lossy(&e).into_owned()))
             }
@@ -321,7 +376,7 @@ fn run(
     });
     lua.remove_hook();
     let value = result.map_err(|e| script_error(&e, sha))?;
-    Ok(from_lua(&value))
+    Ok(from_lua(&value, resp.get() == 3))
 }
 
 /// A script compiled once per interpreter, kept in the registry by SHA.
@@ -329,9 +384,16 @@ fn compiled_script(lua: &Lua, sha: &str, body: &Bytes) -> Result<mlua::Function,
     if let Ok(f) = lua.named_registry_value::<mlua::Function>(&format!("f_{sha}")) {
         return Ok(f);
     }
+    let env = sandbox::environment(lua).map_err(|e| script_error(&e, sha))?;
+    // A shebang line is not Lua: left out, its line kept (so line numbers stay right).
+    let code = match body.strip_prefix(b"#!") {
+        Some(rest) => &rest[rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len())..],
+        None => &body[..],
+    };
     let f = lua
-        .load(&body[..])
+        .load(code)
         .set_name("@user_script")
+        .set_environment(env)
         .into_function()
         .map_err(|e| format!("ERR Error compiling script (new function): {}", compile_error(&e)))?;
     lua.set_named_registry_value(&format!("f_{sha}"), f.clone())
@@ -344,6 +406,7 @@ fn compiled_script(lua: &Lua, sha: &str, body: &Bytes) -> Result<mlua::Function,
 fn call_command(
     node: &Node,
     cluster_client: bool,
+    reroute: bool,
     args: MultiValue,
     read_only: bool,
     resp: u8,
@@ -361,6 +424,32 @@ fn call_command(
     if parts.is_empty() {
         return Err("ERR Please specify at least one argument for this redis lib call".into());
     }
+    // Internal commands (`KV.*`) are not in the table: unknown to scripts.
+    let Some(info) = kv_proto::commands::lookup(&parts[0]) else {
+        return Err("ERR Unknown Redis command called from script".into());
+    };
+    if !info.arity_ok(parts.len()) {
+        return Err("ERR Wrong number of args calling Redis command from script".into());
+    }
+    if not_in_scripts(info.name, &parts) {
+        return Err("ERR This Redis command is not allowed from script".into());
+    }
+    let keys: Vec<Bytes> = info.keys(&parts).cloned().collect();
+    let first_key = keys.first().cloned();
+    // A cluster client's keys are checked against the slots as its commands are (a gate's
+    // are checked by the command itself, against the shard).
+    if cluster_client
+        && !keys.is_empty()
+        && !matches!(
+            node.cluster_client_route(&keys, !info.flags.contains(&"write"), false),
+            crate::node::ClientRoute::Serve
+        )
+    {
+        return Ok(Frame::error(
+            "ERR Script attempted to access a non local key in a cluster node",
+        ));
+    }
+    let wrote_before = node.scripts.wrote.load(Ordering::Relaxed);
     let req = Request::new(parts);
     let command = match Command::from_request(req) {
         Ok(c) => c,
@@ -369,7 +458,8 @@ fn call_command(
     if matches!(command, Command::Quit | Command::Hello(_) | Command::ReadOnly(_)) {
         return Err("ERR This Redis command is not allowed from script".into());
     }
-    if !command.is_read() {
+    // The command table's flags say what writes (PING, RANDOMKEY, DBSIZE do not).
+    if info.flags.contains(&"write") {
         if read_only {
             return Err("ERR Write commands are not allowed from read-only scripts.".into());
         }
@@ -377,6 +467,14 @@ fn call_command(
     }
     let mut out = Out::with_capacity(64);
     out.proto = if resp == 3 { Protocol::Resp3 } else { Protocol::Resp2 };
+    IN_SCRIPT.set(true);
+    struct Leave;
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            IN_SCRIPT.set(false);
+        }
+    }
+    let _leave = Leave;
     // A key served elsewhere is the redirection this client understands.
     out.cluster_client = cluster_client;
     let p = match command {
@@ -387,9 +485,80 @@ fn call_command(
     pending.set(Pending::max(pending.get(), p));
     let mut buf = BytesMut::from(&out[..]);
     match kv_proto::parse_reply(&mut buf, &kv_proto::Limits::REDIS) {
+        // A key this shard does not serve: Redis Cluster's error, not a redirection (the
+        // script runs here; the client must not be sent elsewhere to re-run it).
+        Ok(Some(Frame::Error(e))) if e.starts_with(b"MOVED ") || e.starts_with(b"ASK ") => match first_key {
+            // Nothing written yet, no key declared, and a gate asking: it may run the
+            // script again where this key lives (see `REROUTE`).
+            Some(key)
+                if reroute && !wrote_before && std::str::from_utf8(&key).is_ok_and(|k| !k.contains(['\r', '\n'])) =>
+            {
+                Err(format!("{REROUTE}{}", String::from_utf8_lossy(&key)))
+            }
+            _ => Ok(Frame::error(
+                "ERR Script attempted to access a non local key in a cluster node",
+            )),
+        },
         Ok(Some(frame)) => Ok(frame),
         _ => Err("ERR the command's reply could not be read".into()),
     }
+}
+
+/// A script without declared keys, sent by a gate, that touched a key another shard serves
+/// before writing anything ends with this error and the key, and the gate runs it again on
+/// that key's shard: a client of one Redis may not declare its keys. Redis Cluster's
+/// clients must, and get Redis Cluster's error.
+use kv_peer::command::SCRIPT_REROUTE as REROUTE;
+
+thread_local! {
+    /// A command runs inside a script (this thread is running one).
+    static IN_SCRIPT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True while a script's command runs on this thread: `SORT BY <constant>` then sorts a
+/// set's members, as Redis does so that a script's reply is the same on every server.
+pub fn in_script() -> bool {
+    IN_SCRIPT.get()
+}
+
+/// Commands Redis flags `noscript`: blocking ones, transactions, pub/sub, scripts and
+/// connection state.
+fn not_in_scripts(name: &str, args: &[Bytes]) -> bool {
+    matches!(
+        name,
+        "blpop"
+            | "brpop"
+            | "brpoplpush"
+            | "blmove"
+            | "blmpop"
+            | "bzpopmin"
+            | "bzpopmax"
+            | "bzmpop"
+            | "multi"
+            | "exec"
+            | "discard"
+            | "watch"
+            | "unwatch"
+            | "subscribe"
+            | "psubscribe"
+            | "ssubscribe"
+            | "unsubscribe"
+            | "punsubscribe"
+            | "sunsubscribe"
+            | "eval"
+            | "evalsha"
+            | "eval_ro"
+            | "evalsha_ro"
+            | "fcall"
+            | "fcall_ro"
+            | "script"
+            | "function"
+            | "quit"
+            | "hello"
+            | "readonly"
+            | "readwrite"
+            | "asking"
+    ) || (name == "cluster" && args.get(1).is_some_and(|a| a.eq_ignore_ascii_case(b"RESET")))
 }
 
 /// A reply as Redis hands it to Lua (RESP2 rules, RESP3 types as `setresp(3)` shows them).
@@ -436,8 +605,21 @@ fn to_lua(lua: &Lua, f: Frame) -> mlua::Result<Value> {
 
 /// A script's return value as Redis replies it: numbers truncated to integers, `{ok=…}` a
 /// status, `{err=…}` an error, an array up to its first nil, `true` 1, `false`/nil null.
-fn from_lua(v: &Value) -> Frame {
+/// `resp3`: the script chose RESP3 (`redis.setresp(3)`), so booleans stay booleans.
+fn from_lua(v: &Value, resp3: bool) -> Frame {
+    from_lua_at(v, resp3, 0)
+}
+
+/// Nesting a reply may have (a gate reads replies nested up to 16 deep): a table that
+/// contains itself ends here, with Redis's error.
+const MAX_REPLY_DEPTH: usize = 16;
+
+fn from_lua_at(v: &Value, resp3: bool, depth: usize) -> Frame {
+    if depth >= MAX_REPLY_DEPTH {
+        return Frame::error("ERR reached lua stack limit");
+    }
     match v {
+        Value::Boolean(b) if resp3 => Frame::Boolean(*b),
         Value::Integer(n) => Frame::Integer(*n),
         Value::Number(n) => Frame::Integer(*n as i64),
         Value::String(s) => Frame::Bulk(Bytes::copy_from_slice(&s.as_bytes())),
@@ -452,11 +634,30 @@ fn from_lua(v: &Value) -> Frame {
             if let Ok(Value::Number(d)) = t.raw_get::<Value>("double") {
                 return Frame::Double(d);
             }
+            if let Ok(Value::String(n)) = t.raw_get::<Value>("big_number") {
+                return Frame::BigNumber(Bytes::copy_from_slice(&n.as_bytes()));
+            }
+            if let Ok(Value::Table(m)) = t.raw_get::<Value>("map") {
+                let pairs = m
+                    .pairs::<Value, Value>()
+                    .filter_map(Result::ok)
+                    .map(|(k, v)| (from_lua_at(&k, resp3, depth + 1), from_lua_at(&v, resp3, depth + 1)))
+                    .collect();
+                return Frame::Map(pairs);
+            }
+            if let Ok(Value::Table(m)) = t.raw_get::<Value>("set") {
+                let members = m
+                    .pairs::<Value, Value>()
+                    .filter_map(Result::ok)
+                    .map(|(k, _)| from_lua_at(&k, resp3, depth + 1))
+                    .collect();
+                return Frame::Set(members);
+            }
             let mut items = Vec::new();
             for i in 1.. {
                 match t.raw_get::<Value>(i) {
                     Ok(Value::Nil) | Err(_) => break,
-                    Ok(v) => items.push(from_lua(&v)),
+                    Ok(v) => items.push(from_lua_at(&v, resp3, depth + 1)),
                 }
             }
             Frame::Array(items)
@@ -473,7 +674,7 @@ fn script_error(e: &mlua::Error, sha: &str) -> String {
         other => other.to_string(),
     };
     let first = text.lines().next().unwrap_or_default().to_string();
-    if first.starts_with("ERR Script killed") || first.starts_with("NOSCRIPT") {
+    if first.starts_with("ERR Script killed") || first.starts_with("NOSCRIPT") || first.starts_with(REROUTE) {
         return first;
     }
     // A command's own error raised by redis.call keeps its code.
@@ -787,7 +988,11 @@ fn load_library(node: &Node, code: &Bytes, replace: bool) -> Result<String, Stri
             Ok(())
         })?;
         redis.set("register_function", register)?;
-        let ran = lua.load(body).set_name("@user_function").exec();
+        let ran = lua
+            .load(body)
+            .set_name("@user_function")
+            .set_environment(sandbox::environment(&lua)?)
+            .exec();
         redis.set("register_function", Value::Nil)?;
         ran
     });
