@@ -147,7 +147,12 @@ async fn sync(
     for shard in routing.shard_names() {
         let want_channels: HashMap<(Space, Bytes), u64> = channels
             .iter()
-            .filter(|(_, c, _)| routing.owner(c) == Some(shard.as_str()))
+            // A keyspace notification is published at its key's leader, which may be any:
+            // such channels are subscribed at every leader, as patterns are.
+            .filter(|(space, c, _)| {
+                routing.owner(c) == Some(shard.as_str())
+                    || (*space == Space::Global && (c.starts_with(b"__keyspace@") || c.starts_with(b"__keyevent@")))
+            })
             .map(|(s, c, w)| ((*s, c.clone()), *w))
             .collect();
         let want_patterns: HashMap<Bytes, u64> = patterns.iter().cloned().collect();

@@ -16,6 +16,7 @@
 //! - [`commands`]: the command table `COMMAND` reports (arity, flags, key positions).
 //! - [`info`]: `INFO`'s sections, shared by gates and servers.
 //! - [`hello`]: `HELLO`, parsed and answered alike by gates and servers.
+//! - [`notify`]: keyspace notification classes (`notify-keyspace-events`).
 //! - [`settings`]: the parameters `CONFIG GET/SET` answer.
 //! - [`sort`]: `SORT`'s options and ordering, shared by gates and servers.
 //! - [`slot`]: Redis Cluster's key slots (CRC16 and hash tags): where a key lives.
@@ -32,6 +33,7 @@ pub mod hello;
 pub mod info;
 pub mod kind;
 pub mod limits;
+pub mod notify;
 pub mod reply;
 pub mod request;
 pub mod settings;

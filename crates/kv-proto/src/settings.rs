@@ -118,6 +118,7 @@ pub const CLUSTER_WIDE: &[&str] = &[
     "list-max-ziplist-size",
     "list-compress-depth",
     "hll-sparse-max-bytes",
+    "notify-keyspace-events",
 ];
 
 /// True when a `CONFIG SET` (`a[0]` is `CONFIG`) names a [`CLUSTER_WIDE`] parameter.
@@ -163,6 +164,11 @@ impl Settings {
     fn values(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, String>> {
         // The map is never left half-changed: a poisoned lock still holds a valid table.
         self.values.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A parameter's value as text.
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.values().get(name).cloned()
     }
 
     /// A numeric parameter's value (`None` when unknown or not a number).
@@ -212,8 +218,17 @@ impl Settings {
                             String::from_utf8_lossy(&pair[0])
                         ));
                     };
-                    let value = String::from_utf8_lossy(&pair[1]).into_owned();
-                    if CLUSTER_WIDE.contains(&key) && value.parse::<i64>().is_err() {
+                    let mut value = String::from_utf8_lossy(&pair[1]).into_owned();
+                    if key == "notify-keyspace-events" {
+                        match crate::notify::parse(&value) {
+                            Some(flags) => value = crate::notify::to_string(flags),
+                            None => {
+                                return Frame::error(format!(
+                                    "ERR CONFIG SET failed (possibly related to argument '{key}') - Invalid event class character. Use 'Ag$lshzxeKEtmdn'."
+                                ));
+                            }
+                        }
+                    } else if CLUSTER_WIDE.contains(&key) && value.parse::<i64>().is_err() {
                         return Frame::error(format!(
                             "ERR CONFIG SET failed (possibly related to argument '{key}') - argument couldn't be parsed into an integer"
                         ));

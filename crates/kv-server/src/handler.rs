@@ -125,6 +125,9 @@ pub async fn serve(
                     } else {
                         Vec::new()
                     };
+                    if node.notifying() {
+                        crate::node::events::set_command(kv_proto::commands::lookup(req.name()).map(|i| i.name));
+                    }
                     match Command::from_request(req) {
                         Ok(Command::Quit) => {
                             kv_proto::write::ok(&mut conn.output);

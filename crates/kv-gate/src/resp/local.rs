@@ -165,7 +165,7 @@ const CLIENT_HELP: &[&str] = &[
     "    Print this help.",
 ];
 
-/// `CLIENT LIST | KILL | INFO | ID | SETNAME | GETNAME | SETINFO | NO-EVICT | HELP`
+/// `CLIENT LIST | KILL | INFO | ID | SETNAME | GETNAME | SETINFO | NO-EVICT | REPLY | HELP`
 fn client(session: &mut Session<'_>, a: &[Bytes]) -> Frame {
     let sub = upper(&a[1]);
     let clients = &session.state.clients;
@@ -192,6 +192,11 @@ fn client(session: &mut Session<'_>, a: &[Bytes]) -> Frame {
             }
             _ => Frame::error("ERR syntax error"),
         },
+        // The mode itself is applied as the request arrives (`Session::silenced`).
+        (b"REPLY", 3) => match upper(&a[2]).as_slice() {
+            b"ON" | b"OFF" | b"SKIP" => ok(),
+            _ => Frame::error("ERR syntax error"),
+        },
         (b"LIST", _) => client_list(session, &a[2..]),
         // The old form: one address, OK or an error.
         (b"KILL", 3) => {
@@ -214,12 +219,14 @@ fn client(session: &mut Session<'_>, a: &[Bytes]) -> Frame {
                 None => Frame::error("ERR value is not an integer or out of range"),
             }
         }
-        (b"SETNAME" | b"GETNAME" | b"SETINFO" | b"ID" | b"INFO" | b"HELP" | b"NO-EVICT" | b"KILL" | b"UNBLOCK", _) => {
-            Frame::error(format!(
-                "ERR wrong number of arguments for 'client|{}' command",
-                String::from_utf8_lossy(&a[1]).to_ascii_lowercase()
-            ))
-        }
+        (
+            b"SETNAME" | b"GETNAME" | b"SETINFO" | b"ID" | b"INFO" | b"HELP" | b"NO-EVICT" | b"KILL" | b"UNBLOCK"
+            | b"REPLY",
+            _,
+        ) => Frame::error(format!(
+            "ERR wrong number of arguments for 'client|{}' command",
+            String::from_utf8_lossy(&a[1]).to_ascii_lowercase()
+        )),
         _ => Frame::error(format!(
             "ERR unknown subcommand '{}'. Try CLIENT HELP.",
             String::from_utf8_lossy(&a[1])
@@ -360,10 +367,29 @@ pub async fn info(state: &RespState, args: &[String]) -> Frame {
                 );
             }
             "memory" => {
+                // Every server caches the scripts a gate loads: a leader's count stands for all.
+                let scripts = match routing.shard_names().first() {
+                    Some(shard) => {
+                        let request = kv_proto::write::command([&b"INFO"[..], b"memory"]);
+                        let target = crate::routing::Target::Shard(shard.clone());
+                        match state
+                            .forwarder
+                            .execute(&target, crate::forward::Access::Read, request)
+                            .await
+                        {
+                            Ok(Frame::Bulk(text)) => String::from_utf8_lossy(&text)
+                                .lines()
+                                .find_map(|l| l.strip_prefix("number_of_cached_scripts:").map(str::to_string))
+                                .unwrap_or_else(|| "0".into()),
+                            _ => "0".into(),
+                        }
+                    }
+                    None => "0".into(),
+                };
                 let _ = write!(
                     out,
                     "# Memory\r\nused_memory:{bytes}\r\nused_memory_human:{:.2}K\r\nused_memory_dataset:{bytes}\r\n\
-                     maxmemory:0\r\n\r\n",
+                     maxmemory:0\r\nnumber_of_cached_scripts:{scripts}\r\n\r\n",
                     bytes as f64 / 1024.0
                 );
             }

@@ -335,6 +335,16 @@ pub struct Session<'a> {
     watching: Option<transaction::Watching>,
     /// Its channels and patterns, from its first subscribe.
     pubsub: Option<kv_pubsub::Client>,
+    /// `CLIENT REPLY`.
+    replies: Replies,
+}
+
+/// Which replies a client gets (`CLIENT REPLY ON | OFF | SKIP`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replies {
+    On,
+    Off,
+    SkipNext,
 }
 
 impl<'a> Session<'a> {
@@ -351,6 +361,7 @@ impl<'a> Session<'a> {
             multi: None,
             watching: None,
             pubsub: None,
+            replies: Replies::On,
         }
     }
 
@@ -358,7 +369,7 @@ impl<'a> Session<'a> {
         let mut parser = RequestParser::new(self.state.limits);
         let mut input = BytesMut::with_capacity(READ_CHUNK);
         let mut output = BytesMut::with_capacity(READ_CHUNK);
-        let mut batch: Vec<(Pending, Protocol)> = Vec::new();
+        let mut batch: Vec<(Pending, Protocol, bool)> = Vec::new();
         loop {
             let mut broken = false;
             loop {
@@ -368,11 +379,12 @@ impl<'a> Session<'a> {
                         Ok(Some(req)) => {
                             // Each reply in the protocol in force when its request arrived
                             // (a `HELLO` answers in the protocol it switches to).
+                            let silent = self.silenced(&req);
                             let pending = self.start(req).await;
                             // A command the gate runs in steps is done before any later
                             // request is sent (one could read what it writes).
                             cut = matches!(pending, Pending::Sort(_));
-                            batch.push((pending, self.proto));
+                            batch.push((pending, self.proto, silent));
                             if cut {
                                 break;
                             }
@@ -380,7 +392,7 @@ impl<'a> Session<'a> {
                         Ok(None) => break,
                         Err(e) => {
                             debug!(error = %e, "closing a RESP client that broke the protocol");
-                            batch.push((Pending::Now(Frame::error(format!("ERR {e}"))), self.proto));
+                            batch.push((Pending::Now(Frame::error(format!("ERR {e}"))), self.proto, false));
                             broken = true;
                             break;
                         }
@@ -394,7 +406,7 @@ impl<'a> Session<'a> {
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 let affinity = self.affinity();
                 self.batcher.flush(affinity).await;
-                for (p, proto) in batch.drain(..) {
+                for (p, proto, silent) in batch.drain(..) {
                     let frame = if matches!(p, Pending::Blocking(..)) {
                         // A client that leaves while it waits must not have an element
                         // popped for it: dropping the wait closes the server connection,
@@ -406,7 +418,9 @@ impl<'a> Session<'a> {
                     } else {
                         p.finish(self.state).await
                     };
-                    frame.encode_as(&mut output, proto);
+                    if !silent {
+                        frame.encode_as(&mut output, proto);
+                    }
                     if output.len() >= FLUSH_AT {
                         if stream.write_all(&output).await.is_err() {
                             return;
@@ -459,6 +473,41 @@ impl<'a> Session<'a> {
                 },
                 _ = shutdown.changed() => return,
                 _ = self.client.killed.notified() => return,
+            }
+        }
+    }
+
+    /// Whether `req`'s reply is left out (`CLIENT REPLY OFF`, or the command after `CLIENT
+    /// REPLY SKIP`), updating the mode. Subscription replies are always sent, as Redis
+    /// sends them.
+    fn silenced(&mut self, req: &Request) -> bool {
+        let a = req.args();
+        if a.len() == 3 && a[0].eq_ignore_ascii_case(b"CLIENT") && a[1].eq_ignore_ascii_case(b"REPLY") {
+            let mode = &a[2];
+            return if mode.eq_ignore_ascii_case(b"ON") {
+                self.replies = Replies::On;
+                false
+            } else if mode.eq_ignore_ascii_case(b"OFF") {
+                self.replies = Replies::Off;
+                true
+            } else if mode.eq_ignore_ascii_case(b"SKIP") {
+                if self.replies == Replies::On {
+                    self.replies = Replies::SkipNext;
+                }
+                true
+            } else {
+                false
+            };
+        }
+        if kv_pubsub::Op::of(req.name()).is_some() {
+            return false;
+        }
+        match self.replies {
+            Replies::On => false,
+            Replies::Off => true,
+            Replies::SkipNext => {
+                self.replies = Replies::On;
+                true
             }
         }
     }

@@ -158,6 +158,14 @@ impl Session<'_> {
             multi.aborted = true;
             f
         };
+        // Redis's `no-multi` commands: refused as Redis refuses them (kvstore has none of
+        // them, so they would otherwise be unknown).
+        if [&b"SAVE"[..], b"SHUTDOWN", b"SYNC", b"PSYNC", b"REPLCONF", b"MONITOR"]
+            .iter()
+            .any(|n| req.name().eq_ignore_ascii_case(n))
+        {
+            return refuse(multi, Frame::error("ERR Command not allowed inside a transaction"));
+        }
         let Some(spec) = command::lookup(req.name()) else {
             return refuse(multi, super::unknown(req));
         };

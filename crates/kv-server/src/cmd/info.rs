@@ -46,10 +46,12 @@ pub fn apply(node: &Node, args: &[String], out: &mut Out) {
                 let _ = write!(
                     text,
                     "# Memory\r\nused_memory:{b}\r\nused_memory_human:{:.2}K\r\nused_memory_dataset:{b}\r\n\
-                     maxmemory:{}\r\nmaxmemory_policy:allkeys-lru\r\nrepl_backlog_bytes:{}\r\n\r\n",
+                     maxmemory:{}\r\nmaxmemory_policy:allkeys-lru\r\nrepl_backlog_bytes:{}\r\n\
+                     number_of_cached_scripts:{}\r\n\r\n",
                     info.bytes as f64 / 1024.0,
                     info.maxmemory,
                     info.backlog_bytes,
+                    node.scripts.cached(),
                     b = info.bytes
                 );
             }

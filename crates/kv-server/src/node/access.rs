@@ -448,7 +448,7 @@ impl Writer<'_> {
             }
             Lookup::Miss => None,
             Lookup::Expired => {
-                self.log(Mutation::Del { key });
+                self.data.log_gone(self.epoch, key, super::events::Cause::Expired);
                 None
             }
         }
@@ -462,7 +462,7 @@ impl Writer<'_> {
             Lookup::Other { kind, expires_at } => Some((kind, expires_at)),
             Lookup::Miss => None,
             Lookup::Expired => {
-                self.log(Mutation::Del { key });
+                self.data.log_gone(self.epoch, key, super::events::Cause::Expired);
                 None
             }
         }
@@ -509,6 +509,13 @@ impl Writer<'_> {
             self.failed = Some(WrongType);
             return Applied::default();
         }
+        if matches!(
+            op,
+            ElemOp::HSet | ElemOp::SAdd | ElemOp::ZAdd | ElemOp::LPush | ElemOp::RPush
+        ) && !args.is_empty()
+        {
+            self.note_new(key);
+        }
         let Ok(done) = effects::apply(&mut self.data.store, key, op, args) else {
             self.failed = Some(WrongType);
             return Applied::default();
@@ -535,6 +542,7 @@ impl Writer<'_> {
         }
         let kind = obj.kind();
         let payload = obj.to_packed();
+        self.note_new(key);
         self.data.store.set_object(key, obj, expires_at);
         self.log(Mutation::Object {
             key,
@@ -575,8 +583,20 @@ impl Writer<'_> {
         if self.failed.is_some() {
             return;
         }
+        self.note_new(key);
         self.data.store.set(key, value, expires_at);
         self.log(Mutation::Set { key, value, expires_at });
+    }
+
+    /// Publishes the `new` keyspace event when `key` is about to be created (and that
+    /// class is on): Redis's `n` class.
+    fn note_new(&mut self, key: &[u8]) {
+        if let Some(events) = &self.data.events
+            && events.flags & kv_proto::notify::NEW != 0
+            && !self.data.store.contains(key)
+        {
+            events.publish(key, "new", kv_proto::notify::NEW);
+        }
     }
 
     /// Sets `key` unless it exists or was deleted during the current inbound move: a copy
@@ -662,7 +682,7 @@ impl Writer<'_> {
     pub fn expire_due(&mut self, max: usize) -> usize {
         let keys = self.data.store.take_expired(self.now, max);
         for k in &keys {
-            self.log(Mutation::Del { key: k });
+            self.data.log_gone(self.epoch, k, super::events::Cause::Expired);
         }
         keys.len()
     }
@@ -673,7 +693,7 @@ impl Writer<'_> {
             return;
         }
         for k in self.data.store.evict_over_limit() {
-            self.log(Mutation::Del { key: &k });
+            self.data.log_gone(self.epoch, &k, super::events::Cause::Evicted);
         }
     }
 }
@@ -699,7 +719,7 @@ impl Reader<'_> {
         };
         // Two lookups: the borrow of a hit cannot outlive the delete's branch.
         if let Lookup::Expired = self.data.store.get_expiring(key, self.now) {
-            self.data.log(epoch, Mutation::Del { key });
+            self.data.log_gone(epoch, key, super::events::Cause::Expired);
             return Lookup::Miss;
         }
         self.data.store.get(key, self.now)

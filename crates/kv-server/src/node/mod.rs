@@ -20,6 +20,7 @@
 
 pub mod access;
 pub mod effects;
+pub mod events;
 pub mod following;
 pub mod leading;
 pub mod lease;
@@ -124,13 +125,27 @@ struct Data {
     waiters: waiters::Waiters,
     /// Keys clients `WATCH` (a leader's: its writes break them).
     watches: watches::Watches,
+    /// Keyspace notifications, when `notify-keyspace-events` enables any.
+    events: Option<events::Events>,
+    /// Why the key of the mutation being logged went (expiry, eviction), for its event.
+    cause: Option<events::Cause>,
 }
 
 impl Data {
+    /// Logs the delete of a key that expired or was evicted (its event says which).
+    fn log_gone(&mut self, epoch: u64, key: &[u8], cause: events::Cause) {
+        self.cause = Some(cause);
+        self.log(epoch, Mutation::Del { key });
+        self.cause = None;
+    }
+
     /// Appends `m` to the log as the next entry of `epoch` — or, when no follower could ever
     /// read it, only moves the offset on (no encoding, no memory).
     fn log(&mut self, epoch: u64, m: Mutation<'_>) {
         self.remember(&m);
+        if let Some(events) = &self.events {
+            events.on(&m, self.cause);
+        }
         if !self.watches.is_empty()
             && let Some(key) = m.key()
         {
@@ -323,6 +338,8 @@ pub struct Node {
     pub scripts: crate::cmd::scripting::Scripts,
     /// Who is subscribed to what on this server (`crate::cmd::pubsub`).
     pub pubsub: Arc<kv_pubsub::Hub>,
+    /// Keyspace notifications are on: commands name themselves for their events.
+    notifying: std::sync::atomic::AtomicBool,
     /// Big collections arriving in parts (`KV.MIGRATEPART`), until their last part.
     pub inbound_parts: Mutex<crate::peer::moves::Staging>,
     pub stats: Stats,
@@ -375,6 +392,8 @@ impl Node {
                 open_tx: Vec::new(),
                 waiters: Default::default(),
                 watches: Default::default(),
+                events: None,
+                cause: None,
             }),
             settings: kv_proto::settings::Settings::new(
                 config.resp.max_clients,
@@ -401,6 +420,7 @@ impl Node {
                     .output_limit("pubsub")
                     .unwrap_or(0),
             ),
+            notifying: Default::default(),
             scripts: Default::default(),
             stats: Stats::default(),
             plain_route: std::sync::atomic::AtomicBool::new(false),
@@ -624,6 +644,11 @@ impl Node {
 
     /// Applies the [`kv_proto::settings::CLUSTER_WIDE`] parameters to the store (after a
     /// `CONFIG SET`): collections changed from now on follow the new sizes.
+    /// True when keyspace notifications are on (`notify-keyspace-events`).
+    pub fn notifying(&self) -> bool {
+        self.notifying.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn apply_settings(&self) {
         let n = |name: &str, default: usize| {
             self.settings
@@ -640,7 +665,19 @@ impl Node {
             zset_max_listpack_entries: n("zset-max-listpack-entries", d.zset_max_listpack_entries),
             zset_max_listpack_value: n("zset-max-listpack-value", d.zset_max_listpack_value),
         };
-        self.lock().store.set_compact_limits(limits);
+        let flags = self
+            .settings
+            .text("notify-keyspace-events")
+            .and_then(|t| kv_proto::notify::parse(&t))
+            .unwrap_or(0);
+        let mut data = self.lock();
+        data.store.set_compact_limits(limits);
+        data.events = (flags != 0).then(|| events::Events {
+            flags,
+            hub: self.pubsub.clone(),
+        });
+        self.notifying.store(flags != 0, std::sync::atomic::Ordering::Relaxed);
+        drop(data);
         if let Some(limit) = self.settings.output_limit("pubsub") {
             self.pubsub.set_limit(limit);
         }

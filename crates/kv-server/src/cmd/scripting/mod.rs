@@ -72,6 +72,13 @@ pub struct Scripts {
     wrote: AtomicBool,
 }
 
+impl Scripts {
+    /// Scripts in the cache (`INFO memory`'s `number_of_cached_scripts`).
+    pub fn cached(&self) -> usize {
+        lock(&self.cache).len()
+    }
+}
+
 impl Default for Scripts {
     fn default() -> Self {
         Scripts {
@@ -477,6 +484,9 @@ fn call_command(
     let _leave = Leave;
     // A key served elsewhere is the redirection this client understands.
     out.cluster_client = cluster_client;
+    if node.notifying() {
+        crate::node::events::set_command(Some(info.name));
+    }
     let p = match command {
         // Inside a script a blocking pop does not wait (Redis's rule).
         Command::Block(b) => b.try_now(node, &mut out),
