@@ -11,18 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::harness::redis_cli as cli;
-use crate::harness::{TestCluster, eventually, leader_addr, read_some, send};
-
-/// Reads from `conn` until what arrived contains `want`.
-async fn read_until(conn: &mut TcpStream, want: &str) -> String {
-    let mut got = String::new();
-    while !got.contains(want) {
-        got += &read_some(conn, Duration::from_secs(10))
-            .await
-            .unwrap_or_else(|| panic!("waiting for {want:?}; got {got:?}"));
-    }
-    got
-}
+use crate::harness::{TestCluster, eventually, leader_addr, read_some, read_until, send};
 
 #[tokio::test]
 async fn messages_cross_gates_and_follow_a_failover_and_a_reconnect() {
@@ -164,5 +153,63 @@ print(repr((acks, n, got)))
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "(['subscribe', 'psubscribe'], 2, [('message', b'orders', b'o1'), ('pmessage', b'orders', b'o1')])"
+    );
+}
+
+/// Keyspace notifications through two gates: a `CONFIG SET` at one gate reaches every
+/// server; a subscriber by pattern, and one by a key's channel, hear the events of keys on
+/// both shards once; `CLIENT REPLY OFF` silences replies but not messages.
+#[tokio::test]
+async fn keyspace_notifications_reach_subscribers_on_any_gate() {
+    let (mut c, gate) = TestCluster::two_by_two().await;
+    c.start_gate(&[]).await;
+    let other = c.gates[1].resp.clone().unwrap();
+    assert_eq!(cli(&gate, &["CONFIG", "SET", "notify-keyspace-events", "KEA"]), "OK");
+    assert_eq!(
+        cli(&gate, &["CONFIG", "GET", "notify-keyspace-events"]),
+        "notify-keyspace-events\nAKE"
+    );
+    assert!(cli(&gate, &["CONFIG", "SET", "notify-keyspace-events", "Kq"]).contains("Invalid event class"));
+    let mut sub = TcpStream::connect(&other).await.unwrap();
+    send(&mut sub, &["CLIENT", "REPLY", "OFF"]).await;
+    send(&mut sub, &["PSUBSCRIBE", "__keyevent@0__:*"]).await;
+    read_until(&mut sub, ":1\r\n").await;
+    let mut one = TcpStream::connect(&other).await.unwrap();
+    send(&mut one, &["SUBSCRIBE", "__keyspace@0__:k7"]).await;
+    read_until(&mut one, ":1\r\n").await;
+    // Ten keys over both shards, each set, incremented and deleted through the first gate.
+    for i in 0..10 {
+        let k = format!("k{i}");
+        cli(&gate, &["SET", &k, "1"]);
+        cli(&gate, &["INCR", &k]);
+        cli(&gate, &["DEL", &k]);
+    }
+    let mut got = String::new();
+    for i in 0..10 {
+        for event in ["set", "incrby", "del"] {
+            let want = format!("__keyevent@0__:{event}\r\n${}\r\nk{i}\r\n", 1 + i.to_string().len());
+            while !got.contains(&want) {
+                got += &read_some(&mut sub, Duration::from_secs(10))
+                    .await
+                    .unwrap_or_else(|| panic!("{want:?}; got {got:?}"));
+            }
+        }
+    }
+    assert_eq!(got.matches("pmessage").count(), 30, "each event once: {got}");
+    assert!(!got.contains("+OK"), "CLIENT REPLY OFF silenced its own reply");
+    let heard = read_until(&mut one, "$3\r\ndel\r\n").await;
+    assert!(
+        heard.contains("$3\r\nset\r\n") && heard.contains("$6\r\nincrby\r\n"),
+        "{heard}"
+    );
+    // Expiry, and a class left out.
+    assert_eq!(cli(&gate, &["CONFIG", "SET", "notify-keyspace-events", "Ex"]), "OK");
+    cli(&gate, &["SET", "k8", "v", "PX", "50"]);
+    read_until(&mut sub, "__keyevent@0__:expired\r\n$2\r\nk8\r\n").await;
+    cli(&gate, &["SET", "k9", "v"]);
+    assert_eq!(
+        read_some(&mut sub, Duration::from_millis(300)).await,
+        None,
+        "no set event under Ex"
     );
 }

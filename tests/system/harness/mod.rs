@@ -130,6 +130,17 @@ pub async fn read_some(conn: &mut tokio::net::TcpStream, limit: std::time::Durat
     }
 }
 
+/// Reads from `conn` until what arrived contains `want` (10 s between reads at most).
+pub async fn read_until(conn: &mut tokio::net::TcpStream, want: &str) -> String {
+    let mut got = String::new();
+    while !got.contains(want) {
+        got += &read_some(conn, std::time::Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("waiting for {want:?}; got {got:?}"));
+    }
+    got
+}
+
 /// The client address of `shard`'s leader in `info`.
 pub fn leader_addr(info: &kv_client::api::ClusterInfo, shard: &str) -> String {
     let s = info.shards.iter().find(|s| s.name == shard).expect("shard listed");
