@@ -5,8 +5,10 @@
 //! nothing else runs between its commands. Its `redis.call`s are the server's own commands,
 //! so their writes are logged as effects, between `MULTI`/`EXEC` entries: followers apply a
 //! script's writes whole, never a script's code (nothing random or time-dependent is
-//! re-run). Keys a script touches must be on this shard (a command on another's gets its
-//! redirection as an error, as in Redis Cluster).
+//! re-run). Keys a script touches must be on this shard: a command on another's fails with
+//! Redis Cluster's "non local key" error — except, for a gate, in a script that declared no
+//! keys and has written nothing yet, which ends with [`REROUTE`] so that the gate runs it
+//! on that key's shard.
 //!
 //! A runaway script is stopped at `busy-reply-threshold` (`lua-time-limit`, 5 s by default):
 //! the interpreter checks every 10,000 instructions and fails it with an error. Redis keeps

@@ -33,16 +33,9 @@ for _, name in ipairs({"redis", "cjson", "cmsgpack", "bit", "struct", "string", 
     real[name] = guard({}, {__index = t, __newindex = deny})
   end
 end
-local env = guard({}, {
-  __index = function(_, k)
-    local v = rawget(real, k)
-    if v == nil then
-      error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
-    end
-    return v
-  end,
-  __newindex = deny,
-})
+-- Reads go through to the real globals table (a lookup in C, no Lua call per global), whose
+-- own metatable reports a global that does not exist.
+local env = guard({}, {__index = real, __newindex = deny})
 real._G = env
 real.setmetatable = function(t, m)
   if protected[t] then deny() end
@@ -65,6 +58,11 @@ real.print = nil
 real.module = nil
 real.require = nil
 real.newproxy = nil
+raw_setmetatable(real, {
+  __index = function(_, k)
+    error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+  end,
+})
 return env
 "#;
 
