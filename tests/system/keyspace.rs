@@ -290,9 +290,10 @@ async fn sort_reads_patterns_and_stores_on_any_shard() {
         "ERR BY option of SORT denied in Cluster mode."
     );
     assert_eq!(
-        k(&["SORT", "{s}l", "GET", "#"]),
+        k(&["SORT", "{s}l", "GET", "x_*"]),
         "ERR GET option of SORT denied in Cluster mode."
     );
+    assert_eq!(k(&["SORT", "{s}l", "GET", "#"]), "1\n2\n3", "GET # names no key");
     assert!(k(&["SORT", "{s}l", "STORE", "other"]).starts_with("CROSSSLOT"));
     for shard in ["s1", "s2"] {
         c.converged(shard, 2).await;

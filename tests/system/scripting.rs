@@ -181,6 +181,14 @@ async fn undeclared_keys_libraries_and_the_sandbox() {
         "x"
     );
     assert_eq!(g(&["EVAL", "return bit.band(7, 3) + bit.lshift(1, 4)", "0"]), "19");
+    assert_eq!(
+        g(&[
+            "EVAL",
+            "local a, b = struct.unpack('>hs', struct.pack('>hs', -2, 'ok')) return {a, b}",
+            "0"
+        ]),
+        "-2\nok"
+    );
     // The sandbox.
     assert!(g(&["EVAL", "a = 1", "0"]).contains("Attempt to modify a readonly table"));
     assert!(g(&["EVAL", "cjson.encode = nil", "0"]).contains("Attempt to modify a readonly table"));

@@ -8,11 +8,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use mlua::{Lua, MultiValue, Table, Value};
 
-/// Registers `bit`, `cjson` and `cmsgpack` in the interpreter's globals.
+/// Registers `bit`, `cjson`, `cmsgpack` and `struct` in the interpreter's globals.
 pub fn register(lua: &Lua) -> mlua::Result<()> {
     lua.globals().set("bit", bit(lua)?)?;
     lua.globals().set("cjson", cjson(lua)?)?;
     lua.globals().set("cmsgpack", cmsgpack(lua)?)?;
+    lua.globals().set("struct", super::struct_lib::library(lua)?)?;
     Ok(())
 }
 

@@ -27,11 +27,12 @@
 //! but called by name with `KEYS` and `ARGV` as arguments; a gate loads them on every
 //! server.
 //!
-//! Scripts see Redis's libraries (`libs`: `bit`, `cjson`, `cmsgpack`) and read-only
-//! globals (`sandbox`). Not yet: `struct`, `FUNCTION DUMP/RESTORE/STATS/KILL`.
+//! Scripts see Redis's libraries (`libs`: `bit`, `cjson`, `cmsgpack`; `struct_lib`) and
+//! read-only globals (`sandbox`). Not yet: `FUNCTION DUMP/RESTORE/STATS/KILL`.
 
 mod libs;
 mod sandbox;
+mod struct_lib;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
