@@ -213,6 +213,26 @@ async fn a_cluster_client_gets_crossslot_for_keys_in_two_slots() {
     assert_eq!(cli(&server, &["CONFIG", "GET", "save"]), "save");
     assert_eq!(cli(&server, &["CLIENT", "SETNAME", "me"]), "OK");
     assert!(cli(&server, &["CLIENT", "INFO"]).contains("cmd=client|info"));
+    // A server lists its client port's connections and closes one on CLIENT KILL.
+    let mut victim = TcpStream::connect(&server).await.unwrap();
+    crate::harness::send(&mut victim, &["CLIENT", "SETNAME", "victim"]).await;
+    crate::harness::read_until(&mut victim, "+OK\r\n").await;
+    crate::harness::send(&mut victim, &["CLIENT", "ID"]).await;
+    let id = crate::harness::read_until(&mut victim, "\r\n").await;
+    let id = id.trim().trim_start_matches(':').to_string();
+    let list = cli(&server, &["CLIENT", "LIST"]);
+    assert!(
+        list.contains(&format!("id={id} ")) && list.contains("name=victim"),
+        "{list}"
+    );
+    assert_eq!(cli(&server, &["CLIENT", "KILL", "ID", &id]), "1");
+    let mut rest = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(10), victim.read(&mut rest)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the killed connection closes: {closed:?}"
+    );
+    assert!(!cli(&server, &["CLIENT", "LIST"]).contains("name=victim"));
 }
 
 /// `SORT` through the gate: `BY` and `GET` patterns naming keys on both shards, `STORE` to a

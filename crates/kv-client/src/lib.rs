@@ -7,10 +7,13 @@
 //! - [`http`]: [`GateClient`], the gate's HTTP API (used by kvctl and the tests).
 //! - [`api`]: the JSON types of the HTTP API, shared by the gate (which writes them) and its
 //!   clients (which read them).
+//! - [`registry`]: a process's connected RESP clients (`CLIENT LIST`/`KILL`), shared by
+//!   gates and kvservers.
 
 pub mod api;
 pub mod http;
 pub mod pool;
+pub mod registry;
 pub mod resp;
 
 pub use http::{GateClient, GateError, HttpReply};

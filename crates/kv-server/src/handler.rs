@@ -29,6 +29,18 @@ pub enum Port {
     Cluster,
 }
 
+/// A client port connection in [`Node::clients`], removed when it closes.
+struct Registered {
+    node: Arc<Node>,
+    info: Arc<kv_client::registry::ClientInfo>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.node.clients.remove(self.info.id);
+    }
+}
+
 /// Serves `conn` until the peer leaves, breaks the protocol, or the server shuts down.
 /// `puller` serves keys moving to this shard for the Redis Cluster clients of the client port
 /// (`crate::peer::pull`); `None` on the cluster port.
@@ -42,8 +54,21 @@ pub async fn serve(
     // Clients on the client port are Redis Cluster clients: slot redirections, one slot per
     // command. Gates (cluster port) route by shard and get kvstore's own codes.
     conn.output.cluster_client = port == Port::Client;
+    // The client port's connections are listed (`CLIENT LIST`) and can be closed (`CLIENT
+    // KILL`); gates' links on the cluster port are peers, not clients.
+    let client = (port == Port::Client).then(|| {
+        let id = *conn.id.get_or_insert_with(|| node.next_conn_id());
+        let addr = |a: std::io::Result<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+        Registered {
+            node: node.clone(),
+            info: node
+                .clients
+                .add(id, addr(conn.stream.peer_addr()), addr(conn.stream.local_addr())),
+        }
+    });
     loop {
         let mut pending: Option<Pending> = None;
+        let mut first = true;
         loop {
             let req = match conn.parse() {
                 Ok(Some(req)) => req,
@@ -55,6 +80,12 @@ pub async fn serve(
                     return;
                 }
             };
+            // Once per batch: what `CLIENT LIST` shows as its last command and idle time.
+            if first && let Some(c) = &client {
+                first = false;
+                let name = kv_proto::commands::lookup(req.name()).map_or("", |i| i.name);
+                c.info.touch(std::time::Instant::now(), name);
+            }
             // A gate's RESP3 client: this command's reply in RESP3 (see kv_peer::command).
             // (`HELLO` may change the protocol for good: only a wrapped command's change is
             // undone after it.)
@@ -214,11 +245,19 @@ pub async fn serve(
             conn.input.reserve(crate::connection::READ_CHUNK);
         }
         let proto = conn.output.proto;
+        let killed = async {
+            match &client {
+                Some(c) => c.info.killed.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             r = tokio::io::AsyncReadExt::read_buf(&mut conn.stream, &mut conn.input) => match r {
                 Ok(n) if n > 0 => {}
                 _ => return,
             },
+            // `CLIENT KILL`.
+            _ = killed => return,
             // A subscriber's messages, written as they come (with whatever else is queued).
             m = async {
                 match conn.pubsub.as_mut() {

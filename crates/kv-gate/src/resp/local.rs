@@ -197,7 +197,7 @@ fn client(session: &mut Session<'_>, a: &[Bytes]) -> Frame {
             b"ON" | b"OFF" | b"SKIP" => ok(),
             _ => Frame::error("ERR syntax error"),
         },
-        (b"LIST", _) => client_list(session, &a[2..]),
+        (b"LIST", _) => clients.list_reply(&a[2..]),
         // The old form: one address, OK or an error.
         (b"KILL", 3) => {
             let addr = &a[2][..];
@@ -206,7 +206,7 @@ fn client(session: &mut Session<'_>, a: &[Bytes]) -> Frame {
                 _ => ok(),
             }
         }
-        (b"KILL", n) if n >= 4 && n % 2 == 0 => client_kill(session, &a[2..]),
+        (b"KILL", n) if n >= 4 && n % 2 == 0 => clients.kill_reply(&a[2..], session.id),
         (b"UNBLOCK", 3 | 4) => {
             let error = match a.get(3).map(|r| upper(r)) {
                 None => false,
@@ -232,88 +232,6 @@ fn client(session: &mut Session<'_>, a: &[Bytes]) -> Frame {
             String::from_utf8_lossy(&a[1])
         )),
     }
-}
-
-/// `CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id ...]`: every gate client is a
-/// normal one.
-fn client_list(session: &Session<'_>, opts: &[Bytes]) -> Frame {
-    let mut ids: Option<Vec<u64>> = None;
-    let mut normal = true;
-    match opts.first().map(|o| upper(o)).as_deref() {
-        None => {}
-        Some(b"TYPE") if opts.len() == 2 => match upper(&opts[1]).as_slice() {
-            b"NORMAL" => {}
-            b"MASTER" | b"REPLICA" | b"SLAVE" | b"PUBSUB" => normal = false,
-            _ => {
-                return Frame::error(format!(
-                    "ERR Unknown client type '{}'",
-                    String::from_utf8_lossy(&opts[1])
-                ));
-            }
-        },
-        Some(b"ID") if opts.len() >= 2 => {
-            let parsed: Option<Vec<u64>> = opts[1..]
-                .iter()
-                .map(|i| std::str::from_utf8(i).ok()?.parse().ok())
-                .collect();
-            match parsed {
-                Some(list) => ids = Some(list),
-                None => return Frame::error("ERR Invalid client ID"),
-            }
-        }
-        _ => return Frame::error("ERR syntax error"),
-    }
-    let mut out = String::new();
-    for c in session.state.clients.list() {
-        if normal && ids.as_ref().is_none_or(|ids| ids.contains(&c.id)) {
-            out.push_str(&c.line());
-            out.push('\n');
-        }
-    }
-    Frame::text(out)
-}
-
-/// `CLIENT KILL <filter> <value> ...`: how many clients were closed.
-fn client_kill(session: &Session<'_>, opts: &[Bytes]) -> Frame {
-    let mut id = None;
-    let mut addr = None;
-    let mut laddr = None;
-    let mut skip_me = true;
-    let mut kind_matches = true;
-    for pair in opts.chunks_exact(2) {
-        let value = &pair[1];
-        match upper(&pair[0]).as_slice() {
-            b"ID" => match std::str::from_utf8(value).ok().and_then(|v| v.parse::<u64>().ok()) {
-                Some(v) if v > 0 => id = Some(v),
-                _ => return Frame::error("ERR client-id should be greater than 0"),
-            },
-            b"ADDR" => addr = Some(value.clone()),
-            b"LADDR" => laddr = Some(value.clone()),
-            b"USER" => kind_matches &= &value[..] == b"default",
-            b"TYPE" => match upper(value).as_slice() {
-                b"NORMAL" => {}
-                b"MASTER" | b"REPLICA" | b"SLAVE" | b"PUBSUB" => kind_matches = false,
-                _ => {
-                    return Frame::error(format!("ERR Unknown client type '{}'", String::from_utf8_lossy(value)));
-                }
-            },
-            b"SKIPME" => match upper(value).as_slice() {
-                b"YES" => skip_me = true,
-                b"NO" => skip_me = false,
-                _ => return Frame::error("ERR syntax error"),
-            },
-            _ => return Frame::error("ERR syntax error"),
-        }
-    }
-    let me = session.id;
-    let n = session.state.clients.kill(|c| {
-        kind_matches
-            && id.is_none_or(|id| c.id == id)
-            && addr.as_ref().is_none_or(|a| c.addr.as_bytes() == &a[..])
-            && laddr.as_ref().is_none_or(|a| c.laddr.as_bytes() == &a[..])
-            && !(skip_me && c.id == me)
-    });
-    Frame::Integer(n as i64)
 }
 
 /// `INFO [section ...]` with cluster-wide figures gathered from every server.

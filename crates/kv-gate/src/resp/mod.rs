@@ -20,7 +20,7 @@
 //! - [`every`]: commands about the whole keyspace (FLUSHALL, KEYS, SCAN, RANDOMKEY).
 //! - `sort`: SORT with `BY`/`GET` patterns naming keys on any shard.
 
-pub mod clients;
+pub use kv_client::registry as clients;
 pub mod command;
 pub mod every;
 pub mod fanout;

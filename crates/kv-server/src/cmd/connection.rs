@@ -70,6 +70,10 @@ pub fn hello(hello: kv_proto::hello::Hello, node: &crate::node::Node, conn: &mut
         conn.output.proto = proto;
     }
     let id = *conn.id.get_or_insert_with(|| node.next_conn_id());
+    if let Some(me) = node.clients.get(id) {
+        me.set_resp(conn.output.proto.version());
+        me.set_name(conn.name.as_ref().map(|n| String::from_utf8_lossy(n).into_owned()));
+    }
     let reply = kv_proto::hello::HelloReply {
         proto: conn.output.proto,
         id,
@@ -84,8 +88,8 @@ pub fn hello(hello: kv_proto::hello::Hello, node: &crate::node::Node, conn: &mut
     conn.output.frame(&frame);
 }
 
-/// `CLIENT ID | SETNAME | GETNAME | SETINFO | INFO | NO-EVICT` for this connection.
-/// Listing and killing other connections is the gate's (`CLIENT LIST`, `CLIENT KILL`).
+/// `CLIENT ID | SETNAME | GETNAME | SETINFO | INFO | NO-EVICT` for this connection, and
+/// `CLIENT LIST | KILL` over the client port's connections ([`crate::node::Node::clients`]).
 pub fn client(a: &[bytes::Bytes], node: &crate::node::Node, conn: &mut crate::connection::Connection) {
     use kv_proto::Frame;
     let sub = a.get(1).map(|s| s.to_ascii_uppercase()).unwrap_or_default();
@@ -97,11 +101,24 @@ pub fn client(a: &[bytes::Bytes], node: &crate::node::Node, conn: &mut crate::co
         }
         (b"SETNAME", 3) => {
             conn.name = (!a[2].is_empty()).then(|| a[2].clone());
+            if let Some(me) = node.clients.get(id) {
+                me.set_name(conn.name.as_ref().map(|n| String::from_utf8_lossy(n).into_owned()));
+            }
             Frame::simple("OK")
         }
+        (b"LIST", _) => node.clients.list_reply(&a[2..]),
+        (b"KILL", n) if n >= 4 && n % 2 == 0 => node.clients.kill_reply(&a[2..], id),
+        (b"KILL", 3) => match node.clients.kill(|c| c.addr.as_bytes() == &a[2][..]) {
+            0 => Frame::error("ERR No such client"),
+            _ => Frame::simple("OK"),
+        },
         (b"GETNAME", 2) => conn.name.clone().map_or(Frame::Null, Frame::Bulk),
         (b"SETINFO", 4) => Frame::simple("OK"),
         (b"NO-EVICT", 3) if a[2].eq_ignore_ascii_case(b"ON") || a[2].eq_ignore_ascii_case(b"OFF") => {
+            if let Some(me) = node.clients.get(id) {
+                me.no_evict
+                    .store(a[2].eq_ignore_ascii_case(b"ON"), std::sync::atomic::Ordering::Relaxed);
+            }
             Frame::simple("OK")
         }
         (b"INFO", 2) => Frame::text(format!(
@@ -112,7 +129,7 @@ pub fn client(a: &[bytes::Bytes], node: &crate::node::Node, conn: &mut crate::co
             if conn.readonly { "r" } else { "N" },
             conn.output.proto.version()
         )),
-        (b"ID" | b"SETNAME" | b"GETNAME" | b"SETINFO" | b"INFO" | b"NO-EVICT", _) => Frame::error(format!(
+        (b"ID" | b"SETNAME" | b"GETNAME" | b"SETINFO" | b"INFO" | b"NO-EVICT" | b"KILL", _) => Frame::error(format!(
             "ERR wrong number of arguments for 'client|{}' command",
             String::from_utf8_lossy(&sub).to_ascii_lowercase()
         )),

@@ -347,6 +347,8 @@ pub struct Node {
     pub settings: kv_proto::settings::Settings,
     /// Client-port connections open now, and when the node started (`INFO`).
     pub clients_connected: AtomicU64,
+    /// The client port's connections (`CLIENT LIST`, `CLIENT KILL`).
+    pub clients: kv_client::registry::Clients,
     /// Clients waiting in a blocking pop.
     pub clients_blocked: AtomicU64,
     pub started: Instant,
@@ -400,6 +402,7 @@ impl Node {
                 config.resp.proto_max_bulk_len as usize,
             ),
             clients_connected: AtomicU64::new(0),
+            clients: Default::default(),
             clients_blocked: AtomicU64::new(0),
             transactions: std::sync::RwLock::new(()),
             started: Instant::now(),

@@ -1,4 +1,5 @@
-//! The gate's RESP clients, for `CLIENT LIST`, `CLIENT KILL` and `CLIENT INFO`.
+//! A process's RESP clients (a gate's, or a kvserver's client port), for `CLIENT LIST`,
+//! `CLIENT KILL` and `CLIENT INFO`.
 //!
 //! The registry is touched when a client connects or leaves (and by `CLIENT` commands);
 //! a session records its last command and the time in its own entry once per batch.
@@ -8,7 +9,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use bytes::Bytes;
+use kv_proto::Frame;
 use tokio::sync::Notify;
+
+fn upper(b: &[u8]) -> Vec<u8> {
+    b.to_ascii_uppercase()
+}
 
 /// One connected client.
 #[derive(Debug)]
@@ -120,6 +127,11 @@ impl Clients {
         self.map().remove(&id);
     }
 
+    /// Client `id`, if connected.
+    pub fn get(&self, id: u64) -> Option<Arc<ClientInfo>> {
+        self.map().get(&id).cloned()
+    }
+
     /// The clients, by id.
     pub fn list(&self) -> Vec<Arc<ClientInfo>> {
         self.map().values().cloned().collect()
@@ -146,5 +158,86 @@ impl Clients {
             v.killed.notify_one();
         }
         victims.len()
+    }
+
+    /// `CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id ...]`: every client listed is a
+    /// normal one.
+    pub fn list_reply(&self, opts: &[Bytes]) -> Frame {
+        let mut ids: Option<Vec<u64>> = None;
+        let mut normal = true;
+        match opts.first().map(|o| upper(o)).as_deref() {
+            None => {}
+            Some(b"TYPE") if opts.len() == 2 => match upper(&opts[1]).as_slice() {
+                b"NORMAL" => {}
+                b"MASTER" | b"REPLICA" | b"SLAVE" | b"PUBSUB" => normal = false,
+                _ => {
+                    return Frame::error(format!(
+                        "ERR Unknown client type '{}'",
+                        String::from_utf8_lossy(&opts[1])
+                    ));
+                }
+            },
+            Some(b"ID") if opts.len() >= 2 => {
+                let parsed: Option<Vec<u64>> = opts[1..]
+                    .iter()
+                    .map(|i| std::str::from_utf8(i).ok()?.parse().ok())
+                    .collect();
+                match parsed {
+                    Some(list) => ids = Some(list),
+                    None => return Frame::error("ERR Invalid client ID"),
+                }
+            }
+            _ => return Frame::error("ERR syntax error"),
+        }
+        let mut out = String::new();
+        for c in self.list() {
+            if normal && ids.as_ref().is_none_or(|ids| ids.contains(&c.id)) {
+                out.push_str(&c.line());
+                out.push('\n');
+            }
+        }
+        Frame::text(out)
+    }
+
+    /// `CLIENT KILL <filter> <value> ...`: how many clients were closed.
+    pub fn kill_reply(&self, opts: &[Bytes], me: u64) -> Frame {
+        let mut id = None;
+        let mut addr = None;
+        let mut laddr = None;
+        let mut skip_me = true;
+        let mut kind_matches = true;
+        for pair in opts.chunks_exact(2) {
+            let value = &pair[1];
+            match upper(&pair[0]).as_slice() {
+                b"ID" => match std::str::from_utf8(value).ok().and_then(|v| v.parse::<u64>().ok()) {
+                    Some(v) if v > 0 => id = Some(v),
+                    _ => return Frame::error("ERR client-id should be greater than 0"),
+                },
+                b"ADDR" => addr = Some(value.clone()),
+                b"LADDR" => laddr = Some(value.clone()),
+                b"USER" => kind_matches &= &value[..] == b"default",
+                b"TYPE" => match upper(value).as_slice() {
+                    b"NORMAL" => {}
+                    b"MASTER" | b"REPLICA" | b"SLAVE" | b"PUBSUB" => kind_matches = false,
+                    _ => {
+                        return Frame::error(format!("ERR Unknown client type '{}'", String::from_utf8_lossy(value)));
+                    }
+                },
+                b"SKIPME" => match upper(value).as_slice() {
+                    b"YES" => skip_me = true,
+                    b"NO" => skip_me = false,
+                    _ => return Frame::error("ERR syntax error"),
+                },
+                _ => return Frame::error("ERR syntax error"),
+            }
+        }
+        let n = self.kill(|c| {
+            kind_matches
+                && id.is_none_or(|id| c.id == id)
+                && addr.as_ref().is_none_or(|a| c.addr.as_bytes() == &a[..])
+                && laddr.as_ref().is_none_or(|a| c.laddr.as_bytes() == &a[..])
+                && !(skip_me && c.id == me)
+        });
+        Frame::Integer(n as i64)
     }
 }
