@@ -156,7 +156,10 @@ pub async fn serve(
                     } else {
                         Vec::new()
                     };
-                    if node.notifying() {
+                    // Named for its keyspace events; unnamed again after it (below), so no
+                    // later change on this thread (a follower's replay) takes its name.
+                    let named = node.notifying();
+                    if named {
                         crate::node::events::set_command(kv_proto::commands::lookup(req.name()).map(|i| i.name));
                     }
                     match Command::from_request(req) {
@@ -228,6 +231,9 @@ pub async fn serve(
                             }
                         }
                         Err(e) => kv_proto::write::error(&mut conn.output, e.to_string().as_bytes()),
+                    }
+                    if named {
+                        crate::node::events::set_command(None);
                     }
                 }
             }

@@ -137,7 +137,8 @@ struct JsonConfig {
     encode_invalid_numbers: AtomicBool,
 }
 
-fn null(_lua: &Lua) -> Value {
+/// `cjson.null`: a NULL light userdata, as cjson's.
+fn null() -> Value {
     Value::LightUserData(mlua::LightUserData(std::ptr::null_mut()))
 }
 
@@ -208,7 +209,7 @@ fn cjson(lua: &Lua) -> mlua::Result<Table> {
     ] {
         t.set(name, lua.create_function(|_, _: MultiValue| Ok(true))?)?;
     }
-    t.set("null", null(lua))?;
+    t.set("null", null())?;
     Ok(t)
 }
 
@@ -330,7 +331,7 @@ fn json_decode(lua: &Lua, v: &serde_json::Value, max_depth: usize, depth: usize)
         Ok(())
     };
     Ok(match v {
-        J::Null => null(lua),
+        J::Null => null(),
         J::Bool(b) => Value::Boolean(*b),
         J::Number(n) => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
         J::String(s) => Value::String(lua.create_string(s)?),

@@ -113,22 +113,17 @@ fn new_lua() -> Lua {
                 )),
             })?,
         )?;
-        redis.set(
-            "error_reply",
-            lua.create_function(|lua, s: mlua::String| {
-                let t = lua.create_table()?;
-                t.set("err", s)?;
-                Ok(t)
-            })?,
-        )?;
-        redis.set(
-            "status_reply",
-            lua.create_function(|lua, s: mlua::String| {
-                let t = lua.create_table()?;
-                t.set("ok", s)?;
-                Ok(t)
-            })?,
-        )?;
+        // `{err = s}` and `{ok = s}`: what a script returns for an error or a status reply.
+        for (name, field) in [("error_reply", "err"), ("status_reply", "ok")] {
+            redis.set(
+                name,
+                lua.create_function(move |lua, s: mlua::String| {
+                    let t = lua.create_table()?;
+                    t.set(field, s)?;
+                    Ok(t)
+                })?,
+            )?;
+        }
         redis.set("log", lua.create_function(|_, _: MultiValue| Ok(()))?)?;
         for (name, level) in [
             ("LOG_DEBUG", 0),
