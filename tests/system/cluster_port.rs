@@ -134,18 +134,20 @@ async fn a_server_serves_only_the_keys_its_shard_owns() {
     // Planting a value on the wrong shard is refused, and so is reading there: a cluster
     // client (client port) is redirected to the slot's owner, as by Redis Cluster.
     let slot = kv_proto::slot::key_slot(key.as_bytes());
+    // s1 learns s2's leader from ZooKeeper on its own schedule (the cluster can be ready for
+    // the gate before it is): wait for its redirection to name it.
+    let moved = format!("-MOVED {slot} {s2}\r\n");
+    eventually("s1 redirects to s2's leader", Duration::from_secs(10), || async {
+        (raw(&s1, &resp(&["GET", &key])).await? == moved).then_some(())
+    })
+    .await;
     for cmd in [
         resp(&["SET", &key, "planted"]),
         resp(&["GET", &key]),
         resp(&["DEL", &key]),
     ] {
         let reply = raw(&s1, &cmd).await.unwrap();
-        assert_eq!(
-            reply,
-            format!("-MOVED {slot} {s2}\r\n"),
-            "{}",
-            String::from_utf8_lossy(&cmd)
-        );
+        assert_eq!(reply, moved, "{}", String::from_utf8_lossy(&cmd));
     }
     let cross = raw(&s1, &resp(&["MSET", "x-ok", "1", &key, "planted"])).await.unwrap();
     assert_eq!(cross, "-CROSSSLOT Keys in request don't hash to the same slot\r\n");

@@ -3,7 +3,7 @@
 //! replicated (replicas end with equal digests), whole-keyspace commands cover every shard,
 //! commands whose keys must share a shard work within one and are refused across shards.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
@@ -150,6 +150,19 @@ async fn whole_keyspace_commands_cover_every_shard() {
     .await;
 }
 
+/// One command's `INFO commandstats` fields (`calls`, `usec`, `rejected_calls`, ...).
+fn cmdstat(info: &str, name: &str) -> HashMap<String, u64> {
+    let prefix = format!("cmdstat_{name}:");
+    let line = info
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in {info}"));
+    line.split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+        .collect()
+}
+
 #[tokio::test]
 async fn admin_commands_answer_as_redis_does() {
     let (_c, gate) = cluster().await;
@@ -163,6 +176,33 @@ async fn admin_commands_answer_as_redis_does() {
         "{info}"
     );
     assert!(!info.contains("# Server"));
+    // Calls, time, failures and rejections per command, at the gate and at the servers.
+    assert_eq!(g(&["CONFIG", "RESETSTAT"]), "OK");
+    assert_eq!(g(&["SET", "stat:s", "v"]), "OK");
+    assert_eq!(g(&["GET", "stat:s"]), "v");
+    assert!(g(&["INCR", "stat:s"]).starts_with("ERR value is not an integer"));
+    assert!(g(&["GET", "stat:s", "extra"]).starts_with("ERR wrong number of arguments"));
+    let info = g(&["INFO", "commandstats"]);
+    let get = cmdstat(&info, "get");
+    assert_eq!(
+        (get["calls"], get["rejected_calls"], get["failed_calls"]),
+        (1, 1, 0),
+        "{info}"
+    );
+    assert!(get["usec"] > 0, "a forwarded call takes the shard's round trip: {info}");
+    let incr = cmdstat(&info, "incr");
+    assert_eq!((incr["calls"], incr["failed_calls"]), (1, 1), "{info}");
+    // Reset, then counted itself (as Redis counts a call once it returns).
+    assert_eq!(cmdstat(&info, "config")["calls"], 1, "{info}");
+    // The shards counted the commands the gate sent them (a server keeps its own table).
+    let mut served = 0;
+    for s in &_c.servers {
+        let info = cli(&s.addr, &["INFO", "commandstats"]);
+        if info.contains("cmdstat_get:") {
+            served += cmdstat(&info, "get")["calls"];
+        }
+    }
+    assert!(served >= 1, "GET counted by a server");
     assert_eq!(g(&["TIME"]).lines().count(), 2);
     assert_eq!(g(&["COMMAND", "GETKEYS", "MSET", "a", "1", "b", "2"]), "a\nb");
     // CLIENT LIST shows another client; CLIENT KILL closes it.

@@ -117,6 +117,7 @@ impl Gate {
             http_addr: http_addr.to_string(),
             resp_addr: resp_addr.to_string(),
             stats: Default::default(),
+            cmdstats: Default::default(),
             config: settings,
             clients: Default::default(),
             pubsub,

@@ -14,6 +14,7 @@
 //! - [`limits`]: the bounds every parser enforces ([`Limits`]).
 //! - [`error`]: [`ProtocolError`], worded as Redis words it.
 //! - [`commands`]: the command table `COMMAND` reports (arity, flags, key positions).
+//! - [`cmdstats`]: per-command counters for `INFO commandstats`.
 //! - [`info`]: `INFO`'s sections, shared by gates and servers.
 //! - [`hello`]: `HELLO`, parsed and answered alike by gates and servers.
 //! - [`notify`]: keyspace notification classes (`notify-keyspace-events`).
@@ -24,6 +25,7 @@
 //! - [`hash`]: the one hash every process agrees on (ring placement, content digests).
 //! - [`kind`]: the types of stored values ([`Kind`]) and the `WRONGTYPE` error.
 
+pub mod cmdstats;
 pub mod commands;
 pub mod error;
 pub mod frame;

@@ -131,6 +131,11 @@ pub fn sets_cluster_wide(a: &[Bytes]) -> bool {
             .any(|n| CLUSTER_WIDE.iter().any(|c| c.as_bytes().eq_ignore_ascii_case(n)))
 }
 
+/// True for `CONFIG RESETSTAT`: the caller zeroes its counters (`INFO commandstats`).
+pub fn resets_stats(args: &[Bytes]) -> bool {
+    args.len() == 2 && args[1].eq_ignore_ascii_case(b"RESETSTAT")
+}
+
 const HELP: &[&str] = &[
     "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
     "GET <pattern>",

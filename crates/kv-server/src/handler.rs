@@ -66,9 +66,12 @@ pub async fn serve(
                 .add(id, addr(conn.stream.peer_addr()), addr(conn.stream.local_addr())),
         }
     });
+    // The calls of the current batch, for `INFO commandstats`.
+    let mut counted: Vec<(&'static kv_proto::commands::CommandInfo, kv_proto::cmdstats::Outcome)> = Vec::new();
     loop {
         let mut pending: Option<Pending> = None;
         let mut first = true;
+        let mut batch_started = std::time::Instant::now();
         loop {
             let req = match conn.parse() {
                 Ok(Some(req)) => req,
@@ -115,125 +118,148 @@ pub async fn serve(
                 }
                 Some(Ok(cmd)) => pending = Pending::max(pending, peer::apply(cmd, &node, &mut conn.output)),
                 Some(Err(e)) => kv_proto::write::error(&mut conn.output, e.to_string().as_bytes()),
-                None if conn.multi.is_none() && cmd::pubsub::intercept(&mut conn, &node, &req) => {
-                    if wrapped {
-                        conn.output.proto = proto;
-                    }
-                    continue;
-                }
                 None => {
-                    if conn.multi.is_none()
-                        && let Some(p) = cmd::scripting::intercept(&mut conn, &node, &req)
-                    {
-                        pending = Pending::max(pending, p);
-                        if wrapped {
-                            conn.output.proto = proto;
+                    // Counted for `INFO commandstats` (timed per batch: `kv_proto::cmdstats`).
+                    let info = kv_proto::commands::lookup(req.name());
+                    let before = conn.output.len();
+                    let mut rejected = info.is_some_and(|i| !i.arity_ok(req.len()));
+                    // A blocking pop's wait is not run time, and its reply is written after
+                    // a flush: counted as a call only.
+                    let mut timed = true;
+                    'serve: {
+                        if conn.multi.is_none() && cmd::pubsub::intercept(&mut conn, &node, &req) {
+                            break 'serve;
                         }
-                        continue;
-                    }
-                    let req = match cmd::transaction::intercept(&mut conn, &node, req) {
-                        cmd::transaction::Intercepted::Done(p) => {
+                        if conn.multi.is_none()
+                            && let Some(p) = cmd::scripting::intercept(&mut conn, &node, &req)
+                        {
                             pending = Pending::max(pending, p);
-                            if wrapped {
-                                conn.output.proto = proto;
+                            break 'serve;
+                        }
+                        let req = match cmd::transaction::intercept(&mut conn, &node, req) {
+                            cmd::transaction::Intercepted::Done(p) => {
+                                pending = Pending::max(pending, p);
+                                break 'serve;
                             }
-                            continue;
+                            cmd::transaction::Intercepted::Pass(req) => req,
+                        };
+                        let cluster_client = conn.output.cluster_client;
+                        if cluster_client && info.is_some_and(|i| cmd::in_several_slots(i.keys(req.args()))) {
+                            kv_proto::write::error(
+                                &mut conn.output,
+                                b"CROSSSLOT Keys in request don't hash to the same slot",
+                            );
+                            rejected = true;
+                            break 'serve;
                         }
-                        cmd::transaction::Intercepted::Pass(req) => req,
-                    };
-                    let cluster_client = conn.output.cluster_client;
-                    if cluster_client && cmd::cross_slot(&req) {
-                        kv_proto::write::error(
-                            &mut conn.output,
-                            b"CROSSSLOT Keys in request don't hash to the same slot",
-                        );
-                        continue;
-                    }
-                    // Collected only when a routing check will need them (no allocation for
-                    // a leader's commands while no move is under way).
-                    let keys: Vec<bytes::Bytes> = if cluster_client && !node.plain_route() {
-                        cmd::request_keys(&req).cloned().collect()
-                    } else {
-                        Vec::new()
-                    };
-                    // Named for its keyspace events; unnamed again after it (below), so no
-                    // later change on this thread (a follower's replay) takes its name.
-                    let named = node.notifying();
-                    if named {
-                        crate::node::events::set_command(kv_proto::commands::lookup(req.name()).map(|i| i.name));
-                    }
-                    match Command::from_request(req) {
-                        Ok(Command::Quit) => {
-                            kv_proto::write::ok(&mut conn.output);
-                            finish(&node, &mut conn, pending).await;
-                            return;
+                        // Collected only when a routing check will need them (no allocation for
+                        // a leader's commands while no move is under way).
+                        let keys: Vec<bytes::Bytes> = if cluster_client && !node.plain_route() {
+                            info.map(|i| i.keys(req.args()).cloned().collect()).unwrap_or_default()
+                        } else {
+                            Vec::new()
+                        };
+                        // Named for its keyspace events; unnamed again after it (below), so no
+                        // later change on this thread (a follower's replay) takes its name.
+                        let named = node.notifying();
+                        if named {
+                            crate::node::events::set_command(kv_proto::commands::lookup(req.name()).map(|i| i.name));
                         }
-                        Ok(Command::Hello(hello)) => cmd::connection::hello(hello, &node, &mut conn),
-                        Ok(Command::Client(args)) => cmd::connection::client(&args, &node, &mut conn),
-                        Ok(Command::ReadOnly(on)) => {
-                            conn.readonly = on;
-                            kv_proto::write::ok(&mut conn.output);
-                        }
-                        Ok(Command::Block(b)) => {
-                            // The replies before it leave first: the client waits on this one.
-                            if !finish(&node, &mut conn, pending.take()).await {
+                        match Command::from_request(req) {
+                            Ok(Command::Quit) => {
+                                kv_proto::write::ok(&mut conn.output);
+                                finish(&node, &mut conn, pending).await;
                                 return;
                             }
-                            match cmd::blocking::serve(b, &node, &mut conn, &mut shutdown).await {
-                                Ok(p) => pending = p,
-                                Err(()) => return,
+                            Ok(Command::Hello(hello)) => cmd::connection::hello(hello, &node, &mut conn),
+                            Ok(Command::Client(args)) => cmd::connection::client(&args, &node, &mut conn),
+                            Ok(Command::ReadOnly(on)) => {
+                                conn.readonly = on;
+                                kv_proto::write::ok(&mut conn.output);
                             }
-                        }
-                        Ok(c) => {
-                            let route = match (&puller, c.has_keys() && !keys.is_empty()) {
-                                (Some(_), true) => node.cluster_client_route(&keys, c.is_read(), conn.readonly),
-                                _ => ClientRoute::Serve,
-                            };
-                            match route {
-                                ClientRoute::Serve => {
-                                    let _shared = node.shared();
-                                    pending = Pending::max(pending, c.apply(&node, &mut conn.output));
+                            Ok(Command::Block(b)) => {
+                                timed = false;
+                                // The batch so far is timed without the wait.
+                                node.cmdstats.record_batch(&counted, batch_started.elapsed());
+                                counted.clear();
+                                // The replies before it leave first: the client waits on this one.
+                                if !finish(&node, &mut conn, pending.take()).await {
+                                    return;
                                 }
-                                ClientRoute::Redirect(text) => {
-                                    kv_proto::write::error(&mut conn.output, text.as_bytes())
+                                match cmd::blocking::serve(b, &node, &mut conn, &mut shutdown).await {
+                                    Ok(p) => pending = p,
+                                    Err(()) => return,
                                 }
-                                ClientRoute::Moving {
-                                    version,
-                                    source,
-                                    absent,
-                                    moving,
-                                } => {
-                                    let puller = puller.as_ref().expect("a cluster client has a puller");
-                                    let write = !c.is_read();
-                                    match puller.pull(&node, version, &source, &absent).await {
-                                        Ok(pulled) => {
-                                            pending = Pending::max(pending, pulled);
-                                            let before = conn.output.len();
-                                            let applied = {
-                                                let _shared = node.shared();
-                                                c.apply(&node, &mut conn.output)
-                                            };
-                                            pending = Pending::max(pending, applied);
-                                            let failed = conn.output.get(before) == Some(&b'-');
-                                            if write && !failed {
-                                                // The old copy goes only once the write (and the
-                                                // pulled value under it) is replicated here: until
-                                                // then it may be the only surviving copy.
-                                                if !finish(&node, &mut conn, pending.take()).await {
-                                                    return;
+                                batch_started = std::time::Instant::now();
+                            }
+                            Ok(c) => {
+                                let route = match (&puller, c.has_keys() && !keys.is_empty()) {
+                                    (Some(_), true) => node.cluster_client_route(&keys, c.is_read(), conn.readonly),
+                                    _ => ClientRoute::Serve,
+                                };
+                                match route {
+                                    ClientRoute::Serve => {
+                                        let _shared = node.shared();
+                                        pending = Pending::max(pending, c.apply(&node, &mut conn.output));
+                                    }
+                                    ClientRoute::Redirect(text) => {
+                                        rejected = true;
+                                        kv_proto::write::error(&mut conn.output, text.as_bytes())
+                                    }
+                                    ClientRoute::Moving {
+                                        version,
+                                        source,
+                                        absent,
+                                        moving,
+                                    } => {
+                                        let puller = puller.as_ref().expect("a cluster client has a puller");
+                                        let write = !c.is_read();
+                                        match puller.pull(&node, version, &source, &absent).await {
+                                            Ok(pulled) => {
+                                                pending = Pending::max(pending, pulled);
+                                                let before = conn.output.len();
+                                                let applied = {
+                                                    let _shared = node.shared();
+                                                    c.apply(&node, &mut conn.output)
+                                                };
+                                                pending = Pending::max(pending, applied);
+                                                let failed = conn.output.get(before) == Some(&b'-');
+                                                if write && !failed {
+                                                    // The old copy goes only once the write (and the
+                                                    // pulled value under it) is replicated here: until
+                                                    // then it may be the only surviving copy.
+                                                    if !finish(&node, &mut conn, pending.take()).await {
+                                                        return;
+                                                    }
+                                                    puller.drop_old(&source, moving).await;
                                                 }
-                                                puller.drop_old(&source, moving).await;
                                             }
+                                            Err(text) => kv_proto::write::error(&mut conn.output, text.as_bytes()),
                                         }
-                                        Err(text) => kv_proto::write::error(&mut conn.output, text.as_bytes()),
                                     }
                                 }
                             }
+                            Err(e) => kv_proto::write::error(&mut conn.output, e.to_string().as_bytes()),
                         }
-                        Err(e) => kv_proto::write::error(&mut conn.output, e.to_string().as_bytes()),
+                        if named {
+                            crate::node::events::set_command(None);
+                        }
                     }
-                    if named {
-                        crate::node::events::set_command(None);
+                    // Queued by MULTI: counted when EXEC runs it (as part of EXEC).
+                    let queued = conn.multi.is_some() && info.is_some_and(|i| i.name != "multi");
+                    if let Some(info) = info
+                        && !queued
+                    {
+                        use kv_proto::cmdstats::Outcome;
+                        let outcome = if rejected {
+                            Outcome::Rejected
+                        } else if !timed {
+                            Outcome::Blocked
+                        } else {
+                            let failed = conn.output.len() > before && conn.output[before] == b'-';
+                            Outcome::Ran { failed }
+                        };
+                        counted.push((info, outcome));
                     }
                 }
             }
@@ -243,6 +269,10 @@ pub async fn serve(
             if conn.output.len() >= FLUSH_AT && !finish(&node, &mut conn, pending.take()).await {
                 return;
             }
+        }
+        if !counted.is_empty() {
+            node.cmdstats.record_batch(&counted, batch_started.elapsed());
+            counted.clear();
         }
         if !finish(&node, &mut conn, pending).await {
             return;

@@ -1,9 +1,7 @@
 //! The commands the gate speaks over RESP, and how each is served: locally, forwarded to the
 //! shard owning its key, or fanned out to several shards.
 
-use std::collections::HashMap;
 use std::sync::LazyLock;
-use std::sync::atomic::AtomicU64;
 
 use kv_proto::commands::{COMMANDS, CommandInfo, ServedBy};
 
@@ -63,10 +61,6 @@ pub struct Spec {
     pub kind: Kind,
     /// Arity, flags and key positions, shared with the servers.
     pub info: &'static CommandInfo,
-    /// Calls served, for `INFO commandstats`.
-    pub calls: AtomicU64,
-    /// Calls refused before they ran (wrong arity).
-    pub rejected: AtomicU64,
 }
 
 const R: Kind = Kind::Key(Access::Read);
@@ -144,8 +138,9 @@ fn kind(name: &str) -> Option<Kind> {
     })
 }
 
-/// The gate's commands by lower-case name: a hash lookup per request (the table is built once).
-static BY_NAME: LazyLock<HashMap<&'static str, Spec>> = LazyLock::new(|| {
+/// The gate's commands by lower-case name: a hash lookup per request (the table is built
+/// once; foldhash, as `kv_proto::commands::lookup` explains).
+static BY_NAME: LazyLock<hashbrown::HashMap<&'static str, Spec>> = LazyLock::new(|| {
     COMMANDS
         .iter()
         .filter(|c| c.served_by != ServedBy::Server)
@@ -157,8 +152,6 @@ static BY_NAME: LazyLock<HashMap<&'static str, Spec>> = LazyLock::new(|| {
                     name: info.name,
                     kind,
                     info,
-                    calls: AtomicU64::new(0),
-                    rejected: AtomicU64::new(0),
                 },
             )
         })

@@ -63,6 +63,9 @@ pub fn apply(session: &mut Session<'_>, spec: &Spec, req: &Request) -> Pending {
         },
         "config" => {
             let reply = session.state.config.command(a);
+            if reply.as_error().is_none() && kv_proto::settings::resets_stats(a) {
+                session.state.cmdstats.reset();
+            }
             if let Some(limit) = session.state.config.output_limit("pubsub") {
                 session.state.pubsub.hub.set_limit(limit);
             }
@@ -338,25 +341,7 @@ pub async fn info(state: &RespState, args: &[String]) -> Frame {
             "modules" => out.push_str("# Modules\r\n\r\n"),
             "errorstats" => out.push_str("# Errorstats\r\n\r\n"),
             "latencystats" => out.push_str("# Latencystats\r\n\r\n"),
-            "commandstats" => {
-                out.push_str("# Commandstats\r\n");
-                let mut specs: Vec<_> = super::command::all().collect();
-                specs.sort_by_key(|s| s.name);
-                for spec in specs {
-                    let (calls, rejected) = (
-                        spec.calls.load(Ordering::Relaxed),
-                        spec.rejected.load(Ordering::Relaxed),
-                    );
-                    if calls + rejected > 0 {
-                        let _ = write!(
-                            out,
-                            "cmdstat_{}:calls={calls},usec=0,usec_per_call=0.00,rejected_calls={rejected},failed_calls=0\r\n",
-                            spec.name
-                        );
-                    }
-                }
-                out.push_str("\r\n");
-            }
+            "commandstats" => state.cmdstats.section(&mut out),
             "keyspace" => {
                 let _ = write!(out, "# Keyspace\r\n");
                 if keys > 0 {

@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use kv_proto::commands::CommandInfo;
 use kv_proto::{Frame, Limits, Protocol, Request, RequestParser};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -61,6 +62,9 @@ pub struct RespState {
     pub http_addr: String,
     pub resp_addr: String,
     pub stats: Stats,
+    /// `INFO commandstats`: a call's time is from its arrival at the gate to its reply
+    /// (the shard's round trip included).
+    pub cmdstats: kv_proto::cmdstats::CommandStats,
     /// `CONFIG GET/SET` parameters.
     pub config: kv_proto::settings::Settings,
     pub clients: clients::Clients,
@@ -369,22 +373,33 @@ impl<'a> Session<'a> {
         let mut parser = RequestParser::new(self.state.limits);
         let mut input = BytesMut::with_capacity(READ_CHUNK);
         let mut output = BytesMut::with_capacity(READ_CHUNK);
-        let mut batch: Vec<(Pending, Protocol, bool)> = Vec::new();
+        // Each request's pending reply, its protocol, whether it is silenced, and the
+        // command it counts for in `INFO commandstats` (none when not run: queued, refused).
+        let mut batch: Vec<(Pending, Protocol, bool, Option<&'static CommandInfo>)> = Vec::new();
+        let mut counted: Vec<(&'static CommandInfo, kv_proto::cmdstats::Outcome)> = Vec::new();
         loop {
             let mut broken = false;
             loop {
                 let mut cut = false;
+                // When this batch arrived: its calls' time runs from here to its last reply
+                // (shared among them: `kv_proto::cmdstats`).
+                let mut arrived = Instant::now();
                 while batch.len() < MAX_BATCH && !self.quit {
                     match parser.parse(&mut input) {
                         Ok(Some(req)) => {
                             // Each reply in the protocol in force when its request arrived
                             // (a `HELLO` answers in the protocol it switches to).
                             let silent = self.silenced(&req);
-                            let pending = self.start(req).await;
+                            let spec = command::lookup(req.name());
+                            let runs = spec.filter(|s| s.arity_ok(req.len()));
+                            let pending = self.start(req, spec).await;
+                            // Queued by MULTI: counted as part of EXEC.
+                            let queued = self.multi.is_some() && runs.is_some_and(|s| s.name != "multi");
+                            let counted = runs.filter(|_| !queued).map(|s| s.info);
                             // A command the gate runs in steps is done before any later
                             // request is sent (one could read what it writes).
                             cut = matches!(pending, Pending::Sort(_));
-                            batch.push((pending, self.proto, silent));
+                            batch.push((pending, self.proto, silent, counted));
                             if cut {
                                 break;
                             }
@@ -392,22 +407,28 @@ impl<'a> Session<'a> {
                         Ok(None) => break,
                         Err(e) => {
                             debug!(error = %e, "closing a RESP client that broke the protocol");
-                            batch.push((Pending::Now(Frame::error(format!("ERR {e}"))), self.proto, false));
+                            batch.push((Pending::Now(Frame::error(format!("ERR {e}"))), self.proto, false, None));
                             broken = true;
                             break;
                         }
                     }
                 }
                 let more = batch.len() == MAX_BATCH || cut;
-                self.client.touch(Instant::now(), self.last_cmd);
+                self.client.touch(arrived, self.last_cmd);
                 self.state
                     .stats
                     .commands
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 let affinity = self.affinity();
                 self.batcher.flush(affinity).await;
-                for (p, proto, silent) in batch.drain(..) {
-                    let frame = if matches!(p, Pending::Blocking(..)) {
+                for (p, proto, silent, info) in batch.drain(..) {
+                    let blocking = matches!(p, Pending::Blocking(..));
+                    if blocking {
+                        // The calls before it are timed without its wait.
+                        self.state.cmdstats.record_batch(&counted, arrived.elapsed());
+                        counted.clear();
+                    }
+                    let frame = if blocking {
                         // A client that leaves while it waits must not have an element
                         // popped for it: dropping the wait closes the server connection,
                         // which stops the server's wait before it pops.
@@ -418,6 +439,20 @@ impl<'a> Session<'a> {
                     } else {
                         p.finish(self.state).await
                     };
+                    if blocking {
+                        arrived = Instant::now();
+                    }
+                    if let Some(info) = info {
+                        use kv_proto::cmdstats::Outcome;
+                        let outcome = if blocking {
+                            Outcome::Blocked
+                        } else {
+                            Outcome::Ran {
+                                failed: frame.as_error().is_some(),
+                            }
+                        };
+                        counted.push((info, outcome));
+                    }
                     if !silent {
                         frame.encode_as(&mut output, proto);
                     }
@@ -428,6 +463,8 @@ impl<'a> Session<'a> {
                         output.clear();
                     }
                 }
+                self.state.cmdstats.record_batch(&counted, arrived.elapsed());
+                counted.clear();
                 if !more || broken || self.quit {
                     break;
                 }
@@ -512,8 +549,9 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Starts serving one request: everything up to queuing it on a server.
-    async fn start(&mut self, req: Request) -> Pending {
+    /// Starts serving one request (`spec`: its command, looked up by the caller): everything
+    /// up to queuing it on a server.
+    async fn start(&mut self, req: Request, spec: Option<&'static command::Spec>) -> Pending {
         if self.multi.is_none()
             && let Some(p) = self.pubsub(&req).await
         {
@@ -526,17 +564,17 @@ impl<'a> Session<'a> {
             }
             return p;
         }
-        let Some(spec) = command::lookup(req.name()) else {
+        let Some(spec) = spec else {
             return Pending::Now(unknown(&req));
         };
         if !spec.arity_ok(req.len()) {
-            spec.rejected.fetch_add(1, Ordering::Relaxed);
+            let rejected = kv_proto::cmdstats::Outcome::Rejected;
+            self.state.cmdstats.record(spec.info, Duration::ZERO, rejected);
             return Pending::Now(Frame::error(format!(
                 "ERR wrong number of arguments for '{}' command",
                 spec.name
             )));
         }
-        spec.calls.fetch_add(1, Ordering::Relaxed);
         self.last_cmd = spec.name;
         // Whatever queues requests itself comes after the batch gathered so far.
         if !matches!(spec.kind, Kind::Key(_) | Kind::Set | Kind::Local) && !self.batcher.is_empty() {

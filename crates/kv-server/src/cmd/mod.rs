@@ -346,6 +346,9 @@ impl Command {
                 if reply.as_error().is_none() && a.len() > 2 && a[1].eq_ignore_ascii_case(b"SET") {
                     node.apply_settings();
                 }
+                if reply.as_error().is_none() && kv_proto::settings::resets_stats(&a) {
+                    node.cmdstats.reset();
+                }
                 out.frame(&reply);
             }
             Command::Call(c) => return (c.run)(node, &c.args, out),
@@ -400,7 +403,17 @@ pub fn request_keys(req: &Request) -> impl Iterator<Item = &Bytes> {
 
 /// True when a request's keys are in more than one slot (`CROSSSLOT` for a cluster client).
 pub fn cross_slot(req: &Request) -> bool {
-    let mut slots = request_keys(req).map(|k| kv_proto::slot::key_slot(k));
-    let Some(first) = slots.next() else { return false };
-    slots.any(|s| s != first)
+    in_several_slots(request_keys(req))
+}
+
+/// True when `keys` are in more than one slot. A single key's slot is not computed: that
+/// was a CRC per request for nothing on a cluster client's hot path.
+pub fn in_several_slots<'a>(mut keys: impl Iterator<Item = &'a Bytes>) -> bool {
+    let (Some(first), Some(second)) = (keys.next(), keys.next()) else {
+        return false;
+    };
+    let slot = kv_proto::slot::key_slot(first);
+    std::iter::once(second)
+        .chain(keys)
+        .any(|k| kv_proto::slot::key_slot(k) != slot)
 }

@@ -343,6 +343,8 @@ pub struct Node {
     /// Big collections arriving in parts (`KV.MIGRATEPART`), until their last part.
     pub inbound_parts: Mutex<crate::peer::moves::Staging>,
     pub stats: Stats,
+    /// `INFO commandstats`.
+    pub cmdstats: kv_proto::cmdstats::CommandStats,
     /// `CONFIG GET/SET` parameters of this server.
     pub settings: kv_proto::settings::Settings,
     /// Client-port connections open now, and when the node started (`INFO`).
@@ -426,6 +428,7 @@ impl Node {
             notifying: Default::default(),
             scripts: Default::default(),
             stats: Stats::default(),
+            cmdstats: Default::default(),
             plain_route: std::sync::atomic::AtomicBool::new(false),
         }
     }
