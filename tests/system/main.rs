@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod acl;
 mod bad_input;
 mod basic;
 mod cluster_clients;

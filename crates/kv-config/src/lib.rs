@@ -170,6 +170,20 @@ pub struct ClusterAuth {
     pub cluster_secret_file: Option<PathBuf>,
 }
 
+/// Who may connect: the users a gate (or server) knows, as Redis configures them.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct UserAuth {
+    /// The default user's password (Redis's `requirepass`): clients must `AUTH` first.
+    /// Without it, and without an --aclfile that defines the default user, the default
+    /// user needs no password.
+    #[arg(long, env = "KVSTORE_REQUIREPASS")]
+    pub requirepass: Option<String>,
+    /// An ACL file in Redis's syntax (`user <name> on >password ~keys* +@read …`, one per
+    /// line): the users and their permissions. `ACL SAVE` and `ACL LOAD` write and read it.
+    #[arg(long, env = "KVSTORE_ACLFILE")]
+    pub aclfile: Option<PathBuf>,
+}
+
 /// Parses a byte size: a plain number of bytes or a number with a unit, as Redis accepts
 /// them: `b`, `k`/`kb`, `m`/`mb`, `g`/`gb` (powers of 1024; case-insensitive).
 pub fn parse_size(s: &str) -> Result<u64, String> {

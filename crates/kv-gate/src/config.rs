@@ -95,6 +95,9 @@ pub struct Config {
     #[command(flatten)]
     pub cluster_auth: kv_config::ClusterAuth,
 
+    #[command(flatten)]
+    pub users: kv_config::UserAuth,
+
     /// The cluster secret itself, for an embedding process (the local cluster makes one);
     /// takes precedence over --cluster-secret-file.
     #[arg(skip)]

@@ -47,6 +47,9 @@ impl Gate {
     /// Starts a gate on the cluster reached through `coord`.
     pub async fn start(mut config: Config, coord: Arc<dyn Coordinator>) -> Result<GateHandle, StartError> {
         config.validate().map_err(StartError::Config)?;
+        let users =
+            kv_acl::command::initial_users(config.users.aclfile.as_deref(), config.users.requirepass.as_deref())
+                .map_err(StartError::Config)?;
         let addr = format!("{}:{}", config.bind, config.http_port());
         let listener = TcpListener::bind(&addr).await.map_err(|source| StartError::Bind {
             addr: addr.clone(),
@@ -118,6 +121,9 @@ impl Gate {
             resp_addr: resp_addr.to_string(),
             stats: Default::default(),
             cmdstats: Default::default(),
+            acl: kv_acl::Acl::new(users),
+            acl_log: Default::default(),
+            acl_file: config.users.aclfile.clone(),
             config: settings,
             clients: Default::default(),
             pubsub,

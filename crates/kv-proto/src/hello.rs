@@ -68,19 +68,23 @@ impl Hello {
                 return Err(HelloError::Syntax(String::from_utf8_lossy(opt).into_owned()));
             }
         }
-        // Until ACLs exist there is one user, `default`, with no password (as a Redis
-        // without `requirepass`): any password is accepted for it, and no other user exists.
-        if let Some((user, _)) = &hello.auth
-            && &user[..] != b"default"
-        {
-            return Err(HelloError::WrongPass);
-        }
         if let Some(name) = &hello.setname
             && !valid_client_name(name)
         {
             return Err(HelloError::BadName);
         }
         Ok(hello)
+    }
+}
+
+impl Hello {
+    /// For a process without users (a server's client port, for now): one user, `default`,
+    /// with no password, as a Redis without `requirepass`; any password opens it.
+    pub fn only_default_user(self) -> Result<Hello, HelloError> {
+        match &self.auth {
+            Some((user, _)) if &user[..] != b"default" => Err(HelloError::WrongPass),
+            _ => Ok(self),
+        }
     }
 }
 
@@ -121,7 +125,7 @@ mod tests {
 
     fn parse(line: &str) -> Result<Hello, HelloError> {
         let args: Vec<Bytes> = line.split(' ').map(|s| Bytes::from(s.to_string())).collect();
-        Hello::parse(&args)
+        Hello::parse(&args).and_then(Hello::only_default_user)
     }
 
     /// Error texts as redis-server 7.0.15 sends them for the same lines.

@@ -45,6 +45,14 @@ pub fn apply(session: &mut Session<'_>, spec: &Spec, req: &Request) -> Pending {
             _ => Frame::error("ERR value is not an integer or out of range"),
         },
         "hello" => hello(session, a),
+        "acl" => {
+            let state = session.state;
+            let storage: Box<dyn kv_acl::command::Storage> = match &state.acl_file {
+                Some(path) => Box::new(kv_acl::command::FileStorage(path.clone())),
+                None => Box::new(kv_acl::command::NoStorage),
+            };
+            kv_acl::command::acl(&state.acl, &state.acl_log, &*storage, &session.user.user, a)
+        }
         "client" => client(session, a),
         "command" => command_reply(a, ServedBy::Gate),
         "time" => kv_proto::commands::time_reply(),
@@ -106,6 +114,20 @@ fn hello(session: &mut Session<'_>, a: &[Bytes]) -> Frame {
         Ok(h) => h,
         Err(e) => return Frame::error(e.to_string()),
     };
+    let acl = &session.state.acl;
+    if let Some((user, pass)) = &hello.auth {
+        let auth = [Bytes::from_static(b"AUTH"), user.clone(), pass.clone()];
+        let reply = session.user.auth(acl, &auth);
+        if reply.as_error().is_some() {
+            let addr = &session.client.addr;
+            session.state.acl_log.auth_failed(&String::from_utf8_lossy(user), addr);
+            return reply;
+        }
+    } else if !session.user.authenticated {
+        return Frame::error(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+        );
+    }
     if let Some(name) = hello.setname {
         session
             .client

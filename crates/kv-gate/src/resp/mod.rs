@@ -65,6 +65,11 @@ pub struct RespState {
     /// `INFO commandstats`: a call's time is from its arrival at the gate to its reply
     /// (the shard's round trip included).
     pub cmdstats: kv_proto::cmdstats::CommandStats,
+    /// Users and what each may do (`AUTH`, `ACL`), checked before every command.
+    pub acl: kv_acl::Acl,
+    pub acl_log: kv_acl::command::Log,
+    /// `--aclfile`: where `ACL SAVE` and `ACL LOAD` keep the users.
+    pub acl_file: Option<std::path::PathBuf>,
     /// `CONFIG GET/SET` parameters.
     pub config: kv_proto::settings::Settings,
     pub clients: clients::Clients,
@@ -341,6 +346,8 @@ pub struct Session<'a> {
     pubsub: Option<kv_pubsub::Client>,
     /// `CLIENT REPLY`.
     replies: Replies,
+    /// Who this client is (`AUTH`), re-read when the users change.
+    pub user: kv_acl::Session,
 }
 
 /// Which replies a client gets (`CLIENT REPLY ON | OFF | SKIP`).
@@ -366,6 +373,7 @@ impl<'a> Session<'a> {
             watching: None,
             pubsub: None,
             replies: Replies::On,
+            user: kv_acl::Session::new(&state.acl),
         }
     }
 
@@ -392,7 +400,21 @@ impl<'a> Session<'a> {
                             let silent = self.silenced(&req);
                             let spec = command::lookup(req.name());
                             let runs = spec.filter(|s| s.arity_ok(req.len()));
-                            let pending = self.start(req, spec).await;
+                            let refusal = self.refuse(&req, runs);
+                            // NOAUTH and NOPERM: refused before running (`rejected_calls`).
+                            let refused = refusal
+                                .as_ref()
+                                .and_then(Frame::as_error)
+                                .is_some_and(|e| e.starts_with(b"NOAUTH") || e.starts_with(b"NOPERM"));
+                            if refused && let Some(s) = runs {
+                                let rejected = kv_proto::cmdstats::Outcome::Rejected;
+                                self.state.cmdstats.record(s.info, Duration::ZERO, rejected);
+                            }
+                            let runs = runs.filter(|_| !refused);
+                            let pending = match refusal {
+                                Some(refusal) => Pending::Now(refusal),
+                                None => self.start(req, spec).await,
+                            };
                             // Queued by MULTI: counted as part of EXEC.
                             let queued = self.multi.is_some() && runs.is_some_and(|s| s.name != "multi");
                             let counted = runs.filter(|_| !queued).map(|s| s.info);
@@ -512,6 +534,43 @@ impl<'a> Session<'a> {
                 _ = self.client.killed.notified() => return,
             }
         }
+    }
+
+    /// The refusal of a request its client may not send: `NOAUTH` before `AUTH`, `NOPERM`
+    /// for a command, key or channel the user may not use. `AUTH` itself is answered here.
+    /// (Unknown commands and wrong arity, `spec` `None`, are refused later, as Redis
+    /// refuses them first.)
+    fn refuse(&mut self, req: &Request, spec: Option<&'static command::Spec>) -> Option<Frame> {
+        let spec = spec?;
+        let acl = &self.state.acl;
+        if self.user.refresh(acl) == kv_acl::Fresh::Deleted {
+            // Its user was deleted: the connection closes, as Redis closes it.
+            self.quit = true;
+            return Some(Frame::error("ERR the user of this connection was deleted"));
+        }
+        if spec.name == "auth" {
+            let reply = self.user.auth(acl, req.args());
+            if reply.as_error().is_some() {
+                let name = if req.len() == 3 { &req.args()[1][..] } else { b"default" };
+                self.state
+                    .acl_log
+                    .auth_failed(&String::from_utf8_lossy(name), &self.client.addr);
+            }
+            return Some(reply);
+        }
+        if !self.user.authenticated {
+            return match spec.name {
+                "hello" | "quit" => None,
+                _ => Some(Frame::error("NOAUTH Authentication required.")),
+            };
+        }
+        if self.user.user.unrestricted() {
+            return None;
+        }
+        let denied = self.user.user.check(spec.info, req.args()).err()?;
+        let (user, addr) = (&self.user.user.name, &self.client.addr);
+        self.state.acl_log.denied(user, &denied, self.multi.is_some(), addr);
+        Some(Frame::error(denied.error()))
     }
 
     /// Whether `req`'s reply is left out (`CLIENT REPLY OFF`, or the command after `CLIENT

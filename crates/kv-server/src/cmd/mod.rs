@@ -130,9 +130,11 @@ impl Command {
                     _ => Command::Asking,
                 }
             }
-            b"HELLO" => {
-                Command::Hello(kv_proto::hello::Hello::parse(args.all()).map_err(|e| CmdError::Coded(e.to_string()))?)
-            }
+            b"HELLO" => Command::Hello(
+                kv_proto::hello::Hello::parse(args.all())
+                    .and_then(kv_proto::hello::Hello::only_default_user)
+                    .map_err(|e| CmdError::Coded(e.to_string()))?,
+            ),
             b"GET" => Command::Get(get::Get::parse(&mut args)?),
             b"MGET" => Command::MGet(get::MGet::parse(&mut args)?),
             b"STRLEN" => Command::StrLen(get::StrLen::parse(&mut args)?),

@@ -1,0 +1,139 @@
+//! Users and ACLs at the gate, from redis-cli: `--requirepass`, `AUTH`, `HELLO … AUTH`,
+//! `ACL SETUSER` rules enforced on commands, keys and channels, `ACL LOG`, and an
+//! `--aclfile` read at start and written by `ACL SAVE`.
+
+use crate::harness::TestCluster;
+use crate::harness::redis_cli as cli;
+
+async fn cluster_with_gate(gate_args: &[&str]) -> (TestCluster, String) {
+    let mut c = TestCluster::start().await;
+    c.start_server("s1", &[]).await;
+    let i = c.start_gate(gate_args).await;
+    c.wait_ready(&[("s1", 1)]).await;
+    let resp = c.gates[i].resp.clone().expect("the gate announces its RESP address");
+    (c, resp)
+}
+
+#[tokio::test]
+async fn requirepass_and_user_rules_are_enforced() {
+    let (_c, gate) = cluster_with_gate(&["--requirepass", "s3cret"]).await;
+    let admin = |args: &[&str]| {
+        let mut all = vec!["--no-auth-warning", "-a", "s3cret"];
+        all.extend_from_slice(args);
+        cli(&gate, &all)
+    };
+    // Nothing but AUTH, HELLO … AUTH and QUIT before authenticating.
+    assert_eq!(cli(&gate, &["GET", "k"]), "NOAUTH Authentication required.");
+    assert!(cli(&gate, &["HELLO", "3"]).starts_with("NOAUTH HELLO must be called"));
+    assert_eq!(
+        cli(&gate, &["AUTH", "wrong"]),
+        "WRONGPASS invalid username-password pair or user is disabled."
+    );
+    assert_eq!(admin(&["SET", "pub:1", "v"]), "OK");
+    assert_eq!(admin(&["ACL", "WHOAMI"]), "default");
+    assert_eq!(
+        cli(&gate, &["HELLO", "2", "AUTH", "default", "s3cret"]).lines().nth(1),
+        Some("redis")
+    );
+
+    // A user that may read `pub:*` and publish on `news.*`.
+    assert_eq!(
+        admin(&[
+            "ACL",
+            "SETUSER",
+            "reader",
+            "on",
+            ">rpw",
+            "~pub:*",
+            "resetchannels",
+            "&news.*",
+            "+@read",
+            "+publish"
+        ]),
+        "OK"
+    );
+    assert!(admin(&["ACL", "SETUSER", "reader", "+nosuch"]).starts_with("ERR Error in ACL SETUSER modifier '+nosuch'"));
+    let reader = |args: &[&str]| {
+        let mut all = vec!["--no-auth-warning", "--user", "reader", "--pass", "rpw"];
+        all.extend_from_slice(args);
+        cli(&gate, &all)
+    };
+    assert_eq!(reader(&["GET", "pub:1"]), "v");
+    assert_eq!(
+        reader(&["SET", "pub:1", "x"]),
+        "NOPERM this user has no permissions to run the 'set' command"
+    );
+    assert_eq!(
+        reader(&["GET", "private"]),
+        "NOPERM this user has no permissions to access one of the keys used as arguments"
+    );
+    assert_eq!(reader(&["PUBLISH", "news.a", "hi"]), "0");
+    assert_eq!(
+        reader(&["PUBLISH", "other", "hi"]),
+        "NOPERM this user has no permissions to access one of the channels used as arguments"
+    );
+    assert_eq!(admin(&["GET", "pub:1"]), "v", "the refused SET changed nothing");
+    // Each refusal is in the ACL log, with its reason and object.
+    let log = admin(&["ACL", "LOG"]);
+    for want in ["command", "set", "key", "private", "channel", "other", "reader"] {
+        assert!(log.lines().any(|l| l == want), "{want} in {log}");
+    }
+    // Rules apply to connections already authenticated: a session sees its user change.
+    assert_eq!(admin(&["ACL", "SETUSER", "reader", "-get"]), "OK");
+    assert_eq!(
+        reader(&["GET", "pub:1"]),
+        "NOPERM this user has no permissions to run the 'get' command"
+    );
+    assert_eq!(admin(&["ACL", "DELUSER", "reader"]), "1");
+    // redis-cli's AUTH now fails (it says so on stderr) and the command is refused.
+    assert_eq!(reader(&["GET", "pub:1"]), "NOAUTH Authentication required.");
+    let users = admin(&["ACL", "LIST"]);
+    assert!(users.starts_with("user default on sanitize-payload #"), "{users}");
+    assert_eq!(users.lines().count(), 1);
+}
+
+#[tokio::test]
+async fn an_acl_file_defines_the_users_and_acl_save_writes_it() {
+    let mut c = TestCluster::start().await;
+    let file = c.dir.path().join("users.acl");
+    std::fs::write(
+        &file,
+        "user default off\nuser alice on >alice ~* &* +@all\nuser bob on >bob ~set* -@all +@set\n",
+    )
+    .unwrap();
+    c.start_server("s1", &[]).await;
+    let i = c.start_gate(&["--aclfile", file.to_str().unwrap()]).await;
+    c.wait_ready(&[("s1", 1)]).await;
+    let gate = c.gates[i].resp.clone().expect("the gate announces its RESP address");
+    // The default user is off: every new connection must authenticate.
+    assert_eq!(cli(&gate, &["PING"]), "NOAUTH Authentication required.");
+    let as_user = |user: &str, args: &[&str]| {
+        let mut all = vec!["--no-auth-warning", "--user", user, "--pass", user];
+        all.extend_from_slice(args);
+        cli(&gate, &all)
+    };
+    assert_eq!(as_user("bob", &["SADD", "set1", "a"]), "1");
+    assert_eq!(
+        as_user("bob", &["SET", "set2", "a"]),
+        "NOPERM this user has no permissions to run the 'set' command"
+    );
+    assert_eq!(
+        as_user("alice", &["ACL", "SETUSER", "carol", "on", "nopass", "+ping"]),
+        "OK"
+    );
+    assert_eq!(as_user("alice", &["ACL", "SAVE"]), "OK");
+    let saved = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        saved.contains("user carol on nopass sanitize-payload resetchannels -@all +ping"),
+        "{saved}"
+    );
+    assert!(
+        saved.contains(&format!("#{}", kv_acl::user::sha256_hex(b"alice"))),
+        "{saved}"
+    );
+    assert!(!saved.contains(">alice"), "passwords are stored hashed: {saved}");
+    // LOAD reads it back (and refuses a broken file, keeping the users it has).
+    std::fs::write(&file, "user bob bogus\n").unwrap();
+    assert!(as_user("alice", &["ACL", "LOAD"]).starts_with("ERR"));
+    assert_eq!(as_user("bob", &["SADD", "set1", "b"]), "1");
+}
