@@ -1,9 +1,12 @@
-//! Users and ACLs at the gate, from redis-cli: `--requirepass`, `AUTH`, `HELLO … AUTH`,
-//! `ACL SETUSER` rules enforced on commands, keys and channels, `ACL LOG`, and an
-//! `--aclfile` read at start and written by `ACL SAVE`.
+//! Users and ACLs, from redis-cli: `--requirepass`, `AUTH`, `HELLO … AUTH`, `ACL SETUSER`
+//! rules enforced on commands, keys and channels at gates and at servers' client ports, one
+//! user store for the cluster, `ACL LOG`, and an `--aclfile` read at start and written by
+//! `ACL SAVE`.
 
-use crate::harness::TestCluster;
+use std::time::Duration;
+
 use crate::harness::redis_cli as cli;
+use crate::harness::{TestCluster, eventually};
 
 async fn cluster_with_gate(gate_args: &[&str]) -> (TestCluster, String) {
     let mut c = TestCluster::start().await;
@@ -16,7 +19,7 @@ async fn cluster_with_gate(gate_args: &[&str]) -> (TestCluster, String) {
 
 #[tokio::test]
 async fn requirepass_and_user_rules_are_enforced() {
-    let (_c, gate) = cluster_with_gate(&["--requirepass", "s3cret"]).await;
+    let (mut c, gate) = cluster_with_gate(&["--requirepass", "s3cret"]).await;
     let admin = |args: &[&str]| {
         let mut all = vec!["--no-auth-warning", "-a", "s3cret"];
         all.extend_from_slice(args);
@@ -73,6 +76,54 @@ async fn requirepass_and_user_rules_are_enforced() {
         "NOPERM this user has no permissions to access one of the channels used as arguments"
     );
     assert_eq!(admin(&["GET", "pub:1"]), "v", "the refused SET changed nothing");
+    // One user store for the cluster: the server (started before any user existed) and a
+    // gate started later know the same users.
+    let server = c.servers[0].addr.clone();
+    eventually("the server requires AUTH", Duration::from_secs(10), || async {
+        (cli(&server, &["GET", "pub:1"]) == "NOAUTH Authentication required.").then_some(())
+    })
+    .await;
+    let on_server = |args: &[&str]| {
+        let mut all = vec!["-c", "--no-auth-warning", "--user", "reader", "--pass", "rpw"];
+        all.extend_from_slice(args);
+        cli(&server, &all)
+    };
+    eventually("the server knows reader", Duration::from_secs(10), || async {
+        (on_server(&["GET", "pub:1"]) == "v").then_some(())
+    })
+    .await;
+    assert_eq!(
+        on_server(&["SET", "pub:1", "x"]),
+        "NOPERM this user has no permissions to run the 'set' command"
+    );
+    let j = c.start_gate(&[]).await;
+    let gate2 = c.gates[j].resp.clone().expect("the gate announces its RESP address");
+    assert_eq!(cli(&gate2, &["GET", "pub:1"]), "NOAUTH Authentication required.");
+    let args = ["--no-auth-warning", "--user", "reader", "--pass", "rpw", "GET", "pub:1"];
+    assert_eq!(cli(&gate2, &args), "v");
+    // A user defined at a server reaches the gates.
+    let at_server = [
+        "-c",
+        "--no-auth-warning",
+        "-a",
+        "s3cret",
+        "ACL",
+        "SETUSER",
+        "w",
+        "on",
+        ">w",
+        "+set",
+        "~*",
+    ];
+    assert_eq!(cli(&server, &at_server), "OK");
+    eventually("the gate knows w", Duration::from_secs(10), || async {
+        (cli(
+            &gate,
+            &["--no-auth-warning", "--user", "w", "--pass", "w", "SET", "w1", "1"],
+        ) == "OK")
+            .then_some(())
+    })
+    .await;
     // Each refusal is in the ACL log, with its reason and object.
     let log = admin(&["ACL", "LOG"]);
     for want in ["command", "set", "key", "private", "channel", "other", "reader"] {
@@ -89,7 +140,7 @@ async fn requirepass_and_user_rules_are_enforced() {
     assert_eq!(reader(&["GET", "pub:1"]), "NOAUTH Authentication required.");
     let users = admin(&["ACL", "LIST"]);
     assert!(users.starts_with("user default on sanitize-payload #"), "{users}");
-    assert_eq!(users.lines().count(), 1);
+    assert_eq!(users.lines().count(), 2, "default and w: {users}");
 }
 
 #[tokio::test]

@@ -139,7 +139,7 @@ const HELP: &[&str] = &[
 
 /// What `ACL SAVE` and `ACL LOAD` do with the users: the caller owns where they are kept
 /// (a file, or the cluster's coordinator).
-pub trait Storage {
+pub trait Storage: Send + Sync {
     /// Stores the users' file text.
     fn save(&self, text: &str) -> Result<(), String>;
     /// The stored users' file text.
@@ -315,6 +315,16 @@ pub fn acl(acl: &Acl, log: &Log, storage: &dyn Storage, me: &User, args: &[Bytes
         | b"DRYRUN" | b"SAVE" | b"LOAD" | b"HELP" => wrong(),
         _ => Frame::error(format!("ERR unknown subcommand '{}'. Try ACL HELP.", text(&args[1]))),
     }
+}
+
+/// True for the `ACL` subcommands that change users (`SETUSER`, `DELUSER`, `LOAD`): a
+/// cluster applies them to its stored users ([`crate::store::Store::change`]).
+pub fn changes_users(args: &[Bytes]) -> bool {
+    args.get(1).is_some_and(|s| {
+        [&b"SETUSER"[..], b"DELUSER", b"LOAD"]
+            .iter()
+            .any(|c| s.eq_ignore_ascii_case(c))
+    })
 }
 
 /// `ACL DRYRUN`'s text for a refusal.

@@ -9,11 +9,13 @@
 //! - [`user`]: one user and its rules (`ACL SETUSER`'s syntax).
 //! - [`users`]: the user set, replaced whole on change; a connection's [`Session`].
 //! - [`command`]: `ACL …`'s replies and `ACL LOG`.
+//! - [`store`]: the cluster's one user store in the coordinator, and following it.
 
 pub mod category;
 pub mod command;
+pub mod store;
 pub mod user;
 pub mod users;
 
 pub use user::{Denied, User};
-pub use users::{Acl, AclFileError, Fresh, Session, Users};
+pub use users::{Acl, AclFileError, Admit, Fresh, Session, Users};

@@ -156,6 +156,17 @@ pub struct Session {
     pub authenticated: bool,
 }
 
+/// What [`Session::admit`] decided for a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Admit {
+    /// Run it.
+    Pass,
+    /// Answer this instead (`NOAUTH`, `NOPERM`, `AUTH`'s reply).
+    Reply(kv_proto::Frame),
+    /// Answer this and close the connection (its user was deleted).
+    Close(kv_proto::Frame),
+}
+
 /// What a session's refresh found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fresh {
@@ -193,6 +204,68 @@ impl Session {
                 Fresh::Same
             }
             None => Fresh::Deleted,
+        }
+    }
+
+    /// Checks a request before it runs, as Redis does after the command lookup and arity
+    /// check: `AUTH` is answered; `HELLO … AUTH` authenticates first; before authenticating
+    /// only those and `QUIT` pass (`NOAUTH`); then the user's rules (`NOPERM`, logged).
+    /// `client` names the connection in `ACL LOG`.
+    pub fn admit(
+        &mut self,
+        acl: &Acl,
+        log: &crate::command::Log,
+        info: &kv_proto::commands::CommandInfo,
+        args: &[Bytes],
+        in_multi: bool,
+        client: &str,
+    ) -> Admit {
+        if self.refresh(acl) == Fresh::Deleted {
+            return Admit::Close(Frame::error("ERR the user of this connection was deleted"));
+        }
+        if info.name == "auth" {
+            let reply = self.auth(acl, args);
+            if reply.as_error().is_some() {
+                let name = if args.len() == 3 { &args[1][..] } else { b"default" };
+                log.auth_failed(&String::from_utf8_lossy(name), client);
+            }
+            return Admit::Reply(reply);
+        }
+        if info.name == "hello" {
+            // `HELLO [protover] [AUTH user pass] …`: authenticate first.
+            if let Some(at) = args.iter().position(|a| a.eq_ignore_ascii_case(b"AUTH"))
+                && at + 2 < args.len()
+            {
+                let auth = [Bytes::from_static(b"AUTH"), args[at + 1].clone(), args[at + 2].clone()];
+                let reply = self.auth(acl, &auth);
+                if reply.as_error().is_some() {
+                    log.auth_failed(&String::from_utf8_lossy(&args[at + 1]), client);
+                    return Admit::Reply(reply);
+                }
+                return Admit::Pass;
+            }
+            if !self.authenticated {
+                return Admit::Reply(Frame::error(
+                    "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+                ));
+            }
+            return Admit::Pass;
+        }
+        if !self.authenticated {
+            return match info.name {
+                "quit" => Admit::Pass,
+                _ => Admit::Reply(Frame::error("NOAUTH Authentication required.")),
+            };
+        }
+        if self.user.unrestricted() {
+            return Admit::Pass;
+        }
+        match self.user.check(info, args) {
+            Ok(()) => Admit::Pass,
+            Err(denied) => {
+                log.denied(&self.user.name, &denied, in_multi, client);
+                Admit::Reply(Frame::error(denied.error()))
+            }
         }
     }
 

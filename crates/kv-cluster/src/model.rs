@@ -84,6 +84,9 @@ pub struct ClusterView {
     pub removing: BTreeSet<String>,
     /// The node id holding the ring manager's lock, if any.
     pub ring_lock: Option<String>,
+    /// The users (ACL file text), once a process seeded them, and the node's version.
+    pub users: Option<String>,
+    pub users_version: i32,
 }
 
 impl ClusterView {

@@ -9,6 +9,9 @@
 //! /kvstore/<cluster>/ring                            persistent: RingState (versioned ring, move)
 //! /kvstore/<cluster>/ring-lock                       ephemeral: the ring manager's lock
 //! /kvstore/<cluster>/removing/<shard>                persistent: a shard to drain and remove
+//! /kvstore/<cluster>/users                           persistent: the users (Redis ACL file text,
+//!                                                    passwords hashed), changed by version-checked
+//!                                                    writes
 //! ```
 
 /// Path builder for one cluster.
@@ -71,6 +74,11 @@ impl Paths {
     }
 
     /// Parent of removal requests.
+    /// The cluster's users: one store every gate and server follows.
+    pub fn users(&self) -> String {
+        format!("{}/users", self.root)
+    }
+
     pub fn removing(&self) -> String {
         format!("{}/removing", self.root)
     }

@@ -2,7 +2,8 @@
 //!
 //! [`watch_view`] reads the whole tree once (and again after every reconnection, when events
 //! may have been lost), then re-reads only the parts the coordinator reported changed: one
-//! shard's registrations, state and lock; the ring; the ring lock; the removal requests.
+//! shard's registrations, state and lock; the ring; the ring lock; the removal requests; the
+//! users.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use crate::{Changes, ClusterView, CoordError, Coordinator, NodeInfo, Paths, Ring
 /// Reads every shard's registrations, state and leader lock.
 pub async fn read_view(coord: &dyn Coordinator, paths: &Paths) -> Result<ClusterView, CoordError> {
     let mut view = ClusterView::default();
-    for part in [Part::Shards, Part::Ring, Part::RingLock, Part::Removing] {
+    for part in [Part::Shards, Part::Ring, Part::RingLock, Part::Removing, Part::Users] {
         reread(coord, paths, &mut view, &part).await?;
     }
     Ok(view)
@@ -32,6 +33,7 @@ enum Part {
     Ring,
     RingLock,
     Removing,
+    Users,
 }
 
 /// The part of the view a changed `path` belongs to, if any.
@@ -45,6 +47,7 @@ fn part_of(paths: &Paths, path: &str) -> Option<Part> {
         (Some("ring"), _) => Some(Part::Ring),
         (Some("ring-lock"), _) => Some(Part::RingLock),
         (Some("removing"), _) => Some(Part::Removing),
+        (Some("users"), _) => Some(Part::Users),
         _ => None,
     }
 }
@@ -132,6 +135,12 @@ async fn reread(coord: &dyn Coordinator, paths: &Paths, view: &mut ClusterView, 
         }
         Part::Removing => {
             view.removing = children_or_empty(coord, &paths.removing()).await?.into_iter().collect();
+        }
+        Part::Users => {
+            (view.users, view.users_version) = match coord.get(&paths.users()).await? {
+                Some((data, stat)) => (Some(String::from_utf8_lossy(&data).into_owned()), stat.version),
+                None => (None, 0),
+            };
         }
     }
     Ok(())

@@ -83,6 +83,12 @@ impl Gate {
             name: Arc::from(format!("gate:{http_addr}").as_str()),
         });
         let view = watch_view(coord.clone(), paths.clone());
+        // The cluster's users: the stored ones, or this gate's flags seed them.
+        let store = kv_acl::store::Store::new(coord.clone(), &paths);
+        let from_flags = config.users.aclfile.is_some() || config.users.requirepass.is_some();
+        let users = kv_acl::store::initial(&store, users, from_flags, Duration::from_secs(5)).await;
+        let acl = Arc::new(kv_acl::Acl::new(users));
+        let follow_users = kv_acl::store::follow(acl.clone(), view.clone());
         let options = ConnOptions {
             max_in_flight: config.backend_max_in_flight,
             connect_timeout: Duration::from_secs(2),
@@ -121,7 +127,8 @@ impl Gate {
             resp_addr: resp_addr.to_string(),
             stats: Default::default(),
             cmdstats: Default::default(),
-            acl: kv_acl::Acl::new(users),
+            acl,
+            users_store: store,
             acl_log: Default::default(),
             acl_file: config.users.aclfile.clone(),
             config: settings,
@@ -158,6 +165,7 @@ impl Gate {
             tokio::spawn(register(coord.clone(), paths, http_addr, resp_addr)),
             resp_task,
             discovery,
+            follow_users,
         ];
         info!(http = %http_addr, resp = %resp_addr, cluster = config.cluster, "kvgate started");
         Ok(GateHandle {

@@ -192,21 +192,9 @@ pub static COMMANDS: &[CommandInfo] = &[
     cmd("quit", -1, FAST, NONE),
     cmd("select", 2, FAST, NONE),
     cmd("hello", -1, FAST, NONE),
-    // Users and their rules (kv-acl): answered by gates; servers' client ports come next.
-    served(
-        "auth",
-        -2,
-        &["noscript", "loading", "stale", "fast", "no_auth"],
-        NONE,
-        ServedBy::Gate,
-    ),
-    served(
-        "acl",
-        -2,
-        &["admin", "noscript", "loading", "stale"],
-        NONE,
-        ServedBy::Gate,
-    ),
+    // Users and their rules (kv-acl), on gates and servers' client ports alike.
+    cmd("auth", -2, &["noscript", "loading", "stale", "fast", "no_auth"], NONE),
+    cmd("acl", -2, &["admin", "noscript", "loading", "stale"], NONE),
     cmd("client", -2, &["admin"], NONE),
     cmd("command", -1, &["loading"], NONE),
     cmd("info", -1, &["loading"], NONE),

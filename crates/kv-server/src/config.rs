@@ -49,6 +49,11 @@ pub struct Config {
     #[command(flatten)]
     pub cluster_auth: kv_config::ClusterAuth,
 
+    /// Users for the client port (cluster-aware clients); the cluster's stored users once
+    /// they exist (see kv_acl::store).
+    #[command(flatten)]
+    pub users: kv_config::UserAuth,
+
     /// The cluster secret itself, for an embedding process (the local cluster makes one);
     /// takes precedence over --cluster-secret-file.
     #[arg(skip)]

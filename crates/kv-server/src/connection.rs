@@ -29,6 +29,9 @@ pub struct Connection {
     pub watches: Option<crate::cmd::transaction::WatchGuard>,
     /// Its channels and patterns, from its first subscribe (`crate::cmd::pubsub`).
     pub pubsub: Option<kv_pubsub::Client>,
+    /// Who this client is (`AUTH`); `None` on the cluster port, whose peers proved the
+    /// cluster secret.
+    pub user: Option<kv_acl::Session>,
 }
 
 impl Connection {
@@ -47,6 +50,7 @@ impl Connection {
             watching: false,
             watches: None,
             pubsub: None,
+            user: None,
         }
     }
 

@@ -54,6 +54,10 @@ pub async fn serve(
     // Clients on the client port are Redis Cluster clients: slot redirections, one slot per
     // command. Gates (cluster port) route by shard and get kvstore's own codes.
     conn.output.cluster_client = port == Port::Client;
+    // Clients are admitted by the cluster's users; peers proved the cluster secret.
+    if port == Port::Client {
+        conn.user = Some(kv_acl::Session::new(&node.acl));
+    }
     // The client port's connections are listed (`CLIENT LIST`) and can be closed (`CLIENT
     // KILL`); gates' links on the cluster port are peers, not clients.
     let client = (port == Port::Client).then(|| {
@@ -127,6 +131,30 @@ pub async fn serve(
                     // a flush: counted as a call only.
                     let mut timed = true;
                     'serve: {
+                        if let (Some(session), Some(info), false) = (conn.user.as_mut(), info, rejected) {
+                            let addr = client.as_ref().map_or("", |c| c.info.addr.as_str());
+                            let multi = conn.multi.is_some();
+                            match session.admit(&node.acl, &node.acl_log, info, req.args(), multi, addr) {
+                                kv_acl::Admit::Pass => {}
+                                kv_acl::Admit::Reply(f) => {
+                                    rejected = f
+                                        .as_error()
+                                        .is_some_and(|e| e.starts_with(b"NOAUTH") || e.starts_with(b"NOPERM"));
+                                    conn.output.frame(&f);
+                                    break 'serve;
+                                }
+                                kv_acl::Admit::Close(f) => {
+                                    conn.output.frame(&f);
+                                    finish(&node, &mut conn, pending).await;
+                                    return;
+                                }
+                            }
+                        }
+                        if info.is_some_and(|i| i.name == "acl") {
+                            let reply = cmd::acl(&node, &conn, req.args()).await;
+                            conn.output.frame(&reply);
+                            break 'serve;
+                        }
                         if conn.multi.is_none() && cmd::pubsub::intercept(&mut conn, &node, &req) {
                             break 'serve;
                         }

@@ -87,7 +87,16 @@ impl Server {
             stall_timeout: Some(config.replica_timeout()),
             ..ConnOptions::default()
         };
-        let node = Arc::new(Node::new(id, addr, advertised_cluster, config));
+        let own_users =
+            kv_acl::command::initial_users(config.users.aclfile.as_deref(), config.users.requirepass.as_deref())
+                .map_err(StartError::Config)?;
+        let from_flags = config.users.aclfile.is_some() || config.users.requirepass.is_some();
+        let store = kv_acl::store::Store::new(coord.clone(), &paths);
+        let users = kv_acl::store::initial(&store, own_users, from_flags, Duration::from_secs(5)).await;
+        let mut node = Node::new(id, addr, advertised_cluster, config);
+        node.acl = Arc::new(kv_acl::Acl::new(users));
+        node.users_store = Some(store);
+        let node = Arc::new(node);
         let puller = Arc::new(Puller::new(peer.clone(), node.config.replica_timeout()));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let client_node = node.clone();

@@ -47,10 +47,11 @@ pub fn apply(session: &mut Session<'_>, spec: &Spec, req: &Request) -> Pending {
         "hello" => hello(session, a),
         "acl" => {
             let state = session.state;
-            let storage: Box<dyn kv_acl::command::Storage> = match &state.acl_file {
-                Some(path) => Box::new(kv_acl::command::FileStorage(path.clone())),
-                None => Box::new(kv_acl::command::NoStorage),
-            };
+            // Changes go to the cluster's stored users; the rest is answered here.
+            if kv_acl::command::changes_users(a) {
+                return Pending::Acl(a.to_vec(), session.user.user.clone());
+            }
+            let storage = acl_storage(state);
             kv_acl::command::acl(&state.acl, &state.acl_log, &*storage, &session.user.user, a)
         }
         "client" => client(session, a),
@@ -109,25 +110,20 @@ pub fn apply(session: &mut Session<'_>, spec: &Spec, req: &Request) -> Pending {
 
 /// `HELLO [protover [AUTH user pass] [SETNAME name]]`: switches the client to RESP2 or
 /// RESP3. The gate serves clients that are not cluster-aware, so it is a `standalone` master.
+/// Where `ACL SAVE` and `ACL LOAD` keep the users: `--aclfile`, or nowhere.
+pub fn acl_storage(state: &RespState) -> Box<dyn kv_acl::command::Storage> {
+    match &state.acl_file {
+        Some(path) => Box::new(kv_acl::command::FileStorage(path.clone())),
+        None => Box::new(kv_acl::command::NoStorage),
+    }
+}
+
 fn hello(session: &mut Session<'_>, a: &[Bytes]) -> Frame {
     let hello = match Hello::parse(a) {
         Ok(h) => h,
         Err(e) => return Frame::error(e.to_string()),
     };
-    let acl = &session.state.acl;
-    if let Some((user, pass)) = &hello.auth {
-        let auth = [Bytes::from_static(b"AUTH"), user.clone(), pass.clone()];
-        let reply = session.user.auth(acl, &auth);
-        if reply.as_error().is_some() {
-            let addr = &session.client.addr;
-            session.state.acl_log.auth_failed(&String::from_utf8_lossy(user), addr);
-            return reply;
-        }
-    } else if !session.user.authenticated {
-        return Frame::error(
-            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
-        );
-    }
+    // Its `AUTH` was checked before it ran (`Session::refuse`).
     if let Some(name) = hello.setname {
         session
             .client

@@ -66,7 +66,9 @@ pub struct RespState {
     /// (the shard's round trip included).
     pub cmdstats: kv_proto::cmdstats::CommandStats,
     /// Users and what each may do (`AUTH`, `ACL`), checked before every command.
-    pub acl: kv_acl::Acl,
+    pub acl: Arc<kv_acl::Acl>,
+    /// The cluster's users, where `ACL SETUSER` and `DELUSER` store their changes.
+    pub users_store: kv_acl::store::Store,
     pub acl_log: kv_acl::command::Log,
     /// `--aclfile`: where `ACL SAVE` and `ACL LOAD` keep the users.
     pub acl_file: Option<std::path::PathBuf>,
@@ -165,6 +167,8 @@ pub enum Pending {
     /// A script that declared no keys: run again on the shard of the key it touched, when
     /// the server it ran on answers that it touched a key served elsewhere before writing.
     Script(InFlight, bytes::Bytes, Access),
+    /// `ACL SETUSER`, `DELUSER` or `LOAD`: applied to the cluster's stored users.
+    Acl(Vec<bytes::Bytes>, Arc<kv_acl::User>),
     /// A SORT the gate runs itself (patterns, or a destination on another shard).
     Sort(Box<sort::GateSort>),
     /// A blocking pop: its first key, its arguments, where its timeout is, the client's
@@ -248,6 +252,11 @@ impl Pending {
     async fn finish(self, state: &RespState) -> Frame {
         match self {
             Pending::Now(f) => f,
+            Pending::Acl(args, me) => {
+                let storage = local::acl_storage(state);
+                let command = |acl: &kv_acl::Acl| kv_acl::command::acl(acl, &state.acl_log, &*storage, &me, &args);
+                state.users_store.change(&state.acl, command).await
+            }
             Pending::Sort(s) => s.finish(&state.forwarder).await,
             Pending::Script(flight, request, access) => {
                 let fwd = &state.forwarder;
@@ -542,35 +551,23 @@ impl<'a> Session<'a> {
     /// refuses them first.)
     fn refuse(&mut self, req: &Request, spec: Option<&'static command::Spec>) -> Option<Frame> {
         let spec = spec?;
-        let acl = &self.state.acl;
-        if self.user.refresh(acl) == kv_acl::Fresh::Deleted {
+        let (state, multi) = (self.state, self.multi.is_some());
+        match self.user.admit(
+            &state.acl,
+            &state.acl_log,
+            spec.info,
+            req.args(),
+            multi,
+            &self.client.addr,
+        ) {
+            kv_acl::Admit::Pass => None,
+            kv_acl::Admit::Reply(f) => Some(f),
             // Its user was deleted: the connection closes, as Redis closes it.
-            self.quit = true;
-            return Some(Frame::error("ERR the user of this connection was deleted"));
-        }
-        if spec.name == "auth" {
-            let reply = self.user.auth(acl, req.args());
-            if reply.as_error().is_some() {
-                let name = if req.len() == 3 { &req.args()[1][..] } else { b"default" };
-                self.state
-                    .acl_log
-                    .auth_failed(&String::from_utf8_lossy(name), &self.client.addr);
+            kv_acl::Admit::Close(f) => {
+                self.quit = true;
+                Some(f)
             }
-            return Some(reply);
         }
-        if !self.user.authenticated {
-            return match spec.name {
-                "hello" | "quit" => None,
-                _ => Some(Frame::error("NOAUTH Authentication required.")),
-            };
-        }
-        if self.user.user.unrestricted() {
-            return None;
-        }
-        let denied = self.user.user.check(spec.info, req.args()).err()?;
-        let (user, addr) = (&self.user.user.name, &self.client.addr);
-        self.state.acl_log.denied(user, &denied, self.multi.is_some(), addr);
-        Some(Frame::error(denied.error()))
     }
 
     /// Whether `req`'s reply is left out (`CLIENT REPLY OFF`, or the command after `CLIENT

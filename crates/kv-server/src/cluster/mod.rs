@@ -108,6 +108,8 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let view = watch_view(coord.clone(), paths.clone());
+    // The client port's users follow the cluster's stored ones.
+    let _users = kv_acl::store::follow(node.acl.clone(), view.clone());
     let (step_down, mut step_downs) = mpsc::channel(8);
     let mut m = Membership {
         ctx: Ctx {

@@ -130,11 +130,10 @@ impl Command {
                     _ => Command::Asking,
                 }
             }
-            b"HELLO" => Command::Hello(
-                kv_proto::hello::Hello::parse(args.all())
-                    .and_then(kv_proto::hello::Hello::only_default_user)
-                    .map_err(|e| CmdError::Coded(e.to_string()))?,
-            ),
+            // Its `AUTH` was checked before it ran (the handler's admission).
+            b"HELLO" => {
+                Command::Hello(kv_proto::hello::Hello::parse(args.all()).map_err(|e| CmdError::Coded(e.to_string()))?)
+            }
             b"GET" => Command::Get(get::Get::parse(&mut args)?),
             b"MGET" => Command::MGet(get::MGet::parse(&mut args)?),
             b"STRLEN" => Command::StrLen(get::StrLen::parse(&mut args)?),
@@ -392,6 +391,22 @@ fn write_opt(out: &mut Out, v: Option<&Bytes>) {
     match v {
         Some(v) => kv_proto::write::bulk(out, v),
         None => out.null(),
+    }
+}
+
+/// `ACL …` on the client port: changes go to the cluster's stored users, the rest is
+/// answered from this server's copy of them.
+pub async fn acl(node: &Node, conn: &crate::connection::Connection, args: &[Bytes]) -> kv_proto::Frame {
+    let open = kv_acl::Session::new(&node.acl);
+    let me = conn.user.as_ref().unwrap_or(&open).user.clone();
+    let storage: Box<dyn kv_acl::command::Storage> = match &node.config.users.aclfile {
+        Some(path) => Box::new(kv_acl::command::FileStorage(path.clone())),
+        None => Box::new(kv_acl::command::NoStorage),
+    };
+    let run = |acl: &kv_acl::Acl| kv_acl::command::acl(acl, &node.acl_log, &*storage, &me, args);
+    match &node.users_store {
+        Some(store) if kv_acl::command::changes_users(args) => store.change(&node.acl, run).await,
+        _ => run(&node.acl),
     }
 }
 

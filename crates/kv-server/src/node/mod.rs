@@ -345,6 +345,11 @@ pub struct Node {
     pub stats: Stats,
     /// `INFO commandstats`.
     pub cmdstats: kv_proto::cmdstats::CommandStats,
+    /// The users the client port admits (`AUTH`, `ACL`): the cluster's stored ones.
+    pub acl: Arc<kv_acl::Acl>,
+    pub acl_log: kv_acl::command::Log,
+    /// Where `ACL SETUSER` and `DELUSER` store changes; `None` in tests without a cluster.
+    pub users_store: Option<kv_acl::store::Store>,
     /// `CONFIG GET/SET` parameters of this server.
     pub settings: kv_proto::settings::Settings,
     /// Client-port connections open now, and when the node started (`INFO`).
@@ -429,6 +434,9 @@ impl Node {
             scripts: Default::default(),
             stats: Stats::default(),
             cmdstats: Default::default(),
+            acl: Arc::new(kv_acl::Acl::new(kv_acl::Users::new(None))),
+            acl_log: Default::default(),
+            users_store: None,
             plain_route: std::sync::atomic::AtomicBool::new(false),
         }
     }
