@@ -16,8 +16,9 @@ for w in "${want[@]}"; do
       [ -f /usr/share/java/zookeeper.jar ] || pkgs+=(zookeeper)
       command -v java >/dev/null 2>&1 || pkgs+=(default-jre-headless)
       ;;
-    redis)
+    redis) # redis-cli; and curl, the HTTP client the tests drive
       command -v redis-cli >/dev/null 2>&1 || pkgs+=(redis-tools)
+      command -v curl >/dev/null 2>&1 || pkgs+=(curl)
       ;;
     tcl) # the upstream Redis test suite (tests/redis-suite) is Tcl
       { command -v tclsh8.6 || command -v tclsh8.7 || command -v tclsh8.5; } >/dev/null 2>&1 || pkgs+=(tcl)

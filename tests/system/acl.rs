@@ -8,11 +8,14 @@ use std::time::Duration;
 use crate::harness::redis_cli as cli;
 use crate::harness::{TestCluster, eventually};
 
+/// A server and an open gate (gate 0, ready), then gate 1 started with `gate_args`, which
+/// seed the cluster's users; gate 1's RESP address.
 async fn cluster_with_gate(gate_args: &[&str]) -> (TestCluster, String) {
     let mut c = TestCluster::start().await;
     c.start_server("s1", &[]).await;
-    let i = c.start_gate(gate_args).await;
+    c.start_gate(&[]).await;
     c.wait_ready(&[("s1", 1)]).await;
+    let i = c.start_gate(gate_args).await;
     let resp = c.gates[i].resp.clone().expect("the gate announces its RESP address");
     (c, resp)
 }
@@ -138,9 +141,67 @@ async fn requirepass_and_user_rules_are_enforced() {
     assert_eq!(admin(&["ACL", "DELUSER", "reader"]), "1");
     // redis-cli's AUTH now fails (it says so on stderr) and the command is refused.
     assert_eq!(reader(&["GET", "pub:1"]), "NOAUTH Authentication required.");
+    // HTTP: the same users, as Basic credentials; the same permissions, as 401 and 403.
+    let http = c.gates[1].addr.clone();
+    let curl = |user: Option<&str>, method: &str, path: &str| -> (String, String) {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method]);
+        if let Some(u) = user {
+            cmd.args(["-u", u]);
+        }
+        let out = cmd.arg(format!("http://{http}{path}")).output().expect("run curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
+        (code.to_string(), body.to_string())
+    };
+    assert_eq!(curl(None, "GET", "/api/cache/get?key=pub:1").0, "401");
+    assert_eq!(curl(Some("default:wrong"), "GET", "/api/cache/get?key=pub:1").0, "401");
+    assert_eq!(
+        curl(Some("default:s3cret"), "GET", "/api/cache/get?key=pub:1"),
+        ("200".into(), "v".into())
+    );
+    assert_eq!(
+        curl(None, "GET", "/health").0,
+        "200",
+        "health checks need no credentials"
+    );
+    assert_eq!(admin(&["ACL", "SETUSER", "web", "on", ">web", "+get", "~pub:*"]), "OK");
+    eventually("the HTTP side knows web", Duration::from_secs(10), || async {
+        (curl(Some("web:web"), "GET", "/api/cache/get?key=pub:1").0 == "200").then_some(())
+    })
+    .await;
+    let (code, body) = curl(Some("web:web"), "DELETE", "/api/cache/delete?key=pub:1");
+    assert_eq!(code, "403");
+    assert!(
+        body.contains("NOPERM this user has no permissions to run the 'del' command"),
+        "{body}"
+    );
+    assert_eq!(curl(Some("web:web"), "GET", "/api/cache/get?key=private").0, "403");
+    assert_eq!(curl(Some("web:web"), "POST", "/api/shards/remove").0, "403");
+    // Keys are exact bytes: %FF and %FE are two keys.
+    {
+        use std::io::{Read, Write};
+        let resp = gate.clone();
+        let mut raw = std::net::TcpStream::connect(&resp).unwrap();
+        raw.write_all(b"*2\r\n$4\r\nAUTH\r\n$6\r\ns3cret\r\n*3\r\n$3\r\nSET\r\n$2\r\nb\xff\r\n$2\r\nff\r\n")
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        while got.len() < 10 {
+            let n = raw.read(&mut buf).unwrap();
+            assert!(n > 0, "the gate answered {got:?}");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, b"+OK\r\n+OK\r\n");
+    }
+    assert_eq!(
+        curl(Some("default:s3cret"), "GET", "/api/cache/get?key=b%FF"),
+        ("200".into(), "ff".into())
+    );
+    assert_eq!(curl(Some("default:s3cret"), "GET", "/api/cache/get?key=b%FE").0, "404");
     let users = admin(&["ACL", "LIST"]);
     assert!(users.starts_with("user default on sanitize-payload #"), "{users}");
-    assert_eq!(users.lines().count(), 2, "default and w: {users}");
+    assert_eq!(users.lines().count(), 3, "default, w and web: {users}");
 }
 
 #[tokio::test]
@@ -153,8 +214,9 @@ async fn an_acl_file_defines_the_users_and_acl_save_writes_it() {
     )
     .unwrap();
     c.start_server("s1", &[]).await;
-    let i = c.start_gate(&["--aclfile", file.to_str().unwrap()]).await;
+    c.start_gate(&[]).await;
     c.wait_ready(&[("s1", 1)]).await;
+    let i = c.start_gate(&["--aclfile", file.to_str().unwrap()]).await;
     let gate = c.gates[i].resp.clone().expect("the gate announces its RESP address");
     // The default user is off: every new connection must authenticate.
     assert_eq!(cli(&gate, &["PING"]), "NOAUTH Authentication required.");

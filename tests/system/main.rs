@@ -10,6 +10,7 @@ mod cluster_clients;
 mod cluster_port;
 mod failover;
 mod gate_first;
+mod hostile_http;
 mod keyspace;
 mod partitions;
 mod pubsub;

@@ -483,6 +483,18 @@ impl User {
         self.check_channels(info.name, args)
     }
 
+    /// True when every command of `category` is allowed whole (as `+@admin` allows them):
+    /// what the HTTP API's admin endpoints require.
+    pub fn has_category(&self, category: &str) -> bool {
+        let Some(bit) = category::bit(category) else {
+            return false;
+        };
+        COMMANDS
+            .iter()
+            .filter(|c| category::of(c) & bit != 0)
+            .all(|c| self.commands[c.index()] == Perm::All)
+    }
+
     /// The command alone (`ACL DRYRUN`'s first check, and scripts' commands).
     pub fn check_command(&self, info: &CommandInfo, args: &[Bytes]) -> Result<(), Denied> {
         let sub = || args.get(1).map(|a| String::from_utf8_lossy(a).to_ascii_lowercase());

@@ -103,9 +103,27 @@ pub struct Config {
     #[arg(skip)]
     pub cluster_secret: Option<Arc<ClusterSecret>>,
 
-    /// Most HTTP connections served at once; more wait to be accepted.
+    /// Most HTTP connections served at once. When all are taken, the quietest is closed to
+    /// make room for a new one; only when all are busy do new ones wait to be accepted.
     #[arg(long, env = "KVGATE_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+
+    /// How long an HTTP request's headers may take to arrive, whole.
+    #[arg(long, env = "KVGATE_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub http_header_timeout_ms: u64,
+
+    /// How long an HTTP request's body may take to arrive, whole.
+    #[arg(long, env = "KVGATE_HTTP_BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    pub http_body_timeout_ms: u64,
+
+    /// An HTTP connection on which nothing arrives for this long is closed.
+    #[arg(long, env = "KVGATE_HTTP_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub http_idle_timeout_ms: u64,
+
+    /// Most bytes of request bodies buffered at once, over all HTTP connections; an upload
+    /// that would pass it gets 503 (retry later).
+    #[arg(long, env = "KVGATE_HTTP_BODY_BUDGET", default_value = "256mb", value_parser = size)]
+    pub http_body_budget: u64,
 
     /// ZooKeeper session timeout.
     #[arg(long, env = "KVGATE_ZK_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
@@ -193,6 +211,15 @@ impl Config {
     }
 
     /// Largest HTTP request body that can hold a key and a value within the limits.
+    /// The HTTP side's connection limits.
+    pub fn http_limits(&self) -> crate::listener::HttpLimits {
+        crate::listener::HttpLimits {
+            max_connections: self.max_connections,
+            header_timeout: Duration::from_millis(self.http_header_timeout_ms),
+            idle_timeout: Duration::from_millis(self.http_idle_timeout_ms),
+        }
+    }
+
     pub fn max_body_bytes(&self) -> usize {
         let value = (self.max_value_bytes as usize).div_ceil(3) * 4;
         // JSON escaping can multiply a key by 6 (\uXXXX), plus field names and ttl.

@@ -11,7 +11,7 @@ use kv_proto::Limits;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::Config;
 use crate::discovery::{self, Hints};
@@ -127,7 +127,7 @@ impl Gate {
             resp_addr: resp_addr.to_string(),
             stats: Default::default(),
             cmdstats: Default::default(),
-            acl,
+            acl: acl.clone(),
             users_store: store,
             acl_log: Default::default(),
             acl_file: config.users.aclfile.clone(),
@@ -140,28 +140,27 @@ impl Gate {
             monitor,
             coord: coord.clone(),
             paths: paths.clone(),
+            acl,
+            body_budget: Arc::new(tokio::sync::Semaphore::new(
+                (config.http_body_budget as usize).min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
+            body_timeout: Duration::from_millis(config.http_body_timeout_ms),
+            max_body: config.max_body_bytes(),
             max_key_bytes: config.max_key_bytes as usize,
             max_value_bytes: config.max_value_bytes as usize,
         });
-        let app = http::router(state, config.max_body_bytes());
-        let (shutdown, mut shutdown_rx) = watch::channel(false);
+        let app = http::router(state);
+        let (shutdown, shutdown_rx) = watch::channel(false);
         let resp_task = tokio::spawn(resp::accept_loop(
             resp_state,
             resp_listener,
             config.resp.max_clients,
             shutdown_rx.clone(),
         ));
-        let server = axum::serve(LimitedListener::new(listener, config.max_connections), app).with_graceful_shutdown(
-            async move {
-                let _ = shutdown_rx.changed().await;
-            },
-        );
+        let limits = config.http_limits();
+        let http_listener = LimitedListener::new(listener, &limits);
         let tasks = vec![
-            tokio::spawn(async move {
-                if let Err(e) = server.await {
-                    warn!(error = %e, "HTTP server failed");
-                }
-            }),
+            tokio::spawn(crate::listener::serve(http_listener, app, limits, shutdown_rx.clone())),
             tokio::spawn(register(coord.clone(), paths, http_addr, resp_addr)),
             resp_task,
             discovery,

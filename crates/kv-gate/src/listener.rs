@@ -1,55 +1,130 @@
-//! An HTTP listener that serves at most N connections at once (`--max-connections`): past
-//! the limit, new connections wait in the kernel's accept queue instead of exhausting file
-//! descriptors.
+//! The HTTP side's connections, guarded against clients that hold them without using them.
+//!
+//! - **At most N at once** (`--max-connections`), and a full house does not shut out a new
+//!   client: when every slot is taken, the connection that has been quiet longest (no byte
+//!   read or written for a second or more: an idle keep-alive, a slowloris) is closed to
+//!   make room. Only when every connection is busy do new ones wait in the accept queue.
+//! - **Header timeout** (`--http-header-timeout-ms`): a request's headers must arrive whole
+//!   within it (hyper's own timer), however slowly they drip.
+//! - **Idle timeout** (`--http-idle-timeout-ms`): a connection on which nothing arrives for
+//!   that long while it is read is closed (an idle keep-alive, a stalled body).
+//!
+//! Bodies have their own deadline and a global budget (`crate::http`).
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::time::Sleep;
 
-/// A [`TcpListener`] bounded by a semaphore.
+/// The HTTP side's limits on connections.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// A connection quieter than this may be closed to make room for a new one.
+const EVICTABLE_AFTER: Duration = Duration::from_secs(1);
+
+/// What the listener knows of one open connection.
+#[derive(Debug)]
+struct Tracked {
+    /// Milliseconds since the listener started, at the last byte read or written.
+    last_active: AtomicU64,
+    evicted: AtomicBool,
+    /// The connection's pending read, woken on eviction.
+    waker: Mutex<Option<Waker>>,
+}
+
+/// A [`TcpListener`] bounded by a semaphore, evicting the quietest connection when full.
 pub struct LimitedListener {
     inner: TcpListener,
     slots: Arc<Semaphore>,
+    open: Vec<Weak<Tracked>>,
+    started: Instant,
+    idle_timeout: Duration,
 }
 
 impl LimitedListener {
-    pub fn new(inner: TcpListener, max: usize) -> LimitedListener {
+    pub fn new(inner: TcpListener, limits: &HttpLimits) -> LimitedListener {
         LimitedListener {
             inner,
-            slots: Arc::new(Semaphore::new(max)),
+            slots: Arc::new(Semaphore::new(limits.max_connections)),
+            open: Vec::new(),
+            started: Instant::now(),
+            idle_timeout: limits.idle_timeout,
         }
     }
-}
 
-/// A connection holding one of the listener's slots until dropped.
-pub struct LimitedStream {
-    stream: TcpStream,
-    _slot: OwnedSemaphorePermit,
-}
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
 
-impl axum::serve::Listener for LimitedListener {
-    type Io = LimitedStream;
-    type Addr = SocketAddr;
+    /// Closes the connection quiet longest (at least [`EVICTABLE_AFTER`]), if any.
+    fn evict_quietest(&mut self) -> bool {
+        self.open.retain(|w| w.strong_count() > 0);
+        let threshold = self.now_ms().saturating_sub(EVICTABLE_AFTER.as_millis() as u64);
+        let quietest = self
+            .open
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|t| !t.evicted.load(Ordering::Relaxed) && t.last_active.load(Ordering::Relaxed) <= threshold)
+            .min_by_key(|t| t.last_active.load(Ordering::Relaxed));
+        let Some(t) = quietest else { return false };
+        t.evicted.store(true, Ordering::Release);
+        if let Some(w) = t.waker.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            w.wake();
+        }
+        true
+    }
 
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let slot = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore never closed");
+    async fn accept(&mut self) -> (GuardedStream, SocketAddr) {
+        let slot = match self.slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => loop {
+                // Full: make room, then take the slot the closed connection gives back.
+                let evicted = self.evict_quietest();
+                let wait = if evicted {
+                    Duration::from_secs(5)
+                } else {
+                    EVICTABLE_AFTER
+                };
+                if let Ok(Ok(slot)) = tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await {
+                    break slot;
+                }
+            },
+        };
         loop {
             match self.inner.accept().await {
                 Ok((stream, addr)) => {
                     let _ = stream.set_nodelay(true);
-                    return (LimitedStream { stream, _slot: slot }, addr);
+                    let tracked = Arc::new(Tracked {
+                        last_active: AtomicU64::new(self.now_ms()),
+                        evicted: AtomicBool::new(false),
+                        waker: Mutex::new(None),
+                    });
+                    self.open.push(Arc::downgrade(&tracked));
+                    let stream = GuardedStream {
+                        stream,
+                        _slot: slot,
+                        tracked,
+                        started: self.started,
+                        idle_timeout: self.idle_timeout,
+                        idle: Box::pin(tokio::time::sleep(self.idle_timeout)),
+                    };
+                    return (stream, addr);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -58,21 +133,65 @@ impl axum::serve::Listener for LimitedListener {
             }
         }
     }
+}
 
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()
+/// A connection holding one of the listener's slots until dropped; closed by eviction or
+/// by its idle timeout.
+pub struct GuardedStream {
+    stream: TcpStream,
+    _slot: OwnedSemaphorePermit,
+    tracked: Arc<Tracked>,
+    started: Instant,
+    idle_timeout: Duration,
+    idle: Pin<Box<Sleep>>,
+}
+
+impl GuardedStream {
+    fn active(&mut self) {
+        let now = self.started.elapsed();
+        self.tracked
+            .last_active
+            .store(now.as_millis() as u64, Ordering::Relaxed);
+        self.idle
+            .as_mut()
+            .reset(tokio::time::Instant::now() + self.idle_timeout);
     }
 }
 
-impl AsyncRead for LimitedStream {
+impl AsyncRead for GuardedStream {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        if self.tracked.evicted.load(Ordering::Acquire) {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "closed to make room for a new connection",
+            )));
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut self.stream).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    self.active();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                *self.tracked.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+                if self.idle.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout")));
+                }
+                Poll::Pending
+            }
+        }
     }
 }
 
-impl AsyncWrite for LimitedStream {
+impl AsyncWrite for GuardedStream {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let r = Pin::new(&mut self.stream).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.active();
+        }
+        r
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -82,16 +201,37 @@ impl AsyncWrite for LimitedStream {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
+}
 
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+/// Serves `app` on `listener` until `shutdown`, then lets open connections finish their
+/// requests (graceful shutdown). HTTP/1.1, as the API has always been.
+pub async fn serve(
+    mut listener: LimitedListener,
+    app: Router,
+    limits: HttpLimits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (io, _addr) = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout);
+            let conn = builder.serve_connection(TokioIo::new(io), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = shutdown.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
     }
 }

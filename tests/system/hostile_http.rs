@@ -1,0 +1,138 @@
+//! Clients that hold the gate's HTTP side without using it: half requests, more connections
+//! than the limit, huge declared lengths, slow uploads. Each is refused or closed, and a
+//! well-behaved client is still served.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::harness::{TestCluster, eventually};
+
+/// A cluster of one server and one gate started with `gate_args`; the gate's HTTP address.
+async fn gate_with(gate_args: &[&str]) -> (TestCluster, String) {
+    let mut c = TestCluster::start().await;
+    c.start_server("s1", &[]).await;
+    let i = c.start_gate(gate_args).await;
+    c.wait_ready(&[("s1", 1)]).await;
+    let addr = c.gates[i].addr.clone();
+    (c, addr)
+}
+
+/// Sends `bytes` and reads until the peer closes or `limit` passes: what came back, and
+/// whether the connection was closed.
+fn send_and_read(addr: &str, bytes: &[u8], limit: Duration) -> (String, bool) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(bytes).unwrap();
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+            Err(_) => break false,
+        }
+    };
+    (String::from_utf8_lossy(&got).into_owned(), closed)
+}
+
+/// A GET /health with a fresh connection: its status line, if it got one within `limit`.
+fn health(addr: &str, limit: Duration) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(limit)).ok()?;
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    String::from_utf8_lossy(&got).lines().next().map(str::to_string)
+}
+
+#[tokio::test]
+async fn half_requests_and_huge_declared_lengths_are_cut_short() {
+    let (_c, http) = gate_with(&["--http-header-timeout-ms", "500", "--http-body-timeout-ms", "500"]).await;
+    // Half a request line: closed at the header timeout (it used to stay open for minutes).
+    let t = Instant::now();
+    let (_, closed) = send_and_read(&http, b"GET /api/cache/ge", Duration::from_secs(10));
+    assert!(
+        closed && t.elapsed() < Duration::from_secs(5),
+        "closed after {:?}",
+        t.elapsed()
+    );
+    // A declared length of 100 GB: 413 at once, before any body is sent.
+    let t = Instant::now();
+    let (reply, _) = send_and_read(
+        &http,
+        b"POST /api/cache/put HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000\r\n\r\n",
+        Duration::from_secs(10),
+    );
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    // A body that stops arriving: 408 at the body timeout.
+    let (reply, _) = send_and_read(
+        &http,
+        b"POST /api/cache/put HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"key\":",
+        Duration::from_secs(10),
+    );
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert_eq!(
+        health(&http, Duration::from_secs(5)).as_deref(),
+        Some("HTTP/1.1 200 OK")
+    );
+}
+
+#[tokio::test]
+async fn more_idle_connections_than_the_limit_do_not_shut_out_a_new_client() {
+    let (_c, http) = gate_with(&["--max-connections", "16"]).await;
+    // Twice the limit of slowloris connections: each sends a few bytes of headers, then waits.
+    let mut held = Vec::new();
+    for _ in 0..32 {
+        let mut s = TcpStream::connect(&http).unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\nX-Slow: ").unwrap();
+        held.push(s);
+    }
+    // A new client is served within a few seconds: the quietest held connection makes room.
+    let t = Instant::now();
+    eventually("a new client is served", Duration::from_secs(10), || async {
+        (health(&http, Duration::from_secs(5)).as_deref() == Some("HTTP/1.1 200 OK")).then_some(())
+    })
+    .await;
+    assert!(t.elapsed() < Duration::from_secs(8), "served after {:?}", t.elapsed());
+    drop(held);
+}
+
+#[tokio::test]
+async fn uploads_past_the_body_budget_are_refused_while_others_are_served() {
+    let (_c, http) = gate_with(&["--http-body-budget", "64kb"]).await;
+    // A slow upload holding all of the budget but 100 bytes (its body is not finished).
+    let mut slow = TcpStream::connect(&http).unwrap();
+    slow.write_all(b"POST /api/cache/put HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+        .unwrap();
+    slow.write_all(&vec![b' '; 64 * 1024 - 100]).unwrap();
+    // A 1 KiB body does not fit: 503. (Small, so that the gate reads it whole and the reply
+    // is not lost to a reset.)
+    let value = "A".repeat(1000);
+    let body = format!("{{\"key\":\"k\",\"value\":\"{value}\"}}");
+    let request = format!(
+        "POST /api/cache/put HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let refused = eventually("the second upload is refused", Duration::from_secs(30), || async {
+        let (reply, _) = send_and_read(&http, request.as_bytes(), Duration::from_secs(5));
+        reply.starts_with("HTTP/1.1 503").then_some(reply)
+    })
+    .await;
+    assert!(refused.contains("--http-body-budget"), "{refused}");
+    // A small request still gets through.
+    assert_eq!(
+        health(&http, Duration::from_secs(5)).as_deref(),
+        Some("HTTP/1.1 200 OK")
+    );
+    // Once the slow upload is gone, the budget is back.
+    drop(slow);
+    eventually("the budget is returned", Duration::from_secs(10), || async {
+        let (reply, _) = send_and_read(&http, request.as_bytes(), Duration::from_secs(5));
+        reply.starts_with("HTTP/1.1 200").then_some(())
+    })
+    .await;
+}
