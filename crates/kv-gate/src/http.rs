@@ -207,6 +207,9 @@ fn percent_decode(s: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A refused body up to this size is read to its end and dropped, so its reply arrives.
+const DRAIN_MAX: u64 = 64 * 1024;
+
 /// A request body, read whole, and its share of the body budget (returned when dropped).
 struct ReadBody {
     bytes: Bytes,
@@ -255,13 +258,18 @@ impl HttpState {
             }
             let permit = u32::try_from(data.len())
                 .ok()
-                .and_then(|n| self.body_budget.clone().try_acquire_many_owned(n).ok())
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "the gate is buffering as many request bodies as it may (--http-body-budget); retry",
-                    )
-                })?;
+                .and_then(|n| self.body_budget.clone().try_acquire_many_owned(n).ok());
+            let Some(permit) = permit else {
+                // The rest of a small body is read and dropped (no buffering), so the client
+                // gets the reply instead of a reset for bytes left unread.
+                if declared.is_some_and(|n| n <= DRAIN_MAX) {
+                    while let Ok(Some(Ok(_))) = tokio::time::timeout_at(deadline, body.frame()).await {}
+                }
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the gate is buffering as many request bodies as it may (--http-body-budget); retry",
+                ));
+            };
             match &mut budget {
                 Some(b) => b.merge(permit),
                 None => budget = Some(permit),

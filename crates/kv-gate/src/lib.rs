@@ -13,7 +13,10 @@
 //!   down, so a failover behind its back does not stall writes until it reconnects.
 //! - [`forward`]: [`forward::Forwarder`], sending one command to the right server, retrying
 //!   what is safe to retry while a shard fails over.
-//! - [`http`]: the HTTP API (the original's endpoints plus `/api/cluster` and `/health`).
+//! - [`http`]: the HTTP API (the original's endpoints plus `/api/cluster` and `/health`),
+//!   with the cluster's users as Basic credentials.
+//! - [`listener`]: HTTP connections guarded against clients that hold them (timeouts, the
+//!   quietest closed when all are taken), and the HTTP/1.1 serve loop.
 //! - [`resp`]: the Redis protocol front (redis-cli, redis-benchmark, Redis client libraries).
 //! - [`topology`]: `/api/cluster`, assembled from the view and each server's `KV.INFO`.
 //! - [`gate`]: [`Gate::start`] and [`GateHandle`].

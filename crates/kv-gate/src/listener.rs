@@ -52,6 +52,8 @@ struct Tracked {
 pub struct LimitedListener {
     inner: TcpListener,
     slots: Arc<Semaphore>,
+    max: usize,
+    /// The connections accepted, pruned of closed ones as it grows past twice the limit.
     open: Vec<Weak<Tracked>>,
     started: Instant,
     idle_timeout: Duration,
@@ -62,6 +64,7 @@ impl LimitedListener {
         LimitedListener {
             inner,
             slots: Arc::new(Semaphore::new(limits.max_connections)),
+            max: limits.max_connections,
             open: Vec::new(),
             started: Instant::now(),
             idle_timeout: limits.idle_timeout,
@@ -115,6 +118,9 @@ impl LimitedListener {
                         evicted: AtomicBool::new(false),
                         waker: Mutex::new(None),
                     });
+                    if self.open.len() >= self.max.saturating_mul(2).max(64) {
+                        self.open.retain(|w| w.strong_count() > 0);
+                    }
                     self.open.push(Arc::downgrade(&tracked));
                     let stream = GuardedStream {
                         stream,

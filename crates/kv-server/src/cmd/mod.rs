@@ -397,8 +397,11 @@ fn write_opt(out: &mut Out, v: Option<&Bytes>) {
 /// `ACL …` on the client port: changes go to the cluster's stored users, the rest is
 /// answered from this server's copy of them.
 pub async fn acl(node: &Node, conn: &crate::connection::Connection, args: &[Bytes]) -> kv_proto::Frame {
-    let open = kv_acl::Session::new(&node.acl);
-    let me = conn.user.as_ref().unwrap_or(&open).user.clone();
+    // A peer (no session) acts as the default user.
+    let me = match &conn.user {
+        Some(session) => session.user.clone(),
+        None => kv_acl::Session::new(&node.acl).user,
+    };
     let storage: Box<dyn kv_acl::command::Storage> = match &node.config.users.aclfile {
         Some(path) => Box::new(kv_acl::command::FileStorage(path.clone())),
         None => Box::new(kv_acl::command::NoStorage),
