@@ -1,6 +1,6 @@
-//! Clients that hold the gate's HTTP side without using it: half requests, more connections
-//! than the limit, huge declared lengths, slow uploads. Each is refused or closed, and a
-//! well-behaved client is still served.
+//! Clients that hold the gate without using it: half HTTP requests, more connections than
+//! the limit, huge declared lengths, uploads past the budget, silent RESP clients. Each is
+//! refused or closed, and a well-behaved client is still served.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -125,4 +125,40 @@ async fn uploads_past_the_body_budget_are_refused_while_others_are_served() {
         health(&http, Duration::from_secs(5)).as_deref(),
         Some("HTTP/1.1 200 OK")
     );
+}
+
+#[tokio::test]
+async fn a_silent_resp_client_is_closed_at_the_timeout_and_a_subscriber_is_not() {
+    let mut c = TestCluster::start().await;
+    c.start_server("s1", &["--timeout", "1"]).await;
+    let i = c.start_gate(&["--timeout", "1"]).await;
+    c.wait_ready(&[("s1", 1)]).await;
+    let gate = c.gates[i].resp.clone().expect("the gate announces its RESP address");
+    let server = c.servers[0].addr.clone();
+    for addr in [&gate, &server] {
+        // A client that goes quiet: closed after about a second (Redis's `timeout 1`).
+        let t = Instant::now();
+        let (reply, closed) = send_and_read(addr, b"PING\r\n", Duration::from_secs(10));
+        assert_eq!(reply, "+PONG\r\n");
+        assert!(
+            closed && t.elapsed() < Duration::from_secs(5),
+            "{addr}: {:?}",
+            t.elapsed()
+        );
+        // A subscriber waits for messages, not commands: still open three timeouts later.
+        let mut sub = TcpStream::connect(addr).unwrap();
+        sub.write_all(b"SUBSCRIBE news\r\n").unwrap();
+        sub.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut buf = [0u8; 256];
+        let n = sub.read(&mut buf).unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).contains("subscribe"));
+        match sub.read(&mut buf) {
+            Ok(0) => panic!("{addr}: the subscriber was closed"),
+            Ok(_) => {}
+            Err(e) => assert!(
+                matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+                "{e}"
+            ),
+        }
+    }
 }

@@ -130,9 +130,19 @@ pub struct RespLimits {
     /// Most RESP client connections; more are refused with an error.
     #[arg(long, env = "KVSTORE_MAX_CLIENTS", default_value_t = 10_000)]
     pub max_clients: usize,
+
+    /// Close a RESP client that sent nothing for this many seconds (Redis's `timeout`);
+    /// 0, the default, never. Subscribers and clients waiting in a blocking pop are exempt.
+    #[arg(long, env = "KVSTORE_TIMEOUT", default_value_t = 0)]
+    pub timeout: u64,
 }
 
 impl RespLimits {
+    /// `--timeout`: how long a client may stay silent; `None` for ever.
+    pub fn idle_timeout(&self) -> Option<std::time::Duration> {
+        (self.timeout > 0).then(|| std::time::Duration::from_secs(self.timeout))
+    }
+
     /// The parser bounds.
     pub fn limits(&self) -> kv_proto::Limits {
         kv_proto::Limits {

@@ -122,6 +122,7 @@ impl Gate {
             forwarder: forwarder.clone(),
             monitor: monitor.clone(),
             limits: config.resp.limits(),
+            idle_timeout: config.resp.idle_timeout(),
             started: std::time::Instant::now(),
             http_addr: http_addr.to_string(),
             resp_addr: resp_addr.to_string(),

@@ -309,6 +309,11 @@ pub async fn serve(
             conn.input.reserve(crate::connection::READ_CHUNK);
         }
         let proto = conn.output.proto;
+        // `--timeout`, for clients (peers are exempt, and so are subscribers).
+        let idle = match (port, &conn.pubsub, node.config.resp.idle_timeout()) {
+            (Port::Client, None, Some(t)) => Some(t),
+            _ => None,
+        };
         let killed = async {
             match &client {
                 Some(c) => c.info.killed.notified().await,
@@ -322,6 +327,12 @@ pub async fn serve(
             },
             // `CLIENT KILL`.
             _ = killed => return,
+            _ = async {
+                match idle {
+                    Some(t) => tokio::time::sleep(t).await,
+                    None => std::future::pending().await,
+                }
+            } => return,
             // A subscriber's messages, written as they come (with whatever else is queued).
             m = async {
                 match conn.pubsub.as_mut() {

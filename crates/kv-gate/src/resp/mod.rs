@@ -58,6 +58,8 @@ pub struct RespState {
     pub forwarder: Forwarder,
     pub monitor: Arc<crate::topology::Monitor>,
     pub limits: Limits,
+    /// `--timeout`: a silent client is closed after this (subscribers exempt).
+    pub idle_timeout: Option<Duration>,
     pub started: Instant,
     pub http_addr: String,
     pub resp_addr: String,
@@ -513,7 +515,18 @@ impl<'a> Session<'a> {
                 input.reserve(READ_CHUNK);
             }
             let inbox = self.pubsub.as_mut().map(|c| &mut c.inbox);
+            // `--timeout` (a subscriber waits for messages, not commands: exempt).
+            let idle = match (self.state.idle_timeout, &inbox) {
+                (Some(t), None) => Some(t),
+                _ => None,
+            };
             tokio::select! {
+                _ = async {
+                    match idle {
+                        Some(t) => tokio::time::sleep(t).await,
+                        None => std::future::pending().await,
+                    }
+                } => return,
                 r = stream.read_buf(&mut input) => match r {
                     Ok(n) if n > 0 => {}
                     _ => return,
