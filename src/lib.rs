@@ -60,3 +60,11 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
 }
+
+/// The ZooKeeper credentials named by `--zk-auth-file`, if any.
+pub fn zk_auth(auth: &kv_config::ClusterAuth) -> Result<Option<kv_cluster::ZkAuth>, String> {
+    auth.zk_auth_file
+        .as_deref()
+        .map(kv_cluster::ZkAuth::from_file)
+        .transpose()
+}

@@ -20,12 +20,19 @@ fn main() -> ExitCode {
         eprintln!("kvgate: a ZooKeeper connection string is required: kvgate CONNECT_STRING [PORT] or --zk");
         return ExitCode::from(2);
     };
+    let zk_auth = match kvstore::zk_auth(&config.cluster_auth) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("kvgate: --zk-auth-file: {e}");
+            return ExitCode::from(2);
+        }
+    };
     kvstore::init_logging(&config.log);
     let rt = kvstore::runtime(config.worker_threads()).expect("tokio runtime");
     rt.block_on(async move {
         let timeout = Duration::from_millis(config.zk_session_timeout_ms);
         let coord = tokio::select! {
-            c = ZkCoordinator::connect_retrying(&zk, timeout) => Arc::new(c),
+            c = ZkCoordinator::connect_retrying(&zk, timeout, zk_auth) => Arc::new(c),
             _ = kvstore::shutdown_signal() => return ExitCode::SUCCESS,
         };
         let gate = match Gate::start(config, coord).await {

@@ -19,11 +19,18 @@ fn main() -> ExitCode {
         eprintln!("kvserver: --zk CONNECT_STRING (or KVSERVER_ZK) is required");
         return ExitCode::from(2);
     };
+    let zk_auth = match kvstore::zk_auth(&config.cluster_auth) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("kvserver: --zk-auth-file: {e}");
+            return ExitCode::from(2);
+        }
+    };
     kvstore::init_logging(&config.log);
     let rt = kvstore::runtime(config.threads).expect("tokio runtime");
     rt.block_on(async move {
         let coord = tokio::select! {
-            c = ZkCoordinator::connect_retrying(&zk, config.session_timeout()) => Arc::new(c),
+            c = ZkCoordinator::connect_retrying(&zk, config.session_timeout(), zk_auth) => Arc::new(c),
             _ = kvstore::shutdown_signal() => return ExitCode::SUCCESS,
         };
         let server = match Server::start(config, coord).await {

@@ -25,4 +25,5 @@ mod scripting;
 mod spread;
 mod transactions;
 mod types;
+mod zk_acl;
 mod zk_restart;

@@ -22,7 +22,7 @@ pub mod ring;
 pub mod view;
 
 pub use coord::memory::{MemoryCluster, MemoryCoordinator};
-pub use coord::zookeeper::ZkCoordinator;
+pub use coord::zookeeper::{ZkAuth, ZkCoordinator};
 pub use coord::{Changes, CoordError, Coordinator, CreateMode, NodeStat, SessionStatus, TreeWatch};
 pub use model::{ClusterView, NodeInfo, ShardState, ShardView};
 pub use paths::Paths;

@@ -178,6 +178,12 @@ pub struct ClusterAuth {
     /// anyone who can reach a cluster port can read and change everything.
     #[arg(long, env = "KVSTORE_CLUSTER_SECRET_FILE")]
     pub cluster_secret_file: Option<PathBuf>,
+    /// File holding `user:password` for ZooKeeper's digest scheme. With it, every node the
+    /// cluster creates in ZooKeeper is readable and writable only by sessions that
+    /// authenticated as that user (ACL `auth::cdrwa`); without it, nodes are open to anyone
+    /// who reaches ZooKeeper. Every server and gate of a cluster uses the same file.
+    #[arg(long, env = "KVSTORE_ZK_AUTH_FILE")]
+    pub zk_auth_file: Option<PathBuf>,
 }
 
 /// Who may connect: the users a gate (or server) knows, as Redis configures them.

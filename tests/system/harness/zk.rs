@@ -217,6 +217,27 @@ impl ZooKeeper {
     }
 }
 
+/// Runs ZooKeeper's own command-line client (`zkCli.sh`) on `connect`, feeding it
+/// `commands` one per line, and returns what it printed (stdout and stderr: it reports
+/// refusals such as `Insufficient permission` on stderr).
+pub fn zk_cli(connect: &str, commands: &[String]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("/usr/share/zookeeper/bin/zkCli.sh")
+        .args(["-server", connect])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run zkCli.sh");
+    let mut input = commands.join("\n");
+    input.push_str("\nquit\n");
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().expect("zkCli.sh output");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    text
+}
+
 impl Drop for ZooKeeper {
     fn drop(&mut self) {
         self.stop();

@@ -5,6 +5,9 @@
 //! - **Session replacement.** `Expired` is final for a ZooKeeper client. A supervisor task
 //!   builds a new client and bumps [`SessionStatus::generation`], so owners of ephemeral
 //!   nodes know to re-register.
+//! - **Access control.** With [`ZkAuth`], every session authenticates with ZooKeeper's
+//!   digest scheme and every node it creates carries the ACL `auth::cdrwa` (all rights for
+//!   that user, none for anyone else); without it, nodes are `world:anyone:cdrwa`.
 //! - **Watches that survive.** A persistent recursive watch is re-armed on every new session,
 //!   and a reconnect notifies too, because events during a disconnection can be lost.
 
@@ -23,9 +26,65 @@ pub struct ZkCoordinator {
     inner: Arc<Inner>,
 }
 
+/// ZooKeeper digest credentials (`user:password`), as `--zk-auth-file` holds them.
+#[derive(Clone)]
+pub struct ZkAuth {
+    user: String,
+    password: String,
+}
+
+impl std::fmt::Debug for ZkAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZkAuth")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ZkAuth {
+    /// Parses `user:password` (surrounding whitespace ignored); the password may contain `:`.
+    pub fn parse(text: &str) -> Result<ZkAuth, String> {
+        let line = text.trim();
+        let Some((user, password)) = line.split_once(':') else {
+            return Err("expected one line `user:password`".into());
+        };
+        if user.is_empty() || password.is_empty() || line.contains('\n') {
+            return Err("expected one line `user:password` with neither part empty".into());
+        }
+        Ok(ZkAuth {
+            user: user.to_string(),
+            password: password.to_string(),
+        })
+    }
+
+    /// Reads and parses an auth file.
+    pub fn from_file(path: &std::path::Path) -> Result<ZkAuth, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The user name.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The identity ZooKeeper records in ACLs: `user:base64(sha1(user:password))`.
+    pub fn digest_id(&self) -> String {
+        use base64::Engine as _;
+        use sha1::Digest as _;
+        let hash = sha1::Sha1::digest(format!("{}:{}", self.user, self.password).as_bytes());
+        format!(
+            "{}:{}",
+            self.user,
+            base64::engine::general_purpose::STANDARD.encode(hash)
+        )
+    }
+}
+
 struct Inner {
     connect_string: String,
     requested_timeout: Duration,
+    auth: Option<ZkAuth>,
     client: Mutex<Option<zk::Client>>,
     status: watch::Sender<SessionStatus>,
 }
@@ -42,20 +101,33 @@ impl Inner {
     fn closed(&self) -> bool {
         self.status.borrow().closed
     }
+
+    /// The ACL of every node this session creates.
+    fn acls(&self) -> zk::Acls<'static> {
+        match self.auth {
+            Some(_) => zk::Acls::creator_all(),
+            None => zk::Acls::anyone_all(),
+        }
+    }
 }
 
-async fn open(connect_string: &str, timeout: Duration) -> Result<zk::Client, CoordError> {
-    zk::Client::connector()
-        .with_session_timeout(timeout)
-        .connect(connect_string)
-        .await
-        .map_err(map_err)
+async fn open(connect_string: &str, timeout: Duration, auth: Option<&ZkAuth>) -> Result<zk::Client, CoordError> {
+    let mut connector = zk::Client::connector().with_session_timeout(timeout);
+    if let Some(a) = auth {
+        connector = connector.with_auth("digest", format!("{}:{}", a.user, a.password).as_bytes());
+    }
+    connector.connect(connect_string).await.map_err(map_err)
 }
 
 impl ZkCoordinator {
-    /// Opens a session; fails when no server answers within about the session timeout.
-    pub async fn connect(connect_string: &str, session_timeout: Duration) -> Result<ZkCoordinator, CoordError> {
-        let client = open(connect_string, session_timeout).await?;
+    /// Opens a session (authenticated when `auth` is given); fails when no server answers
+    /// within about the session timeout.
+    pub async fn connect(
+        connect_string: &str,
+        session_timeout: Duration,
+        auth: Option<ZkAuth>,
+    ) -> Result<ZkCoordinator, CoordError> {
+        let client = open(connect_string, session_timeout, auth.as_ref()).await?;
         info!(
             session = format_args!("{:#x}", client.session_id().0),
             timeout_ms = client.session_timeout().as_millis() as u64,
@@ -64,6 +136,7 @@ impl ZkCoordinator {
         let inner = Arc::new(Inner {
             connect_string: connect_string.to_string(),
             requested_timeout: session_timeout,
+            auth,
             client: Mutex::new(Some(client.clone())),
             status: watch::channel(SessionStatus {
                 generation: 0,
@@ -78,10 +151,14 @@ impl ZkCoordinator {
 
     /// Like [`ZkCoordinator::connect`] but keeps trying (with backoff, logging each failure)
     /// until a session is established: a server or gate started before ZooKeeper waits for it.
-    pub async fn connect_retrying(connect_string: &str, session_timeout: Duration) -> ZkCoordinator {
+    pub async fn connect_retrying(
+        connect_string: &str,
+        session_timeout: Duration,
+        auth: Option<ZkAuth>,
+    ) -> ZkCoordinator {
         let mut backoff = Duration::from_millis(200);
         loop {
-            match Self::connect(connect_string, session_timeout).await {
+            match Self::connect(connect_string, session_timeout, auth.clone()).await {
                 Ok(c) => return c,
                 Err(e) => {
                     warn!(zk = connect_string, error = %e, "cannot reach ZooKeeper; retrying");
@@ -124,7 +201,7 @@ async fn supervise(inner: Weak<Inner>, mut client: zk::Client) {
             if inner.closed() {
                 return;
             }
-            match open(&inner.connect_string, inner.requested_timeout).await {
+            match open(&inner.connect_string, inner.requested_timeout, inner.auth.as_ref()).await {
                 Ok(c) => break c,
                 Err(e) => {
                     warn!(error = %e, "cannot open a new ZooKeeper session; retrying");
@@ -171,6 +248,9 @@ fn map_err(e: zk::Error) -> CoordError {
         zk::Error::SessionExpired => CoordError::SessionExpired,
         zk::Error::ConnectionLoss | zk::Error::Timeout => CoordError::ConnectionLoss,
         zk::Error::ClientClosed => CoordError::Closed,
+        zk::Error::NoAuth => CoordError::Other(
+            "ZooKeeper refused access (NoAuth): the node's ACL admits other credentials; check --zk-auth-file".into(),
+        ),
         other => CoordError::Other(other.to_string()),
     }
 }
@@ -190,7 +270,7 @@ impl Coordinator for ZkCoordinator {
             CreateMode::Ephemeral => zk::CreateMode::Ephemeral,
         };
         let client = self.inner.client()?;
-        let options = mode.with_acls(zk::Acls::anyone_all());
+        let options = mode.with_acls(self.inner.acls());
         bounded(self.session_timeout(), client.create(path, data, &options))
             .await
             .map(|_| ())
@@ -198,7 +278,7 @@ impl Coordinator for ZkCoordinator {
 
     async fn ensure_path(&self, path: &str) -> Result<(), CoordError> {
         let client = self.inner.client()?;
-        let options = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        let options = zk::CreateMode::Persistent.with_acls(self.inner.acls());
         bounded(self.session_timeout(), client.mkdir(path, &options)).await
     }
 
@@ -290,13 +370,13 @@ async fn keep_watching(inner: Weak<Inner>, path: String, events: TreeEvents) {
 
 async fn keep_watching_inner(inner: Weak<Inner>, path: String, events: &TreeEvents) {
     loop {
-        let (client, mut status) = {
+        let (client, mut status, acls) = {
             let Some(inner) = inner.upgrade() else { return };
             let Ok(client) = inner.client() else { return };
-            (client, inner.status.subscribe())
+            (client, inner.status.subscribe(), inner.acls())
         };
         let generation = status.borrow_and_update().generation;
-        let options = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        let options = zk::CreateMode::Persistent.with_acls(acls);
         let _ = client.mkdir(&path, &options).await;
         match client.watch(&path, zk::AddWatchMode::PersistentRecursive).await {
             Ok(mut watcher) => {
@@ -364,6 +444,25 @@ async fn keep_watching_inner(inner: Weak<Inner>, path: String, events: &TreeEven
                     return;
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ZkAuth;
+
+    #[test]
+    fn auth_files_parse_and_digest_as_zookeeper_does() {
+        let a = ZkAuth::parse("kv:s3cret:with:colons\n").unwrap();
+        assert_eq!(a.user(), "kv");
+        // ZooKeeper's DigestAuthenticationProvider.generateDigest("super:test") is this value.
+        assert_eq!(
+            ZkAuth::parse("super:test").unwrap().digest_id(),
+            "super:D/InIHSb7yEEbrWz8b9l71RjZJU="
+        );
+        for bad in ["", "nocolon", ":pw", "user:", "a:b\nc:d"] {
+            assert!(ZkAuth::parse(bad).is_err(), "{bad:?} should be refused");
         }
     }
 }
