@@ -43,7 +43,18 @@ fn main() -> ExitCode {
             }
         };
         // One machine-readable line on stdout: scripts and tests learn the ports from it.
-        println!("kvgate listening on {} resp={}", gate.http_addr(), gate.resp_addr());
+        let mut extra = String::new();
+        if let Some(a) = gate.tls_addr() {
+            extra.push_str(&format!(" tls={a}"));
+        }
+        if let Some(a) = gate.https_addr() {
+            extra.push_str(&format!(" https={a}"));
+        }
+        println!(
+            "kvgate listening on {} resp={}{extra}",
+            gate.http_addr(),
+            gate.resp_addr()
+        );
         kvstore::shutdown_signal().await;
         gate.shutdown().await;
         ExitCode::SUCCESS

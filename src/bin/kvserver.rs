@@ -41,8 +41,14 @@ fn main() -> ExitCode {
             }
         };
         // One machine-readable line on stdout: scripts and tests learn the port from it.
+        let tls = server
+            .node()
+            .tls_addr
+            .as_ref()
+            .map(|a| format!(" tls={a}"))
+            .unwrap_or_default();
         println!(
-            "kvserver listening on {} cluster={} shard={} node={}",
+            "kvserver listening on {} cluster={} shard={} node={}{tls}",
             server.addr(),
             server.node().cluster_addr,
             server.node().shard,

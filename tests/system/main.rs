@@ -23,6 +23,7 @@ mod resp3;
 mod resp_limits;
 mod scripting;
 mod spread;
+mod tls;
 mod transactions;
 mod types;
 mod zk_acl;

@@ -18,6 +18,10 @@ pub struct NodeInfo {
     /// `host:port` of its cluster port, where peers (other servers and gates) reach it:
     /// replication, key moves, internal commands and the gates' forwarded traffic.
     pub cluster_addr: String,
+    /// `host:port` of its TLS client port, when it has one (`--tls-port`): what TLS
+    /// clients are sent to in `MOVED` and `CLUSTER SLOTS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_addr: Option<String>,
 }
 
 /// A shard's persistent state. Written only by the shard's leader (or a server winning an
@@ -115,6 +119,7 @@ mod tests {
             shard: "s".into(),
             addr: format!("{id}:1"),
             cluster_addr: format!("{id}:2"),
+            tls_addr: None,
         }
     }
 

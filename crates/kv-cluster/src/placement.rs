@@ -278,6 +278,7 @@ mod tests {
                     shard: name.to_string(),
                     addr: "h:1".into(),
                     cluster_addr: "h:2".into(),
+                    tls_addr: None,
                 },
             );
             sv.state = Some(ShardState {

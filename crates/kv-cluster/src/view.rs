@@ -262,6 +262,7 @@ mod tests {
                 shard: "s1".into(),
                 addr: "h:1".into(),
                 cluster_addr: "h:2".into(),
+                tls_addr: None,
             })
             .unwrap()
         };

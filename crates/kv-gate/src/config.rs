@@ -98,6 +98,15 @@ pub struct Config {
     #[command(flatten)]
     pub users: kv_config::UserAuth,
 
+    /// TLS: `--tls-port` serves RESP over TLS beside the plain RESP port.
+    #[command(flatten)]
+    pub tls: kv_tls::TlsSettings,
+
+    /// HTTPS port: the HTTP API over TLS (the --tls-* certificate), beside the plain HTTP
+    /// port. 0 picks a free port.
+    #[arg(long, env = "KVGATE_HTTPS_PORT")]
+    pub https_port: Option<u16>,
+
     /// The cluster secret itself, for an embedding process (the local cluster makes one);
     /// takes precedence over --cluster-secret-file.
     #[arg(skip)]
@@ -169,6 +178,10 @@ impl Config {
 
     /// Checks values clap cannot and resolves the positional form.
     pub fn validate(&mut self) -> Result<(), String> {
+        self.tls.validate()?;
+        if self.https_port.is_some() && !self.tls.enabled() {
+            return Err("--https-port needs --tls-cert-file and --tls-key-file".into());
+        }
         match (&self.zk, self.zk_positional.take()) {
             (Some(a), Some(b)) if *a != b => {
                 return Err(format!("--zk {a} and the positional connection string {b} disagree"));

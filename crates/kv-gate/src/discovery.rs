@@ -139,6 +139,7 @@ mod tests {
                     shard: "s1".into(),
                     addr: format!("{id}:1"),
                     cluster_addr: format!("{id}:2"),
+                    tls_addr: None,
                 },
             );
         }

@@ -29,6 +29,32 @@ pub enum StartError {
     Config(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
+    /// The TLS certificates or key could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] kv_tls::TlsError),
+}
+
+async fn bind(addr: String) -> Result<(TcpListener, SocketAddr), StartError> {
+    let listener = TcpListener::bind(&addr).await.map_err(|source| StartError::Bind {
+        addr: addr.clone(),
+        source,
+    })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
+    Ok((listener, local))
+}
+
+/// A TLS listener: its certificates (reloaded as they change), socket and address.
+type TlsListener = (Arc<kv_tls::TlsServer>, TcpListener, SocketAddr);
+
+/// Binds a TLS port when `port` is set, with `alpn` offered.
+async fn bind_tls(config: &Config, port: Option<u16>, alpn: &[&[u8]]) -> Result<Option<TlsListener>, StartError> {
+    let Some(port) = port else { return Ok(None) };
+    let server = kv_tls::TlsServer::load(&config.tls, alpn)?;
+    server.spawn_reloader();
+    let (listener, local) = bind(format!("{}:{port}", config.bind)).await?;
+    Ok(Some((server, listener, local)))
 }
 
 /// Entry point: starts a gate.
@@ -38,6 +64,8 @@ pub struct Gate;
 pub struct GateHandle {
     http_addr: SocketAddr,
     resp_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
+    https_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     coord: Arc<dyn Coordinator>,
@@ -50,22 +78,12 @@ impl Gate {
         let users =
             kv_acl::command::initial_users(config.users.aclfile.as_deref(), config.users.requirepass.as_deref())
                 .map_err(StartError::Config)?;
-        let addr = format!("{}:{}", config.bind, config.http_port());
-        let listener = TcpListener::bind(&addr).await.map_err(|source| StartError::Bind {
-            addr: addr.clone(),
-            source,
-        })?;
-        let http_addr = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind { addr, source })?;
-        let addr = format!("{}:{}", config.bind, config.resp_port);
-        let resp_listener = TcpListener::bind(&addr).await.map_err(|source| StartError::Bind {
-            addr: addr.clone(),
-            source,
-        })?;
-        let resp_addr = resp_listener
-            .local_addr()
-            .map_err(|source| StartError::Bind { addr, source })?;
+        let (listener, http_addr) = bind(format!("{}:{}", config.bind, config.http_port())).await?;
+        let (resp_listener, resp_addr) = bind(format!("{}:{}", config.bind, config.resp_port)).await?;
+        let resp_tls = bind_tls(&config, config.tls.tls_port, &[]).await?;
+        let https = bind_tls(&config, config.https_port, &[b"http/1.1"]).await?;
+        let tls_addr = resp_tls.as_ref().map(|t| t.2);
+        let https_addr = https.as_ref().map(|t| t.2);
 
         let paths = Paths::new(&config.cluster);
         let secret = match &config.cluster_secret {
@@ -152,25 +170,56 @@ impl Gate {
         });
         let app = http::router(state);
         let (shutdown, shutdown_rx) = watch::channel(false);
+        // Plain and TLS clients share --max-clients, as in Redis.
+        let client_slots = Arc::new(tokio::sync::Semaphore::new(config.resp.max_clients));
+        let mut tasks = Vec::new();
+        if let Some((tls, listener, _)) = resp_tls {
+            tasks.push(tokio::spawn(resp::accept_loop(
+                resp_state.clone(),
+                listener,
+                client_slots.clone(),
+                Some(tls),
+                shutdown_rx.clone(),
+            )));
+        }
         let resp_task = tokio::spawn(resp::accept_loop(
             resp_state,
             resp_listener,
-            config.resp.max_clients,
+            client_slots,
+            None,
             shutdown_rx.clone(),
         ));
         let limits = config.http_limits();
+        if let Some((tls, listener, _)) = https {
+            let listener = LimitedListener::new(listener, &limits);
+            tasks.push(tokio::spawn(crate::listener::serve(
+                listener,
+                app.clone(),
+                limits,
+                Some(tls),
+                shutdown_rx.clone(),
+            )));
+        }
         let http_listener = LimitedListener::new(listener, &limits);
-        let tasks = vec![
-            tokio::spawn(crate::listener::serve(http_listener, app, limits, shutdown_rx.clone())),
+        tasks.extend([
+            tokio::spawn(crate::listener::serve(
+                http_listener,
+                app,
+                limits,
+                None,
+                shutdown_rx.clone(),
+            )),
             tokio::spawn(register(coord.clone(), paths, http_addr, resp_addr)),
             resp_task,
             discovery,
             follow_users,
-        ];
-        info!(http = %http_addr, resp = %resp_addr, cluster = config.cluster, "kvgate started");
+        ]);
+        info!(http = %http_addr, resp = %resp_addr, tls = ?tls_addr, https = ?https_addr, cluster = config.cluster, "kvgate started");
         Ok(GateHandle {
             http_addr,
             resp_addr,
+            tls_addr,
+            https_addr,
             shutdown,
             tasks,
             coord,
@@ -219,6 +268,16 @@ impl GateHandle {
     /// The bound RESP address.
     pub fn resp_addr(&self) -> SocketAddr {
         self.resp_addr
+    }
+
+    /// The bound RESP-over-TLS address (`--tls-port`).
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// The bound HTTPS address (`--https-port`).
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
     }
 
     /// Stops serving and closes the coordinator session.

@@ -211,33 +211,50 @@ impl AsyncWrite for GuardedStream {
 
 /// Serves `app` on `listener` until `shutdown`, then lets open connections finish their
 /// requests (graceful shutdown). HTTP/1.1, as the API has always been.
+/// With `tls`, each connection completes a TLS handshake first (HTTPS); the connection
+/// limit, eviction and idle timeout apply to it from its first byte.
 pub async fn serve(
     mut listener: LimitedListener,
     app: Router,
     limits: HttpLimits,
+    tls: Option<Arc<kv_tls::TlsServer>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        let (io, _addr) = tokio::select! {
+        let (io, addr) = tokio::select! {
             a = listener.accept() => a,
             _ = shutdown.changed() => return,
         };
-        let service = TowerToHyperService::new(app.clone());
-        let mut shutdown = shutdown.clone();
+        let (app, shutdown, tls) = (app.clone(), shutdown.clone(), tls.clone());
         tokio::spawn(async move {
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout);
-            let conn = builder.serve_connection(TokioIo::new(io), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = shutdown.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
+            match tls {
+                None => serve_connection(io, app, limits, shutdown).await,
+                Some(tls) => match tls.accept_io(io).await {
+                    Ok(io) => serve_connection(io, app, limits, shutdown).await,
+                    Err(e) => tracing::debug!(error = %e, %addr, "TLS handshake failed"),
+                },
             }
         });
+    }
+}
+
+/// Serves HTTP/1.1 requests on one connection until it closes or `shutdown`.
+async fn serve_connection<IO>(io: IO, app: Router, limits: HttpLimits, mut shutdown: watch::Receiver<bool>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(app);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = shutdown.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
     }
 }

@@ -296,6 +296,7 @@ mod tests {
                         shard: shard.into(),
                         addr: format!("127.0.0.1:{}", id.as_bytes()[0]),
                         cluster_addr: format!("127.0.0.1:{}", 10_000 + id.as_bytes()[0] as u32),
+                        tls_addr: None,
                     },
                 );
             }

@@ -25,6 +25,7 @@
 //! - [`hash`]: the one hash every process agrees on (ring placement, content digests).
 //! - [`kind`]: the types of stored values ([`Kind`]) and the `WRONGTYPE` error.
 
+pub mod addrs;
 pub mod cmdstats;
 pub mod commands;
 pub mod error;

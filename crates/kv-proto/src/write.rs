@@ -18,6 +18,8 @@ pub struct Out {
     /// elsewhere is answered `MOVED <slot> <host:port>`, multi-key commands must stay in one
     /// slot. False for peers (gates), which route by shard.
     pub cluster_client: bool,
+    /// Set for a client on a TLS port: the addresses it is redirected to are TLS ones.
+    pub tls_addrs: Option<std::sync::Arc<crate::addrs::ClientAddrs>>,
 }
 
 impl Out {
@@ -27,6 +29,23 @@ impl Out {
             buf: BytesMut::with_capacity(capacity),
             proto: Protocol::Resp2,
             cluster_client: false,
+            tls_addrs: None,
+        }
+    }
+
+    /// `plain`, a server's client address, as this client should reach it.
+    pub fn client_addr(&self, plain: &str) -> String {
+        match &self.tls_addrs {
+            Some(a) => a.tls(plain),
+            None => plain.to_string(),
+        }
+    }
+
+    /// A `MOVED`/`ASK` text with its address as this client should reach it.
+    pub fn redirect_text(&self, text: String) -> String {
+        match &self.tls_addrs {
+            Some(a) => a.tls_redirect(&text),
+            None => text,
         }
     }
 

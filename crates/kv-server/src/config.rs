@@ -143,6 +143,10 @@ pub struct Config {
     #[command(flatten)]
     pub resp: kv_config::RespLimits,
 
+    /// TLS for clients (`--tls-port` beside the plain port).
+    #[command(flatten)]
+    pub tls: kv_tls::TlsSettings,
+
     /// Worker threads. One, like Redis: the store sits behind one lock, so more threads
     /// mostly add contention; run more shards per machine to use more cores.
     #[arg(long, env = "KVSERVER_THREADS", default_value_t = 1)]
@@ -162,6 +166,7 @@ impl Config {
     /// Checks values that clap cannot, naming the bad one.
     pub fn validate(&self) -> Result<(), String> {
         kv_cluster::paths::validate_name("shard", &self.shard)?;
+        self.tls.validate()?;
         kv_cluster::paths::validate_name("cluster", &self.cluster)?;
         if self.zk_session_timeout_ms < 500 {
             return Err(format!(
@@ -228,6 +233,12 @@ impl Config {
     /// The address to listen on.
     pub fn bind_addr(&self) -> String {
         format!("{}:{}", self.bind.as_deref().unwrap_or(&self.host), self.port)
+    }
+
+    /// Where the TLS client port listens, when there is one.
+    pub fn tls_bind_addr(&self) -> Option<String> {
+        let port = self.tls.tls_port?;
+        Some(format!("{}:{port}", self.bind.as_deref().unwrap_or(&self.host)))
     }
 
     /// Store bounds.

@@ -2,15 +2,15 @@
 
 use bytes::BytesMut;
 use kv_proto::{Limits, Out, ProtocolError, Request, RequestParser};
+use kv_tls::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Read in chunks of this size; the input buffer grows only with bytes that arrived.
 pub const READ_CHUNK: usize = 16 * 1024;
 
 /// One peer connection: bytes in, requests out; replies in, bytes out.
 pub struct Connection {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub input: BytesMut,
     /// Replies, written in the protocol the client negotiated (`HELLO`).
     pub output: Out,
@@ -36,7 +36,8 @@ pub struct Connection {
 
 impl Connection {
     /// Wraps a socket; requests are parsed under `limits`.
-    pub fn new(stream: TcpStream, limits: Limits) -> Connection {
+    pub fn new(stream: impl Into<Stream>, limits: Limits) -> Connection {
+        let stream = stream.into();
         let _ = stream.set_nodelay(true);
         Connection {
             stream,

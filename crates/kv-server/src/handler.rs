@@ -232,6 +232,7 @@ pub async fn serve(
                                     }
                                     ClientRoute::Redirect(text) => {
                                         rejected = true;
+                                        let text = conn.output.redirect_text(text);
                                         kv_proto::write::error(&mut conn.output, text.as_bytes())
                                     }
                                     ClientRoute::Moving {
@@ -262,7 +263,10 @@ pub async fn serve(
                                                     puller.drop_old(&source, moving).await;
                                                 }
                                             }
-                                            Err(text) => kv_proto::write::error(&mut conn.output, text.as_bytes()),
+                                            Err(text) => {
+                                                let text = conn.output.redirect_text(text);
+                                                kv_proto::write::error(&mut conn.output, text.as_bytes())
+                                            }
                                         }
                                     }
                                 }

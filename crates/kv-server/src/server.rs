@@ -31,6 +31,9 @@ pub enum StartError {
     /// A listening address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
+    /// The TLS certificates or key could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] kv_tls::TlsError),
 }
 
 /// Entry point: starts a kvserver.
@@ -39,6 +42,7 @@ pub struct Server;
 /// A running server.
 pub struct ServerHandle {
     local_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     cluster_addr: SocketAddr,
     node: Arc<Node>,
     shutdown: watch::Sender<bool>,
@@ -62,6 +66,15 @@ impl Server {
         config.validate().map_err(StartError::Config)?;
         let (listener, local_addr) = bind(config.bind_addr()).await?;
         let (cluster_listener, cluster_addr) = bind(config.cluster_bind_addr()).await?;
+        let tls = match config.tls_bind_addr() {
+            Some(at) => {
+                let server = kv_tls::TlsServer::load(&config.tls, &[])?;
+                server.spawn_reloader();
+                let (listener, local) = bind(at).await?;
+                Some((server, listener, local))
+            }
+            None => None,
+        };
         let addr = format!("{}:{}", config.host, local_addr.port());
         let advertised_cluster = format!("{}:{}", config.host, cluster_addr.port());
         let secret = match &config.cluster_secret {
@@ -94,21 +107,35 @@ impl Server {
         let store = kv_acl::store::Store::new(coord.clone(), &paths);
         let users = kv_acl::store::initial(&store, own_users, from_flags, Duration::from_secs(5)).await;
         let mut node = Node::new(id, addr, advertised_cluster, config);
+        node.tls_addr = tls
+            .as_ref()
+            .map(|(_, _, at)| format!("{}:{}", node.config.host, at.port()));
         node.acl = Arc::new(kv_acl::Acl::new(users));
         node.users_store = Some(store);
         let node = Arc::new(node);
         let puller = Arc::new(Puller::new(peer.clone(), node.config.replica_timeout()));
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let client_node = node.clone();
-        let client_loop = accept_loop(
-            listener,
-            node.config.resp.max_clients,
-            b"-ERR max number of clients reached\r\n",
-            shutdown_rx.clone(),
-            move |stream, permit, shutdown| {
-                let (node, puller) = (client_node.clone(), puller.clone());
+        // Plain and TLS clients share --max-clients, as in Redis.
+        let client_slots = Arc::new(Semaphore::new(node.config.resp.max_clients));
+        let serve_client = |tls: Option<Arc<kv_tls::TlsServer>>| {
+            let (node, puller) = (node.clone(), puller.clone());
+            move |stream: TcpStream, permit: OwnedSemaphorePermit, shutdown| {
+                let (node, puller, tls) = (node.clone(), puller.clone(), tls.clone());
                 async move {
-                    let conn = Connection::new(stream, node.config.limits());
+                    let stream = match &tls {
+                        None => kv_tls::Stream::from(stream),
+                        Some(tls) => match tls.accept(stream).await {
+                            Ok(s) => s,
+                            Err(e) => {
+                                debug!(error = %e, "TLS handshake failed");
+                                return;
+                            }
+                        },
+                    };
+                    let mut conn = Connection::new(stream, node.config.limits());
+                    if tls.is_some() {
+                        conn.output.tls_addrs = Some(node.tls_addrs.clone());
+                    }
                     node.clients_connected
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     handler::serve(node.clone(), conn, Port::Client, Some(puller), shutdown).await;
@@ -116,12 +143,32 @@ impl Server {
                         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                     drop(permit);
                 }
-            },
+            }
+        };
+        let client_loop = accept_loop(
+            listener,
+            client_slots.clone(),
+            b"-ERR max number of clients reached\r\n",
+            shutdown_rx.clone(),
+            serve_client(None),
         );
+        let mut tasks = Vec::new();
+        let mut tls_local = None;
+        if let Some((server, listener, local)) = tls {
+            tls_local = Some(local);
+            tasks.push(tokio::spawn(accept_loop(
+                listener,
+                client_slots,
+                // Written before the handshake: a TLS client sees a failed handshake.
+                b"-ERR max number of clients reached\r\n",
+                shutdown_rx.clone(),
+                serve_client(Some(server)),
+            )));
+        }
         let cluster_node = node.clone();
         let cluster_loop = accept_loop(
             cluster_listener,
-            node.config.cluster_max_connections,
+            Arc::new(Semaphore::new(node.config.cluster_max_connections)),
             b"-ERR max number of cluster connections reached\r\n",
             shutdown_rx.clone(),
             move |stream, permit, shutdown| {
@@ -132,22 +179,24 @@ impl Server {
                 }
             },
         );
-        let tasks = vec![
+        tasks.extend([
             tokio::spawn(client_loop),
             tokio::spawn(cluster_loop),
             tokio::spawn(cluster::run(node.clone(), coord, paths, peer, shutdown_rx.clone())),
             tokio::spawn(replication::leader::monitor(node.clone(), shutdown_rx.clone())),
             tokio::spawn(expire_loop(node.clone(), shutdown_rx)),
-        ];
+        ]);
         info!(
             node = node.id,
             shard = node.shard,
             addr = node.addr,
             cluster_addr = node.cluster_addr,
+            tls_addr = node.tls_addr,
             "kvserver started"
         );
         Ok(ServerHandle {
             local_addr,
+            tls_addr: tls_local,
             cluster_addr,
             node,
             shutdown,
@@ -160,6 +209,11 @@ impl ServerHandle {
     /// The bound client address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The bound TLS client address, when there is a TLS port.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// The bound cluster address.
@@ -193,11 +247,12 @@ impl ServerHandle {
     }
 }
 
-/// Accepts connections until `shutdown`, at most `max` at once: beyond it a connection gets
-/// `refusal` and is closed. Each accepted connection runs `serve` in its own task.
+/// Accepts connections until `shutdown`, as many at once as `slots` allows: beyond it a
+/// connection gets `refusal` and is closed. Each accepted connection runs `serve` in its
+/// own task.
 async fn accept_loop<F, Fut>(
     listener: TcpListener,
-    max: usize,
+    slots: Arc<Semaphore>,
     refusal: &'static [u8],
     mut shutdown: watch::Receiver<bool>,
     serve: F,
@@ -205,7 +260,6 @@ async fn accept_loop<F, Fut>(
     F: Fn(TcpStream, OwnedSemaphorePermit, watch::Receiver<bool>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let slots = Arc::new(Semaphore::new(max));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,

@@ -27,6 +27,10 @@ pub struct Proc {
     pub resp: Option<String>,
     /// A server's cluster port (`cluster=ADDR` on the same line).
     pub cluster: Option<String>,
+    /// Its TLS port (`tls=ADDR` on the same line), when it has one.
+    pub tls: Option<String>,
+    /// A gate's HTTPS address (`https=ADDR`), when it has one.
+    pub https: Option<String>,
     child: Child,
     log: PathBuf,
     exited: Option<ExitStatus>,
@@ -69,6 +73,8 @@ impl Proc {
                 addr: rest.split_whitespace().next().unwrap_or_default().to_string(),
                 resp: word(&rest, "resp="),
                 cluster: word(&rest, "cluster="),
+                tls: word(&rest, "tls="),
+                https: word(&rest, "https="),
                 child,
                 log,
                 exited: None,

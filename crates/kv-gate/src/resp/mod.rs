@@ -37,7 +37,7 @@ use bytes::BytesMut;
 use kv_proto::commands::CommandInfo;
 use kv_proto::{Frame, Limits, Protocol, Request, RequestParser};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tracing::{debug, warn};
 
@@ -98,10 +98,10 @@ pub struct Stats {
 pub async fn accept_loop(
     state: Arc<RespState>,
     listener: TcpListener,
-    max_clients: usize,
+    slots: Arc<Semaphore>,
+    tls: Option<Arc<kv_tls::TlsServer>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(max_clients));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -126,7 +126,18 @@ pub async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
+            let stream = match tls {
+                None => kv_tls::Stream::Plain(stream),
+                Some(tls) => match tls.accept(stream).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                        return;
+                    }
+                },
+            };
             state.stats.connected.fetch_add(1, Ordering::Relaxed);
             let laddr = stream.local_addr().map(|a| a.to_string()).unwrap_or_default();
             let session = Session::new(&state, peer.to_string(), laddr);
@@ -185,7 +196,7 @@ async fn finish_watching(
     p: Pending,
     state: &RespState,
     client: &clients::ClientInfo,
-    stream: &mut TcpStream,
+    stream: &mut kv_tls::Stream,
     input: &mut BytesMut,
 ) -> Option<Frame> {
     let timed_out = match &p {
@@ -388,7 +399,7 @@ impl<'a> Session<'a> {
         }
     }
 
-    async fn serve(&mut self, mut stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
+    async fn serve(&mut self, mut stream: kv_tls::Stream, mut shutdown: watch::Receiver<bool>) {
         let mut parser = RequestParser::new(self.state.limits);
         let mut input = BytesMut::with_capacity(READ_CHUNK);
         let mut output = BytesMut::with_capacity(READ_CHUNK);

@@ -214,6 +214,7 @@ impl Membership {
             shard: shard.to_string(),
             addr: self.node().addr.clone(),
             cluster_addr: self.node().cluster_addr.clone(),
+            tls_addr: self.node().tls_addr.clone(),
         };
         let data = serde_json::to_vec(&info).expect("NodeInfo serialises");
         let path = paths.node(shard, &self.node().id);

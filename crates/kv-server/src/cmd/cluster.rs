@@ -89,9 +89,9 @@ impl Cluster {
         let (placement, view) = node.cluster();
         let map = SlotMap::new(&placement, &view);
         let frame = match self {
-            Cluster::Slots => map.slots(),
-            Cluster::Shards => map.shards(),
-            Cluster::Nodes => Frame::text(map.nodes(&node.id)),
+            Cluster::Slots => map.slots(out),
+            Cluster::Shards => map.shards(out),
+            Cluster::Nodes => Frame::text(map.nodes(&node.id, out)),
             Cluster::Info => Frame::text(map.info(&node.shard)),
             Cluster::MyId => Frame::bulk(cluster_node_id(&node.id)),
             Cluster::KeySlot(key) => Frame::Integer(key_slot(&key) as i64),
@@ -164,9 +164,11 @@ impl<'a> SlotMap<'a> {
         Some((sv, leader, followers))
     }
 
-    fn slots(&self) -> Frame {
+    /// The client addresses are the ones `out`'s client should use (TLS or plain).
+    fn slots(&self, out: &Out) -> Frame {
         let entry = |n: &NodeInfo| {
-            let (host, port) = host_port(&n.addr);
+            let addr = out.client_addr(&n.addr);
+            let (host, port) = host_port(&addr);
             Frame::Array(vec![
                 Frame::bulk(host.to_string()),
                 Frame::Integer(port),
@@ -191,7 +193,7 @@ impl<'a> SlotMap<'a> {
         )
     }
 
-    fn shards(&self) -> Frame {
+    fn shards(&self, out: &Out) -> Frame {
         let mut names: Vec<&str> = self.ranges.iter().map(|r| r.2).collect();
         names.sort_unstable();
         names.dedup();
@@ -208,7 +210,8 @@ impl<'a> SlotMap<'a> {
                         .flat_map(|r| [Frame::Integer(r.0 as i64), Frame::Integer(r.1 as i64)])
                         .collect();
                     let node = |n: &NodeInfo, role: &str| {
-                        let (host, port) = host_port(&n.addr);
+                        let addr = out.client_addr(&n.addr);
+                        let (host, port) = host_port(&addr);
                         Frame::Map(vec![
                             (bulk("id"), bulk(&cluster_node_id(&n.id))),
                             (bulk("port"), Frame::Integer(port)),
@@ -231,7 +234,7 @@ impl<'a> SlotMap<'a> {
     }
 
     /// `CLUSTER NODES`: one line per leader and in-sync follower.
-    fn nodes(&self, me: &str) -> String {
+    fn nodes(&self, me: &str, client: &Out) -> String {
         let mut out = String::new();
         for sv in self.view.live_shards() {
             let Some((sv, leader, followers)) = self.members(&sv.name) else {
@@ -246,7 +249,7 @@ impl<'a> SlotMap<'a> {
                     out,
                     "{} {}@{cport} {myself}{role} {master} 0 0 {epoch} connected",
                     cluster_node_id(&n.id),
-                    n.addr
+                    client.client_addr(&n.addr)
                 );
             };
             line(&mut out, leader, "master", "-");
@@ -317,6 +320,7 @@ mod tests {
                         shard: shard.into(),
                         addr: format!("127.0.0.1:{}", 7000 + i),
                         cluster_addr: format!("127.0.0.1:{}", 17000 + i),
+                        tls_addr: None,
                     },
                 );
             }
@@ -339,10 +343,32 @@ mod tests {
     }
 
     #[test]
+    fn a_tls_client_is_given_tls_ports() {
+        let (p, v) = view();
+        let map = SlotMap::new(&p, &v);
+        let mut out = Out::with_capacity(0);
+        let addrs = std::sync::Arc::new(kv_proto::addrs::ClientAddrs::default());
+        addrs.set([("127.0.0.1:7000".to_string(), "127.0.0.1:7100".to_string())].into());
+        out.tls_addrs = Some(addrs);
+        let Frame::Array(entries) = map.slots(&out) else {
+            panic!()
+        };
+        let Frame::Array(first) = &entries[0] else { panic!() };
+        let (Frame::Array(master), Frame::Array(replica)) = (&first[2], &first[3]) else {
+            panic!()
+        };
+        assert_eq!(master[1], Frame::Integer(7100), "the TLS port of a server that has one");
+        assert_eq!(replica[1], Frame::Integer(7001), "the plain port of one that has none");
+        assert!(map.nodes("a", &out).contains("127.0.0.1:7100@17000"));
+    }
+
+    #[test]
     fn slots_cover_the_key_space_with_masters_then_replicas() {
         let (p, v) = view();
         let map = SlotMap::new(&p, &v);
-        let Frame::Array(entries) = map.slots() else { panic!() };
+        let Frame::Array(entries) = map.slots(&Out::with_capacity(0)) else {
+            panic!()
+        };
         let mut next = 0i64;
         for e in &entries {
             let Frame::Array(e) = e else { panic!() };
@@ -358,7 +384,7 @@ mod tests {
         let info = map.info("s1");
         assert!(info.starts_with("cluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:16384\r\n"));
         assert!(info.contains("cluster_known_nodes:4\r\ncluster_size:2\r\n"), "{info}");
-        let nodes = map.nodes("a");
+        let nodes = map.nodes("a", &Out::with_capacity(0));
         assert_eq!(nodes.lines().count(), 4);
         assert!(
             nodes
@@ -374,7 +400,9 @@ mod tests {
         v.shards.get_mut("s2").unwrap().leader_lock = None;
         let map = SlotMap::new(&p, &v);
         assert!(map.info("s1").starts_with("cluster_state:fail\r\n"));
-        let Frame::Array(shards) = map.shards() else { panic!() };
+        let Frame::Array(shards) = map.shards(&Out::with_capacity(0)) else {
+            panic!()
+        };
         assert_eq!(shards.len(), 1);
     }
 

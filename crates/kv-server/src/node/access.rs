@@ -109,7 +109,7 @@ impl Refusal {
     /// on the client port, kvstore's codes (which the gates act on) on the cluster port.
     pub fn write(&self, out: &mut kv_proto::Out) {
         let text = if out.cluster_client {
-            self.cluster_text()
+            out.redirect_text(self.cluster_text())
         } else {
             self.to_string()
         };

@@ -315,6 +315,10 @@ pub struct Node {
     pub addr: String,
     /// The cluster port's advertised address.
     pub cluster_addr: String,
+    /// The TLS client port's advertised address (`--tls-port`).
+    pub tls_addr: Option<String>,
+    /// Every server's TLS client address, for clients on the TLS port.
+    pub tls_addrs: Arc<kv_proto::addrs::ClientAddrs>,
     pub config: Config,
     data: Mutex<Data>,
     /// Last offset in the log; follower streams wait on it.
@@ -381,6 +385,8 @@ impl Node {
             shard: config.shard.clone(),
             addr,
             cluster_addr,
+            tls_addr: None,
+            tls_addrs: Arc::default(),
             data: Mutex::new(Data {
                 store: Store::new(config.store_limits()),
                 log: Backlog::new(config.repl_backlog_bytes as usize),
@@ -485,6 +491,15 @@ impl Node {
 
     /// The ring this server routes by, and the view it came from.
     pub fn set_cluster(&self, placement: Arc<Placement>, view: Arc<kv_cluster::ClusterView>) {
+        let tls: std::collections::HashMap<String, String> = view
+            .shards
+            .values()
+            .flat_map(|sv| sv.nodes.values())
+            .filter_map(|n| Some((n.addr.clone(), n.tls_addr.clone()?)))
+            .collect();
+        if !tls.is_empty() || self.tls_addr.is_some() {
+            self.tls_addrs.set(tls);
+        }
         let mut data = self.lock();
         data.placement = placement;
         data.view = view;

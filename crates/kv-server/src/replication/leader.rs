@@ -7,8 +7,8 @@ use bytes::{Bytes, BytesMut};
 use kv_peer::SyncRequest;
 use kv_peer::stream::{self, Ack};
 use kv_proto::{Limits, RequestParser};
+use kv_tls::{ReadHalf, WriteHalf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -166,7 +166,7 @@ async fn write_within<W: AsyncWriteExt + Unpin>(
 /// (`KV.PING`, see `kv_peer::stream`) at least every heartbeat interval, busy or idle.
 async fn send_log(
     node: &Node,
-    mut write: OwnedWriteHalf,
+    mut write: WriteHalf,
     mut next: u64,
     term: u64,
     id: &str,
@@ -212,7 +212,7 @@ async fn send_log(
 /// Reads `KV.ACK <offset> <seq>` from the follower and records its progress.
 async fn read_acks(
     node: &Node,
-    mut read: OwnedReadHalf,
+    mut read: ReadHalf,
     mut input: BytesMut,
     id: &str,
     conn_id: u64,
