@@ -3,20 +3,23 @@
 # kvgate, as separate processes. Installs ZooKeeper from the distribution's packages when
 # missing. `down` stops exactly the processes `up` started (their pids are recorded).
 #
-#   scripts/cluster.sh up [--shards N] [--replicas R] [--http-port P] [--resp-port Q] [--zk-port Z] [--base-port B]
+#   scripts/cluster.sh up [--secure] [--shards N] [--replicas R] [--http-port P] [--resp-port Q] [--zk-port Z] [--base-port B]
 #   scripts/cluster.sh status
 #   scripts/cluster.sh down
 #
+# --secure: a password for the default user, ZooKeeper digest ACLs, and TLS (a CA and
+# certificates made with openssl) on every client port and on the cluster ports; the
+# secrets are in $dir/secure/.
 # State and logs: $KVSTORE_CLUSTER_DIR (default: .cluster/ in the repository).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${KVSTORE_CLUSTER_DIR:-$root/.cluster}
-bin=$root/target/release
+bin=${KVSTORE_BIN_DIR:-$root/target/release}   # tests point it at the binaries they built
 
-shards=2 replicas=2 http_port=3000 resp_port=7379 zk_port=2181 base_port=7001
+shards=2 replicas=2 http_port=3000 resp_port=7379 zk_port=2181 base_port=7001 secure=0
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
   local limit=$1 what=$2; shift 2
@@ -39,6 +42,29 @@ port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # Only processes we started, and only if the pid still runs the same program.
 ours() { # ours PID PATTERN
   [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -q -- "$2"
+}
+
+# The secured cluster's secrets, made once: a ZooKeeper digest user, the default user's
+# password, a CA and, signed by it, a server certificate for 127.0.0.1 and a client one.
+make_secrets() {
+  local s=$dir/secure
+  [ -s "$s/client.crt" ] && return 0
+  mkdir -p "$s" && chmod 700 "$s"
+  (umask 077
+   echo "kvstore:$(openssl rand -hex 16)" >"$s/zk.auth"
+   openssl rand -hex 16 >"$s/password"
+   cd "$s"
+   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 365 \
+     -subj "/CN=kvstore local CA" -keyout ca.key -out ca.crt 2>/dev/null
+   # Servers and gates present it to each other's cluster ports too (clientAuth).
+   printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' >server.ext
+   printf 'extendedKeyUsage=clientAuth\n' >client.ext
+   for who in server client; do
+     openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=kvstore $who" \
+       -keyout "$who.key" -out "$who.csr" 2>/dev/null
+     openssl x509 -req -in "$who.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 365 \
+       -extfile "$who.ext" -out "$who.crt" 2>/dev/null
+   done)
 }
 
 stop_all() {
@@ -66,15 +92,18 @@ case "$cmd" in
         --resp-port) resp_port=$2; shift 2 ;;
         --zk-port) zk_port=$2; shift 2 ;;
         --base-port) base_port=$2; shift 2 ;;
+        --secure) secure=1; shift ;;
         *) usage ;;
       esac
     done
     if [ -f "$dir/pids" ]; then echo "cluster.sh: a cluster is already up (scripts/cluster.sh down first)" >&2; exit 1; fi
-    for p in "$zk_port" "$http_port" "$resp_port"; do
+    more_ports=()
+    if [ "$secure" = 1 ]; then more_ports=($((http_port + 443)) $((resp_port + 1))); fi
+    for p in "$zk_port" "$http_port" "$resp_port" "${more_ports[@]}"; do
       port_free "$p" || { echo "cluster.sh: port $p is in use" >&2; exit 1; }
     done
     "$root/scripts/ensure-deps.sh" zookeeper
-    if [ ! -x "$bin/kvserver" ] || [ ! -x "$bin/kvgate" ] || [ ! -x "$bin/kvctl" ]; then
+    if [ -z "${KVSTORE_BIN_DIR:-}" ] && { [ ! -x "$bin/kvserver" ] || [ ! -x "$bin/kvgate" ] || [ ! -x "$bin/kvctl" ]; }; then
       (cd "$root" && cargo build --release)
     fi
     mkdir -p "$dir/zk-data" "$dir/logs"
@@ -83,6 +112,16 @@ case "$cmd" in
       (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/cluster.secret")
     fi
     export KVSTORE_CLUSTER_SECRET_FILE="$dir/cluster.secret"
+    tls_args=() gate_tls_args=()
+    if [ "$secure" = 1 ]; then
+      make_secrets
+      export KVSTORE_ZK_AUTH_FILE="$dir/secure/zk.auth"
+      KVSTORE_REQUIREPASS=$(cat "$dir/secure/password"); export KVSTORE_REQUIREPASS
+      export KVCTL_PASSWORD=$KVSTORE_REQUIREPASS
+      export KVSTORE_TLS_CERT_FILE="$dir/secure/server.crt" KVSTORE_TLS_KEY_FILE="$dir/secure/server.key"
+      export KVSTORE_TLS_CA_CERT_FILE="$dir/secure/ca.crt" KVSTORE_TLS_CLUSTER=yes
+      gate_tls_args=(--tls-port $((resp_port + 1)) --https-port $((http_port + 443)))
+    fi
     : >"$dir/pids"
     trap 'echo "cluster.sh: start failed; stopping what was started" >&2; stop_all' ERR
 
@@ -112,14 +151,16 @@ CFG
       for r in $(seq 1 "$replicas"); do
         port_free "$port" || { echo "cluster.sh: port $port is in use" >&2; false; }
         port_free $((port + 10000)) || { echo "cluster.sh: port $((port + 10000)) (cluster port) is in use" >&2; false; }
-        "$bin/kvserver" --shard "shard-$s" --port "$port" --zk "$zk" \
+        if [ "$secure" = 1 ]; then port_free $((port + 1000)) || { echo "cluster.sh: port $((port + 1000)) (TLS port) is in use" >&2; false; }; fi
+        if [ "$secure" = 1 ]; then tls_args=(--tls-port $((port + 1000))); fi
+        "$bin/kvserver" --shard "shard-$s" --port "$port" --zk "$zk" "${tls_args[@]}" \
           >"$dir/logs/kvserver-$port.out" 2>"$dir/logs/kvserver-$port.log" &
         echo "$! kvserver-$port kvserver --shard shard-$s --port $port" >>"$dir/pids"
-        echo "kvserver    127.0.0.1:$port  shard-$s  (cluster port $((port + 10000)))"
+        echo "kvserver    127.0.0.1:$port  shard-$s  (cluster port $((port + 10000))${tls_args:+, TLS $((port + 1000))})"
         port=$((port + 1))
       done
     done
-    "$bin/kvgate" "$zk" "$http_port" --resp-port "$resp_port" >"$dir/logs/kvgate.out" 2>"$dir/logs/kvgate.log" &
+    "$bin/kvgate" "$zk" "$http_port" --resp-port "$resp_port" "${gate_tls_args[@]}" >"$dir/logs/kvgate.out" 2>"$dir/logs/kvgate.log" &
     echo "$! kvgate kvgate $zk $http_port" >>"$dir/pids"
     echo "kvgate      http://127.0.0.1:$http_port  redis://127.0.0.1:$resp_port"
 
@@ -142,12 +183,21 @@ sys.exit(0 if ok else 1)
     echo
     "$bin/kvctl" --host "127.0.0.1:$http_port" cluster
     echo
-    echo "Try: $bin/kvctl --host 127.0.0.1:$http_port put hello world"
-    echo "     redis-cli -p $resp_port get hello"
+    if [ "$secure" = 1 ]; then
+      s=$dir/secure
+      echo "Secured: the default user's password is in $s/password; certificates in $s/."
+      echo "Try: KVCTL_PASSWORD=\$(cat $s/password) $bin/kvctl --host 127.0.0.1:$http_port put hello world"
+      echo "     redis-cli -p $((resp_port + 1)) --tls --cacert $s/ca.crt --cert $s/client.crt --key $s/client.key -a \$(cat $s/password) get hello"
+      echo "     curl --cacert $s/ca.crt --cert $s/client.crt --key $s/client.key -u default:\$(cat $s/password) https://127.0.0.1:$((http_port + 443))/api/cache/get?key=hello"
+    else
+      echo "Try: $bin/kvctl --host 127.0.0.1:$http_port put hello world"
+      echo "     redis-cli -p $resp_port get hello"
+    fi
     echo "Logs: $dir/logs   Stop: scripts/cluster.sh down"
     ;;
   status)
     [ -f "$dir/pids" ] || { echo "no cluster is up"; exit 1; }
+    [ -s "$dir/secure/password" ] && { KVCTL_PASSWORD=$(cat "$dir/secure/password"); export KVCTL_PASSWORD; }
     gate=$(awk '$2 == "kvgate" {print $5}' "$dir/pids")
     "$bin/kvctl" --host "127.0.0.1:$gate" cluster
     ;;

@@ -3,6 +3,7 @@
 //! `crates/`; see the README for the map.
 
 pub mod local;
+pub mod secure;
 
 use std::process::ExitCode;
 

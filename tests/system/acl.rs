@@ -20,6 +20,22 @@ async fn cluster_with_gate(gate_args: &[&str]) -> (TestCluster, String) {
     (c, resp)
 }
 
+/// Runs `redis-cli` with `commands` on its stdin: one connection, one command per line.
+fn redis_cli_session(addr: &str, flags: &[&str], commands: &str) -> String {
+    use std::io::Write;
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let mut child = std::process::Command::new("redis-cli")
+        .args(["-h", host, "-p", port])
+        .args(flags)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(commands.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
 #[tokio::test]
 async fn requirepass_and_user_rules_are_enforced() {
     let (mut c, gate) = cluster_with_gate(&["--requirepass", "s3cret"]).await;
@@ -99,6 +115,26 @@ async fn requirepass_and_user_rules_are_enforced() {
         on_server(&["SET", "pub:1", "x"]),
         "NOPERM this user has no permissions to run the 'set' command"
     );
+    // A refused command inside MULTI discards the transaction, as in Redis.
+    assert_eq!(admin(&["ACL", "SETUSER", "reader", "+multi", "+exec"]), "OK");
+    // (redis-cli prints an empty line after an error read from stdin.)
+    let want = "OK\nQUEUED\nNOPERM this user has no permissions to run the 'set' command\n\n\
+                EXECABORT Transaction discarded because of previous errors.";
+    for addr in [&gate, &server] {
+        let session = || {
+            redis_cli_session(
+                addr,
+                &["--no-auth-warning", "--user", "reader", "--pass", "rpw"],
+                "MULTI\nGET pub:1\nSET pub:1 x\nEXEC\n",
+            )
+        };
+        // The server learns the change from the cluster's store.
+        let seen = eventually(&format!("{addr} to allow reader MULTI"), Duration::from_secs(10), || async {
+            Some(session()).filter(|s| s.starts_with("OK"))
+        })
+        .await;
+        assert_eq!(seen, want, "at {addr}");
+    }
     let j = c.start_gate(&[]).await;
     let gate2 = c.gates[j].resp.clone().expect("the gate announces its RESP address");
     assert_eq!(cli(&gate2, &["GET", "pub:1"]), "NOAUTH Authentication required.");

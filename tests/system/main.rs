@@ -22,6 +22,7 @@ mod resharding;
 mod resp3;
 mod resp_limits;
 mod scripting;
+mod secure;
 mod spread;
 mod tls;
 mod transactions;

@@ -92,3 +92,50 @@ async fn limits_contain_bad_clients() {
     // Inline commands work for humans.
     assert_eq!(roundtrip(&mut good, b"get k\r\n"), "$1\r\nv\r\n");
 }
+
+/// `--max-key-len` at the gate and at a server's client port, `--max-key-bytes` on HTTP: a
+/// longer key is refused with an error (the command does not run, the connection stays);
+/// values are not keys.
+#[tokio::test]
+async fn long_keys_are_refused_on_every_protocol() {
+    use crate::harness::redis_cli;
+    let mut c = TestCluster::start().await;
+    c.start_server("s1", &["--max-key-len", "64"]).await;
+    c.start_gate(&["--max-key-len", "64", "--max-key-bytes", "64"]).await;
+    c.wait_ready(&[("s1", 1)]).await;
+    let gate = c.gates[0].resp.clone().unwrap();
+    let (ok_key, long_key) = ("k".repeat(64), "k".repeat(65));
+    let value = "v".repeat(500);
+    for addr in [&gate, &c.servers[0].addr] {
+        let mut s = connect(addr);
+        let set = |k: &str| {
+            format!(
+                "*3\r\n$3\r\nSET\r\n${}\r\n{k}\r\n${}\r\n{value}\r\n",
+                k.len(),
+                value.len()
+            )
+        };
+        assert_eq!(roundtrip(&mut s, set(&ok_key).as_bytes()), "+OK\r\n");
+        assert_eq!(
+            roundtrip(&mut s, set(&long_key).as_bytes()),
+            "-ERR key too long: 65 bytes, more than max-key-len (64)\r\n"
+        );
+        // The connection goes on; a multi-key command with one long key does not run at all.
+        assert_eq!(
+            redis_cli(addr, &["MSET", "{t}a", "1", &format!("{{t}}{long_key}"), "2"]),
+            "ERR key too long: 68 bytes, more than max-key-len (64)"
+        );
+        assert_eq!(redis_cli(addr, &["EXISTS", "{t}a"]), "0");
+        assert_eq!(roundtrip(&mut s, b"*1\r\n$4\r\nPING\r\n"), "+PONG\r\n");
+    }
+    let status = |key: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("http://{}/api/cache/get?key={key}", c.gates[0].addr))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert_eq!(status(&long_key), "413");
+    assert_eq!(status(&"j".repeat(64)), "404", "a key at the limit is looked up");
+}

@@ -1,7 +1,8 @@
 //! TLS with certificates the test makes with openssl: redis-cli `--tls` and redis-py
 //! `ssl=True` at the gate's RESP-over-TLS port and at kvservers' TLS client ports (cluster
 //! mode follows redirections to TLS ports), curl at the gate's HTTPS port, client
-//! certificates required, and a certificate replaced on disk served without a restart.
+//! certificates required, the cluster ports on TLS (`--tls-cluster`: the gate's traffic,
+//! replication and key moves), and a certificate replaced on disk served without a restart.
 
 use std::path::Path;
 use std::process::Command;
@@ -89,7 +90,8 @@ fn make_certs(dir: &Path) {
             "ca.crt",
         ],
     );
-    let server = "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n";
+    // Servers and gates present it as clients too, to each other's cluster ports.
+    let server = "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n";
     issue(dir, "server", "/CN=kvstore server", server);
     issue(dir, "client", "/CN=kvstore client", "extendedKeyUsage=clientAuth\n");
 }
@@ -135,20 +137,18 @@ async fn tls_clients_at_gates_and_servers_with_client_certificates_and_reloads()
         &ca,
         "--tls-reload-interval-ms",
         "100",
+        "--tls-cluster",
+        "yes",
     ];
-    for s in ["s1", "s2"] {
-        c.start_server(s, &tls).await;
-    }
+    // s1 with a follower (replication over TLS), data, then s2 (keys move over TLS).
+    c.start_server("s1", &tls).await;
+    c.start_server("s1", &tls).await;
     let mut gate_flags = tls.to_vec();
     gate_flags.extend(["--https-port", "0"]);
     let g = c.start_gate(&gate_flags).await;
-    c.wait_ready(&[("s1", 1), ("s2", 1)]).await;
-    for s in &c.servers {
-        every_slot_served(&s.addr).await;
-    }
+    c.wait_ready(&[("s1", 2)]).await;
     let gate_tls = c.gates[g].tls.clone().expect("the gate announces its TLS port");
     let https = c.gates[g].https.clone().expect("the gate announces its HTTPS port");
-    let server_tls: Vec<String> = c.servers.iter().map(|s| s.tls.clone().expect("a TLS port")).collect();
     let mut cert_flags = vec!["--tls", "--cacert", &ca];
     let (client_crt, client_key) = (at("client.crt"), at("client.key"));
     cert_flags.extend(["--cert", &client_crt, "--key", &client_key]);
@@ -158,14 +158,48 @@ async fn tls_clients_at_gates_and_servers_with_client_certificates_and_reloads()
         redis_cli(addr, &all)
     };
 
-    // redis-cli --tls at the gate, and straight at the servers in cluster mode.
+    // redis-cli --tls at the gate; the gate reaches the servers' cluster ports over TLS.
     assert_eq!(tls_cli(&gate_tls, &["SET", "via-gate", "1"]), "OK");
+    let mut mset = vec!["MSET".to_string()];
+    for i in 0..200 {
+        mset.extend([format!("pre{i}"), format!("v{i}")]);
+    }
+    let mset: Vec<&str> = mset.iter().map(String::as_str).collect();
+    assert_eq!(tls_cli(&gate_tls, &mset), "OK");
+    c.start_server("s2", &tls).await;
+    c.wait_ready(&[("s1", 2), ("s2", 1)]).await;
+    for s in &c.servers {
+        every_slot_served(&s.addr).await;
+    }
+    let server_tls: Vec<String> = c.servers.iter().map(|s| s.tls.clone().expect("a TLS port")).collect();
+    // Every key, wherever it moved, and a follower that replicated over TLS.
+    let mut mget = vec!["MGET".to_string()];
+    mget.extend((0..200).map(|i| format!("pre{i}")));
+    let mget: Vec<&str> = mget.iter().map(String::as_str).collect();
+    let want: Vec<String> = (0..200).map(|i| format!("v{i}")).collect();
+    assert_eq!(tls_cli(&gate_tls, &mget), want.join("\n"));
+    let follower = eventually("the follower to hold the keys", Duration::from_secs(10), || async {
+        let n = tls_cli(&server_tls[1], &["DBSIZE"]);
+        Some(n).filter(|n| n.parse::<u64>().is_ok_and(|n| n > 0))
+    })
+    .await;
+    assert!(follower.parse::<u64>().unwrap() > 0);
+    // The cluster ports speak TLS.
+    for server in &c.servers {
+        assert!(
+            served_serial(&certs, server.cluster_addr()).is_some(),
+            "no TLS on {}",
+            server.cluster_addr()
+        );
+    }
+
+    // Straight at the servers in cluster mode.
     for i in 0..40 {
         let k = format!("k{i}");
         assert_eq!(tls_cli(&server_tls[0], &["-c", "SET", &k, &i.to_string()]), "OK");
     }
     for i in 0..40 {
-        assert_eq!(tls_cli(&server_tls[1], &["-c", "GET", &format!("k{i}")]), i.to_string());
+        assert_eq!(tls_cli(&server_tls[2], &["-c", "GET", &format!("k{i}")]), i.to_string());
     }
     assert_eq!(redis_cli(&c.gates[g].resp.clone().unwrap(), &["GET", "k7"]), "7");
     // A TLS client is sent to TLS ports, a plain client to plain ones, as Redis Cluster does.

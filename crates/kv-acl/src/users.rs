@@ -161,8 +161,11 @@ pub struct Session {
 pub enum Admit {
     /// Run it.
     Pass,
-    /// Answer this instead (`NOAUTH`, `NOPERM`, `AUTH`'s reply).
+    /// Answer this instead: `AUTH`'s (or a failed `HELLO … AUTH`'s) reply.
     Reply(kv_proto::Frame),
+    /// Refused before running (`NOAUTH`, `NOPERM`): answer this; counted as a rejected call
+    /// and, inside `MULTI`, the transaction is discarded at `EXEC`, as in Redis.
+    Refused(kv_proto::Frame),
     /// Answer this and close the connection (its user was deleted).
     Close(kv_proto::Frame),
 }
@@ -245,7 +248,7 @@ impl Session {
                 return Admit::Pass;
             }
             if !self.authenticated {
-                return Admit::Reply(Frame::error(
+                return Admit::Refused(Frame::error(
                     "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
                 ));
             }
@@ -254,7 +257,7 @@ impl Session {
         if !self.authenticated {
             return match info.name {
                 "quit" => Admit::Pass,
-                _ => Admit::Reply(Frame::error("NOAUTH Authentication required.")),
+                _ => Admit::Refused(Frame::error("NOAUTH Authentication required.")),
             };
         }
         if self.user.unrestricted() {
@@ -264,7 +267,7 @@ impl Session {
             Ok(()) => Admit::Pass,
             Err(denied) => {
                 log.denied(&self.user.name, &denied, in_multi, client);
-                Admit::Reply(Frame::error(denied.error()))
+                Admit::Refused(Frame::error(denied.error()))
             }
         }
     }

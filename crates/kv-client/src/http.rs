@@ -57,12 +57,25 @@ pub enum GateError {
 pub struct GateClient {
     hosts: Vec<String>,
     timeout: Duration,
+    /// `Authorization` header value (`Basic …`), when credentials were given.
+    authorization: Option<String>,
 }
 
 impl GateClient {
     /// A client trying `hosts` (`host:port`) in order; each call gives up after `timeout`.
     pub fn new(hosts: Vec<String>, timeout: Duration) -> GateClient {
-        GateClient { hosts, timeout }
+        GateClient {
+            hosts,
+            timeout,
+            authorization: None,
+        }
+    }
+
+    /// Sends `user`'s credentials with every request (HTTP Basic), for a cluster with users.
+    pub fn with_credentials(mut self, user: &str, password: &str) -> GateClient {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.authorization = Some(format!("Basic {token}"));
+        self
     }
 
     /// The gates, in the order they are tried.
@@ -74,7 +87,12 @@ impl GateClient {
     pub async fn request(&self, method: Method, path: &str, body: Option<Bytes>) -> Result<HttpReply, GateError> {
         let mut failures = Vec::new();
         for host in &self.hosts {
-            match tokio::time::timeout(self.timeout, send(host, method.clone(), path, body.clone())).await {
+            match tokio::time::timeout(
+                self.timeout,
+                send(host, self.authorization.as_deref(), method.clone(), path, body.clone()),
+            )
+            .await
+            {
                 Ok(Ok(reply)) => return Ok(reply),
                 Ok(Err(e)) => failures.push(format!("{host}: {e}")),
                 Err(_) => failures.push(format!("{host}: timed out after {:?}", self.timeout)),
@@ -166,7 +184,13 @@ pub fn encode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-async fn send(host: &str, method: Method, path: &str, body: Option<Bytes>) -> Result<HttpReply, String> {
+async fn send(
+    host: &str,
+    authorization: Option<&str>,
+    method: Method,
+    path: &str,
+    body: Option<Bytes>,
+) -> Result<HttpReply, String> {
     let stream = TcpStream::connect(host).await.map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -174,6 +198,9 @@ async fn send(host: &str, method: Method, path: &str, body: Option<Bytes>) -> Re
         .map_err(|e| e.to_string())?;
     let driver = tokio::spawn(conn);
     let mut req = Request::builder().method(method).uri(path).header("host", host);
+    if let Some(a) = authorization {
+        req = req.header("authorization", a);
+    }
     if body.is_some() {
         req = req.header("content-type", "application/json");
     }

@@ -13,9 +13,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use kv_peer::PeerAuth;
 use kv_proto::{Frame, Limits, parse_reply, parse_reply_relayed};
+use kv_tls::{ReadHalf, Stream, WriteHalf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 /// Why a call has no reply. The variant says whether the request may have been applied.
@@ -56,6 +56,9 @@ pub struct ConnOptions {
     /// outstanding and no reply byte arrived for this long: the server is stalled. A caller's
     /// own timeout only abandons its request; the connection stays for the others.
     pub stall_timeout: Option<Duration>,
+    /// Set when cluster ports speak TLS (`--tls-cluster`): the connection is TLS, the server
+    /// verified against the cluster's CA, before the handshake.
+    pub tls: Option<Arc<kv_tls::Tls>>,
 }
 
 impl Default for ConnOptions {
@@ -66,6 +69,7 @@ impl Default for ConnOptions {
             limits: Limits::REDIS,
             peer: None,
             stall_timeout: None,
+            tls: None,
         }
     }
 }
@@ -82,15 +86,25 @@ pub fn keepalive(stream: &TcpStream) {
     }
 }
 
-/// Opens a TCP connection to `addr` within `options.connect_timeout`, with keepalive, and
-/// runs the cluster handshake when `options.peer` is set.
-pub async fn open(addr: &str, options: &ConnOptions) -> std::io::Result<TcpStream> {
+/// Opens a TCP connection to `addr` within `options.connect_timeout`, with keepalive, TLS
+/// when `options.tls` is set, and the cluster handshake when `options.peer` is set.
+pub async fn open(addr: &str, options: &ConnOptions) -> std::io::Result<Stream> {
     let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, format!("connecting to {addr} timed out"));
-    let mut stream = tokio::time::timeout(options.connect_timeout, TcpStream::connect(addr))
+    let tcp = tokio::time::timeout(options.connect_timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| timed_out())??;
-    stream.set_nodelay(true)?;
-    keepalive(&stream);
+    tcp.set_nodelay(true)?;
+    keepalive(&tcp);
+    let mut stream = match &options.tls {
+        Some(tls) => {
+            let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            tls.connect(tcp, host)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("TLS to {addr}: {e}")))?
+        }
+        None => Stream::Plain(tcp),
+    };
     if let Some(auth) = &options.peer {
         kv_peer::handshake::connect(&mut stream, auth, options.connect_timeout)
             .await
@@ -359,7 +373,7 @@ impl Connection {
 
 async fn write_loop(
     mut rx: mpsc::Receiver<Pending>,
-    mut write: OwnedWriteHalf,
+    mut write: WriteHalf,
     slots: mpsc::Sender<ReplySlot>,
     shared: Arc<Shared>,
 ) {
@@ -423,7 +437,7 @@ async fn write_loop(
 }
 
 async fn read_loop(
-    mut read: OwnedReadHalf,
+    mut read: ReadHalf,
     mut slots: mpsc::Receiver<ReplySlot>,
     shared: Arc<Shared>,
     limits: Limits,

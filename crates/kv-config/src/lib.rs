@@ -127,6 +127,12 @@ pub struct RespLimits {
     #[arg(long, env = "KVSTORE_CLIENT_QUERY_BUFFER_LIMIT", default_value = "1gb", value_parser = size)]
     pub client_query_buffer_limit: u64,
 
+    /// Longest key a RESP command may name; a longer one gets an error and the command does
+    /// not run. The default, 512mb, is Redis's (a key is any bulk string); set it lower to
+    /// keep clients from filling memory with huge keys (HTTP has --max-key-bytes on the gate).
+    #[arg(long, env = "KVSTORE_MAX_KEY_LEN", default_value = "512mb", value_parser = size)]
+    pub max_key_len: u64,
+
     /// Most RESP client connections; more are refused with an error.
     #[arg(long, env = "KVSTORE_MAX_CLIENTS", default_value_t = 10_000)]
     pub max_clients: usize,
@@ -141,6 +147,12 @@ impl RespLimits {
     /// `--timeout`: how long a client may stay silent; `None` for ever.
     pub fn idle_timeout(&self) -> Option<std::time::Duration> {
         (self.timeout > 0).then(|| std::time::Duration::from_secs(self.timeout))
+    }
+
+    /// `--max-key-len` when it is below what the parser already bounds (no check is needed
+    /// otherwise: the common case costs nothing).
+    pub fn key_limit(&self) -> Option<usize> {
+        (self.max_key_len < self.proto_max_bulk_len).then_some(self.max_key_len as usize)
     }
 
     /// The parser bounds.
@@ -158,7 +170,11 @@ impl RespLimits {
         if self.max_clients == 0 {
             return Err("--max-clients must be at least 1".into());
         }
-        if self.proto_max_bulk_len == 0 || self.proto_max_multibulk_len == 0 || self.proto_max_inline_len == 0 {
+        if self.proto_max_bulk_len == 0
+            || self.proto_max_multibulk_len == 0
+            || self.proto_max_inline_len == 0
+            || self.max_key_len == 0
+        {
             return Err("protocol limits must be at least 1".into());
         }
         if self.client_query_buffer_limit < self.proto_max_inline_len {

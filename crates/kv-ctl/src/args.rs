@@ -19,6 +19,15 @@ pub struct Cli {
     )]
     pub hosts: Vec<String>,
 
+    /// User to authenticate as (HTTP Basic), on a cluster with users (`--requirepass`,
+    /// `--aclfile`). `default` when only --pass is given.
+    #[arg(long, env = "KVCTL_USER")]
+    pub user: Option<String>,
+
+    /// Password for --user (or the default user's, as `--requirepass` set it).
+    #[arg(long, env = "KVCTL_PASSWORD", hide_env_values = true)]
+    pub pass: Option<String>,
+
     /// How long to wait for a gate's answer, per attempt.
     #[arg(long, value_name = "MS", default_value_t = 15_000)]
     pub timeout_ms: u64,

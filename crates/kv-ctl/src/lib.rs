@@ -40,7 +40,11 @@ pub fn main() -> ExitCode {
             return Exit::Error.into();
         }
     };
-    let client = GateClient::new(cli.hosts.clone(), Duration::from_millis(cli.timeout_ms));
+    let mut client = GateClient::new(cli.hosts.clone(), Duration::from_millis(cli.timeout_ms));
+    if cli.user.is_some() || cli.pass.is_some() {
+        let user = cli.user.as_deref().unwrap_or("default");
+        client = client.with_credentials(user, cli.pass.as_deref().unwrap_or(""));
+    }
     let exit = match cli.command {
         Some(cmd) => runtime.block_on(run::one_shot(&client, cmd)),
         None if cli.interactive || std::io::stdin().is_terminal() => shell::interactive(&runtime, &client),

@@ -46,12 +46,12 @@ async fn bind(addr: String) -> Result<(TcpListener, SocketAddr), StartError> {
 }
 
 /// A TLS listener: its certificates (reloaded as they change), socket and address.
-type TlsListener = (Arc<kv_tls::TlsServer>, TcpListener, SocketAddr);
+type TlsListener = (Arc<kv_tls::Tls>, TcpListener, SocketAddr);
 
 /// Binds a TLS port when `port` is set, with `alpn` offered.
 async fn bind_tls(config: &Config, port: Option<u16>, alpn: &[&[u8]]) -> Result<Option<TlsListener>, StartError> {
     let Some(port) = port else { return Ok(None) };
-    let server = kv_tls::TlsServer::load(&config.tls, alpn)?;
+    let server = kv_tls::Tls::load(&config.tls, alpn)?;
     server.spawn_reloader();
     let (listener, local) = bind(format!("{}:{port}", config.bind)).await?;
     Ok(Some((server, listener, local)))
@@ -107,7 +107,15 @@ impl Gate {
         let users = kv_acl::store::initial(&store, users, from_flags, Duration::from_secs(5)).await;
         let acl = Arc::new(kv_acl::Acl::new(users));
         let follow_users = kv_acl::store::follow(acl.clone(), view.clone());
+        let cluster_tls = if config.tls.cluster() {
+            let tls = kv_tls::Tls::load_for_cluster(&config.tls)?;
+            tls.spawn_reloader();
+            Some(tls)
+        } else {
+            None
+        };
         let options = ConnOptions {
+            tls: cluster_tls,
             max_in_flight: config.backend_max_in_flight,
             connect_timeout: Duration::from_secs(2),
             limits: Limits::REDIS,
@@ -140,6 +148,7 @@ impl Gate {
             forwarder: forwarder.clone(),
             monitor: monitor.clone(),
             limits: config.resp.limits(),
+            key_limit: config.resp.key_limit(),
             idle_timeout: config.resp.idle_timeout(),
             started: std::time::Instant::now(),
             http_addr: http_addr.to_string(),

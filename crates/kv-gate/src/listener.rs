@@ -217,7 +217,7 @@ pub async fn serve(
     mut listener: LimitedListener,
     app: Router,
     limits: HttpLimits,
-    tls: Option<Arc<kv_tls::TlsServer>>,
+    tls: Option<Arc<kv_tls::Tls>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {

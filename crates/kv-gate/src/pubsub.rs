@@ -22,7 +22,6 @@ use kv_client::ConnOptions;
 use kv_proto::{Frame, Limits};
 use kv_pubsub::{Hub, Space};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::debug;
 
@@ -67,7 +66,7 @@ impl Links {
 /// One shard leader's connection and what was subscribed on it.
 struct Link {
     addr: String,
-    writer: OwnedWriteHalf,
+    writer: kv_tls::WriteHalf,
     channels: HashMap<(Space, Bytes), u64>,
     patterns: HashMap<Bytes, u64>,
     reader: tokio::task::JoinHandle<()>,

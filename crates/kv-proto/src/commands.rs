@@ -52,6 +52,12 @@ impl CommandInfo {
         }
     }
 
+    /// The error for a request naming a key longer than `max` bytes (`--max-key-len`).
+    pub fn key_too_long(&self, args: &[Bytes], max: usize) -> Option<String> {
+        let long = self.keys(args).map(Bytes::len).find(|n| *n > max)?;
+        Some(format!("ERR key too long: {long} bytes, more than max-key-len ({max})"))
+    }
+
     /// The keys among a request's arguments (`args[0]` is the name), by the table's key
     /// positions: what cluster clients and the slot checks see as the command's keys.
     pub fn keys<'a>(&self, args: &'a [Bytes]) -> impl Iterator<Item = &'a Bytes> + use<'a> {

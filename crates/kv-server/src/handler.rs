@@ -135,12 +135,31 @@ pub async fn serve(
                             let addr = client.as_ref().map_or("", |c| c.info.addr.as_str());
                             let multi = conn.multi.is_some();
                             match session.admit(&node.acl, &node.acl_log, info, req.args(), multi, addr) {
-                                kv_acl::Admit::Pass => {}
+                                kv_acl::Admit::Pass => {
+                                    if let Some(e) = node
+                                        .config
+                                        .resp
+                                        .key_limit()
+                                        .and_then(|max| info.key_too_long(req.args(), max))
+                                    {
+                                        kv_proto::write::error(&mut conn.output, e.as_bytes());
+                                        rejected = true;
+                                        if let Some(m) = conn.multi.as_mut() {
+                                            m.abort();
+                                        }
+                                        break 'serve;
+                                    }
+                                }
                                 kv_acl::Admit::Reply(f) => {
-                                    rejected = f
-                                        .as_error()
-                                        .is_some_and(|e| e.starts_with(b"NOAUTH") || e.starts_with(b"NOPERM"));
                                     conn.output.frame(&f);
+                                    break 'serve;
+                                }
+                                kv_acl::Admit::Refused(f) => {
+                                    rejected = true;
+                                    conn.output.frame(&f);
+                                    if let Some(m) = conn.multi.as_mut() {
+                                        m.abort();
+                                    }
                                     break 'serve;
                                 }
                                 kv_acl::Admit::Close(f) => {

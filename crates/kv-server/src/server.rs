@@ -68,7 +68,7 @@ impl Server {
         let (cluster_listener, cluster_addr) = bind(config.cluster_bind_addr()).await?;
         let tls = match config.tls_bind_addr() {
             Some(at) => {
-                let server = kv_tls::TlsServer::load(&config.tls, &[])?;
+                let server = kv_tls::Tls::load(&config.tls, &[])?;
                 server.spawn_reloader();
                 let (listener, local) = bind(at).await?;
                 Some((server, listener, local))
@@ -91,7 +91,15 @@ impl Server {
         // in-sync membership of its previous life.
         let id = format!("{addr}-{:06x}", fastrand::u32(..) & 0xff_ffff);
         let paths = Paths::new(&config.cluster);
+        let cluster_tls = if config.tls.cluster() {
+            let tls = kv_tls::Tls::load_for_cluster(&config.tls)?;
+            tls.spawn_reloader();
+            Some(tls)
+        } else {
+            None
+        };
         let peer = ConnOptions {
+            tls: cluster_tls.clone(),
             peer: Some(PeerAuth {
                 secret: secret.clone(),
                 name: Arc::from(id.as_str()),
@@ -117,7 +125,7 @@ impl Server {
         let (shutdown, shutdown_rx) = watch::channel(false);
         // Plain and TLS clients share --max-clients, as in Redis.
         let client_slots = Arc::new(Semaphore::new(node.config.resp.max_clients));
-        let serve_client = |tls: Option<Arc<kv_tls::TlsServer>>| {
+        let serve_client = |tls: Option<Arc<kv_tls::Tls>>| {
             let (node, puller) = (node.clone(), puller.clone());
             move |stream: TcpStream, permit: OwnedSemaphorePermit, shutdown| {
                 let (node, puller, tls) = (node.clone(), puller.clone(), tls.clone());
@@ -171,9 +179,21 @@ impl Server {
             Arc::new(Semaphore::new(node.config.cluster_max_connections)),
             b"-ERR max number of cluster connections reached\r\n",
             shutdown_rx.clone(),
-            move |stream, permit, shutdown| {
-                let (node, secret) = (cluster_node.clone(), secret.clone());
+            move |stream: TcpStream, permit, shutdown| {
+                let (node, secret, tls) = (cluster_node.clone(), secret.clone(), cluster_tls.clone());
                 async move {
+                    kv_client::keepalive(&stream);
+                    let stream = match tls {
+                        None => kv_tls::Stream::Plain(stream),
+                        Some(tls) => match tls.accept(stream).await {
+                            Ok(s) => s,
+                            Err(e) => {
+                                Stats::bump(&node.stats.peer_auth_failures);
+                                warn!(error = %e, "a TLS handshake on the cluster port failed");
+                                return;
+                            }
+                        },
+                    };
                     serve_peer(node, secret, stream, shutdown).await;
                     drop(permit);
                 }
@@ -285,8 +305,12 @@ async fn accept_loop<F, Fut>(
 }
 
 /// A cluster-port connection: the peer proves the secret first, then is served.
-async fn serve_peer(node: Arc<Node>, secret: Arc<ClusterSecret>, stream: TcpStream, shutdown: watch::Receiver<bool>) {
-    kv_client::keepalive(&stream);
+async fn serve_peer(
+    node: Arc<Node>,
+    secret: Arc<ClusterSecret>,
+    stream: kv_tls::Stream,
+    shutdown: watch::Receiver<bool>,
+) {
     let mut conn = Connection::new(stream, node.config.limits());
     let timeout = node.config.handshake_timeout();
     match kv_peer::handshake::accept(&mut conn.stream, &mut conn.input, &secret, timeout).await {

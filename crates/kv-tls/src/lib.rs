@@ -1,20 +1,21 @@
 //! TLS for kvstore's ports, with Redis's setting names.
 //!
 //! - [`TlsSettings`]: the `--tls-*` flags, shared by kvserver and kvgate.
-//! - [`TlsServer`]: the server side of a TLS port: certificates and the client CA loaded
-//!   from PEM files, reloaded when the files change, so certificates rotate without a
-//!   restart (connections already open keep the certificate they were made with).
+//! - [`Tls`]: a TLS port's side (and, for cluster ports, the side opening connections to
+//!   them): certificates and the CA loaded from PEM files, reloaded when the files change,
+//!   so certificates rotate without a restart (connections already open keep the
+//!   certificate they were made with).
 //! - [`Stream`]: one type for a plain or a TLS connection, so the RESP and HTTP code paths
 //!   stay the same for both.
 //!
 //! rustls with the `ring` provider: no OpenSSL, and a short build.
 
-mod server;
+mod context;
 mod settings;
 mod stream;
 
-pub use server::TlsServer;
-pub use settings::{AuthClients, TlsSettings};
+pub use context::Tls;
+pub use settings::{AuthClients, TlsSettings, YesNo};
 pub use stream::{ReadHalf, Stream, WriteHalf};
 
 /// Why TLS could not be set up.

@@ -15,6 +15,14 @@ pub enum AuthClients {
     Optional,
 }
 
+/// A Redis-style `yes`/`no` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum YesNo {
+    Yes,
+    #[default]
+    No,
+}
+
 /// The TLS flags shared by kvserver and kvgate.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct TlsSettings {
@@ -37,6 +45,15 @@ pub struct TlsSettings {
     /// loaded for new connections without a restart.
     #[arg(long, env = "KVSTORE_TLS_RELOAD_INTERVAL_MS", default_value_t = 5000)]
     pub tls_reload_interval_ms: u64,
+    /// TLS on the cluster port: servers serve it with TLS, and servers and gates reach
+    /// cluster ports over TLS, verifying the server against --tls-ca-cert-file and
+    /// presenting --tls-cert-file. Every server and gate of a cluster must agree.
+    #[arg(long, env = "KVSTORE_TLS_CLUSTER", value_enum, default_value_t = YesNo::No)]
+    pub tls_cluster: YesNo,
+    /// TLS for replication. Followers replicate over the cluster port, so this is the same
+    /// switch as --tls-cluster (either turns TLS on there), kept under Redis's name.
+    #[arg(long, env = "KVSTORE_TLS_REPLICATION", value_enum, default_value_t = YesNo::No)]
+    pub tls_replication: YesNo,
     /// How long a client may take to complete the TLS handshake.
     #[arg(long, env = "KVSTORE_TLS_HANDSHAKE_TIMEOUT_MS", default_value_t = 10000)]
     pub tls_handshake_timeout_ms: u64,
@@ -48,6 +65,11 @@ impl TlsSettings {
         self.tls_cert_file.is_some()
     }
 
+    /// True when the cluster port (and every connection to one) uses TLS.
+    pub fn cluster(&self) -> bool {
+        self.tls_cluster == YesNo::Yes || self.tls_replication == YesNo::Yes
+    }
+
     /// Checks that the settings hang together: a TLS port needs a certificate and key, and
     /// requiring client certificates needs a CA.
     pub fn validate(&self) -> Result<(), String> {
@@ -56,6 +78,12 @@ impl TlsSettings {
         }
         if self.tls_port.is_some() && !self.enabled() {
             return Err("--tls-port needs --tls-cert-file and --tls-key-file".into());
+        }
+        if self.cluster() && (!self.enabled() || self.tls_ca_cert_file.is_none()) {
+            return Err(
+                "--tls-cluster and --tls-replication need --tls-cert-file, --tls-key-file and --tls-ca-cert-file (to verify peers)"
+                    .into(),
+            );
         }
         if self.enabled() && self.tls_auth_clients != AuthClients::No && self.tls_ca_cert_file.is_none() {
             return Err(

@@ -11,12 +11,16 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio_rustls::client::TlsStream as ClientTlsStream;
 use tokio_rustls::server::TlsStream;
 
-/// A connection accepted on a plain or a TLS port.
+/// A connection accepted on a plain or a TLS port, or opened to one.
 pub enum Stream {
     Plain(TcpStream),
+    /// Accepted on a TLS port.
     Tls(Box<TlsStream<TcpStream>>),
+    /// Opened to a TLS port (a peer reaching a cluster port with `--tls-cluster`).
+    TlsClient(Box<ClientTlsStream<TcpStream>>),
 }
 
 impl From<TcpStream> for Stream {
@@ -30,6 +34,7 @@ impl Stream {
         match self {
             Stream::Plain(s) => s,
             Stream::Tls(s) => s.get_ref().0,
+            Stream::TlsClient(s) => s.get_ref().0,
         }
     }
 
@@ -50,7 +55,7 @@ impl Stream {
 
     /// True for a TLS connection.
     pub fn is_tls(&self) -> bool {
-        matches!(self, Stream::Tls(_))
+        !matches!(self, Stream::Plain(_))
     }
 
     /// Splits into halves that can be used from two tasks.
@@ -64,6 +69,10 @@ impl Stream {
                 let (r, w) = tokio::io::split(*s);
                 (ReadHalf::Tls(r), WriteHalf::Tls(w))
             }
+            Stream::TlsClient(s) => {
+                let (r, w) = tokio::io::split(*s);
+                (ReadHalf::TlsClient(r), WriteHalf::TlsClient(w))
+            }
         }
     }
 }
@@ -72,12 +81,14 @@ impl Stream {
 pub enum ReadHalf {
     Plain(OwnedReadHalf),
     Tls(tokio::io::ReadHalf<TlsStream<TcpStream>>),
+    TlsClient(tokio::io::ReadHalf<ClientTlsStream<TcpStream>>),
 }
 
 /// The writing half of a [`Stream`].
 pub enum WriteHalf {
     Plain(OwnedWriteHalf),
     Tls(tokio::io::WriteHalf<TlsStream<TcpStream>>),
+    TlsClient(tokio::io::WriteHalf<ClientTlsStream<TcpStream>>),
 }
 
 macro_rules! delegate_read {
@@ -132,7 +143,7 @@ macro_rules! delegate_write {
     };
 }
 
-delegate_read!(Stream, Plain, Tls);
-delegate_write!(Stream, Plain, Tls);
-delegate_read!(ReadHalf, Plain, Tls);
-delegate_write!(WriteHalf, Plain, Tls);
+delegate_read!(Stream, Plain, Tls, TlsClient);
+delegate_write!(Stream, Plain, Tls, TlsClient);
+delegate_read!(ReadHalf, Plain, Tls, TlsClient);
+delegate_write!(WriteHalf, Plain, Tls, TlsClient);

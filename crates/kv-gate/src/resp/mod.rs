@@ -58,6 +58,8 @@ pub struct RespState {
     pub forwarder: Forwarder,
     pub monitor: Arc<crate::topology::Monitor>,
     pub limits: Limits,
+    /// `--max-key-len`, when it is below the parser's own bound.
+    pub key_limit: Option<usize>,
     /// `--timeout`: a silent client is closed after this (subscribers exempt).
     pub idle_timeout: Option<Duration>,
     pub started: Instant,
@@ -99,7 +101,7 @@ pub async fn accept_loop(
     state: Arc<RespState>,
     listener: TcpListener,
     slots: Arc<Semaphore>,
-    tls: Option<Arc<kv_tls::TlsServer>>,
+    tls: Option<Arc<kv_tls::Tls>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -423,18 +425,19 @@ impl<'a> Session<'a> {
                             let spec = command::lookup(req.name());
                             let runs = spec.filter(|s| s.arity_ok(req.len()));
                             let refusal = self.refuse(&req, runs);
-                            // NOAUTH and NOPERM: refused before running (`rejected_calls`).
-                            let refused = refusal
-                                .as_ref()
-                                .and_then(Frame::as_error)
-                                .is_some_and(|e| e.starts_with(b"NOAUTH") || e.starts_with(b"NOPERM"));
+                            // Refused before running: `rejected_calls`, and a transaction
+                            // being queued is discarded at EXEC.
+                            let refused = refusal.as_ref().is_some_and(|(_, rejected)| *rejected);
+                            if refused && let Some(m) = self.multi.as_mut() {
+                                m.abort();
+                            }
                             if refused && let Some(s) = runs {
                                 let rejected = kv_proto::cmdstats::Outcome::Rejected;
                                 self.state.cmdstats.record(s.info, Duration::ZERO, rejected);
                             }
                             let runs = runs.filter(|_| !refused);
                             let pending = match refusal {
-                                Some(refusal) => Pending::Now(refusal),
+                                Some((refusal, _)) => Pending::Now(refusal),
                                 None => self.start(req, spec).await,
                             };
                             // Queued by MULTI: counted as part of EXEC.
@@ -569,11 +572,11 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// The refusal of a request its client may not send: `NOAUTH` before `AUTH`, `NOPERM`
-    /// for a command, key or channel the user may not use. `AUTH` itself is answered here.
-    /// (Unknown commands and wrong arity, `spec` `None`, are refused later, as Redis
-    /// refuses them first.)
-    fn refuse(&mut self, req: &Request, spec: Option<&'static command::Spec>) -> Option<Frame> {
+    /// The answer to a request that does not run as usual: `NOAUTH` before `AUTH`, `NOPERM`
+    /// for a command, key or channel the user may not use, a key over `--max-key-len`
+    /// (these are rejected: `true`), and `AUTH`'s own reply (`false`). (Unknown commands and
+    /// wrong arity, `spec` `None`, are refused later, as Redis refuses them first.)
+    fn refuse(&mut self, req: &Request, spec: Option<&'static command::Spec>) -> Option<(Frame, bool)> {
         let spec = spec?;
         let (state, multi) = (self.state, self.multi.is_some());
         match self.user.admit(
@@ -584,12 +587,16 @@ impl<'a> Session<'a> {
             multi,
             &self.client.addr,
         ) {
-            kv_acl::Admit::Pass => None,
-            kv_acl::Admit::Reply(f) => Some(f),
+            kv_acl::Admit::Pass => state
+                .key_limit
+                .and_then(|max| spec.info.key_too_long(req.args(), max))
+                .map(|e| (Frame::error(e), true)),
+            kv_acl::Admit::Reply(f) => Some((f, false)),
+            kv_acl::Admit::Refused(f) => Some((f, true)),
             // Its user was deleted: the connection closes, as Redis closes it.
             kv_acl::Admit::Close(f) => {
                 self.quit = true;
-                Some(f)
+                Some((f, false))
             }
         }
     }

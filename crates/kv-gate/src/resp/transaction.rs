@@ -45,6 +45,14 @@ pub struct Multi {
     aborted: bool,
 }
 
+impl Multi {
+    /// A command was refused while queueing (`NOAUTH`, `NOPERM`, a key too long): `EXEC`
+    /// answers `EXECABORT`, as Redis flags a transaction whose command it rejected.
+    pub fn abort(&mut self) {
+        self.aborted = true;
+    }
+}
+
 impl Session<'_> {
     /// Serves transaction control, and queues commands inside `MULTI`; `None` when `req` is
     /// served as usual.

@@ -67,6 +67,14 @@ pub struct Multi {
     aborted: bool,
 }
 
+impl Multi {
+    /// A command was refused before queueing (`NOAUTH`, `NOPERM`, a key too long): `EXEC`
+    /// answers `EXECABORT`, as Redis flags a transaction whose command it rejected.
+    pub fn abort(&mut self) {
+        self.aborted = true;
+    }
+}
+
 /// What [`intercept`] did with a request.
 pub enum Intercepted {
     /// Answered (transaction control, or queued): nothing more to do.
