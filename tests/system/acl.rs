@@ -129,9 +129,11 @@ async fn requirepass_and_user_rules_are_enforced() {
             )
         };
         // The server learns the change from the cluster's store.
-        let seen = eventually(&format!("{addr} to allow reader MULTI"), Duration::from_secs(10), || async {
-            Some(session()).filter(|s| s.starts_with("OK"))
-        })
+        let seen = eventually(
+            &format!("{addr} to allow reader MULTI"),
+            Duration::from_secs(10),
+            || async { Some(session()).filter(|s| s.starts_with("OK")) },
+        )
         .await;
         assert_eq!(seen, want, "at {addr}");
     }
