@@ -288,3 +288,95 @@ async fn an_acl_file_defines_the_users_and_acl_save_writes_it() {
     assert!(as_user("alice", &["ACL", "LOAD"]).starts_with("ERR"));
     assert_eq!(as_user("bob", &["SADD", "set1", "b"]), "1");
 }
+
+/// This machine's first non-loopback IPv4 address, if it has one.
+fn outside_address() -> Option<String> {
+    let out = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let word = text.split_whitespace().skip_while(|w| *w != "inet").nth(1)?;
+    Some(word.split('/').next()?.to_string())
+}
+
+/// Protected mode, as Redis 7 has it: while the default user needs no password, a client
+/// that is not on the loopback interface is refused with `-DENIED` at a gate and at a server;
+/// once the default user has a password, it is served (after `AUTH`).
+#[tokio::test]
+async fn protected_mode_refuses_remote_clients_while_the_default_user_is_open() {
+    let ip = outside_address().expect("a non-loopback IPv4 address (ip -4 addr show scope global)");
+    let mut c = TestCluster::start().await;
+    c.start_server("s1", &["--bind", "0.0.0.0"]).await;
+    let g = c.start_gate(&["--bind", "0.0.0.0"]).await;
+    c.wait_ready(&[("s1", 1)]).await;
+    let port = |a: &str| a.rsplit_once(':').unwrap().1.to_string();
+    let gate_port = port(c.gates[g].resp.as_deref().unwrap());
+    let server_port = port(&c.servers[0].addr);
+    for p in [&gate_port, &server_port] {
+        let remote = format!("{ip}:{p}");
+        assert!(
+            cli(&remote, &["PING"]).starts_with("DENIED Redis is running in protected mode"),
+            "{remote}"
+        );
+        assert_eq!(cli(&format!("127.0.0.1:{p}"), &["PING"]), "PONG");
+    }
+    let local_gate = format!("127.0.0.1:{gate_port}");
+    assert_eq!(cli(&local_gate, &["ACL", "SETUSER", "default", "on", ">pw"]), "OK");
+    for p in [&gate_port, &server_port] {
+        let remote = format!("{ip}:{p}");
+        eventually(
+            &format!("{remote} to serve clients with the password"),
+            Duration::from_secs(10),
+            || async { (cli(&remote, &["--no-auth-warning", "-a", "pw", "PING"]) == "PONG").then_some(()) },
+        )
+        .await;
+        assert_eq!(cli(&remote, &["PING"]), "NOAUTH Authentication required.");
+    }
+}
+
+/// The commands a script calls are checked against the caller's rules, at a gate (which
+/// names its client's user to the server) and at a server's client port; refusals are in
+/// `ACL LOG` with context `lua`; `redis.acl_check_cmd` answers what the user may run.
+#[tokio::test]
+async fn scripts_run_under_their_callers_rules() {
+    let (c, gate) = cluster_with_gate(&["--requirepass", "s3cret"]).await;
+    let admin = |addr: &str, args: &[&str]| {
+        let mut all = vec!["--no-auth-warning", "-a", "s3cret"];
+        all.extend_from_slice(args);
+        cli(addr, &all)
+    };
+    let rules = ["ACL", "SETUSER", "scripter", "on", ">sp", "~s:*", "+@scripting", "+get"];
+    assert_eq!(admin(&gate, &rules), "OK");
+    assert_eq!(admin(&gate, &["SET", "s:1", "v"]), "OK");
+    let server = c.servers[0].addr.clone();
+    let set = "return redis.call('set', KEYS[1], 'x')";
+    let get = "return redis.call('get', KEYS[1])";
+    for addr in [&gate, &server] {
+        let as_scripter = |args: &[&str]| {
+            let mut all = vec!["-c", "--no-auth-warning", "--user", "scripter", "--pass", "sp"];
+            all.extend_from_slice(args);
+            cli(addr, &all)
+        };
+        eventually(&format!("{addr} to know scripter"), Duration::from_secs(10), || async {
+            (as_scripter(&["EVAL", get, "1", "s:1"]) == "v").then_some(())
+        })
+        .await;
+        let refused = as_scripter(&["EVAL", set, "1", "s:1"]);
+        assert!(refused.contains("NOPERM"), "at {addr}: {refused}");
+        let check = |script: &str| as_scripter(&["EVAL", script, "0"]);
+        assert_eq!(check("return redis.acl_check_cmd('get', 's:1')"), "1", "at {addr}");
+        assert_eq!(check("return redis.acl_check_cmd('set', 's:1', 'x')"), "", "at {addr}");
+        assert_eq!(check("return redis.acl_check_cmd('get', 'other')"), "", "at {addr}");
+        let invalid = as_scripter(&["EVAL", "return redis.acl_check_cmd('nosuch')", "0"]);
+        assert!(
+            invalid.contains("Invalid command passed to redis.acl_check_cmd()"),
+            "{invalid}"
+        );
+    }
+    assert_eq!(admin(&gate, &["GET", "s:1"]), "v", "no refused write ran");
+    // The server that ran the scripts logged the refusals, in the context of Lua.
+    let log = admin(&server, &["ACL", "LOG"]);
+    assert!(log.lines().any(|l| l == "lua"), "{log}");
+    assert!(log.lines().any(|l| l == "scripter"), "{log}");
+}

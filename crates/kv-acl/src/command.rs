@@ -50,6 +50,16 @@ impl Log {
     }
 
     /// Records a failed `AUTH` for `user`.
+    /// A refusal of a command a script called (`redis.call`): context `lua`, as Redis logs it.
+    pub fn denied_in_script(&self, user: &str, denied: &Denied, client: &str) {
+        let (reason, object) = match denied {
+            Denied::Command(c) => ("command", c.clone()),
+            Denied::Key(k) => ("key", String::from_utf8_lossy(k).into_owned()),
+            Denied::Channel(c) => ("channel", String::from_utf8_lossy(c).into_owned()),
+        };
+        self.push(reason, "lua", object, user, client);
+    }
+
     pub fn auth_failed(&self, user: &str, client: &str) {
         self.push("auth", "toplevel", "AUTH".into(), user, client);
     }

@@ -620,6 +620,17 @@ impl User {
         words.join(" ")
     }
 
+    /// The user a [`User::describe`] text describes (`user <name> <rules…>`).
+    pub fn from_description(text: &str) -> Result<User, String> {
+        let mut words = text.split(' ').filter(|w| !w.is_empty());
+        let (Some("user"), Some(name)) = (words.next(), words.next()) else {
+            return Err(format!("not a user description: {text}"));
+        };
+        let mut user = User::new(name);
+        user.apply_all(words.map(str::as_bytes))?;
+        Ok(user)
+    }
+
     /// `ACL GETUSER`'s reply.
     pub fn getuser_reply(&self) -> kv_proto::Frame {
         use kv_proto::Frame;
@@ -764,6 +775,21 @@ mod tests {
             u.describe(),
             "user u off sanitize-payload %R~r:* %W~w:* resetchannels +@all"
         );
+    }
+
+    #[test]
+    fn a_description_gives_back_the_same_user() {
+        for rules in [
+            "on >pw ~x* +@scripting +set",
+            "+@all %R~r:* %W~w:* -del",
+            "on nopass &c* +get|x",
+        ] {
+            let u = user(rules);
+            let back = User::from_description(&u.describe()).unwrap();
+            assert_eq!(back.describe(), u.describe(), "{rules}");
+            assert_eq!(run(&back, "SET x1 v").is_ok(), run(&u, "SET x1 v").is_ok(), "{rules}");
+        }
+        assert!(User::from_description("nobody +@all").is_err());
     }
 
     #[test]

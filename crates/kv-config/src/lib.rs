@@ -214,6 +214,29 @@ pub struct UserAuth {
     /// line): the users and their permissions. `ACL SAVE` and `ACL LOAD` write and read it.
     #[arg(long, env = "KVSTORE_ACLFILE")]
     pub aclfile: Option<PathBuf>,
+    /// Redis's protected mode: while the default user needs no password, RESP clients
+    /// connecting from anywhere but the loopback interface are refused (`-DENIED …`) and
+    /// disconnected. `no` serves them anyway.
+    #[arg(long, env = "KVSTORE_PROTECTED_MODE", default_value = "yes", value_parser = yes_no)]
+    pub protected_mode: bool,
+}
+
+/// True when protected mode (`--protected-mode`) refuses a client from `peer`: it is on,
+/// the default user needs no password, and the client is not on the loopback interface.
+pub fn protected_mode_refuses(protected_mode: bool, peer: std::net::IpAddr, default_user_open: bool) -> bool {
+    protected_mode && default_user_open && !peer.is_loopback()
+}
+
+/// Redis's refusal in protected mode, adapted to kvstore's flags.
+pub const PROTECTED_MODE_DENIED: &[u8] = b"-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. To accept other clients, set a password (--requirepass, --aclfile or ACL SETUSER default) or start with --protected-mode no, after making sure the port is not reachable from untrusted networks.\r\n";
+
+/// Parses Redis's `yes`/`no` (also `true`/`false`).
+pub fn yes_no(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "yes" | "true" => Ok(true),
+        "no" | "false" => Ok(false),
+        _ => Err(format!("`{s}`: expected yes or no")),
+    }
 }
 
 /// Parses a byte size: a plain number of bytes or a number with a unit, as Redis accepts

@@ -149,6 +149,7 @@ impl Gate {
             monitor: monitor.clone(),
             limits: config.resp.limits(),
             key_limit: config.resp.key_limit(),
+            protected_mode: config.users.protected_mode,
             idle_timeout: config.resp.idle_timeout(),
             started: std::time::Instant::now(),
             http_addr: http_addr.to_string(),

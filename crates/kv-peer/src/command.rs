@@ -27,6 +27,11 @@
 //!         a gate client's WATCH, UNWATCH and EXEC: the gate multiplexes its clients over
 //!         pooled connections and names each one's watch by a session number on the
 //!         connection (served by the transaction layer, not parsed here)
+//! KV.AS <user description> <command> [args ...]
+//!         runs a script command (EVAL, EVALSHA, FCALL and their _RO forms) for a gate's
+//!         client whose user is restricted: each redis.call is checked against that user's
+//!         rules (`user <name> <rules…>`, as ACL LIST writes it: the gate's current view, so
+//!         no race with the server learning of a new user)
 //! KV.RESP3 <command> [args ...]
 //!         runs a client command and replies in RESP3: a gate forwards a RESP3 client's
 //!         commands wrapped so, and the server replies as it would to that client (maps,
@@ -281,6 +286,29 @@ pub fn wrap_resp3(raw: &[u8]) -> Option<Bytes> {
     Some(out.freeze())
 }
 
+/// `KV.AS <user description>` in front of an encoded multibulk command (see the module
+/// documentation). `None` when `raw` is not a multibulk array.
+pub fn wrap_as_user(raw: &[u8], user: &str) -> Option<Bytes> {
+    let end = raw.iter().position(|&b| b == b'\r')?;
+    let n: usize = std::str::from_utf8(raw.get(1..end)?).ok()?.parse().ok()?;
+    if raw.first() != Some(&b'*') {
+        return None;
+    }
+    let mut out = BytesMut::with_capacity(raw.len() + user.len() + 32);
+    out.extend_from_slice(format!("*{}\r\n$5\r\nKV.AS\r\n${}\r\n{user}\r\n", n + 2, user.len()).as_bytes());
+    out.extend_from_slice(raw.get(end + 2..)?);
+    Some(out.freeze())
+}
+
+/// The user description and the command inside a `KV.AS` request, or `None` when `req` is
+/// not one.
+pub fn unwrap_as_user(req: &Request) -> Option<(Bytes, Request)> {
+    if !req.name().eq_ignore_ascii_case(b"KV.AS") || req.len() < 3 {
+        return None;
+    }
+    Some((req.args()[1].clone(), Request::new(req.args()[2..].to_vec())))
+}
+
 /// The command inside a `KV.RESP3` request, or `None` when `req` is not one.
 pub fn unwrap_resp3(req: &Request) -> Option<Request> {
     if !req.name().eq_ignore_ascii_case(b"KV.RESP3") || req.len() < 2 {
@@ -424,8 +452,12 @@ mod tests {
     }
 
     #[test]
-    fn resp3_wrapping_round_trips() {
+    fn resp3_and_user_wrapping_round_trip() {
         let raw = kv_proto::write::command([&b"HGETALL"[..], b"h"]);
+        let bob = "user bob on ~x* +@scripting";
+        let (user, inner) = unwrap_as_user(&reparse(&wrap_as_user(&raw, bob).unwrap())).unwrap();
+        assert_eq!(&user[..], bob.as_bytes());
+        assert_eq!(inner.args(), reparse(&raw).args());
         let wrapped = wrap_resp3(&raw).unwrap();
         let req = reparse(&wrapped);
         assert_eq!(req.args()[0], "KV.RESP3");

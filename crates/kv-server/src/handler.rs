@@ -109,6 +109,14 @@ pub async fn serve(
                 },
                 Port::Client => req,
             };
+            // A gate's restricted client running a script: its user's rules apply inside.
+            let (req, as_user) = match port {
+                Port::Cluster => match kv_peer::command::unwrap_as_user(&req) {
+                    Some((user, inner)) => (inner, Some(user)),
+                    None => (req, None),
+                },
+                Port::Client => (req, None),
+            };
             let internal = match port {
                 Port::Cluster => PeerCommand::parse(&req),
                 Port::Client => None,
@@ -178,7 +186,7 @@ pub async fn serve(
                             break 'serve;
                         }
                         if conn.multi.is_none()
-                            && let Some(p) = cmd::scripting::intercept(&mut conn, &node, &req)
+                            && let Some(p) = cmd::scripting::intercept(&mut conn, &node, &req, as_user.as_deref())
                         {
                             pending = Pending::max(pending, p);
                             break 'serve;

@@ -141,6 +141,13 @@ impl Server {
                         },
                     };
                     let mut conn = Connection::new(stream, node.config.limits());
+                    let open = node.acl.users().default_is_open();
+                    if let Ok(peer) = conn.stream.peer_addr()
+                        && kv_config::protected_mode_refuses(node.config.users.protected_mode, peer.ip(), open)
+                    {
+                        let _ = conn.stream.write_all(kv_config::PROTECTED_MODE_DENIED).await;
+                        return;
+                    }
                     if tls.is_some() {
                         conn.output.tls_addrs = Some(node.tls_addrs.clone());
                     }

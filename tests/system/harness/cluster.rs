@@ -32,6 +32,16 @@ impl Place {
         }
     }
 
+    /// Clients of a process in a network namespace come from other addresses than loopback:
+    /// protected mode (on by default, as in Redis) would refuse them while no password is set.
+    fn protected_mode(&self) -> &'static [&'static str] {
+        if self.prefix.is_empty() {
+            &[]
+        } else {
+            &["--protected-mode", "no"]
+        }
+    }
+
     fn command(&self, program: &str) -> Command {
         match self.prefix.split_first() {
             Some((first, rest)) => {
@@ -125,6 +135,7 @@ impl TestCluster {
         .args(["--zk-session-timeout-ms", &SESSION_TIMEOUT_MS.to_string()])
         .arg("--cluster-secret-file")
         .arg(&self.secret_file)
+        .args(place.protected_mode())
         .args(extra);
         let log = self.log_path(&format!("kvserver-{shard}"));
         let p = Proc::spawn(&format!("kvserver {shard}"), cmd, log).await;
@@ -144,6 +155,7 @@ impl TestCluster {
             .args(["--bind", &place.ip])
             .arg("--cluster-secret-file")
             .arg(&self.secret_file)
+            .args(place.protected_mode())
             .args(extra);
         let log = self.log_path("kvgate");
         let p = Proc::spawn("kvgate", cmd, log).await;

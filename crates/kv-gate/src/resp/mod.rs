@@ -60,6 +60,8 @@ pub struct RespState {
     pub limits: Limits,
     /// `--max-key-len`, when it is below the parser's own bound.
     pub key_limit: Option<usize>,
+    /// `--protected-mode`: refuse non-loopback clients while the default user is open.
+    pub protected_mode: bool,
     /// `--timeout`: a silent client is closed after this (subscribers exempt).
     pub idle_timeout: Option<Duration>,
     pub started: Instant,
@@ -130,7 +132,7 @@ pub async fn accept_loop(
         let shutdown = shutdown.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let stream = match tls {
+            let mut stream = match tls {
                 None => kv_tls::Stream::Plain(stream),
                 Some(tls) => match tls.accept(stream).await {
                     Ok(s) => s,
@@ -140,6 +142,12 @@ pub async fn accept_loop(
                     }
                 },
             };
+            let open = state.acl.users().default_is_open();
+            if kv_config::protected_mode_refuses(state.protected_mode, peer.ip(), open) {
+                let _ = stream.write_all(kv_config::PROTECTED_MODE_DENIED).await;
+                state.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
             state.stats.connected.fetch_add(1, Ordering::Relaxed);
             let laddr = stream.local_addr().map(|a| a.to_string()).unwrap_or_default();
             let session = Session::new(&state, peer.to_string(), laddr);
@@ -767,14 +775,26 @@ impl<'a> Session<'a> {
     }
 
     /// The request as a server is sent it: a multibulk request as the bytes it arrived in,
-    /// an inline one re-encoded (a server may not accept it inline); a RESP3 client's
-    /// wrapped, so the server replies in RESP3.
+    /// an inline one re-encoded (a server may not accept it inline); a restricted user's
+    /// script wrapped in `KV.AS`, so the server checks each `redis.call` against the user's
+    /// rules; a RESP3 client's wrapped, so the server replies in RESP3.
     fn request_bytes(&self, req: &Request) -> bytes::Bytes {
         let mut bytes = if req.raw().first() == Some(&b'*') {
             req.raw().clone()
         } else {
             kv_proto::write::command(req.args().iter().map(|a| &a[..]))
         };
+        if !self.user.user.unrestricted()
+            && command::lookup(req.name()).is_some_and(|s| {
+                matches!(
+                    s.name,
+                    "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+                )
+            })
+            && let Some(wrapped) = kv_peer::command::wrap_as_user(&bytes, &self.user.user.describe())
+        {
+            bytes = wrapped;
+        }
         if self.proto == Protocol::Resp3
             && let Some(wrapped) = kv_peer::command::wrap_resp3(&bytes)
         {

@@ -160,7 +160,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// `EVAL`/`EVALSHA` (and `_RO`): `args[0]` is the command name.
-fn eval(node: &Node, args: &[Bytes], numkeys: usize, by_sha: bool, read_only: bool, out: &mut Out) -> Option<Pending> {
+#[allow(clippy::too_many_arguments)]
+fn eval(
+    node: &Node,
+    args: &[Bytes],
+    numkeys: usize,
+    by_sha: bool,
+    read_only: bool,
+    caller: Option<&Caller>,
+    out: &mut Out,
+) -> Option<Pending> {
     let scripts = &node.scripts;
     let (sha, body) = if by_sha {
         let sha = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
@@ -186,6 +195,7 @@ fn eval(node: &Node, args: &[Bytes], numkeys: usize, by_sha: bool, read_only: bo
         &args[3..],
         numkeys,
         read_only || flags.contains(&"no-writes"),
+        caller,
         out,
     )
 }
@@ -225,6 +235,14 @@ fn shebang_flags(body: &[u8]) -> Result<Vec<&'static str>, String> {
     Ok(flags)
 }
 
+/// Who runs a script, when their user is restricted: each `redis.call` is checked against
+/// the user's rules, as the command itself would be (refusals logged in `ACL LOG`, context
+/// `lua`). `None` for users allowed everything, and for peers (gates check their clients).
+pub struct Caller {
+    pub user: std::sync::Arc<kv_acl::User>,
+    pub client: String,
+}
+
 /// What runs: a script's body, or a loaded function by name.
 #[derive(Clone, Copy)]
 enum Callable<'a> {
@@ -240,6 +258,7 @@ fn execute(
     rest: &[Bytes],
     numkeys: usize,
     read_only: bool,
+    caller: Option<&Caller>,
     out: &mut Out,
 ) -> Option<Pending> {
     let scripts = &node.scripts;
@@ -261,7 +280,14 @@ fn execute(
     let result = {
         let lua = lock(&scripts.lua);
         let cluster_client = out.cluster_client;
-        run(&lua, node, what, keys, argv, read_only, cluster_client, limit, &pending)
+        let context = Context {
+            node,
+            read_only,
+            cluster_client,
+            caller,
+            limit,
+        };
+        run(&lua, &context, what, keys, argv, &pending)
     };
     let mut pending = pending.get();
     scripts.running.store(false, Ordering::Relaxed);
@@ -280,19 +306,26 @@ fn error(out: &mut Out, text: &str) -> Option<Pending> {
     None
 }
 
+/// What a script runs under.
+struct Context<'a> {
+    node: &'a Node,
+    read_only: bool,
+    cluster_client: bool,
+    caller: Option<&'a Caller>,
+    /// `busy-reply-threshold`: past it the script is stopped.
+    limit: Duration,
+}
+
 /// Runs the script; its reply as a frame, or the error text.
-#[allow(clippy::too_many_arguments)]
 fn run(
     lua: &Lua,
-    node: &Node,
+    cx: &Context<'_>,
     what: Callable<'_>,
     keys: &[Bytes],
     argv: &[Bytes],
-    read_only: bool,
-    cluster_client: bool,
-    limit: Duration,
     pending: &std::cell::Cell<Option<Pending>>,
 ) -> Result<Frame, String> {
+    let (node, cluster_client, limit) = (cx.node, cx.cluster_client, cx.limit);
     let id = match what {
         Callable::Script { sha, .. } => sha.to_string(),
         Callable::Function { name } => name.to_string(),
@@ -339,7 +372,7 @@ fn run(
     let resp = std::cell::Cell::new(2u8);
     let reroute = !cluster_client && keys.is_empty();
     let call = |lua: &Lua, args: MultiValue, protected: bool| -> mlua::Result<Value> {
-        let reply = call_command(node, cluster_client, reroute, args, read_only, resp.get(), pending);
+        let reply = call_command(cx, reroute, args, resp.get(), pending);
         match reply {
             // Not for the script to handle: the whole script runs elsewhere.
             Err(e) if e.starts_with(REROUTE) => Err(mlua::Error::RuntimeError(e)),
@@ -362,6 +395,10 @@ fn run(
         redis.set(
             "pcall",
             scope.create_function(move |lua, args: MultiValue| call(lua, args, true))?,
+        )?;
+        redis.set(
+            "acl_check_cmd",
+            scope.create_function(move |_, args: MultiValue| acl_check_cmd(cx.caller, args))?,
         )?;
         redis.set(
             "setresp",
@@ -406,17 +443,8 @@ fn compiled_script(lua: &Lua, sha: &str, body: &Bytes) -> Result<mlua::Function,
     Ok(f)
 }
 
-/// One `redis.call`: the command run as any client's (inside the script's lock), its reply
-/// parsed back from the bytes it wrote.
-fn call_command(
-    node: &Node,
-    cluster_client: bool,
-    reroute: bool,
-    args: MultiValue,
-    read_only: bool,
-    resp: u8,
-    pending: &std::cell::Cell<Option<Pending>>,
-) -> Result<Frame, String> {
+/// A script's command and arguments as bytes.
+fn call_args(args: &MultiValue) -> Result<Vec<Bytes>, String> {
     let mut parts = Vec::with_capacity(args.len());
     for a in args.iter() {
         match a {
@@ -426,6 +454,31 @@ fn call_command(
             _ => return Err("ERR Lua redis lib command arguments must be strings or integers".into()),
         }
     }
+    Ok(parts)
+}
+
+/// `redis.acl_check_cmd(command, args…)`: whether the script's user may run it.
+fn acl_check_cmd(caller: Option<&Caller>, args: MultiValue) -> mlua::Result<bool> {
+    let parts = call_args(&args).map_err(mlua::Error::RuntimeError)?;
+    let info = parts
+        .first()
+        .and_then(|name| kv_proto::commands::lookup(name))
+        .filter(|info| info.arity_ok(parts.len()))
+        .ok_or_else(|| mlua::Error::RuntimeError("ERR Invalid command passed to redis.acl_check_cmd()".into()))?;
+    Ok(caller.is_none_or(|c| c.user.check(info, &parts).is_ok()))
+}
+
+/// One `redis.call`: the command run as any client's (inside the script's lock), its reply
+/// parsed back from the bytes it wrote.
+fn call_command(
+    cx: &Context<'_>,
+    reroute: bool,
+    args: MultiValue,
+    resp: u8,
+    pending: &std::cell::Cell<Option<Pending>>,
+) -> Result<Frame, String> {
+    let (node, cluster_client, read_only) = (cx.node, cx.cluster_client, cx.read_only);
+    let parts = call_args(&args)?;
     if parts.is_empty() {
         return Err("ERR Please specify at least one argument for this redis lib call".into());
     }
@@ -438,6 +491,12 @@ fn call_command(
     }
     if not_in_scripts(info.name, &parts) {
         return Err("ERR This Redis command is not allowed from script".into());
+    }
+    if let Some(c) = cx.caller
+        && let Err(denied) = c.user.check(info, &parts)
+    {
+        node.acl_log.denied_in_script(&c.user.name, &denied, &c.client);
+        return Err(denied.error());
     }
     let keys: Vec<Bytes> = info.keys(&parts).cloned().collect();
     let first_key = keys.first().cloned();
@@ -699,7 +758,9 @@ fn compile_error(e: &mlua::Error) -> String {
 }
 
 /// Serves `EVAL`, `EVALSHA`, their `_RO` forms and `SCRIPT`; `None` for other commands.
-pub fn intercept(conn: &mut Connection, node: &Node, req: &Request) -> Option<Option<Pending>> {
+/// `as_user` describes the user a gate's client runs the script as (`KV.AS`); otherwise a
+/// client's own user applies.
+pub fn intercept(conn: &mut Connection, node: &Node, req: &Request, as_user: Option<&[u8]>) -> Option<Option<Pending>> {
     let name = req.name();
     // Upper-cased on the stack: this runs for every command.
     let (buf, len) = super::args::upper(name)?;
@@ -738,9 +799,25 @@ pub fn intercept(conn: &mut Connection, node: &Node, req: &Request) -> Option<Op
         Some(n) => n as usize,
         None => return Some(error(&mut conn.output, "ERR value is not an integer or out of range")),
     };
+    let client = || conn.stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let caller = match as_user {
+        Some(description) => match kv_acl::User::from_description(&String::from_utf8_lossy(description)) {
+            Ok(user) => Some(Caller {
+                user: std::sync::Arc::new(user),
+                client: format!("{} (via a gate)", client()),
+            }),
+            Err(e) => return Some(error(&mut conn.output, &format!("ERR KV.AS: {e}"))),
+        },
+        None => conn.user.as_ref().map(|s| Caller {
+            user: s.user.clone(),
+            client: client(),
+        }),
+    }
+    .filter(|c| !c.user.unrestricted());
+    let caller = caller.as_ref();
     Some(match call {
-        true => fcall(node, args, numkeys, read_only, &mut conn.output),
-        false => eval(node, args, numkeys, by_sha, read_only, &mut conn.output),
+        true => fcall(node, args, numkeys, read_only, caller, &mut conn.output),
+        false => eval(node, args, numkeys, by_sha, read_only, caller, &mut conn.output),
     })
 }
 
@@ -823,7 +900,14 @@ pub fn script(node: &Node, args: &[Bytes], out: &mut Out) -> Option<Pending> {
 }
 
 /// `FCALL`/`FCALL_RO name numkeys key ... arg ...`.
-fn fcall(node: &Node, args: &[Bytes], numkeys: usize, read_only: bool, out: &mut Out) -> Option<Pending> {
+fn fcall(
+    node: &Node,
+    args: &[Bytes],
+    numkeys: usize,
+    read_only: bool,
+    caller: Option<&Caller>,
+    out: &mut Out,
+) -> Option<Pending> {
     let name = String::from_utf8_lossy(&args[1]).into_owned();
     let no_writes = match lock(&node.scripts.functions).by_name.get(&name) {
         Some((_, no_writes)) => *no_writes,
@@ -838,6 +922,7 @@ fn fcall(node: &Node, args: &[Bytes], numkeys: usize, read_only: bool, out: &mut
         &args[3..],
         numkeys,
         read_only || no_writes,
+        caller,
         out,
     )
 }
