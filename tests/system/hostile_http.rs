@@ -101,6 +101,54 @@ async fn more_idle_connections_than_the_limit_do_not_shut_out_a_new_client() {
     drop(held);
 }
 
+/// The process's resident set, in KiB.
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+/// 40 slow uploads, each declaring 6 MiB and sending most of it before stalling (240 MiB
+/// offered; before the budget, such uploads added 613 MiB to the gate): the gate holds no
+/// more than its body budget for them, and other clients are served promptly meanwhile.
+#[tokio::test]
+async fn slow_uploads_hold_no_more_than_the_body_budget() {
+    let (c, http) = gate_with(&["--http-body-budget", "32mb"]).await;
+    let pid = c.gates[0].pid();
+    let before = rss_kib(pid);
+    let body = 6 << 20;
+    let chunk = vec![b'A'; (5 << 20) + (1 << 19)];
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        let mut s = TcpStream::connect(&http).unwrap();
+        s.set_write_timeout(Some(Duration::from_millis(500))).unwrap();
+        let head = format!(
+            "POST /api/cache/put HTTP/1.1\r\nHost: x\r\nContent-Length: {body}\r\n\r\n{{\"key\":\"k\",\"value\":\""
+        );
+        // A refused upload is answered and closed: the write may fail; that is the point.
+        let _ = s.write_all(head.as_bytes()).and_then(|_| s.write_all(&chunk));
+        held.push(s);
+    }
+    let peak = rss_kib(pid);
+    let t = Instant::now();
+    assert_eq!(
+        health(&http, Duration::from_secs(5)).as_deref(),
+        Some("HTTP/1.1 200 OK")
+    );
+    let latency = t.elapsed();
+    let grown_mib = peak.saturating_sub(before) / 1024;
+    eprintln!("slow uploads: the gate grew {grown_mib} MiB; /health answered in {latency:?}");
+    assert!(
+        grown_mib < 80,
+        "the gate grew {grown_mib} MiB holding slow uploads (budget 32 MiB)"
+    );
+    assert!(latency < Duration::from_secs(2), "/health took {latency:?}");
+    drop(held);
+}
+
 #[tokio::test]
 async fn uploads_past_the_body_budget_are_refused_while_others_are_served() {
     // A budget smaller than one upload: that upload is refused whole, at once, while small

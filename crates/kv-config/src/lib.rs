@@ -217,7 +217,7 @@ pub struct UserAuth {
     /// Redis's protected mode: while the default user needs no password, RESP clients
     /// connecting from anywhere but the loopback interface are refused (`-DENIED …`) and
     /// disconnected. `no` serves them anyway.
-    #[arg(long, env = "KVSTORE_PROTECTED_MODE", default_value = "yes", value_parser = yes_no)]
+    #[arg(long, env = "KVSTORE_PROTECTED_MODE", default_value = "yes", value_parser = yes_no, action = ArgAction::Set)]
     pub protected_mode: bool,
 }
 
@@ -298,6 +298,27 @@ mod tests {
         assert!(matches!(err, ConfigError::Invalid { .. }), "{err}");
         let d: Demo = parse_args(args(&["--port", "3"])).unwrap();
         assert_eq!(d.port, 3);
+    }
+
+    #[derive(Parser, Debug)]
+    struct WithUsers {
+        #[command(flatten)]
+        users: UserAuth,
+    }
+
+    #[test]
+    fn protected_mode_takes_yes_or_no() {
+        let parse = |a: &[&str]| WithUsers::try_parse_from(args(a)).map(|w| w.users.protected_mode);
+        assert!(parse(&[]).unwrap(), "on by default, as in Redis");
+        assert!(!parse(&["--protected-mode", "no"]).unwrap());
+        assert!(parse(&["--protected-mode", "yes"]).unwrap());
+        assert!(parse(&["--protected-mode", "maybe"]).is_err());
+        let lo: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        let far: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+        assert!(protected_mode_refuses(true, far, true));
+        assert!(!protected_mode_refuses(true, lo, true));
+        assert!(!protected_mode_refuses(true, far, false), "a password lifts it");
+        assert!(!protected_mode_refuses(false, far, true));
     }
 
     #[test]
