@@ -10,6 +10,7 @@
 # --secure: a password for the default user, ZooKeeper digest ACLs, and TLS (a CA and
 # certificates made with openssl) on every client port and on the cluster ports; the
 # secrets are in $dir/secure/.
+# Each kvserver serves Prometheus metrics, /health and /ready on its port + 2000.
 # State and logs: $KVSTORE_CLUSTER_DIR (default: .cluster/ in the repository).
 set -euo pipefail
 
@@ -152,11 +153,12 @@ CFG
         port_free "$port" || { echo "cluster.sh: port $port is in use" >&2; false; }
         port_free $((port + 10000)) || { echo "cluster.sh: port $((port + 10000)) (cluster port) is in use" >&2; false; }
         if [ "$secure" = 1 ]; then port_free $((port + 1000)) || { echo "cluster.sh: port $((port + 1000)) (TLS port) is in use" >&2; false; }; fi
+        port_free $((port + 2000)) || { echo "cluster.sh: port $((port + 2000)) (metrics port) is in use" >&2; false; }
         if [ "$secure" = 1 ]; then tls_args=(--tls-port $((port + 1000))); fi
-        "$bin/kvserver" --shard "shard-$s" --port "$port" --zk "$zk" "${tls_args[@]}" \
+        "$bin/kvserver" --shard "shard-$s" --port "$port" --zk "$zk" --metrics-port $((port + 2000)) "${tls_args[@]}" \
           >"$dir/logs/kvserver-$port.out" 2>"$dir/logs/kvserver-$port.log" &
         echo "$! kvserver-$port kvserver --shard shard-$s --port $port" >>"$dir/pids"
-        echo "kvserver    127.0.0.1:$port  shard-$s  (cluster port $((port + 10000))${tls_args:+, TLS $((port + 1000))})"
+        echo "kvserver    127.0.0.1:$port  shard-$s  (cluster port $((port + 10000)), metrics http://127.0.0.1:$((port + 2000))/metrics${tls_args:+, TLS $((port + 1000))})"
         port=$((port + 1))
       done
     done

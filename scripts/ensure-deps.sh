@@ -3,7 +3,8 @@
 # packages, when it is missing. Usage:
 #   scripts/ensure-deps.sh [zookeeper] [redis] [netns] [pyredis] [tcl] [bench]
 # (no argument: zookeeper and redis). Idempotent; prints what it installs. `pyredis` is the
-# Python Redis client the tests drive (redis-py, pinned), in a virtualenv under target/.
+# Python Redis client the tests drive (redis-py, pinned) and Prometheus's Python client (its
+# text parser checks /metrics), in a virtualenv under target/.
 set -euo pipefail
 
 want=("$@")
@@ -41,14 +42,15 @@ done
 
 install_pyredis() {
   # Pinned: the tests check this client's defaults (redis-py 8 speaks RESP3 from the start).
-  local version=8.1.0 venv
+  # Beside it, Prometheus's own Python client, whose text parser reads the /metrics pages.
+  local version=8.1.0 prom=0.26.0 venv
   venv="$(cd "$(dirname "$0")/.." && pwd)/target/pyredis"
-  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import redis, sys; sys.exit(redis.__version__ != '$version')" 2>/dev/null; then
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import redis, prometheus_client, sys; sys.exit(redis.__version__ != '$version')" 2>/dev/null; then
     return 0
   fi
-  echo "ensure-deps: installing redis-py $version into $venv" >&2
+  echo "ensure-deps: installing redis-py $version and prometheus-client $prom into $venv" >&2
   python3 -m venv "$venv" >&2
-  "$venv/bin/pip" install -q "redis==$version" >&2
+  "$venv/bin/pip" install -q "redis==$version" "prometheus-client==$prom" >&2
 }
 
 if [ ${#pkgs[@]} -eq 0 ]; then

@@ -47,8 +47,12 @@ fn main() -> ExitCode {
             .as_ref()
             .map(|a| format!(" tls={a}"))
             .unwrap_or_default();
+        let metrics = server
+            .metrics_addr()
+            .map(|a| format!(" metrics={a}"))
+            .unwrap_or_default();
         println!(
-            "kvserver listening on {} cluster={} shard={} node={}{tls}",
+            "kvserver listening on {} cluster={} shard={} node={}{tls}{metrics}",
             server.addr(),
             server.node().cluster_addr,
             server.node().shard,

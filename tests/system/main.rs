@@ -12,6 +12,7 @@ mod failover;
 mod gate_first;
 mod hostile_http;
 mod keyspace;
+mod observability;
 mod partitions;
 mod pubsub;
 mod redis_api;

@@ -225,8 +225,8 @@ impl Config {
 
     /// Largest HTTP request body that can hold a key and a value within the limits.
     /// The HTTP side's connection limits.
-    pub fn http_limits(&self) -> crate::listener::HttpLimits {
-        crate::listener::HttpLimits {
+    pub fn http_limits(&self) -> kv_http::HttpLimits {
+        kv_http::HttpLimits {
             max_connections: self.max_connections,
             header_timeout: Duration::from_millis(self.http_header_timeout_ms),
             idle_timeout: Duration::from_millis(self.http_idle_timeout_ms),

@@ -70,6 +70,26 @@ pub struct Forwarder {
     routing: watch::Receiver<Arc<Routing>>,
     retry_timeout: Duration,
     backend_timeout: Duration,
+    stats: Arc<ForwardStats>,
+}
+
+/// How often forwarding had to try again (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct ForwardStats {
+    /// Requests sent again (after a redirection, a failed or missing reply, or no leader).
+    pub retries: std::sync::atomic::AtomicU64,
+    /// Replies that said "not here" (`MOVED`, `NOTLEADER`, `TRYAGAIN` …).
+    pub redirects: std::sync::atomic::AtomicU64,
+}
+
+impl ForwardStats {
+    fn retried(&self) {
+        self.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn redirected(&self) {
+        self.redirects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Server errors that mean "not applied here, try where the current routing says". `MOVED`
@@ -226,9 +246,15 @@ impl InFlight {
             Ok(Err(e)) => Some(e),
             Err(_) => Some(CallError::Timeout),
         };
+        if failure.is_none() {
+            fwd.stats.redirected();
+        }
         match failure {
             Some(e) if !e.not_sent() && !access.repeatable() => Err(ForwardError::OutcomeUnknown(e.to_string())),
-            _ => fwd.execute(&target, access, request).await,
+            _ => {
+                fwd.stats.retried();
+                fwd.execute(&target, access, request).await
+            }
         }
     }
 }
@@ -243,7 +269,13 @@ impl Forwarder {
             routing,
             retry_timeout,
             backend_timeout,
+            stats: Default::default(),
         }
+    }
+
+    /// Retries and redirections so far.
+    pub fn stats(&self) -> &ForwardStats {
+        &self.stats
     }
 
     /// The current routing snapshot.
@@ -352,10 +384,13 @@ impl Forwarder {
                 Ok((shard, pool)) => match pool.enqueue(request.clone(), affinity, Shape::Parsed).await {
                     Ok(reply) => match tokio::time::timeout(self.backend_timeout, reply).await {
                         Ok(Ok(frame)) if !redirected(&frame, target) => return Ok(frame),
-                        Ok(Ok(frame)) => format!(
-                            "shard {shard}: {}",
-                            String::from_utf8_lossy(frame.as_error().unwrap_or_default())
-                        ),
+                        Ok(Ok(frame)) => {
+                            self.stats.redirected();
+                            format!(
+                                "shard {shard}: {}",
+                                String::from_utf8_lossy(frame.as_error().unwrap_or_default())
+                            )
+                        }
                         Ok(Err(e)) => format!("shard {shard}: {e}"),
                         Err(_) => format!("shard {shard}: no reply"),
                     },
@@ -366,6 +401,7 @@ impl Forwarder {
             if Instant::now() + backoff >= deadline {
                 return Err(ForwardError::Unavailable(problem));
             }
+            self.stats.retried();
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(250));
         }
@@ -398,6 +434,7 @@ impl Forwarder {
                 Ok((shard, pool)) => match pool.call(request.clone(), self.backend_timeout).await {
                     Ok(frame) if redirected(&frame, target) => {
                         from_leader |= ErrorCode::of(&frame) == Some(ErrorCode::MasterDown);
+                        self.stats.redirected();
                         format!(
                             "shard {shard}: {}",
                             String::from_utf8_lossy(frame.as_error().unwrap_or_default())
@@ -419,6 +456,7 @@ impl Forwarder {
                 return Err(ForwardError::Unavailable(problem));
             }
             debug!(problem, "retrying after the cluster changes");
+            self.stats.retried();
             // Wake on a routing change (a new leader), or after the backoff.
             let wait = backoff.min(deadline - now);
             if let Ok(Err(_)) = tokio::time::timeout(wait, routing.changed()).await {
@@ -523,6 +561,7 @@ impl Forwarder {
                     Ok(frame) if redirected(&frame, &target) => {
                         // The wait ended there: a new retry window starts now.
                         retry_until = Instant::now() + self.retry_timeout;
+                        self.stats.redirected();
                         format!(
                             "shard {shard}: {}",
                             String::from_utf8_lossy(frame.as_error().unwrap_or_default())
@@ -544,6 +583,7 @@ impl Forwarder {
                 return Err(ForwardError::Unavailable(problem));
             }
             debug!(problem, "retrying a blocking command after the cluster changes");
+            self.stats.retried();
             let pause = backoff.min(retry_until - now);
             let _ = tokio::time::timeout(pause, routing.changed()).await;
             backoff = (backoff * 2).min(Duration::from_millis(250));

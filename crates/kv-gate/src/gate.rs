@@ -17,10 +17,10 @@ use crate::Config;
 use crate::discovery::{self, Hints};
 use crate::forward::Forwarder;
 use crate::http::{self, HttpState};
-use crate::listener::LimitedListener;
 use crate::resp::{self, RespState};
 use crate::routing::{RoutingBuilder, spawn_routing};
 use crate::topology::Monitor;
+use kv_http::LimitedListener;
 
 /// Why a gate could not start.
 #[derive(Debug, thiserror::Error)]
@@ -155,7 +155,7 @@ impl Gate {
             http_addr: http_addr.to_string(),
             resp_addr: resp_addr.to_string(),
             stats: Default::default(),
-            cmdstats: Default::default(),
+            observer: Default::default(),
             acl: acl.clone(),
             users_store: store,
             acl_log: Default::default(),
@@ -177,8 +177,10 @@ impl Gate {
             max_body: config.max_body_bytes(),
             max_key_bytes: config.max_key_bytes as usize,
             max_value_bytes: config.max_value_bytes as usize,
+            resp: resp_state.clone(),
+            http_connections: Default::default(),
         });
-        let app = http::router(state);
+        let app = http::router(state.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
         // Plain and TLS clients share --max-clients, as in Redis.
         let client_slots = Arc::new(tokio::sync::Semaphore::new(config.resp.max_clients));
@@ -200,9 +202,11 @@ impl Gate {
             shutdown_rx.clone(),
         ));
         let limits = config.http_limits();
+        let mut gauges = Vec::new();
         if let Some((tls, listener, _)) = https {
             let listener = LimitedListener::new(listener, &limits);
-            tasks.push(tokio::spawn(crate::listener::serve(
+            gauges.push(("https", listener.gauge()));
+            tasks.push(tokio::spawn(kv_http::serve(
                 listener,
                 app.clone(),
                 limits,
@@ -211,14 +215,10 @@ impl Gate {
             )));
         }
         let http_listener = LimitedListener::new(listener, &limits);
+        gauges.push(("http", http_listener.gauge()));
+        let _ = state.http_connections.set(gauges);
         tasks.extend([
-            tokio::spawn(crate::listener::serve(
-                http_listener,
-                app,
-                limits,
-                None,
-                shutdown_rx.clone(),
-            )),
+            tokio::spawn(kv_http::serve(http_listener, app, limits, None, shutdown_rx.clone())),
             tokio::spawn(register(coord.clone(), paths, http_addr, resp_addr)),
             resp_task,
             discovery,

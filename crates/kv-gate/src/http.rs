@@ -6,17 +6,20 @@
 //! | `GET /api/cache/get?key=K` | 200, raw bytes | 400, 404, 413, 503 |
 //! | `DELETE /api/cache/delete?key=K` | 200 | 400, 404, 413, 503 |
 //! | `GET /api/cluster` | 200, JSON topology | |
-//! | `GET /health` | 200 | |
+//! | `GET /health` | 200 (liveness) | |
+//! | `GET /ready` | 200 (every shard on the ring has a leader the gate reaches) | 503 |
+//! | `GET /metrics` | 200, Prometheus text (as `INFO`) | |
 //!
 //! Every error is JSON `{"error": "..."}`; 503 carries `Retry-After`. Any endpoint but
-//! `/health` may also answer 401 and 403 (credentials, below), 408 (a body too slow) and
+//! `/health` and `/ready` may also answer 401 and 403 (credentials, below), 408 (a body too slow) and
 //! 503 (the gate's body budget is spent).
 //!
 //! Credentials: the cluster's users (kv-acl), as `Authorization: Basic` (user:password).
 //! Without them a request runs as the default user when it needs no password, and gets 401
 //! otherwise; a user without the permission gets 403 with Redis's `NOPERM` text. Each
 //! endpoint is checked as the command it runs (`SET`, `GET`, `DEL` on its key), the topology
-//! as `CLUSTER`, shard removal needs every `@admin` command. `/health` is open.
+//! as `CLUSTER`, `/metrics` as `INFO`, shard removal needs every `@admin` command. `/health`
+//! and `/ready` are open (probes carry no credentials).
 //!
 //! Keys in query strings are percent-decoded to exact bytes: `%FF` is the byte 0xFF, not
 //! U+FFFD, so distinct keys never collide.
@@ -59,6 +62,10 @@ pub struct HttpState {
     pub max_body: usize,
     pub max_key_bytes: usize,
     pub max_value_bytes: usize,
+    /// The RESP front's state: its command figures, slow log and connections.
+    pub resp: Arc<crate::resp::RespState>,
+    /// The HTTP listeners' open connections by protocol (set once they are bound).
+    pub http_connections: std::sync::OnceLock<Vec<(&'static str, kv_http::OpenConnections)>>,
 }
 
 /// The router.
@@ -69,8 +76,10 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/api/cache/delete", delete(delete_value))
         .route("/api/cluster", get(cluster))
         .route("/api/shards/remove", post(remove_shard))
+        .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), authenticate))
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -490,6 +499,28 @@ async fn remove_shard(
         axum::Json(serde_json::json!({ "removing": req.name })),
     )
         .into_response())
+}
+
+/// `GET /metrics`: the gate's figures in the Prometheus text format (as `INFO`).
+async fn metrics(
+    State(state): State<Arc<HttpState>>,
+    Extension(user): Extension<Arc<kv_acl::User>>,
+) -> Result<Response, ApiError> {
+    permit(&user, &[b"INFO"])?;
+    let text = crate::observe::page(&state);
+    Ok(([(header::CONTENT_TYPE, kv_metrics::prom::CONTENT_TYPE)], text).into_response())
+}
+
+/// `GET /ready`: 200 when every shard on the ring has a leader the gate can reach, 503
+/// (with each shard's verdict) otherwise. Open, as `/health`: a probe carries no credentials.
+async fn ready(State(state): State<Arc<HttpState>>) -> Response {
+    let r = crate::observe::readiness(&state).await;
+    let status = if r.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(r)).into_response()
 }
 
 async fn health(State(state): State<Arc<HttpState>>) -> Response {

@@ -13,11 +13,11 @@
 //!   down, so a failover behind its back does not stall writes until it reconnects.
 //! - [`forward`]: [`forward::Forwarder`], sending one command to the right server, retrying
 //!   what is safe to retry while a shard fails over.
-//! - [`http`]: the HTTP API (the original's endpoints plus `/api/cluster` and `/health`),
-//!   with the cluster's users as Basic credentials.
-//! - [`listener`]: HTTP connections guarded against clients that hold them (timeouts, the
-//!   quietest closed when all are taken), and the HTTP/1.1 serve loop.
+//! - [`http`]: the HTTP API (the original's endpoints plus `/api/cluster`, `/health`,
+//!   `/ready`, `/metrics` and the dashboard), with the cluster's users as Basic credentials,
+//!   served by kv-http's guarded listener.
 //! - [`resp`]: the Redis protocol front (redis-cli, redis-benchmark, Redis client libraries).
+//! - [`observe`]: `/metrics` and `/ready`.
 //! - [`topology`]: `/api/cluster`, assembled from the view and each server's `KV.INFO`.
 //! - [`gate`]: [`Gate::start`] and [`GateHandle`].
 
@@ -26,7 +26,7 @@ pub mod discovery;
 pub mod forward;
 pub mod gate;
 pub mod http;
-pub mod listener;
+pub mod observe;
 pub mod pubsub;
 pub mod resp;
 pub mod routing;

@@ -45,6 +45,18 @@ pub struct ServerInfo {
     pub max_keys: u64,
     pub maxmemory: u64,
     pub counters: Counters,
+    /// How far each connected follower is behind this leader's last offset, in entries.
+    #[serde(default)]
+    pub follower_lag: BTreeMap<String, u64>,
+    /// Commands run since the start (or `CONFIG RESETSTAT`).
+    #[serde(default)]
+    pub commands: u64,
+    /// Every command's latency as histogram counts (`kv_metrics::histogram` buckets): a
+    /// dashboard takes two and reads percentiles from the difference.
+    #[serde(default)]
+    pub latency: Vec<u64>,
+    #[serde(default)]
+    pub connected_clients: u64,
     /// This leader's progress in moving keys away during a ring change.
     pub moving: Option<MoveProgress>,
 }
@@ -77,6 +89,14 @@ pub struct Counters {
     pub not_owned: u64,
     /// Cluster-port connections that failed the handshake.
     pub peer_auth_failures: u64,
+    /// Times this server became its shard's leader.
+    #[serde(default)]
+    pub elections_won: u64,
+    /// Keys deleted because they expired, and evicted (by this server as leader).
+    #[serde(default)]
+    pub expired_keys: u64,
+    #[serde(default)]
+    pub evicted_keys: u64,
 }
 
 /// A source shard's progress in moving its keys to ring `version`.

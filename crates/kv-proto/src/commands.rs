@@ -204,6 +204,8 @@ pub static COMMANDS: &[CommandInfo] = &[
     cmd("client", -2, &["admin"], NONE),
     cmd("command", -1, &["loading"], NONE),
     cmd("info", -1, &["loading"], NONE),
+    cmd("slowlog", -2, &["admin", "loading", "stale"], NONE),
+    cmd("latency", -2, &["admin", "noscript", "loading", "stale"], NONE),
     served("cluster", -2, &[], NONE, ServedBy::Server),
     served("readonly", 1, FAST, NONE, ServedBy::Server),
     served("readwrite", 1, FAST, NONE, ServedBy::Server),

@@ -14,7 +14,6 @@
 //! - [`limits`]: the bounds every parser enforces ([`Limits`]).
 //! - [`error`]: [`ProtocolError`], worded as Redis words it.
 //! - [`commands`]: the command table `COMMAND` reports (arity, flags, key positions).
-//! - [`cmdstats`]: per-command counters for `INFO commandstats`.
 //! - [`info`]: `INFO`'s sections, shared by gates and servers.
 //! - [`hello`]: `HELLO`, parsed and answered alike by gates and servers.
 //! - [`notify`]: keyspace notification classes (`notify-keyspace-events`).
@@ -26,7 +25,6 @@
 //! - [`kind`]: the types of stored values ([`Kind`]) and the `WRONGTYPE` error.
 
 pub mod addrs;
-pub mod cmdstats;
 pub mod commands;
 pub mod error;
 pub mod frame;

@@ -31,7 +31,9 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("hash-max-ziplist-value", "64"),
     ("hll-sparse-max-bytes", "3000"),
     ("hz", "10"),
+    ("latency-monitor-threshold", "0"),
     ("latency-tracking", "yes"),
+    ("latency-tracking-info-percentiles", "50 99 99.9"),
     ("lazyfree-lazy-user-flush", "no"),
     ("list-compress-depth", "0"),
     ("list-max-listpack-size", "-2"),
@@ -101,6 +103,13 @@ fn is_memory(v: &str) -> bool {
     let unit = v[digits..].to_ascii_lowercase();
     digits > 0 && ["", "b", "k", "kb", "m", "mb", "g", "gb"].contains(&unit.as_str())
 }
+
+/// The parameters of the slow log and the latency monitor (integers; kv-metrics applies them).
+pub const OBSERVING: &[&str] = &[
+    "slowlog-log-slower-than",
+    "slowlog-max-len",
+    "latency-monitor-threshold",
+];
 
 pub const CLUSTER_WIDE: &[&str] = &[
     "hash-max-listpack-entries",
@@ -233,9 +242,19 @@ impl Settings {
                                 ));
                             }
                         }
-                    } else if CLUSTER_WIDE.contains(&key) && value.parse::<i64>().is_err() {
+                    } else if (CLUSTER_WIDE.contains(&key) || OBSERVING.contains(&key)) && value.parse::<i64>().is_err()
+                    {
                         return Frame::error(format!(
                             "ERR CONFIG SET failed (possibly related to argument '{key}') - argument couldn't be parsed into an integer"
+                        ));
+                    }
+                    if key == "latency-tracking-info-percentiles"
+                        && !value
+                            .split_whitespace()
+                            .all(|p| p.parse::<f64>().is_ok_and(|p| (0.0..=100.0).contains(&p)))
+                    {
+                        return Frame::error(format!(
+                            "ERR CONFIG SET failed (possibly related to argument '{key}') - latency-tracking-info-percentiles: percentile must be between 0.0 and 100.0"
                         ));
                     }
                     if key == "maxmemory" && !is_memory(&value) {

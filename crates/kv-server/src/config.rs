@@ -143,6 +143,12 @@ pub struct Config {
     #[command(flatten)]
     pub resp: kv_config::RespLimits,
 
+    /// Port of the metrics endpoint: HTTP `/metrics` (Prometheus), `/health` (liveness) and
+    /// `/ready` (readiness). Read-only and unauthenticated, as Prometheus scrapes; off when
+    /// not given. 0 picks a free port.
+    #[arg(long, env = "KVSERVER_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+
     /// TLS for clients (`--tls-port` beside the plain port).
     #[command(flatten)]
     pub tls: kv_tls::TlsSettings,
@@ -233,6 +239,12 @@ impl Config {
     /// The address to listen on.
     pub fn bind_addr(&self) -> String {
         format!("{}:{}", self.bind.as_deref().unwrap_or(&self.host), self.port)
+    }
+
+    /// Where the metrics port listens, when there is one.
+    pub fn metrics_bind_addr(&self) -> Option<String> {
+        let port = self.metrics_port?;
+        Some(format!("{}:{port}", self.bind.as_deref().unwrap_or(&self.host)))
     }
 
     /// Where the TLS client port listens, when there is one.

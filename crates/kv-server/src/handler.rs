@@ -70,8 +70,20 @@ pub async fn serve(
                 .add(id, addr(conn.stream.peer_addr()), addr(conn.stream.local_addr())),
         }
     });
-    // The calls of the current batch, for `INFO commandstats`.
-    let mut counted: Vec<(&'static kv_proto::commands::CommandInfo, kv_proto::cmdstats::Outcome)> = Vec::new();
+    // The calls of the current batch, for the command figures and the slow log.
+    let mut batch = kv_metrics::Batch::default();
+    // A peer (a gate) is named by its address in the slow log.
+    let peer_addr = match &client {
+        Some(_) => String::new(),
+        None => conn.stream.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
+    };
+    let who = |client: &Option<Registered>| {
+        let info = client.as_ref().map(|c| &c.info);
+        kv_metrics::Client {
+            addr: info.map_or_else(|| peer_addr.clone(), |i| i.addr.clone()),
+            name: info.and_then(|i| i.name()).unwrap_or_default(),
+        }
+    };
     loop {
         let mut pending: Option<Pending> = None;
         let mut first = true;
@@ -131,9 +143,14 @@ pub async fn serve(
                 Some(Ok(cmd)) => pending = Pending::max(pending, peer::apply(cmd, &node, &mut conn.output)),
                 Some(Err(e)) => kv_proto::write::error(&mut conn.output, e.to_string().as_bytes()),
                 None => {
-                    // Counted for `INFO commandstats` (timed per batch: `kv_proto::cmdstats`).
+                    // Counted for `INFO commandstats` (timed per batch, or alone when it
+                    // can take long: `kv_metrics::batch`); its bytes kept for the slow log.
                     let info = kv_proto::commands::lookup(req.name());
                     let before = conn.output.len();
+                    let started = info
+                        .is_some_and(kv_metrics::batch::timed_alone)
+                        .then(std::time::Instant::now);
+                    let raw = node.observer.slowlog.threshold().map(|_| req.raw().clone());
                     let mut rejected = info.is_some_and(|i| !i.arity_ok(req.len()));
                     // A blocking pop's wait is not run time, and its reply is written after
                     // a flush: counted as a call only.
@@ -235,8 +252,7 @@ pub async fn serve(
                             Ok(Command::Block(b)) => {
                                 timed = false;
                                 // The batch so far is timed without the wait.
-                                node.cmdstats.record_batch(&counted, batch_started.elapsed());
-                                counted.clear();
+                                batch.record(&node.observer, batch_started.elapsed(), || who(&client));
                                 // The replies before it leave first: the client waits on this one.
                                 if !finish(&node, &mut conn, pending.take()).await {
                                     return;
@@ -306,19 +322,23 @@ pub async fn serve(
                     }
                     // Queued by MULTI: counted when EXEC runs it (as part of EXEC).
                     let queued = conn.multi.is_some() && info.is_some_and(|i| i.name != "multi");
+                    let errored = conn.output.len() > before && conn.output[before] == b'-';
+                    if errored {
+                        node.observer.errors.record_reply(&conn.output[before..]);
+                    }
                     if let Some(info) = info
                         && !queued
                     {
-                        use kv_proto::cmdstats::Outcome;
+                        use kv_metrics::cmdstats::Outcome;
                         let outcome = if rejected {
                             Outcome::Rejected
                         } else if !timed {
                             Outcome::Blocked
                         } else {
-                            let failed = conn.output.len() > before && conn.output[before] == b'-';
-                            Outcome::Ran { failed }
+                            Outcome::Ran { failed: errored }
                         };
-                        counted.push((info, outcome));
+                        let took = started.filter(|_| timed).map(|t| t.elapsed());
+                        batch.push(info, outcome, took, raw);
                     }
                 }
             }
@@ -329,9 +349,8 @@ pub async fn serve(
                 return;
             }
         }
-        if !counted.is_empty() {
-            node.cmdstats.record_batch(&counted, batch_started.elapsed());
-            counted.clear();
+        if !batch.is_empty() {
+            batch.record(&node.observer, batch_started.elapsed(), || who(&client));
         }
         if !finish(&node, &mut conn, pending).await {
             return;

@@ -21,6 +21,8 @@
 //! - [`node`]: [`node::Node`], the one owner of the replica's state: store, log, role,
 //!   leases, followers, key ownership.
 //! - [`replication`]: the log, the leader and follower sides, follower progress.
+//! - [`metrics`]: the metrics port (`--metrics-port`): Prometheus `/metrics`, `/health`,
+//!   `/ready`.
 //! - [`cluster`]: the tasks that follow the coordinator: membership and election, the
 //!   leader's lease, its shard state (in-sync set), its part in ring changes.
 
@@ -29,6 +31,7 @@ pub mod cmd;
 pub mod config;
 pub mod connection;
 pub mod handler;
+pub mod metrics;
 pub mod node;
 pub mod peer;
 pub mod replication;

@@ -43,6 +43,7 @@ pub struct Server;
 pub struct ServerHandle {
     local_addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
     cluster_addr: SocketAddr,
     node: Arc<Node>,
     shutdown: watch::Sender<bool>,
@@ -151,11 +152,16 @@ impl Server {
                     if tls.is_some() {
                         conn.output.tls_addrs = Some(node.tls_addrs.clone());
                     }
-                    node.clients_connected
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    use std::sync::atomic::Ordering::Relaxed;
+                    node.clients_connected.fetch_add(1, Relaxed);
+                    if tls.is_some() {
+                        node.tls_clients.fetch_add(1, Relaxed);
+                    }
                     handler::serve(node.clone(), conn, Port::Client, Some(puller), shutdown).await;
-                    node.clients_connected
-                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    node.clients_connected.fetch_sub(1, Relaxed);
+                    if tls.is_some() {
+                        node.tls_clients.fetch_sub(1, Relaxed);
+                    }
                     drop(permit);
                 }
             }
@@ -206,6 +212,28 @@ impl Server {
                 }
             },
         );
+        let mut metrics_addr = None;
+        if let Some(at) = node.config.metrics_bind_addr() {
+            let (listener, local) = bind(at).await?;
+            metrics_addr = Some(local);
+            let state = Arc::new(crate::metrics::MetricsState {
+                node: node.clone(),
+                session: coord.session(),
+            });
+            // A scraper and a few probes: small limits.
+            let limits = kv_http::HttpLimits {
+                max_connections: 64,
+                header_timeout: Duration::from_secs(5),
+                idle_timeout: Duration::from_secs(60),
+            };
+            tasks.push(tokio::spawn(kv_http::serve(
+                kv_http::LimitedListener::new(listener, &limits),
+                crate::metrics::router(state),
+                limits,
+                None,
+                shutdown_rx.clone(),
+            )));
+        }
         tasks.extend([
             tokio::spawn(client_loop),
             tokio::spawn(cluster_loop),
@@ -224,6 +252,7 @@ impl Server {
         Ok(ServerHandle {
             local_addr,
             tls_addr: tls_local,
+            metrics_addr,
             cluster_addr,
             node,
             shutdown,
@@ -241,6 +270,11 @@ impl ServerHandle {
     /// The bound TLS client address, when there is a TLS port.
     pub fn tls_addr(&self) -> Option<SocketAddr> {
         self.tls_addr
+    }
+
+    /// The bound metrics address, when there is a metrics port.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The bound cluster address.
@@ -323,7 +357,10 @@ async fn serve_peer(
     match kv_peer::handshake::accept(&mut conn.stream, &mut conn.input, &secret, timeout).await {
         Ok(peer) => {
             debug!(peer, "peer authenticated");
-            handler::serve(node, conn, Port::Cluster, None, shutdown).await;
+            use std::sync::atomic::Ordering::Relaxed;
+            node.peer_links.fetch_add(1, Relaxed);
+            handler::serve(node.clone(), conn, Port::Cluster, None, shutdown).await;
+            node.peer_links.fetch_sub(1, Relaxed);
         }
         Err(e) => {
             Stats::bump(&node.stats.peer_auth_failures);

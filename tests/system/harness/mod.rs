@@ -9,6 +9,7 @@
 pub mod cluster;
 pub mod history;
 pub mod load;
+pub mod metrics;
 pub mod netns;
 pub mod proc;
 pub mod workload;

@@ -31,6 +31,8 @@ pub struct Proc {
     pub tls: Option<String>,
     /// A gate's HTTPS address (`https=ADDR`), when it has one.
     pub https: Option<String>,
+    /// A server's metrics address (`metrics=ADDR`), when it has one.
+    pub metrics: Option<String>,
     child: Child,
     log: PathBuf,
     exited: Option<ExitStatus>,
@@ -75,6 +77,7 @@ impl Proc {
                 cluster: word(&rest, "cluster="),
                 tls: word(&rest, "tls="),
                 https: word(&rest, "https="),
+                metrics: word(&rest, "metrics="),
                 child,
                 log,
                 exited: None,

@@ -67,6 +67,7 @@ impl MemoryCluster {
                 generation: 0,
                 connected: true,
                 closed: false,
+                reconnects: 0,
             })
             .0,
         }

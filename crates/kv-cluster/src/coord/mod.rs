@@ -72,6 +72,8 @@ pub struct SessionStatus {
     pub connected: bool,
     /// True after [`Coordinator::close`].
     pub closed: bool,
+    /// Times the connection came back after it was lost (in the same session or a new one).
+    pub reconnects: u64,
 }
 
 /// What changed under a watched path since the consumer last looked.

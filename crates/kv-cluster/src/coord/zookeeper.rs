@@ -142,6 +142,7 @@ impl ZkCoordinator {
                 generation: 0,
                 connected: true,
                 closed: false,
+                reconnects: 0,
             })
             .0,
         });
@@ -180,7 +181,12 @@ async fn supervise(inner: Weak<Inner>, mut client: zk::Client) {
             let Some(inner) = inner.upgrade() else { return };
             match state {
                 zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
-                    inner.status.send_modify(|s| s.connected = true);
+                    inner.status.send_modify(|s| {
+                        if !s.connected {
+                            s.reconnects += 1;
+                        }
+                        s.connected = true;
+                    });
                 }
                 zk::SessionState::Disconnected => {
                     warn!("ZooKeeper connection lost; the session may still be alive");
@@ -218,6 +224,7 @@ async fn supervise(inner: Weak<Inner>, mut client: zk::Client) {
         *inner.client.lock().expect("client lock") = Some(client.clone());
         inner.status.send_modify(|s| {
             s.generation += 1;
+            s.reconnects += 1;
             s.connected = true;
         });
         info!(

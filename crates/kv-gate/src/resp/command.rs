@@ -73,7 +73,7 @@ const SUM_W: Kind = Kind::SumKeys(Access::Write { idempotent: true });
 fn kind(name: &str) -> Option<Kind> {
     Some(match name {
         "ping" | "echo" | "quit" | "select" | "hello" | "auth" | "acl" | "client" | "command" | "info" | "time"
-        | "config" | "function" => Kind::Local,
+        | "config" | "function" | "slowlog" | "latency" => Kind::Local,
         // Served by the session before this table (`transaction`).
         "multi" | "exec" | "discard" | "watch" | "unwatch" => Kind::Local,
         // A script's keys share a shard; with none, the script picks one.

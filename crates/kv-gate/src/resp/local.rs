@@ -73,8 +73,9 @@ pub fn apply(session: &mut Session<'_>, spec: &Spec, req: &Request) -> Pending {
         "config" => {
             let reply = session.state.config.command(a);
             if reply.as_error().is_none() && kv_proto::settings::resets_stats(a) {
-                session.state.cmdstats.reset();
+                session.state.observer.reset();
             }
+            session.state.observer.configure(&session.state.config);
             if let Some(limit) = session.state.config.output_limit("pubsub") {
                 session.state.pubsub.hub.set_limit(limit);
             }
@@ -83,6 +84,9 @@ pub fn apply(session: &mut Session<'_>, spec: &Spec, req: &Request) -> Pending {
             }
             reply
         }
+        // The gate's own: end-to-end times, as its clients see them.
+        "slowlog" => session.state.observer.slowlog.command(a),
+        "latency" => session.state.observer.latency.command(a),
         "function" => match upper(&a[1]).as_slice() {
             // Loaded on every server, followers too, as scripts are.
             b"LOAD" | b"DELETE" | b"FLUSH" => return Pending::EveryServer(a.to_vec()),
@@ -357,9 +361,9 @@ pub async fn info(state: &RespState, args: &[String]) -> Frame {
                 kv_proto::info::cpu(&mut out);
             }
             "modules" => out.push_str("# Modules\r\n\r\n"),
-            "errorstats" => out.push_str("# Errorstats\r\n\r\n"),
-            "latencystats" => out.push_str("# Latencystats\r\n\r\n"),
-            "commandstats" => state.cmdstats.section(&mut out),
+            "errorstats" => state.observer.errors.section(&mut out),
+            "latencystats" => state.observer.latency_section(&mut out),
+            "commandstats" => state.observer.commands.section(&mut out),
             "keyspace" => {
                 let _ = write!(out, "# Keyspace\r\n");
                 if keys > 0 {

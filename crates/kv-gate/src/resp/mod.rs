@@ -68,9 +68,10 @@ pub struct RespState {
     pub http_addr: String,
     pub resp_addr: String,
     pub stats: Stats,
-    /// `INFO commandstats`: a call's time is from its arrival at the gate to its reply
-    /// (the shard's round trip included).
-    pub cmdstats: kv_proto::cmdstats::CommandStats,
+    /// Per-command figures, the slow log and the latency monitor (`INFO commandstats`,
+    /// `SLOWLOG`, `LATENCY`, `/metrics`): a call's time is from its arrival at the gate to
+    /// its reply (the shard's round trip included).
+    pub observer: kv_metrics::Observer,
     /// Users and what each may do (`AUTH`, `ACL`), checked before every command.
     pub acl: Arc<kv_acl::Acl>,
     /// The cluster's users, where `ACL SETUSER` and `DELUSER` store their changes.
@@ -90,6 +91,8 @@ pub struct RespState {
 pub struct Stats {
     pub connections_received: AtomicU64,
     pub connected: AtomicUsize,
+    /// Of them, on the TLS port.
+    pub connected_tls: AtomicUsize,
     pub commands: AtomicU64,
     pub rejected_connections: AtomicU64,
     pub next_client_id: AtomicU64,
@@ -149,6 +152,10 @@ pub async fn accept_loop(
                 return;
             }
             state.stats.connected.fetch_add(1, Ordering::Relaxed);
+            let tls = stream.is_tls();
+            if tls {
+                state.stats.connected_tls.fetch_add(1, Ordering::Relaxed);
+            }
             let laddr = stream.local_addr().map(|a| a.to_string()).unwrap_or_default();
             let session = Session::new(&state, peer.to_string(), laddr);
             let id = session.id;
@@ -162,6 +169,9 @@ pub async fn accept_loop(
             }
             state.clients.remove(id);
             state.stats.connected.fetch_sub(1, Ordering::Relaxed);
+            if tls {
+                state.stats.connected_tls.fetch_sub(1, Ordering::Relaxed);
+            }
             drop(permit);
         });
     }
@@ -414,15 +424,21 @@ impl<'a> Session<'a> {
         let mut input = BytesMut::with_capacity(READ_CHUNK);
         let mut output = BytesMut::with_capacity(READ_CHUNK);
         // Each request's pending reply, its protocol, whether it is silenced, and the
-        // command it counts for in `INFO commandstats` (none when not run: queued, refused).
-        let mut batch: Vec<(Pending, Protocol, bool, Option<&'static CommandInfo>)> = Vec::new();
-        let mut counted: Vec<(&'static CommandInfo, kv_proto::cmdstats::Outcome)> = Vec::new();
+        // command it counts for in `INFO commandstats` (none when not run: queued, refused)
+        // with its bytes, for the slow log.
+        type Counted = Option<(&'static CommandInfo, Option<bytes::Bytes>)>;
+        let mut batch: Vec<(Pending, Protocol, bool, Counted)> = Vec::new();
+        let mut counted = kv_metrics::Batch::default();
+        let who = |client: &kv_client::registry::ClientInfo| kv_metrics::Client {
+            addr: client.addr.clone(),
+            name: client.name().unwrap_or_default(),
+        };
         loop {
             let mut broken = false;
             loop {
                 let mut cut = false;
                 // When this batch arrived: its calls' time runs from here to its last reply
-                // (shared among them: `kv_proto::cmdstats`).
+                // (shared among them: `kv_metrics::cmdstats`).
                 let mut arrived = Instant::now();
                 while batch.len() < MAX_BATCH && !self.quit {
                     match parser.parse(&mut input) {
@@ -440,9 +456,10 @@ impl<'a> Session<'a> {
                                 m.abort();
                             }
                             if refused && let Some(s) = runs {
-                                let rejected = kv_proto::cmdstats::Outcome::Rejected;
-                                self.state.cmdstats.record(s.info, Duration::ZERO, rejected);
+                                let rejected = kv_metrics::cmdstats::Outcome::Rejected;
+                                self.state.observer.commands.record(s.info, Duration::ZERO, rejected);
                             }
+                            let raw = self.state.observer.slowlog.threshold().map(|_| req.raw().clone());
                             let runs = runs.filter(|_| !refused);
                             let pending = match refusal {
                                 Some((refusal, _)) => Pending::Now(refusal),
@@ -450,7 +467,7 @@ impl<'a> Session<'a> {
                             };
                             // Queued by MULTI: counted as part of EXEC.
                             let queued = self.multi.is_some() && runs.is_some_and(|s| s.name != "multi");
-                            let counted = runs.filter(|_| !queued).map(|s| s.info);
+                            let counted = runs.filter(|_| !queued).map(|s| (s.info, raw));
                             // A command the gate runs in steps is done before any later
                             // request is sent (one could read what it writes).
                             cut = matches!(pending, Pending::Sort(_));
@@ -480,8 +497,7 @@ impl<'a> Session<'a> {
                     let blocking = matches!(p, Pending::Blocking(..));
                     if blocking {
                         // The calls before it are timed without its wait.
-                        self.state.cmdstats.record_batch(&counted, arrived.elapsed());
-                        counted.clear();
+                        counted.record(&self.state.observer, arrived.elapsed(), || who(&self.client));
                     }
                     let frame = if blocking {
                         // A client that leaves while it waits must not have an element
@@ -497,8 +513,11 @@ impl<'a> Session<'a> {
                     if blocking {
                         arrived = Instant::now();
                     }
-                    if let Some(info) = info {
-                        use kv_proto::cmdstats::Outcome;
+                    if let Some(text) = frame.as_error() {
+                        self.state.observer.errors.record(text);
+                    }
+                    if let Some((info, raw)) = info {
+                        use kv_metrics::cmdstats::Outcome;
                         let outcome = if blocking {
                             Outcome::Blocked
                         } else {
@@ -506,7 +525,7 @@ impl<'a> Session<'a> {
                                 failed: frame.as_error().is_some(),
                             }
                         };
-                        counted.push((info, outcome));
+                        counted.push(info, outcome, None, raw);
                     }
                     if !silent {
                         frame.encode_as(&mut output, proto);
@@ -518,8 +537,7 @@ impl<'a> Session<'a> {
                         output.clear();
                     }
                 }
-                self.state.cmdstats.record_batch(&counted, arrived.elapsed());
-                counted.clear();
+                counted.record(&self.state.observer, arrived.elapsed(), || who(&self.client));
                 if !more || broken || self.quit {
                     break;
                 }
@@ -663,8 +681,8 @@ impl<'a> Session<'a> {
             return Pending::Now(unknown(&req));
         };
         if !spec.arity_ok(req.len()) {
-            let rejected = kv_proto::cmdstats::Outcome::Rejected;
-            self.state.cmdstats.record(spec.info, Duration::ZERO, rejected);
+            let rejected = kv_metrics::cmdstats::Outcome::Rejected;
+            self.state.observer.commands.record(spec.info, Duration::ZERO, rejected);
             return Pending::Now(Frame::error(format!(
                 "ERR wrong number of arguments for '{}' command",
                 spec.name

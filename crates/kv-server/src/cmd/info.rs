@@ -81,9 +81,9 @@ pub fn apply(node: &Node, args: &[String], out: &mut Out) {
             }
             "cpu" => kv_proto::info::cpu(&mut text),
             "modules" => text.push_str("# Modules\r\n\r\n"),
-            "errorstats" => text.push_str("# Errorstats\r\n\r\n"),
-            "commandstats" => node.cmdstats.section(&mut text),
-            "latencystats" => text.push_str("# Latencystats\r\n\r\n"),
+            "errorstats" => node.observer.errors.section(&mut text),
+            "commandstats" => node.observer.commands.section(&mut text),
+            "latencystats" => node.observer.latency_section(&mut text),
             "cluster" => text.push_str("# Cluster\r\ncluster_enabled:1\r\n\r\n"),
             "keyspace" => {
                 text.push_str("# Keyspace\r\n");

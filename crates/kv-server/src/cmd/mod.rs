@@ -100,6 +100,9 @@ pub enum Command {
     Info(Vec<String>),
     /// `CONFIG ...`: every argument.
     Config(Vec<Bytes>),
+    /// `SLOWLOG …` and `LATENCY …`: this server's own.
+    SlowLog(Vec<Bytes>),
+    Latency(Vec<Bytes>),
     /// `CLIENT ...`: every argument; about the connection (served by the handler).
     Client(Vec<Bytes>),
     /// A command of the collection families (`family`).
@@ -213,6 +216,8 @@ impl Command {
                 }
                 Command::Config(args.all().to_vec())
             }
+            b"SLOWLOG" => Command::SlowLog(args.all().to_vec()),
+            b"LATENCY" => Command::Latency(args.all().to_vec()),
             b"RESTORE" => Command::Restore(dump::Restore::parse(&mut args)?),
             b"TIME" => {
                 args.finish()?;
@@ -253,6 +258,8 @@ impl Command {
                 | Command::Time
                 | Command::Info(_)
                 | Command::Config(_)
+                | Command::SlowLog(_)
+                | Command::Latency(_)
                 | Command::Client(_)
         ) && !matches!(self, Command::Object(o) if o.key().is_none())
     }
@@ -348,10 +355,12 @@ impl Command {
                     node.apply_settings();
                 }
                 if reply.as_error().is_none() && kv_proto::settings::resets_stats(&a) {
-                    node.cmdstats.reset();
+                    node.observer.reset();
                 }
                 out.frame(&reply);
             }
+            Command::SlowLog(a) => out.frame(&node.observer.slowlog.command(&a)),
+            Command::Latency(a) => out.frame(&node.observer.latency.command(&a)),
             Command::Call(c) => return (c.run)(node, &c.args, out),
         }
         None

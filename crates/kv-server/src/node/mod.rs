@@ -129,11 +129,18 @@ struct Data {
     events: Option<events::Events>,
     /// Why the key of the mutation being logged went (expiry, eviction), for its event.
     cause: Option<events::Cause>,
+    /// Keys this node deleted because they expired, and evicted (as leader).
+    expired_keys: u64,
+    evicted_keys: u64,
 }
 
 impl Data {
     /// Logs the delete of a key that expired or was evicted (its event says which).
     fn log_gone(&mut self, epoch: u64, key: &[u8], cause: events::Cause) {
+        match cause {
+            events::Cause::Expired => self.expired_keys += 1,
+            events::Cause::Evicted => self.evicted_keys += 1,
+        }
         self.cause = Some(cause);
         self.log(epoch, Mutation::Del { key });
         self.cause = None;
@@ -295,6 +302,8 @@ pub struct Stats {
     pub reads_fenced: AtomicU64,
     pub not_owned: AtomicU64,
     pub peer_auth_failures: AtomicU64,
+    /// Times this server became its shard's leader.
+    pub elections_won: AtomicU64,
 }
 
 impl Stats {
@@ -347,8 +356,9 @@ pub struct Node {
     /// Big collections arriving in parts (`KV.MIGRATEPART`), until their last part.
     pub inbound_parts: Mutex<crate::peer::moves::Staging>,
     pub stats: Stats,
-    /// `INFO commandstats`.
-    pub cmdstats: kv_proto::cmdstats::CommandStats,
+    /// Per-command figures, the slow log and the latency monitor (`INFO commandstats`,
+    /// `SLOWLOG`, `LATENCY`, `/metrics`).
+    pub observer: kv_metrics::Observer,
     /// The users the client port admits (`AUTH`, `ACL`): the cluster's stored ones.
     pub acl: Arc<kv_acl::Acl>,
     pub acl_log: kv_acl::command::Log,
@@ -358,6 +368,10 @@ pub struct Node {
     pub settings: kv_proto::settings::Settings,
     /// Client-port connections open now, and when the node started (`INFO`).
     pub clients_connected: AtomicU64,
+    /// Of them, on the TLS port.
+    pub tls_clients: AtomicU64,
+    /// Peers' connections on the cluster port (gates, followers, moving shards).
+    pub peer_links: AtomicU64,
     /// The client port's connections (`CLIENT LIST`, `CLIENT KILL`).
     pub clients: kv_client::registry::Clients,
     /// Clients waiting in a blocking pop.
@@ -409,12 +423,16 @@ impl Node {
                 watches: Default::default(),
                 events: None,
                 cause: None,
+                expired_keys: 0,
+                evicted_keys: 0,
             }),
             settings: kv_proto::settings::Settings::new(
                 config.resp.max_clients,
                 config.resp.proto_max_bulk_len as usize,
             ),
             clients_connected: AtomicU64::new(0),
+            tls_clients: AtomicU64::new(0),
+            peer_links: AtomicU64::new(0),
             clients: Default::default(),
             clients_blocked: AtomicU64::new(0),
             transactions: std::sync::RwLock::new(()),
@@ -439,7 +457,7 @@ impl Node {
             notifying: Default::default(),
             scripts: Default::default(),
             stats: Stats::default(),
-            cmdstats: Default::default(),
+            observer: Default::default(),
             acl: Arc::new(kv_acl::Acl::new(kv_acl::Users::new(None))),
             acl_log: Default::default(),
             users_store: None,
@@ -609,6 +627,7 @@ impl Node {
             data.position_valid = true;
         }
         self.observe_epoch(epoch);
+        Stats::bump(&self.stats.elections_won);
         data.role = Role::Leader { epoch };
         self.refresh_plain_route(&data);
         data.term += 1;
@@ -710,6 +729,7 @@ impl Node {
         if let Some(limit) = self.settings.output_limit("pubsub") {
             self.pubsub.set_limit(limit);
         }
+        self.observer.configure(&self.settings);
     }
 
     /// The last offset in the log.
@@ -792,7 +812,14 @@ impl Node {
                 reads_fenced: load(&s.reads_fenced),
                 not_owned: load(&s.not_owned),
                 peer_auth_failures: load(&s.peer_auth_failures),
+                elections_won: load(&s.elections_won),
+                expired_keys: d.expired_keys,
+                evicted_keys: d.evicted_keys,
             },
+            follower_lag: d.followers.lags(d.log.last_offset()),
+            commands: self.observer.commands.total_calls(),
+            latency: self.observer.commands.latency().0,
+            connected_clients: self.clients_connected.load(Ordering::Relaxed),
             moving: self.move_progress(),
         }
     }

@@ -229,6 +229,14 @@ impl Followers {
         self.map.get(id)
     }
 
+    /// How far each connected follower is behind `last` (the leader's last offset).
+    pub fn lags(&self, last: u64) -> std::collections::BTreeMap<String, u64> {
+        self.map
+            .iter()
+            .map(|(id, p)| (id.clone(), last.saturating_sub(p.acked)))
+            .collect()
+    }
+
     /// Number of connected followers.
     pub fn connected(&self) -> usize {
         self.map.len()

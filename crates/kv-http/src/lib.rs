@@ -1,4 +1,5 @@
-//! The HTTP side's connections, guarded against clients that hold them without using them.
+//! HTTP connections guarded against clients that hold them without using them: the gate's
+//! API and the servers' metrics port both serve through it.
 //!
 //! - **At most N at once** (`--max-connections`), and a full house does not shut out a new
 //!   client: when every slot is taken, the connection that has been quiet longest (no byte
@@ -35,6 +36,19 @@ pub struct HttpLimits {
     pub idle_timeout: Duration,
 }
 
+/// Reads how many connections a [`LimitedListener`] has open.
+#[derive(Debug, Clone)]
+pub struct OpenConnections {
+    slots: Arc<Semaphore>,
+    max: usize,
+}
+
+impl OpenConnections {
+    pub fn open(&self) -> usize {
+        self.max.saturating_sub(self.slots.available_permits())
+    }
+}
+
 /// A connection quieter than this may be closed to make room for a new one.
 const EVICTABLE_AFTER: Duration = Duration::from_secs(1);
 
@@ -68,6 +82,14 @@ impl LimitedListener {
             open: Vec::new(),
             started: Instant::now(),
             idle_timeout: limits.idle_timeout,
+        }
+    }
+
+    /// A gauge of this listener's open connections (for `/metrics`).
+    pub fn gauge(&self) -> OpenConnections {
+        OpenConnections {
+            slots: self.slots.clone(),
+            max: self.max,
         }
     }
 

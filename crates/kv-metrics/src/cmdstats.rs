@@ -1,9 +1,11 @@
-//! `INFO commandstats`: per command, the calls served, the time they took, and the calls
-//! refused before running (`rejected_calls`) or failing as they ran (`failed_calls`), as
-//! Redis counts them. Gates and servers keep one table each; `CONFIG RESETSTAT` zeroes it.
+//! `INFO commandstats` and `latencystats`, and the Prometheus command families: per
+//! command, the calls served, the time they took (total and as a [`Histogram`]), and the
+//! calls refused before running (`rejected_calls`) or failing as they ran (`failed_calls`),
+//! as Redis counts them. Gates and servers keep one table each; `CONFIG RESETSTAT` zeroes it.
 //!
 //! One slot of relaxed atomic counters per command of [`COMMANDS`], indexed by the
-//! command's position: recording is a few adds, no lock and no lookup.
+//! command's position: recording is a few adds, no lock and no lookup. (The `metrics` crate's
+//! registry would look each labelled counter up by name on every call.)
 //!
 //! Time is measured per batch (the requests one read brought), not per call: the batch's
 //! time is shared equally among its calls. A clock read costs ~50 ns on this class of
@@ -16,7 +18,9 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::commands::{COMMANDS, CommandInfo};
+use kv_proto::commands::{COMMANDS, CommandInfo};
+
+use crate::histogram::{Histogram, Snapshot};
 
 /// How a call ended, for its counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +39,7 @@ struct Slot {
     nanos: AtomicU64,
     rejected: AtomicU64,
     failed: AtomicU64,
+    latency: Histogram,
 }
 
 /// The counters of every command.
@@ -75,6 +80,7 @@ impl CommandStats {
                 slot.calls.fetch_add(1, Ordering::Relaxed);
                 slot.nanos
                     .fetch_add(took.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+                slot.latency.record(took);
                 if failed {
                     slot.failed.fetch_add(1, Ordering::Relaxed);
                 }
@@ -90,9 +96,14 @@ impl CommandStats {
 
     /// Calls of `name` counted so far (for tests and `INFO stats`).
     pub fn calls(&self, name: &str) -> u64 {
-        crate::commands::lookup(name.as_bytes())
+        kv_proto::commands::lookup(name.as_bytes())
             .and_then(|i| self.slots.get(i.index()))
             .map_or(0, |s| s.calls.load(Ordering::Relaxed))
+    }
+
+    /// Calls of every command.
+    pub fn total_calls(&self) -> u64 {
+        self.slots.iter().map(|s| s.calls.load(Ordering::Relaxed)).sum()
     }
 
     /// `CONFIG RESETSTAT`.
@@ -101,7 +112,59 @@ impl CommandStats {
             for c in [&s.calls, &s.nanos, &s.rejected, &s.failed] {
                 c.store(0, Ordering::Relaxed);
             }
+            s.latency.reset();
         }
+    }
+
+    /// Every command that was called or refused: its name, counters and latency, by name.
+    pub fn commands(&self) -> Vec<CommandFigures> {
+        let mut out: Vec<CommandFigures> = COMMANDS
+            .iter()
+            .zip(self.slots.iter())
+            .filter_map(|(info, s)| {
+                let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+                let f = CommandFigures {
+                    name: info.name,
+                    calls: load(&s.calls),
+                    nanos: load(&s.nanos),
+                    rejected: load(&s.rejected),
+                    failed: load(&s.failed),
+                    latency: s.latency.snapshot(),
+                };
+                (f.calls + f.rejected > 0).then_some(f)
+            })
+            .collect();
+        out.sort_unstable_by_key(|f| f.name);
+        out
+    }
+
+    /// Every command's latency added together (the dashboard's p99 of a server).
+    pub fn latency(&self) -> Snapshot {
+        let mut all = Snapshot::default();
+        for s in self.slots.iter() {
+            all.add(&s.latency.snapshot());
+        }
+        all
+    }
+
+    /// The `# Latencystats` section: for each command called, the latency percentiles
+    /// `percentiles` (Redis's `latency-tracking-info-percentiles`, default 50 99 99.9), in
+    /// microseconds, as estimated by [`Snapshot::quantile`].
+    pub fn latency_section(&self, percentiles: &[f64], out: &mut String) {
+        out.push_str("# Latencystats\r\n");
+        for f in self.commands() {
+            if f.latency.count() == 0 {
+                continue;
+            }
+            let _ = write!(out, "latency_percentiles_usec_{}:", f.name);
+            for (i, p) in percentiles.iter().enumerate() {
+                let us = f.latency.quantile(p / 100.0).unwrap_or_default().as_nanos() as f64 / 1000.0;
+                let sep = if i == 0 { "" } else { "," };
+                let _ = write!(out, "{sep}p{}={us:.3}", format_percentile(*p));
+            }
+            out.push_str("\r\n");
+        }
+        out.push_str("\r\n");
     }
 
     /// The `# Commandstats` section: one line per command that was called or refused, by
@@ -138,12 +201,29 @@ impl CommandStats {
     }
 }
 
+/// A percentile as Redis names it: `50`, `99`, `99.9`.
+fn format_percentile(p: f64) -> String {
+    let s = format!("{p:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// One command's figures.
+#[derive(Debug, Clone)]
+pub struct CommandFigures {
+    pub name: &'static str,
+    pub calls: u64,
+    pub nanos: u64,
+    pub rejected: u64,
+    pub failed: u64,
+    pub latency: Snapshot,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn info(name: &str) -> &'static CommandInfo {
-        crate::commands::lookup(name.as_bytes()).unwrap()
+        kv_proto::commands::lookup(name.as_bytes()).unwrap()
     }
 
     #[test]
@@ -170,6 +250,15 @@ mod tests {
              cmdstat_set:calls=0,usec=0,usec_per_call=0.00,rejected_calls=1,failed_calls=0\r\n\r\n"
         );
         assert_eq!(s.calls("GET"), 2);
+        let mut text = String::new();
+        s.latency_section(&[50.0, 99.0, 99.9], &mut text);
+        assert_eq!(
+            text,
+            "# Latencystats\r\n\
+             latency_percentiles_usec_get:p50=2.000,p99=3.150,p99.9=3.150\r\n\
+             latency_percentiles_usec_lpush:p50=4.000,p99=4.000,p99.9=4.000\r\n\r\n"
+        );
+        assert_eq!(s.latency().count(), 4);
         s.reset();
         let mut text = String::new();
         s.section(&mut text);

@@ -1,0 +1,262 @@
+//! What operators read: the gate's and the servers' `/metrics` (parsed with Prometheus's own
+//! parser, values checked against the traffic the test sent), `SLOWLOG` and `LATENCY` for
+//! commands the test made slow, and `/ready` while a shard's leader is unreachable and after
+//! a new one took over.
+
+use std::time::Duration;
+
+use crate::harness::metrics::{Scrape, scrape};
+use crate::harness::{TestCluster, eventually, leader_addr, redis_cli};
+
+/// One shard of two replicas whose servers serve metrics, and a gate; returns the cluster,
+/// the gate's RESP address and the shard's leader (client address).
+async fn cluster() -> (TestCluster, String, String) {
+    let mut c = TestCluster::start().await;
+    c.start_server("s1", &["--metrics-port", "0"]).await;
+    c.start_server("s1", &["--metrics-port", "0"]).await;
+    c.start_gate(&[]).await;
+    let info = c.wait_ready(&[("s1", 2)]).await;
+    let resp = c.gates[0].resp.clone().expect("the gate's RESP address");
+    (c, resp, leader_addr(&info, "s1"))
+}
+
+fn metrics_url(c: &mut TestCluster, server: &str) -> String {
+    let addr = c
+        .server_at(server)
+        .metrics
+        .clone()
+        .expect("the server announces its metrics port");
+    format!("http://{addr}/metrics")
+}
+
+/// A `curl` of `url`: (status, body).
+fn get(url: &str) -> (u16, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "10", "-w", "\n%{http_code}", url])
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.parse().unwrap_or(0), body.to_string())
+}
+
+/// Checks a histogram's buckets rise to its count.
+fn histogram_holds(s: &Scrape, family: &str, command: &str, count: f64) {
+    let mut buckets: Vec<(f64, f64)> = s
+        .all(&format!("{family}_bucket"))
+        .into_iter()
+        .filter(|b| b.labels.get("command").map(String::as_str) == Some(command))
+        .map(|b| {
+            let le = b.labels["le"].as_str();
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().unwrap()
+            };
+            (le, b.value)
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert!(buckets.len() > 10, "{command}: {buckets:?}");
+    assert!(
+        buckets.windows(2).all(|w| w[0].1 <= w[1].1),
+        "{command}: not cumulative: {buckets:?}"
+    );
+    assert_eq!(buckets.last().unwrap(), &(f64::INFINITY, count), "{command}");
+    let labels = [("command", command)];
+    assert_eq!(s.get(&format!("{family}_count"), &labels), Some(count), "{command}");
+    assert!(s.get(&format!("{family}_sum"), &labels).unwrap() > 0.0, "{command}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_the_traffic_sent() {
+    let (mut c, resp, leader) = cluster().await;
+    let gate_url = format!("http://{}/metrics", c.gates[0].addr);
+    // What this test sends; nothing else talks RESP to this gate.
+    for i in 0..25 {
+        redis_cli(&resp, &["SET", &format!("key:{i}"), "v"]);
+    }
+    for i in 0..10 {
+        redis_cli(&resp, &["GET", &format!("key:{i}")]);
+    }
+    for _ in 0..3 {
+        redis_cli(&resp, &["NOSUCHCOMMAND"]);
+    }
+    redis_cli(&resp, &["LPUSH", "key:0", "x"]); // WRONGTYPE
+
+    let g = scrape(&gate_url, None);
+    assert_eq!(g.kind("kvstore_commands"), Some("counter"));
+    assert_eq!(g.kind("kvstore_command_duration_seconds"), Some("histogram"));
+    assert_eq!(g.get("kvstore_commands_total", &[("command", "set")]), Some(25.0));
+    assert_eq!(g.get("kvstore_commands_total", &[("command", "get")]), Some(10.0));
+    histogram_holds(&g, "kvstore_command_duration_seconds", "set", 25.0);
+    histogram_holds(&g, "kvstore_command_duration_seconds", "get", 10.0);
+    assert_eq!(g.get("kvstore_errors_total", &[("kind", "ERR")]), Some(3.0));
+    assert_eq!(g.get("kvstore_errors_total", &[("kind", "WRONGTYPE")]), Some(1.0));
+    assert_eq!(
+        g.get("kvstore_commands_failed_total", &[("command", "lpush")]),
+        Some(1.0)
+    );
+    assert_eq!(g.get("kvstore_gate_shards", &[]), Some(1.0));
+    assert_eq!(g.get("kvstore_gate_shards_with_leader", &[]), Some(1.0));
+    assert_eq!(g.get("kvstore_zookeeper_connected", &[]), Some(1.0));
+    assert_eq!(g.get("kvstore_connections_received_total", &[]), Some(39.0));
+    // The scrape itself is an open HTTP connection.
+    assert!(g.get("kvstore_connections", &[("protocol", "http")]).unwrap() >= 1.0);
+
+    // The leader ran every write; the follower applied them from the log.
+    let url = metrics_url(&mut c, &leader);
+    let s = eventually(
+        "the leader's in-sync follower caught up",
+        Duration::from_secs(10),
+        || {
+            let url = url.clone();
+            async move {
+                let s = scrape(&url, None);
+                let caught_up = s.all("kvstore_replication_lag").iter().any(|l| l.value == 0.0);
+                caught_up.then_some(s)
+            }
+        },
+    )
+    .await;
+    assert_eq!(s.get("kvstore_commands_total", &[("command", "set")]), Some(25.0));
+    assert_eq!(s.get("kvstore_commands_total", &[("command", "get")]), Some(10.0));
+    histogram_holds(&s, "kvstore_command_duration_seconds", "set", 25.0);
+    assert_eq!(s.get("kvstore_errors_total", &[("kind", "WRONGTYPE")]), Some(1.0));
+    assert_eq!(s.get("kvstore_keys", &[]), Some(25.0));
+    assert_eq!(s.get("kvstore_role", &[("role", "leader")]), Some(1.0));
+    assert_eq!(s.get("kvstore_in_sync_replicas", &[]), Some(1.0));
+    assert_eq!(s.get("kvstore_elections_total", &[]), Some(1.0));
+    assert!(s.get("kvstore_replication_offset", &[]).unwrap() >= 25.0);
+    assert!(s.get("kvstore_memory_used_bytes", &[]).unwrap() > 0.0);
+    assert!(s.get("kvstore_connections", &[("protocol", "cluster")]).unwrap() >= 1.0);
+    assert_eq!(s.get("kvstore_zookeeper_connected", &[]), Some(1.0));
+    let follower = c
+        .servers
+        .iter()
+        .find(|p| p.addr != leader)
+        .and_then(|p| p.metrics.clone())
+        .unwrap();
+    let f = scrape(&format!("http://{follower}/metrics"), None);
+    assert_eq!(f.get("kvstore_role", &[("role", "follower")]), Some(1.0));
+    assert_eq!(f.get("kvstore_keys", &[]), Some(25.0));
+    assert_eq!(f.get("kvstore_commands_total", &[("command", "set")]), None);
+
+    // Expiry is counted where it happens: on the leader.
+    redis_cli(&resp, &["SET", "short", "v", "PX", "50"]);
+    eventually("the leader counted an expired key", Duration::from_secs(10), || {
+        let url = url.clone();
+        async move { (scrape(&url, None).get("kvstore_expired_keys_total", &[]) == Some(1.0)).then_some(()) }
+    })
+    .await;
+}
+
+/// A script that spins for a while (`n` iterations).
+fn spin(n: u64) -> String {
+    format!("local i = 0 while i < {n} do i = i + 1 end return i")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_commands_reach_the_slow_log_and_the_latency_monitor() {
+    let (_c, resp, leader) = cluster().await;
+    for at in [&resp, &leader] {
+        assert_eq!(redis_cli(at, &["SLOWLOG", "RESET"]), "OK");
+        assert_eq!(
+            redis_cli(at, &["CONFIG", "SET", "slowlog-log-slower-than", "2000"]),
+            "OK"
+        );
+        assert_eq!(
+            redis_cli(at, &["CONFIG", "SET", "latency-monitor-threshold", "2"]),
+            "OK"
+        );
+        assert_eq!(
+            redis_cli(at, &["CONFIG", "GET", "slowlog-log-slower-than"]),
+            "slowlog-log-slower-than\n2000"
+        );
+    }
+    // Slower than 2 ms on any machine, in any build: millions of Lua steps.
+    let script = spin(3_000_000);
+    assert_eq!(redis_cli(&resp, &["EVAL", &script, "0"]), "3000000");
+
+    // The gate logs it end to end, the leader as it ran it; both as it was sent.
+    for at in [&resp, &leader] {
+        let entries = redis_cli(at, &["SLOWLOG", "GET", "-1"]);
+        let lines: Vec<&str> = entries.lines().collect();
+        let eval = lines
+            .iter()
+            .position(|l| *l == "EVAL")
+            .unwrap_or_else(|| panic!("{at}: no EVAL in the slow log: {entries}"));
+        // id, time, µs, then the arguments.
+        let micros: u64 = lines[eval - 1].parse().unwrap();
+        assert!(micros >= 2000, "{at}: {entries}");
+        assert_eq!(lines[eval + 1], script, "{at}");
+        assert!(redis_cli(at, &["SLOWLOG", "LEN"]).parse::<u64>().unwrap() >= 1);
+        let latest = redis_cli(at, &["LATENCY", "LATEST"]);
+        assert!(latest.lines().next() == Some("command"), "{at}: {latest}");
+        let history = redis_cli(at, &["LATENCY", "HISTORY", "command"]);
+        assert!(history.lines().count() >= 2, "{at}: {history}");
+        assert!(
+            redis_cli(at, &["INFO", "latencystats"]).contains("latency_percentiles_usec_eval:p50="),
+            "{at}"
+        );
+        assert_eq!(
+            redis_cli(at, &["SLOWLOG", "GET", "-2"]),
+            "ERR count should be greater than or equal to -1"
+        );
+        assert_eq!(redis_cli(at, &["SLOWLOG", "RESET"]), "OK");
+        assert_eq!(redis_cli(at, &["SLOWLOG", "LEN"]), "0");
+        assert_eq!(redis_cli(at, &["LATENCY", "RESET"]), "1");
+    }
+    // Off: nothing is logged, however slow.
+    for at in [&resp, &leader] {
+        redis_cli(at, &["CONFIG", "SET", "slowlog-log-slower-than", "-1"]);
+    }
+    redis_cli(&resp, &["EVAL", &script, "0"]);
+    for at in [&resp, &leader] {
+        assert_eq!(redis_cli(at, &["SLOWLOG", "LEN"]), "0", "{at}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_shards_leaders() {
+    let (mut c, _resp, leader) = cluster().await;
+    let gate_ready = format!("http://{}/ready", c.gates[0].addr);
+    let (status, body) = get(&gate_ready);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""s1":"ok""#), "{body}");
+    let leader_metrics = c.server_at(&leader).metrics.clone().unwrap();
+    assert_eq!(get(&format!("http://{leader_metrics}/ready")).0, 200);
+    assert_eq!(get(&format!("http://{leader_metrics}/health")).0, 200);
+
+    // The leader stops answering: not ready until the follower takes over.
+    c.server_at(&leader).signal(libc::SIGSTOP);
+    let body = eventually("the gate not ready", Duration::from_secs(20), || {
+        let url = gate_ready.clone();
+        async move {
+            let (status, body) = get(&url);
+            (status == 503).then_some(body)
+        }
+    })
+    .await;
+    assert!(body.contains(r#""ready":false"#), "{body}");
+    let body = eventually("the gate ready again", Duration::from_secs(30), || {
+        let url = gate_ready.clone();
+        async move {
+            let (status, body) = get(&url);
+            (status == 200).then_some(body)
+        }
+    })
+    .await;
+    assert!(body.contains(r#""s1":"ok""#), "{body}");
+    let info = c.client(0).cluster().await.unwrap();
+    let new_leader = leader_addr(&info, "s1");
+    assert_ne!(new_leader, leader);
+    let new_metrics = c.server_at(&new_leader).metrics.clone().unwrap();
+    assert_eq!(get(&format!("http://{new_metrics}/ready")).0, 200);
+    c.server_at(&leader).signal(libc::SIGCONT);
+    // The old leader comes back as a follower (or stays out of the way): never a second
+    // ready leader.
+    let s = scrape(&format!("http://{new_metrics}/metrics"), None);
+    assert_eq!(s.get("kvstore_role", &[("role", "leader")]), Some(1.0));
+    assert_eq!(s.get("kvstore_elections_total", &[]), Some(1.0));
+}
