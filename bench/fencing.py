@@ -9,9 +9,11 @@ write not yet replicated waits for it. Each build runs a shard of a leader and o
 (-c 50 -d 100 -r 100000) go to the leader directly and through the gate, at -P 1 and -P 16,
 alternating the builds in each repeat.
 
-Usage: bench/fencing.py [--base 1fe05dc] [--repeats 3] [--quick]
+Usage: bench/fencing.py [--base 1fe05dc] [--base-bin DIR] [--tests get] [--repeats 3] [--quick]
 
-The base commit is checked out in a temporary worktree and built into target/bench-base.
+The base commit is checked out in a temporary worktree and built into target/bench-base
+(`--base-bin`: use release binaries already built there instead). Any change's cost on the hot
+path is measured the same way: `--base <the commit before it> --tests set,get`.
 """
 
 import argparse
@@ -55,16 +57,19 @@ def shard(zk, name, rel):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", default="1fe05dc")
+    ap.add_argument("--base-bin", help="release binaries of the base, already built")
+    ap.add_argument("--tests", default="get", help="redis-benchmark tests, comma-separated (set,get)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     b.prepare(["zookeeper", "redis", "bench"], ["--bins", "-p", "kvstore"])
-    base_rel = build_base(args.base)
+    base_rel = args.base_bin or build_base(args.base)
+    tests = tuple(t.strip().upper() for t in args.tests.split(","))
     n1, n16 = (50_000, 300_000) if args.quick else (200_000, 1_000_000)
     try:
         zk = b.zookeeper()
         targets = {}
-        for name, rel in (("base", base_rel), ("fenced", b.REL)):
+        for name, rel in (("base", base_rel), ("this", b.REL)):
             leader, gate = shard(zk, name, rel)
             targets[(name, "kvserver")], targets[(name, "gate")] = leader, gate
             b.redis_benchmark(leader, 16, 200_000, ("SET",))  # the keys GET will read
@@ -73,21 +78,23 @@ def main():
             b.log(f"repeat {r + 1}/{args.repeats}")
             for via in ("kvserver", "gate"):
                 for pipeline, n in ((1, n1), (16, n16)):
-                    order = ["base", "fenced"] if r % 2 == 0 else ["fenced", "base"]
+                    order = ["base", "this"] if r % 2 == 0 else ["this", "base"]
                     for name in order:
-                        row = b.redis_benchmark(targets[(name, via)], pipeline, n, ("GET",))["GET"]
-                        results.setdefault((name, via, pipeline), []).append(row)
-        print(f"# Fenced reads: commit {b.commit_id()} against {args.base} "
-              f"({args.repeats} repeats, redis-benchmark -t get -c 50 -d 100 -r 100000)\n")
-        print("| path | -P | base GET/s | fenced GET/s | fenced / base (median of paired ratios) | p99 ratio |")
-        print("| --- | --- | --- | --- | --- | --- |")
+                        rows = b.redis_benchmark(targets[(name, via)], pipeline, n, tests)
+                        for t in tests:
+                            results.setdefault((name, via, pipeline, t), []).append(rows[t])
+        print(f"# Commit {b.commit_id()} against {args.base} "
+              f"({args.repeats} repeats, redis-benchmark -t {args.tests} -c 50 -d 100 -r 100000)\n")
+        print("| path | -P | test | base ops/s | this ops/s | this / base (median of paired ratios) | p99 ratio |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
         for via in ("kvserver", "gate"):
             for pipeline in (1, 16):
-                a, c = results[("fenced", via, pipeline)], results[("base", via, pipeline)]
-                ratio = b.median([x["rps"] / y["rps"] for x, y in zip(a, c)])
-                p99 = b.median([x["p99"] / y["p99"] for x, y in zip(a, c)])
-                print(f"| {via} | {pipeline} | {b.median([y['rps'] for y in c]) / 1000:.0f}k | "
-                      f"{b.median([x['rps'] for x in a]) / 1000:.0f}k | {ratio:.2f}x | {p99:.2f}x |")
+                for t in tests:
+                    a, c = results[("this", via, pipeline, t)], results[("base", via, pipeline, t)]
+                    ratio = b.median([x["rps"] / y["rps"] for x, y in zip(a, c)])
+                    p99 = b.median([x["p99"] / y["p99"] for x, y in zip(a, c)])
+                    print(f"| {via} | {pipeline} | {t} | {b.median([y['rps'] for y in c]) / 1000:.0f}k | "
+                          f"{b.median([x['rps'] for x in a]) / 1000:.0f}k | {ratio:.2f}x | {p99:.2f}x |")
     finally:
         b.stop_all()
         shutil.rmtree(b.WORK, ignore_errors=True)

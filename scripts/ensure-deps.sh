@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what kvstore's tests, scripts and benchmarks need, from the distribution's
 # packages, when it is missing. Usage:
-#   scripts/ensure-deps.sh [zookeeper] [redis] [netns] [pyredis] [tcl] [bench]
+#   scripts/ensure-deps.sh [zookeeper] [redis] [netns] [pyredis] [tcl] [chromium] [tmux] [bench]
 # (no argument: zookeeper and redis). Idempotent; prints what it installs. `pyredis` is the
 # Python Redis client the tests drive (redis-py, pinned) and Prometheus's Python client (its
 # text parser checks /metrics), in a virtualenv under target/.
@@ -23,6 +23,12 @@ for w in "${want[@]}"; do
       ;;
     tcl) # the upstream Redis test suite (tests/redis-suite) is Tcl
       { command -v tclsh8.6 || command -v tclsh8.7 || command -v tclsh8.5; } >/dev/null 2>&1 || pkgs+=(tcl)
+      ;;
+    chromium) # the dashboard's test: headless Chromium
+      command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)
+      ;;
+    tmux) # kvctl top's test: a real terminal
+      command -v tmux >/dev/null 2>&1 || pkgs+=(tmux)
       ;;
     netns) # the partition tests: ip netns, veth, bridge, tc
       { command -v ip && command -v tc; } >/dev/null 2>&1 || pkgs+=(iproute2)

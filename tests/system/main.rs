@@ -8,6 +8,7 @@ mod bad_input;
 mod basic;
 mod cluster_clients;
 mod cluster_port;
+mod dashboard;
 mod failover;
 mod gate_first;
 mod hostile_http;

@@ -142,6 +142,29 @@ async fn metrics_count_the_traffic_sent() {
     assert_eq!(f.get("kvstore_keys", &[]), Some(25.0));
     assert_eq!(f.get("kvstore_commands_total", &[("command", "set")]), None);
 
+    // Every series the Grafana dashboard in docs/ queries is one these pages serve.
+    let served: std::collections::BTreeSet<&str> = [&g, &s, &f]
+        .iter()
+        .flat_map(|p| p.0.iter().map(|x| x.name.as_str()))
+        .collect();
+    let grafana = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/grafana-dashboard.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&grafana).expect("the Grafana JSON parses");
+    assert!(dashboard["panels"].as_array().is_some_and(|p| p.len() >= 10));
+    let mut queried = std::collections::BTreeSet::new();
+    for (i, _) in grafana.match_indices("kvstore_") {
+        let name: String = grafana[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        queried.insert(name);
+    }
+    queried.remove("kvstore_"); // the dashboard's own uid and tag
+    let missing: Vec<&String> = queried.iter().filter(|n| !served.contains(n.as_str())).collect();
+    assert!(
+        missing.is_empty(),
+        "the Grafana dashboard queries series no page serves: {missing:?}"
+    );
+
     // Expiry is counted where it happens: on the leader.
     redis_cli(&resp, &["SET", "short", "v", "PX", "50"]);
     eventually("the leader counted an expired key", Duration::from_secs(10), || {
@@ -259,4 +282,34 @@ async fn readiness_follows_the_shards_leaders() {
     let s = scrape(&format!("http://{new_metrics}/metrics"), None);
     assert_eq!(s.get("kvstore_role", &[("role", "leader")]), Some(1.0));
     assert_eq!(s.get("kvstore_elections_total", &[]), Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_follows_a_command_from_the_gate_to_the_server() {
+    let mut c = TestCluster::start().await;
+    c.env.push(("RUST_LOG".into(), "info,kvstore::request=debug".into()));
+    c.start_server("s1", &[]).await;
+    c.start_gate(&[]).await;
+    c.wait_ready(&[("s1", 1)]).await;
+    let resp = c.gates[0].resp.clone().unwrap();
+    assert_eq!(redis_cli(&resp, &["SET", "traced-key", "v"]), "OK");
+    // The gate logged the id it forwarded the SET under; the server logs the SET under it.
+    let gate_logs = c.gates[0].logs();
+    let id = gate_logs
+        .lines()
+        .filter(|l| l.contains("forwarding") && l.contains("command=SET"))
+        .find_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("request=")))
+        .unwrap_or_else(|| panic!("no forwarded SET in the gate's log:\n{gate_logs}"))
+        .to_string();
+    let served = eventually("the server to log the request", Duration::from_secs(10), || {
+        let logs = c.servers[0].logs();
+        let line = logs
+            .lines()
+            .find(|l| l.contains("served") && l.contains(&format!("request={id} ")))
+            .map(String::from);
+        async move { line }
+    })
+    .await;
+    assert!(served.contains("command=SET"), "{served}");
+    assert!(served.contains("micros="), "{served}");
 }

@@ -40,6 +40,13 @@ pub struct ClusterInfo {
     /// Shards being drained for removal.
     #[serde(default)]
     pub removing: Vec<String>,
+    /// Upper bounds (ns) of the buckets of [`ReplicaInfo::latency`] (one more bucket holds
+    /// the rest).
+    #[serde(default)]
+    pub latency_bounds_ns: Vec<u64>,
+    /// When the gate assembled this (Unix ms): rates between two reports use its clock.
+    #[serde(default)]
+    pub now_ms: u64,
 }
 
 /// One source → destination move in [`ClusterInfo::migrations`].
@@ -72,6 +79,9 @@ pub struct ShardInfo {
     /// `host:port` of the leader, `null` while the shard has none.
     pub leader: Option<String>,
     pub replicas: Vec<ReplicaInfo>,
+    /// The Redis Cluster slots the current ring gives this shard, as inclusive ranges.
+    #[serde(default)]
+    pub slots: Vec<[u16; 2]>,
 }
 
 /// One replica in [`ShardInfo`].
@@ -110,4 +120,11 @@ pub struct ReplicaInfo {
     /// its read lease); `null` when it did not answer.
     #[serde(default)]
     pub serving_reads: Option<bool>,
+    /// Commands run since the replica started; `null` when it did not answer.
+    #[serde(default)]
+    pub commands: Option<u64>,
+    /// Its commands' latency as histogram counts (see [`ClusterInfo::latency_bounds_ns`]):
+    /// two reports apart give the latency of the commands between them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency: Vec<u64>,
 }

@@ -62,6 +62,16 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// A live view: replicas' roles, lag, keys, memory, operations per second and p99
+    /// latency, and keys moving between shards, refreshed every interval until Ctrl-C.
+    Top {
+        /// Time between refreshes.
+        #[arg(long, value_name = "MS", default_value_t = 1000)]
+        interval_ms: u64,
+        /// Stop after this many refreshes.
+        #[arg(long, value_name = "N")]
+        iterations: Option<u64>,
+    },
     /// Shard operations.
     Shard {
         #[command(subcommand)]
@@ -109,7 +119,17 @@ pub enum LineCmd {
 
 /// Words the shell completes.
 pub const COMPLETIONS: &[&str] = &[
-    "get", "put", "del", "cluster", "help", "quit", "exit", "--json", "--ttl-ms",
+    "get",
+    "put",
+    "del",
+    "cluster",
+    "top",
+    "help",
+    "quit",
+    "exit",
+    "--json",
+    "--ttl-ms",
+    "--iterations",
 ];
 
 #[cfg(test)]

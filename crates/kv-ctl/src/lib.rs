@@ -4,6 +4,7 @@
 //! - [`run`]: executing a command and mapping the result to an exit code.
 //! - [`shell`]: the interactive shell (history, completion, `help`) and piped input.
 //! - [`table`]: the `cluster` table.
+//! - [`top`]: `kvctl top`, the live view.
 //! - [`words`]: splitting a shell line into words (quotes, escapes).
 //!
 //! Exit codes: 0 success, 1 key not found, 2 usage, connection or server error.
@@ -12,6 +13,7 @@ pub mod args;
 pub mod run;
 pub mod shell;
 pub mod table;
+pub mod top;
 pub mod words;
 
 use std::io::IsTerminal;

@@ -36,6 +36,36 @@ fn report(e: &GateError) -> Exit {
     Exit::Error
 }
 
+/// `kvctl top`: a frame per interval (the screen cleared first on a terminal) until
+/// `iterations` frames or Ctrl-C.
+async fn top(client: &GateClient, interval_ms: u64, iterations: Option<u64>, out: &mut impl Write) -> Exit {
+    let mut view = crate::top::Top::default();
+    let terminal = std::io::stdout().is_terminal();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(interval_ms.max(100)));
+    let mut shown = 0;
+    while iterations.is_none_or(|n| shown < n) {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = tokio::signal::ctrl_c() => return Exit::Ok,
+        }
+        let frame = match client.cluster().await {
+            Ok(info) => view.frame(&info),
+            Err(e) => format!("error: {e}\n"),
+        };
+        let clear = if terminal {
+            "\x1b[H\x1b[2J"
+        } else if shown > 0 {
+            "\n"
+        } else {
+            ""
+        };
+        let _ = write!(out, "{clear}{frame}");
+        let _ = out.flush();
+        shown += 1;
+    }
+    Exit::Ok
+}
+
 /// Runs one command.
 pub async fn execute(client: &GateClient, cmd: Cmd, style: Style) -> Exit {
     let mut out = std::io::stdout().lock();
@@ -112,6 +142,10 @@ pub async fn execute(client: &GateClient, cmd: Cmd, style: Style) -> Exit {
             }
             Err(e) => report(&e),
         },
+        Cmd::Top {
+            interval_ms,
+            iterations,
+        } => top(client, interval_ms, iterations, &mut out).await,
         Cmd::Shard {
             action: ShardCmd::Remove { name, no_wait },
         } => {

@@ -23,6 +23,7 @@ commands:
   put KEY VALUE [--ttl-ms MS] store VALUE under KEY (quote values with spaces)
   del KEY                     delete KEY
   cluster [--json]            shards, replicas, roles, epochs, key counts
+  top [--iterations N]        live view: ops/s, p99, lag, memory (Ctrl-C stops)
   help                        this list
   quit | exit                 leave (or Ctrl-D)";
 

@@ -2,6 +2,33 @@
 
 use kv_client::api::ClusterInfo;
 
+/// Columns padded to their widest cell, two spaces apart (the last one unpadded).
+pub fn aligned<R: AsRef<[String]>>(header: &[&str], rows: &[R]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row.as_ref()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let head: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    let mut out = line(&head);
+    for row in rows {
+        out.push_str(&line(row.as_ref()));
+    }
+    out
+}
+
 /// Renders the topology as an aligned table.
 pub fn render(info: &ClusterInfo) -> String {
     let header = [
@@ -42,27 +69,7 @@ pub fn render(info: &ClusterInfo) -> String {
             ]);
         }
     }
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        let mut s = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(cell);
-            } else {
-                s.push_str(&format!("{cell:<w$}  "));
-            }
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    let mut out = line(&header.map(String::from));
-    for row in &rows {
-        out.push_str(&line(row));
-    }
+    let mut out = aligned(&header, &rows);
     if info.shards.is_empty() {
         out.push_str("(no shards registered yet)\n");
     }
@@ -153,6 +160,7 @@ mod tests {
                         ..Default::default()
                     },
                 ],
+                ..Default::default()
             }],
             ring: vec!["s1".into()],
             ..Default::default()

@@ -9,17 +9,19 @@
 //! | `GET /health` | 200 (liveness) | |
 //! | `GET /ready` | 200 (every shard on the ring has a leader the gate reaches) | 503 |
 //! | `GET /metrics` | 200, Prometheus text (as `INFO`) | |
+//! | `GET /dashboard` | 200, the live dashboard (HTML; it reads `/api/cluster`) | |
 //!
 //! Every error is JSON `{"error": "..."}`; 503 carries `Retry-After`. Any endpoint but
-//! `/health` and `/ready` may also answer 401 and 403 (credentials, below), 408 (a body too slow) and
+//! `/health`, `/ready` and `/dashboard` may also answer 401 and 403 (credentials, below), 408 (a body too slow) and
 //! 503 (the gate's body budget is spent).
 //!
 //! Credentials: the cluster's users (kv-acl), as `Authorization: Basic` (user:password).
 //! Without them a request runs as the default user when it needs no password, and gets 401
 //! otherwise; a user without the permission gets 403 with Redis's `NOPERM` text. Each
 //! endpoint is checked as the command it runs (`SET`, `GET`, `DEL` on its key), the topology
-//! as `CLUSTER`, `/metrics` as `INFO`, shard removal needs every `@admin` command. `/health`
-//! and `/ready` are open (probes carry no credentials).
+//! as `CLUSTER`, `/metrics` as `INFO`, shard removal needs every `@admin` command. `/health`,
+//! `/ready` and `/dashboard` are open (probes carry no credentials; the dashboard's page holds
+//! no data).
 //!
 //! Keys in query strings are percent-decoded to exact bytes: `%FF` is the byte 0xFF, not
 //! U+FFFD, so distinct keys never collide.
@@ -80,6 +82,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), authenticate))
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/dashboard", get(dashboard))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -499,6 +502,25 @@ async fn remove_shard(
         axum::Json(serde_json::json!({ "removing": req.name })),
     )
         .into_response())
+}
+
+/// The dashboard's page, in the binary (no build step, no outside requests).
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// `GET /dashboard`: the live view of the cluster. The page holds no data: what it shows it
+/// reads from `/api/cluster`, with the browser's credentials.
+async fn dashboard() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'",
+            ),
+        ],
+        DASHBOARD,
+    )
+        .into_response()
 }
 
 /// `GET /metrics`: the gate's figures in the Prometheus text format (as `INFO`).

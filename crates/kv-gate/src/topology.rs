@@ -80,6 +80,10 @@ impl Monitor {
 /// Assembles `/api/cluster`.
 pub async fn cluster_info(monitor: &Monitor, routing: &Routing) -> ClusterInfo {
     let infos = monitor.collect(routing).await;
+    let mut slots: HashMap<&str, Vec<[u16; 2]>> = HashMap::new();
+    for (first, last, shard) in routing.ring().slot_ranges() {
+        slots.entry(shard).or_default().push([first, last]);
+    }
     let shards = routing
         .view
         .live_shards()
@@ -104,6 +108,8 @@ pub async fn cluster_info(monitor: &Monitor, routing: &Routing) -> ClusterInfo {
                         reachable: info.is_some(),
                         cluster_addr: n.cluster_addr.clone(),
                         serving_reads: info.map(|i| i.serving_reads),
+                        commands: info.map(|i| i.commands),
+                        latency: info.map(|i| i.latency.clone()).unwrap_or_default(),
                     }
                 })
                 .collect();
@@ -118,6 +124,7 @@ pub async fn cluster_info(monitor: &Monitor, routing: &Routing) -> ClusterInfo {
                 epoch: sv.epoch(),
                 leader: leader.map(|l| l.addr.clone()),
                 replicas,
+                slots: slots.get(sv.name.as_str()).cloned().unwrap_or_default(),
             }
         })
         .collect();
@@ -168,5 +175,9 @@ pub async fn cluster_info(monitor: &Monitor, routing: &Routing) -> ClusterInfo {
             .map(|n| n.shards.clone()),
         migrations,
         removing: view.removing.iter().cloned().collect(),
+        latency_bounds_ns: kv_metrics::histogram::BOUNDS.to_vec(),
+        now_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
     }
 }

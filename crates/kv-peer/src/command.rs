@@ -36,6 +36,10 @@
 //!         runs a client command and replies in RESP3: a gate forwards a RESP3 client's
 //!         commands wrapped so, and the server replies as it would to that client (maps,
 //!         doubles, score pairs), over the same RESP2 connection
+//! KV.TRACE <request id> <command> [args ...]
+//!         runs a client command and logs it (target `kvstore::request`, debug) under the id
+//!         the gate logged it with: a gate wraps its clients' commands so while that target
+//!         is enabled in its own log filter
 //! ```
 //!
 //! A kind is a value's `kv_proto::Kind` tag (0 string, 1 list, 2 set, 3 zset, 4 hash); a
@@ -272,49 +276,66 @@ fn parse_migrate_part(a: &[Bytes]) -> Result<PeerCommand, CommandError> {
 /// the script again on that key's shard.
 pub const SCRIPT_REROUTE: &str = "KVREROUTE ";
 
-/// `KV.RESP3` in front of an encoded multibulk command (see the module documentation).
-/// `None` when `raw` is not a multibulk array.
-pub fn wrap_resp3(raw: &[u8]) -> Option<Bytes> {
+/// `words` (each a bulk string) in front of an encoded multibulk command. `None` when `raw`
+/// is not a multibulk array.
+fn wrap(raw: &[u8], words: &[&[u8]]) -> Option<Bytes> {
     let end = raw.iter().position(|&b| b == b'\r')?;
-    let n: usize = std::str::from_utf8(raw.get(1..end)?).ok()?.parse().ok()?;
     if raw.first() != Some(&b'*') {
         return None;
     }
-    let mut out = BytesMut::with_capacity(raw.len() + 24);
-    out.extend_from_slice(format!("*{}\r\n$8\r\nKV.RESP3\r\n", n + 1).as_bytes());
+    let n: usize = std::str::from_utf8(raw.get(1..end)?).ok()?.parse().ok()?;
+    let mut out = BytesMut::with_capacity(raw.len() + 16 + words.iter().map(|w| w.len() + 16).sum::<usize>());
+    out.extend_from_slice(format!("*{}\r\n", n + words.len()).as_bytes());
+    for w in words {
+        kv_proto::write::bulk(&mut out, w);
+    }
     out.extend_from_slice(raw.get(end + 2..)?);
     Some(out.freeze())
+}
+
+/// The first `n` arguments after the name of a request named `name`, and the command after
+/// them; `None` when `req` is not one.
+fn unwrap(req: &Request, name: &[u8], n: usize) -> Option<(Vec<Bytes>, Request)> {
+    if !req.name().eq_ignore_ascii_case(name) || req.len() < n + 2 {
+        return None;
+    }
+    let args = req.args();
+    Some((args[1..=n].to_vec(), Request::new(args[n + 1..].to_vec())))
+}
+
+/// `KV.RESP3` in front of an encoded multibulk command (see the module documentation).
+/// `None` when `raw` is not a multibulk array.
+pub fn wrap_resp3(raw: &[u8]) -> Option<Bytes> {
+    wrap(raw, &[b"KV.RESP3"])
 }
 
 /// `KV.AS <user description>` in front of an encoded multibulk command (see the module
 /// documentation). `None` when `raw` is not a multibulk array.
 pub fn wrap_as_user(raw: &[u8], user: &str) -> Option<Bytes> {
-    let end = raw.iter().position(|&b| b == b'\r')?;
-    let n: usize = std::str::from_utf8(raw.get(1..end)?).ok()?.parse().ok()?;
-    if raw.first() != Some(&b'*') {
-        return None;
-    }
-    let mut out = BytesMut::with_capacity(raw.len() + user.len() + 32);
-    out.extend_from_slice(format!("*{}\r\n$5\r\nKV.AS\r\n${}\r\n{user}\r\n", n + 2, user.len()).as_bytes());
-    out.extend_from_slice(raw.get(end + 2..)?);
-    Some(out.freeze())
+    wrap(raw, &[b"KV.AS", user.as_bytes()])
+}
+
+/// `KV.TRACE <request id>` in front of an encoded multibulk command: the server logs the
+/// command under the id the gate logged it with. `None` when `raw` is not a multibulk array.
+pub fn wrap_traced(raw: &[u8], id: &str) -> Option<Bytes> {
+    wrap(raw, &[b"KV.TRACE", id.as_bytes()])
 }
 
 /// The user description and the command inside a `KV.AS` request, or `None` when `req` is
 /// not one.
 pub fn unwrap_as_user(req: &Request) -> Option<(Bytes, Request)> {
-    if !req.name().eq_ignore_ascii_case(b"KV.AS") || req.len() < 3 {
-        return None;
-    }
-    Some((req.args()[1].clone(), Request::new(req.args()[2..].to_vec())))
+    unwrap(req, b"KV.AS", 1).map(|(mut a, r)| (a.remove(0), r))
 }
 
 /// The command inside a `KV.RESP3` request, or `None` when `req` is not one.
 pub fn unwrap_resp3(req: &Request) -> Option<Request> {
-    if !req.name().eq_ignore_ascii_case(b"KV.RESP3") || req.len() < 2 {
-        return None;
-    }
-    Some(Request::new(req.args()[1..].to_vec()))
+    unwrap(req, b"KV.RESP3", 0).map(|(_, r)| r)
+}
+
+/// The request id and the command inside a `KV.TRACE` request, or `None` when `req` is not
+/// one.
+pub fn unwrap_traced(req: &Request) -> Option<(Bytes, Request)> {
+    unwrap(req, b"KV.TRACE", 1).map(|(mut a, r)| (a.remove(0), r))
 }
 
 /// Writes the reply to `KV.FETCH`.

@@ -108,6 +108,17 @@ pub async fn serve(
             // A gate's RESP3 client: this command's reply in RESP3 (see kv_peer::command).
             // (`HELLO` may change the protocol for good: only a wrapped command's change is
             // undone after it.)
+            // A gate's request id (`KV.TRACE`): the command is logged under it.
+            let (req, traced) = match port {
+                Port::Cluster => match kv_peer::command::unwrap_traced(&req) {
+                    Some((id, inner)) => (inner, Some((id, std::time::Instant::now()))),
+                    None => (req, None),
+                },
+                Port::Client => (req, None),
+            };
+            let traced_name = traced
+                .as_ref()
+                .map(|_| String::from_utf8_lossy(req.name()).into_owned());
             let proto = conn.output.proto;
             let mut wrapped = false;
             let req = match port {
@@ -136,7 +147,11 @@ pub async fn serve(
             match internal {
                 Some(Ok(PeerCommand::Sync(sync))) => {
                     if finish(&node, &mut conn, pending.take()).await {
-                        replication::leader::serve_follower(node, conn, sync, shutdown).await;
+                        use tracing::Instrument as _;
+                        let span = tracing::info_span!("replication", role = "leader", follower = %sync.node_id);
+                        replication::leader::serve_follower(node, conn, sync, shutdown)
+                            .instrument(span)
+                            .await;
                     }
                     return;
                 }
@@ -344,6 +359,15 @@ pub async fn serve(
             }
             if wrapped {
                 conn.output.proto = proto;
+            }
+            if let (Some((id, started)), Some(name)) = (traced, traced_name) {
+                debug!(
+                    target: "kvstore::request",
+                    request = %String::from_utf8_lossy(&id),
+                    command = %name,
+                    micros = started.elapsed().as_micros() as u64,
+                    "served"
+                );
             }
             if conn.output.len() >= FLUSH_AT && !finish(&node, &mut conn, pending.take()).await {
                 return;

@@ -68,6 +68,9 @@ pub struct TestCluster {
     pub secret_file: std::path::PathBuf,
     secret: Arc<ClusterSecret>,
     seq: usize,
+    /// Environment for the servers and gates started from now on (`RUST_LOG`: the log
+    /// filter, `info` when unset).
+    pub env: Vec<(String, String)>,
 }
 
 impl TestCluster {
@@ -106,6 +109,7 @@ impl TestCluster {
             secret_file,
             secret,
             seq: 0,
+            env: Vec::new(),
         }
     }
 
@@ -136,7 +140,8 @@ impl TestCluster {
         .arg("--cluster-secret-file")
         .arg(&self.secret_file)
         .args(place.protected_mode())
-        .args(extra);
+        .args(extra)
+        .envs(self.env.iter().map(|(k, v)| (k, v)));
         let log = self.log_path(&format!("kvserver-{shard}"));
         let p = Proc::spawn(&format!("kvserver {shard}"), cmd, log).await;
         self.servers.push(p);
@@ -156,7 +161,8 @@ impl TestCluster {
             .arg("--cluster-secret-file")
             .arg(&self.secret_file)
             .args(place.protected_mode())
-            .args(extra);
+            .args(extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         let log = self.log_path("kvgate");
         let p = Proc::spawn("kvgate", cmd, log).await;
         self.gates.push(p);

@@ -49,10 +49,11 @@ impl Proc {
     /// runtime, up to 20 s for its `listening on` line.
     pub async fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Proc {
         let err = std::fs::File::create(&log).expect("create log file");
-        cmd.env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(err);
+        // `info`, unless the test chose its own filter.
+        if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
+            cmd.env("RUST_LOG", "info");
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(err);
         die_with_parent(&mut cmd);
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
         let stdout = child.stdout.take().expect("piped stdout");

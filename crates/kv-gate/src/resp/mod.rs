@@ -795,7 +795,8 @@ impl<'a> Session<'a> {
     /// The request as a server is sent it: a multibulk request as the bytes it arrived in,
     /// an inline one re-encoded (a server may not accept it inline); a restricted user's
     /// script wrapped in `KV.AS`, so the server checks each `redis.call` against the user's
-    /// rules; a RESP3 client's wrapped, so the server replies in RESP3.
+    /// rules; a RESP3 client's wrapped, so the server replies in RESP3; with a request id
+    /// (`KV.TRACE`) while the `kvstore::request` log target is enabled.
     fn request_bytes(&self, req: &Request) -> bytes::Bytes {
         let mut bytes = if req.raw().first() == Some(&b'*') {
             req.raw().clone()
@@ -817,6 +818,21 @@ impl<'a> Session<'a> {
             && let Some(wrapped) = kv_peer::command::wrap_resp3(&bytes)
         {
             bytes = wrapped;
+        }
+        // Request ids, only while someone reads them: one check of the log filter otherwise.
+        if tracing::enabled!(target: "kvstore::request", tracing::Level::DEBUG) {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+            let id = format!("{:x}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+            tracing::debug!(
+                target: "kvstore::request",
+                request = %id,
+                client = self.id,
+                command = %String::from_utf8_lossy(req.name()),
+                "forwarding"
+            );
+            if let Some(wrapped) = kv_peer::command::wrap_traced(&bytes, &id) {
+                bytes = wrapped;
+            }
         }
         bytes
     }

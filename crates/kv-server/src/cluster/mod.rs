@@ -37,6 +37,7 @@ use kv_cluster::{
 };
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 use tracing::{debug, error, info, warn};
 
 use crate::node::{Node, Role, Stats};
@@ -304,13 +305,17 @@ impl Membership {
         let term = self.node().change_role(Role::Follower { epoch });
         self.node().set_leader_hint(Some(leader.addr.clone()));
         info!(leader = leader.id, addr = leader.cluster_addr, epoch, "following");
-        let task = tokio::spawn(follower::follow(
-            self.node().clone(),
-            self.ctx.peer.clone(),
-            leader.cluster_addr.clone(),
-            epoch,
-            term,
-        ));
+        let span = tracing::info_span!("replication", role = "follower", leader = %leader.id, epoch);
+        let task = tokio::spawn(
+            follower::follow(
+                self.node().clone(),
+                self.ctx.peer.clone(),
+                leader.cluster_addr.clone(),
+                epoch,
+                term,
+            )
+            .instrument(span),
+        );
         self.following = Some(Following {
             leader_id: leader.id.clone(),
             epoch,
@@ -395,20 +400,17 @@ impl Membership {
                 // The ring duties report readiness to receive keys to the shard-state task.
                 let (ready_tx, ready_rx) = watch::channel(state.ring_ready);
                 let ctx = &self.ctx;
+                let span = tracing::info_span!("leadership", shard = %shard, epoch);
                 self.leading = Some(Term {
                     epoch,
                     term,
                     tasks: vec![
-                        tokio::spawn(lease::run(ctx.clone(), term, self.step_down.clone())),
-                        tokio::spawn(state::run(
-                            ctx.clone(),
-                            term,
-                            state,
-                            version,
-                            ready_rx,
-                            self.step_down.clone(),
-                        )),
-                        tokio::spawn(ring::run(ctx.clone(), term, ready_tx)),
+                        tokio::spawn(lease::run(ctx.clone(), term, self.step_down.clone()).instrument(span.clone())),
+                        tokio::spawn(
+                            state::run(ctx.clone(), term, state, version, ready_rx, self.step_down.clone())
+                                .instrument(span.clone()),
+                        ),
+                        tokio::spawn(ring::run(ctx.clone(), term, ready_tx).instrument(span)),
                     ],
                 });
                 info!(node = self.node().id, shard, epoch, "elected leader");

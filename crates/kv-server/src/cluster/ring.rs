@@ -19,6 +19,7 @@ use kv_cluster::{ClusterView, CoordError, CreateMode, Phase, PlacementCache, Rin
 use kv_peer::{PeerCommand, ServerInfo};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 use tracing::{debug, info, warn};
 
 use super::{Ctx, Links, moves};
@@ -117,7 +118,8 @@ impl RingDuties {
                         t.abort();
                     }
                     node.clear_move();
-                    let task = tokio::spawn(moves::send(ctx.clone(), placement.clone(), next.version));
+                    let span = tracing::info_span!("migration", ring = next.version);
+                    let task = tokio::spawn(moves::send(ctx.clone(), placement.clone(), next.version).instrument(span));
                     self.sender = Some((next.version, task));
                 }
             }
@@ -143,7 +145,8 @@ impl RingDuties {
                     .as_ref()
                     .is_some_and(|r| r.version == version && r.next.is_none())
             };
-            let task = tokio::spawn(moves::clean_up(node.clone(), placement, still));
+            let span = tracing::info_span!("migration_clean_up", ring = ring.version);
+            let task = tokio::spawn(moves::clean_up(node.clone(), placement, still).instrument(span));
             self.cleaner = Some((ring.version, task));
         }
     }
