@@ -138,6 +138,7 @@ fn main() -> ExitCode {
             println!("  cargo run --release --bin kvctl -- --host {http} -i");
             println!("  redis-cli -p {} set greeting hello", resp.port());
         }
+        println!("Watch it: http://{http}/dashboard, http://{http}/metrics, or kvctl --host {http} top");
         println!();
         println!("Ctrl-C stops the cluster.");
         kvstore::shutdown_signal().await;

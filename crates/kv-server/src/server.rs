@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{Instrument as _, debug, info, warn};
 
 use crate::config::Config;
 use crate::connection::Connection;
@@ -237,7 +237,10 @@ impl Server {
         tasks.extend([
             tokio::spawn(client_loop),
             tokio::spawn(cluster_loop),
-            tokio::spawn(cluster::run(node.clone(), coord, paths, peer, shutdown_rx.clone())),
+            tokio::spawn(
+                cluster::run(node.clone(), coord, paths, peer, shutdown_rx.clone())
+                    .instrument(tracing::info_span!("cluster", node = %node.id, shard = %node.shard)),
+            ),
             tokio::spawn(replication::leader::monitor(node.clone(), shutdown_rx.clone())),
             tokio::spawn(expire_loop(node.clone(), shutdown_rx)),
         ]);
