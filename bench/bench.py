@@ -293,16 +293,27 @@ def memory_bench(kv_pid, kv_port, redis_pid, redis_port, keys):
 
 
 def pipe(port, commands):
-    """Sends RESP-encoded commands (an iterable of argument lists) through redis-cli --pipe."""
+    """Sends RESP-encoded commands (an iterable of argument lists) through redis-cli --pipe,
+    streamed in chunks (1M HyperLogLogs of 100 elements are a gigabyte of commands)."""
     def enc(args):
         out = [f"*{len(args)}\r\n"]
         for a in args:
             out.append(f"${len(a)}\r\n{a}\r\n")
         return "".join(out)
-    data = "".join(enc(c) for c in commands).encode()
-    out = subprocess.run(["redis-cli", "-p", str(port), "--pipe"], input=data, capture_output=True, timeout=1800)
-    if b"errors: 0" not in out.stdout:
-        raise SystemExit(f"loading into port {port} failed: {out.stdout[-300:]!r}")
+    p = subprocess.Popen(["redis-cli", "-p", str(port), "--pipe"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT)
+    chunk = []
+    for c in commands:
+        chunk.append(enc(c))
+        if len(chunk) >= 10_000:
+            p.stdin.write("".join(chunk).encode())
+            chunk = []
+    p.stdin.write("".join(chunk).encode())
+    p.stdin.close()
+    out = p.stdout.read()
+    p.wait(timeout=1800)
+    if b"errors: 0" not in out:
+        raise SystemExit(f"loading into port {port} failed: {out[-300:]!r}")
 
 
 def default_list(port, n):
@@ -476,8 +487,8 @@ def types_memory_bench(zk, scale):
         (f"one sorted set of {n // 1000}k members",
          lambda: (["ZADD", "board", *[x for j in range(i, i + 100) for x in (str(j), f"player:{j}")]]
                   for i in range(0, n, 100))),
-        (f"{n // 10_000}k HyperLogLogs of 100 elements",
-         lambda: (["PFADD", f"uniq:{i}", *[f"e{i}-{j}" for j in range(100)]] for i in range(n // 10))),
+        (f"{n // 1000}k HyperLogLogs of 100 elements",
+         lambda: (["PFADD", f"uniq:{i}", *[f"e{i}-{j}" for j in range(100)]] for i in range(n))),
     ]
     print(f"\n## Memory of the data types (RSS added, fresh processes)\n")
     print("| workload | kvserver | redis-server | kvserver / redis |")

@@ -27,22 +27,11 @@ use kv_http::LimitedListener;
 pub enum StartError {
     #[error("invalid configuration: {0}")]
     Config(String),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    #[error(transparent)]
+    Bind(#[from] kv_tls::BindError),
     /// The TLS certificates or key could not be loaded.
     #[error(transparent)]
     Tls(#[from] kv_tls::TlsError),
-}
-
-async fn bind(addr: String) -> Result<(TcpListener, SocketAddr), StartError> {
-    let listener = TcpListener::bind(&addr).await.map_err(|source| StartError::Bind {
-        addr: addr.clone(),
-        source,
-    })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| StartError::Bind { addr, source })?;
-    Ok((listener, local))
 }
 
 /// A TLS listener: its certificates (reloaded as they change), socket and address.
@@ -53,7 +42,7 @@ async fn bind_tls(config: &Config, port: Option<u16>, alpn: &[&[u8]]) -> Result<
     let Some(port) = port else { return Ok(None) };
     let server = kv_tls::Tls::load(&config.tls, alpn)?;
     server.spawn_reloader();
-    let (listener, local) = bind(format!("{}:{port}", config.bind)).await?;
+    let (listener, local) = kv_tls::bind(format!("{}:{port}", config.bind)).await?;
     Ok(Some((server, listener, local)))
 }
 
@@ -78,8 +67,8 @@ impl Gate {
         let users =
             kv_acl::command::initial_users(config.users.aclfile.as_deref(), config.users.requirepass.as_deref())
                 .map_err(StartError::Config)?;
-        let (listener, http_addr) = bind(format!("{}:{}", config.bind, config.http_port())).await?;
-        let (resp_listener, resp_addr) = bind(format!("{}:{}", config.bind, config.resp_port)).await?;
+        let (listener, http_addr) = kv_tls::bind(format!("{}:{}", config.bind, config.http_port())).await?;
+        let (resp_listener, resp_addr) = kv_tls::bind(format!("{}:{}", config.bind, config.resp_port)).await?;
         let resp_tls = bind_tls(&config, config.tls.tls_port, &[]).await?;
         let https = bind_tls(&config, config.https_port, &[b"http/1.1"]).await?;
         let tls_addr = resp_tls.as_ref().map(|t| t.2);

@@ -29,8 +29,8 @@ pub enum StartError {
     #[error("invalid configuration: {0}")]
     Config(String),
     /// A listening address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    #[error(transparent)]
+    Bind(#[from] kv_tls::BindError),
     /// The TLS certificates or key could not be loaded.
     #[error(transparent)]
     Tls(#[from] kv_tls::TlsError),
@@ -50,28 +50,17 @@ pub struct ServerHandle {
     tasks: Vec<JoinHandle<()>>,
 }
 
-async fn bind(addr: String) -> Result<(TcpListener, SocketAddr), StartError> {
-    let listener = TcpListener::bind(&addr).await.map_err(|source| StartError::Bind {
-        addr: addr.clone(),
-        source,
-    })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| StartError::Bind { addr, source })?;
-    Ok((listener, local))
-}
-
 impl Server {
     /// Binds, registers with the cluster through `coord` and starts serving.
     pub async fn start(config: Config, coord: Arc<dyn Coordinator>) -> Result<ServerHandle, StartError> {
         config.validate().map_err(StartError::Config)?;
-        let (listener, local_addr) = bind(config.bind_addr()).await?;
-        let (cluster_listener, cluster_addr) = bind(config.cluster_bind_addr()).await?;
+        let (listener, local_addr) = kv_tls::bind(config.bind_addr()).await?;
+        let (cluster_listener, cluster_addr) = kv_tls::bind(config.cluster_bind_addr()).await?;
         let tls = match config.tls_bind_addr() {
             Some(at) => {
                 let server = kv_tls::Tls::load(&config.tls, &[])?;
                 server.spawn_reloader();
-                let (listener, local) = bind(at).await?;
+                let (listener, local) = kv_tls::bind(at).await?;
                 Some((server, listener, local))
             }
             None => None,
@@ -131,15 +120,12 @@ impl Server {
             move |stream: TcpStream, permit: OwnedSemaphorePermit, shutdown| {
                 let (node, puller, tls) = (node.clone(), puller.clone(), tls.clone());
                 async move {
-                    let stream = match &tls {
-                        None => kv_tls::Stream::from(stream),
-                        Some(tls) => match tls.accept(stream).await {
-                            Ok(s) => s,
-                            Err(e) => {
-                                debug!(error = %e, "TLS handshake failed");
-                                return;
-                            }
-                        },
+                    let stream = match kv_tls::listen::accept(tls.as_deref(), stream).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            debug!(error = %e, "TLS handshake failed");
+                            return;
+                        }
                     };
                     let mut conn = Connection::new(stream, node.config.limits());
                     let open = node.acl.users().default_is_open();
@@ -196,16 +182,13 @@ impl Server {
                 let (node, secret, tls) = (cluster_node.clone(), secret.clone(), cluster_tls.clone());
                 async move {
                     kv_client::keepalive(&stream);
-                    let stream = match tls {
-                        None => kv_tls::Stream::Plain(stream),
-                        Some(tls) => match tls.accept(stream).await {
-                            Ok(s) => s,
-                            Err(e) => {
-                                Stats::bump(&node.stats.peer_auth_failures);
-                                warn!(error = %e, "a TLS handshake on the cluster port failed");
-                                return;
-                            }
-                        },
+                    let stream = match kv_tls::listen::accept(tls.as_deref(), stream).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            Stats::bump(&node.stats.peer_auth_failures);
+                            warn!(error = %e, "a TLS handshake on the cluster port failed");
+                            return;
+                        }
                     };
                     serve_peer(node, secret, stream, shutdown).await;
                     drop(permit);
@@ -214,7 +197,7 @@ impl Server {
         );
         let mut metrics_addr = None;
         if let Some(at) = node.config.metrics_bind_addr() {
-            let (listener, local) = bind(at).await?;
+            let (listener, local) = kv_tls::bind(at).await?;
             metrics_addr = Some(local);
             let state = Arc::new(crate::metrics::MetricsState {
                 node: node.clone(),

@@ -7,14 +7,18 @@
 //!   certificate they were made with).
 //! - [`Stream`]: one type for a plain or a TLS connection, so the RESP and HTTP code paths
 //!   stay the same for both.
+//! - [`listen`]: binding a port (an error naming the address) and accepting a connection as
+//!   plain or TLS, for every listener of the gate and the servers.
 //!
 //! rustls with the `ring` provider: no OpenSSL, and a short build.
 
 mod context;
+pub mod listen;
 mod settings;
 mod stream;
 
 pub use context::Tls;
+pub use listen::{BindError, bind};
 pub use settings::{AuthClients, TlsSettings, YesNo};
 pub use stream::{ReadHalf, Stream, WriteHalf};
 

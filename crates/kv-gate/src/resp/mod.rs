@@ -135,15 +135,12 @@ pub async fn accept_loop(
         let shutdown = shutdown.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let mut stream = match tls {
-                None => kv_tls::Stream::Plain(stream),
-                Some(tls) => match tls.accept(stream).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::debug!(error = %e, %peer, "TLS handshake failed");
-                        return;
-                    }
-                },
+            let mut stream = match kv_tls::listen::accept(tls.as_deref(), stream).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                    return;
+                }
             };
             let open = state.acl.users().default_is_open();
             if kv_config::protected_mode_refuses(state.protected_mode, peer.ip(), open) {
