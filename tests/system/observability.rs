@@ -83,6 +83,13 @@ async fn metrics_count_the_traffic_sent() {
         redis_cli(&resp, &["NOSUCHCOMMAND"]);
     }
     redis_cli(&resp, &["LPUSH", "key:0", "x"]); // WRONGTYPE
+    // And over HTTP: 3 puts, a get that finds its key and one that does not.
+    let http = c.client(0);
+    for i in 0..3 {
+        http.put(&format!("http:{i}"), b"v", None).await.unwrap();
+    }
+    assert!(http.get("http:0").await.unwrap().is_some());
+    assert!(http.get("http:none").await.unwrap().is_none());
 
     let g = scrape(&gate_url, None);
     assert_eq!(g.kind("kvstore_commands"), Some("counter"));
@@ -101,6 +108,20 @@ async fn metrics_count_the_traffic_sent() {
     assert_eq!(g.get("kvstore_gate_shards_with_leader", &[]), Some(1.0));
     assert_eq!(g.get("kvstore_zookeeper_connected", &[]), Some(1.0));
     assert_eq!(g.get("kvstore_connections_received_total", &[]), Some(39.0));
+    let put = [("endpoint", "/api/cache/put"), ("code", "2xx")];
+    assert_eq!(g.get("kvstore_http_requests_total", &put), Some(3.0));
+    let get = |code| [("endpoint", "/api/cache/get"), ("code", code)];
+    assert_eq!(g.get("kvstore_http_requests_total", &get("2xx")), Some(1.0));
+    assert_eq!(g.get("kvstore_http_requests_total", &get("4xx")), Some(1.0));
+    let puts = [("endpoint", "/api/cache/put")];
+    assert_eq!(g.get("kvstore_http_request_duration_seconds_count", &puts), Some(3.0));
+    assert_eq!(
+        g.get(
+            "kvstore_http_request_duration_seconds_bucket",
+            &[puts[0], ("le", "+Inf")]
+        ),
+        Some(3.0)
+    );
     // The scrape itself is an open HTTP connection.
     assert!(g.get("kvstore_connections", &[("protocol", "http")]).unwrap() >= 1.0);
 
@@ -119,11 +140,12 @@ async fn metrics_count_the_traffic_sent() {
         },
     )
     .await;
-    assert_eq!(s.get("kvstore_commands_total", &[("command", "set")]), Some(25.0));
-    assert_eq!(s.get("kvstore_commands_total", &[("command", "get")]), Some(10.0));
-    histogram_holds(&s, "kvstore_command_duration_seconds", "set", 25.0);
+    // (The HTTP puts and gets arrive as SETs and GETs.)
+    assert_eq!(s.get("kvstore_commands_total", &[("command", "set")]), Some(28.0));
+    assert_eq!(s.get("kvstore_commands_total", &[("command", "get")]), Some(12.0));
+    histogram_holds(&s, "kvstore_command_duration_seconds", "set", 28.0);
     assert_eq!(s.get("kvstore_errors_total", &[("kind", "WRONGTYPE")]), Some(1.0));
-    assert_eq!(s.get("kvstore_keys", &[]), Some(25.0));
+    assert_eq!(s.get("kvstore_keys", &[]), Some(28.0));
     assert_eq!(s.get("kvstore_role", &[("role", "leader")]), Some(1.0));
     assert_eq!(s.get("kvstore_in_sync_replicas", &[]), Some(1.0));
     assert_eq!(s.get("kvstore_elections_total", &[]), Some(1.0));
@@ -139,7 +161,7 @@ async fn metrics_count_the_traffic_sent() {
         .unwrap();
     let f = scrape(&format!("http://{follower}/metrics"), None);
     assert_eq!(f.get("kvstore_role", &[("role", "follower")]), Some(1.0));
-    assert_eq!(f.get("kvstore_keys", &[]), Some(25.0));
+    assert_eq!(f.get("kvstore_keys", &[]), Some(28.0));
     assert_eq!(f.get("kvstore_commands_total", &[("command", "set")]), None);
 
     // Every series the Grafana dashboard in docs/ queries is one these pages serve.

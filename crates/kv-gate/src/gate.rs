@@ -168,6 +168,7 @@ impl Gate {
             max_value_bytes: config.max_value_bytes as usize,
             resp: resp_state.clone(),
             http_connections: Default::default(),
+            http_stats: Default::default(),
         });
         let app = http::router(state.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);

@@ -6,12 +6,89 @@
 //! coordinator session. Each kvserver serves its own on `--metrics-port`.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
+use kv_metrics::histogram::Histogram;
 use kv_metrics::prom::{Kind, Page};
 use serde::Serialize;
 
 use crate::http::HttpState;
+
+/// The HTTP API's endpoints, as `kvstore_http_*` label them (anything else is `other`).
+pub const ENDPOINTS: [&str; 10] = [
+    "/api/cache/put",
+    "/api/cache/get",
+    "/api/cache/delete",
+    "/api/cluster",
+    "/api/shards/remove",
+    "/metrics",
+    "/health",
+    "/ready",
+    "/dashboard",
+    "other",
+];
+
+/// Status classes counted per endpoint.
+const CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
+
+/// The HTTP API's requests: per endpoint, counts by status class and a latency histogram.
+/// Atomics in fixed slots, as the RESP side's command table.
+#[derive(Debug, Default)]
+pub struct HttpStats {
+    counts: [[AtomicU64; CLASSES.len()]; ENDPOINTS.len()],
+    nanos: [AtomicU64; ENDPOINTS.len()],
+    latency: [Histogram; ENDPOINTS.len()],
+}
+
+impl HttpStats {
+    /// The slot of a request's path.
+    pub fn endpoint(path: &str) -> usize {
+        ENDPOINTS.iter().position(|e| *e == path).unwrap_or(ENDPOINTS.len() - 1)
+    }
+
+    /// Counts a request to `endpoint` answered with `status` after `took`.
+    pub fn record(&self, endpoint: usize, status: u16, took: Duration) {
+        let class = usize::from(status / 100).clamp(2, 5) - 2;
+        self.counts[endpoint][class].fetch_add(1, Ordering::Relaxed);
+        self.nanos[endpoint].fetch_add(took.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+        self.latency[endpoint].record(took);
+    }
+
+    fn write(&self, p: &mut Page) {
+        p.family(
+            "kvstore_http_requests_total",
+            Kind::Counter,
+            "HTTP requests answered, by endpoint and status class.",
+        );
+        for (e, endpoint) in ENDPOINTS.iter().enumerate() {
+            for (c, class) in CLASSES.iter().enumerate() {
+                let n = self.counts[e][c].load(Ordering::Relaxed);
+                if n > 0 {
+                    p.sample(
+                        "kvstore_http_requests_total",
+                        &[("endpoint", endpoint), ("code", class)],
+                        n as f64,
+                    );
+                }
+            }
+        }
+        p.family(
+            "kvstore_http_request_duration_seconds",
+            Kind::Histogram,
+            "Time from a request's headers to its response, by endpoint.",
+        );
+        let name = "kvstore_http_request_duration_seconds";
+        for (e, endpoint) in ENDPOINTS.iter().enumerate() {
+            let snapshot = self.latency[e].snapshot();
+            if snapshot.count() == 0 {
+                continue;
+            }
+            let nanos = self.nanos[e].load(Ordering::Relaxed);
+            p.histogram(name, &[("endpoint", endpoint)], &snapshot, nanos);
+        }
+    }
+}
 
 /// The Prometheus page.
 pub fn page(state: &HttpState) -> String {
@@ -98,6 +175,7 @@ pub fn page(state: &HttpState) -> String {
         "The ring version the gate routes by.",
         routing.view.ring.as_ref().map_or(0, |r| r.version) as f64,
     );
+    state.http_stats.write(&mut p);
     let session = *state.coord.session().borrow();
     p.zookeeper(session.connected, session.reconnects, session.generation);
     p.single(

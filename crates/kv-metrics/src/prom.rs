@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use crate::cmdstats::CommandStats;
 use crate::errors::ErrorStats;
+use crate::histogram::Snapshot;
 
 /// The `Content-Type` of a page.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -80,6 +81,26 @@ impl Page {
         self.family(name, kind, help).sample(name, &[], value)
     }
 
+    /// The samples of one series of histogram family `name` (its family already started):
+    /// cumulative buckets at the exported bounds, `+Inf`, the sum (from `nanos`) and count.
+    pub fn histogram(&mut self, name: &str, labels: &[(&str, &str)], h: &Snapshot, nanos: u64) -> &mut Self {
+        let bucket = format!("{name}_bucket");
+        let mut sample = |le: &str, n: u64| {
+            let mut with_le: Vec<(&str, &str)> = labels.to_vec();
+            with_le.push(("le", le));
+            self.sample(&bucket, &with_le, n as f64);
+        };
+        let mut le = String::new();
+        for (bound, n) in h.cumulative() {
+            le.clear();
+            write_value(&mut le, bound as f64 / 1e9);
+            sample(&le, n);
+        }
+        sample("+Inf", h.count());
+        self.sample(&format!("{name}_sum"), labels, nanos as f64 / 1e9);
+        self.sample(&format!("{name}_count"), labels, h.count() as f64)
+    }
+
     /// The command families: calls, time histograms, refusals and failures per command, and
     /// error replies by kind.
     pub fn commands(&mut self, stats: &CommandStats, errors: &ErrorStats) -> &mut Self {
@@ -97,19 +118,9 @@ impl Page {
             Kind::Histogram,
             "Time spent running commands (a pipelined batch's time is shared among its commands).",
         );
-        let bucket = "kvstore_command_duration_seconds_bucket";
         for f in &commands {
-            let mut le = String::new();
-            for (bound, n) in f.latency.cumulative() {
-                le.clear();
-                write_value(&mut le, bound as f64 / 1e9);
-                self.sample(bucket, &[("command", f.name), ("le", &le)], n as f64);
-            }
-            let total = f.latency.count();
-            self.sample(bucket, &[("command", f.name), ("le", "+Inf")], total as f64);
             let labels = [("command", f.name)];
-            self.sample("kvstore_command_duration_seconds_sum", &labels, f.nanos as f64 / 1e9);
-            self.sample("kvstore_command_duration_seconds_count", &labels, total as f64);
+            self.histogram("kvstore_command_duration_seconds", &labels, &f.latency, f.nanos);
         }
         self.family(
             "kvstore_commands_rejected_total",
