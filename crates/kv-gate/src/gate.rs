@@ -194,7 +194,7 @@ impl Gate {
         let limits = config.http_limits();
         let mut gauges = Vec::new();
         if let Some((tls, listener, _)) = https {
-            let listener = LimitedListener::new(listener, &limits);
+            let listener = LimitedListener::new(listener, &limits).observed(state.http_stats.clone());
             gauges.push(("https", listener.gauge()));
             tasks.push(tokio::spawn(kv_http::serve(
                 listener,
@@ -204,7 +204,7 @@ impl Gate {
                 shutdown_rx.clone(),
             )));
         }
-        let http_listener = LimitedListener::new(listener, &limits);
+        let http_listener = LimitedListener::new(listener, &limits).observed(state.http_stats.clone());
         gauges.push(("http", http_listener.gauge()));
         let _ = state.http_connections.set(gauges);
         tasks.extend([

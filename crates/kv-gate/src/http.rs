@@ -68,8 +68,8 @@ pub struct HttpState {
     pub resp: Arc<crate::resp::RespState>,
     /// The HTTP listeners' open connections by protocol (set once they are bound).
     pub http_connections: std::sync::OnceLock<Vec<(&'static str, kv_http::OpenConnections)>>,
-    /// Requests by endpoint and status, and their latency.
-    pub http_stats: crate::observe::HttpStats,
+    /// Requests by endpoint and status, and their latency (told by the listeners).
+    pub http_stats: Arc<crate::observe::HttpStats>,
 }
 
 /// The router.
@@ -87,19 +87,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/dashboard", get(dashboard))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), count))
         .with_state(state)
-}
-
-/// Counts every request by endpoint and status, with its time (`kvstore_http_*`).
-async fn count(State(state): State<Arc<HttpState>>, req: Request, next: Next) -> Response {
-    let endpoint = crate::observe::HttpStats::endpoint(req.uri().path());
-    let started = std::time::Instant::now();
-    let resp = next.run(req).await;
-    state
-        .http_stats
-        .record(endpoint, resp.status().as_u16(), started.elapsed());
-    resp
 }
 
 /// An error response: status and message, rendered as JSON.

@@ -41,20 +41,21 @@ pub struct HttpStats {
     latency: [Histogram; ENDPOINTS.len()],
 }
 
-impl HttpStats {
-    /// The slot of a request's path.
-    pub fn endpoint(path: &str) -> usize {
+impl kv_http::Observe for HttpStats {
+    fn endpoint(&self, path: &str) -> usize {
         ENDPOINTS.iter().position(|e| *e == path).unwrap_or(ENDPOINTS.len() - 1)
     }
 
-    /// Counts a request to `endpoint` answered with `status` after `took`.
-    pub fn record(&self, endpoint: usize, status: u16, took: Duration) {
+    fn done(&self, endpoint: usize, status: u16, took: Duration) {
         let class = usize::from(status / 100).clamp(2, 5) - 2;
+        let endpoint = endpoint.min(ENDPOINTS.len() - 1);
         self.counts[endpoint][class].fetch_add(1, Ordering::Relaxed);
         self.nanos[endpoint].fetch_add(took.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
         self.latency[endpoint].record(took);
     }
+}
 
+impl HttpStats {
     fn write(&self, p: &mut Page) {
         p.family(
             "kvstore_http_requests_total",
