@@ -20,7 +20,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 # Groups as measured in tests/redis-suite/README.md: settings leak between units, so each
 # group starts from a fresh cluster.
 groups=(
-  "type/string type/incr expire keyspace scan bitops info-command protocol other quit sort"
+  "type/string type/incr expire keyspace scan bitops info-command protocol other quit sort slowlog"
   "type/hash type/list type/set type/zset hyperloglog geo"
   "multi scripting pubsub pubsubshard"
 )

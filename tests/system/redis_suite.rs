@@ -1,6 +1,6 @@
 //! Redis's own test suite (7.0.15, `tests/redis-suite/`, unpatched) in external-server mode
 //! against a gate in front of 2 shards × 2 replicas: the units of the keyspace, the string
-//! family and the admin commands (issue 11), the units of the data types (issue 12), and of
+//! family and the admin commands (issue 11, and issue 15's `slowlog`), the units of the data types (issue 12), and of
 //! transactions, scripts and pub/sub (issue 13), each group on its own cluster. The floors
 //! below are what kvstore passes today, less a few for timing, so a change that
 //! breaks a passing test fails here. What still fails, and why, is listed in
@@ -23,10 +23,11 @@ const UNITS: &[&str] = &[
     "other",
     "quit",
     "sort",
+    "slowlog",
 ];
 
-/// Tests kvstore passes of the 347 a redis-server passes (344 measured; see `docs/redis-suite.md`).
-const FLOOR: usize = 337;
+/// Tests kvstore passes of the 356 a redis-server passes (353 measured; see `docs/redis-suite.md`).
+const FLOOR: usize = 346;
 
 /// The units of issue 12.
 const TYPE_UNITS: &[&str] = &["type/hash", "type/list", "type/set", "type/zset", "hyperloglog", "geo"];

@@ -87,11 +87,17 @@ impl Batch {
         let slow = obs.slowlog.threshold();
         let spike = obs.latency.threshold();
         for call in self.calls.drain(..) {
-            let took = call.took.unwrap_or(share);
+            let took = match call.outcome {
+                Outcome::Ran { .. } => call.took.unwrap_or(share),
+                // A blocking command's wait is not its time (as in Redis, which logs it when
+                // it is served, without the wait).
+                Outcome::Blocked => Duration::ZERO,
+                Outcome::Rejected => {
+                    obs.commands.record(call.info, Duration::ZERO, call.outcome);
+                    continue;
+                }
+            };
             obs.commands.record(call.info, took, call.outcome);
-            if !matches!(call.outcome, Outcome::Ran { .. }) {
-                continue;
-            }
             if slow.is_some_and(|t| took >= t)
                 && let Some(args) = call.raw.as_ref().and_then(parse)
             {
@@ -165,6 +171,13 @@ mod tests {
         assert_eq!(logged[0].micros, 5_000);
         assert_eq!(logged[0].client_addr, "1.2.3.4:5");
         assert_eq!(obs.commands.calls("get"), 2);
+        // A blocking pop is logged when served, without its wait.
+        obs.slowlog.configure(0, 10);
+        b.push(info("blpop"), Outcome::Blocked, None, raw(&["BLPOP", "l", "0"]));
+        b.record(&obs, Duration::from_secs(3), Client::default);
+        let newest = &obs.slowlog.newest(Some(1))[0];
+        assert_eq!((newest.args[0].as_ref(), newest.micros), (&b"BLPOP"[..], 0));
+        obs.slowlog.configure(1_000, 10);
         let get = obs.commands.commands().into_iter().find(|f| f.name == "get").unwrap();
         assert_eq!(get.nanos, 1_000_000);
         let kv_proto::Frame::Array(latest) = obs.latency.command(&[Bytes::from("latency"), Bytes::from("latest")])
