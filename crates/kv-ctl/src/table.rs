@@ -1,6 +1,6 @@
 //! The `kvctl cluster` table.
 
-use kv_client::api::ClusterInfo;
+use kv_client::api::{ClusterInfo, ReplicaInfo, ShardInfo};
 
 /// Columns padded to their widest cell, two spaces apart (the last one unpadded).
 pub fn aligned<R: AsRef<[String]>>(header: &[&str], rows: &[R]) -> String {
@@ -29,6 +29,27 @@ pub fn aligned<R: AsRef<[String]>>(header: &[&str], rows: &[R]) -> String {
     out
 }
 
+/// A replica's first cells, as `cluster` and `top` show them: shard and epoch (on the
+/// shard's first row only), address, role (marked when unreachable), in the in-sync set.
+pub fn replica_cells(shard: &ShardInfo, r: &ReplicaInfo, first: bool) -> [String; 5] {
+    [
+        if first { shard.name.clone() } else { String::new() },
+        if first { shard.epoch.to_string() } else { String::new() },
+        r.addr.clone(),
+        if r.reachable {
+            r.role.clone()
+        } else {
+            format!("{} (unreachable)", r.role)
+        },
+        if r.in_sync { "yes" } else { "no" }.to_string(),
+    ]
+}
+
+/// A figure a replica may not have reported: `-` then.
+pub fn number(v: Option<u64>) -> String {
+    v.map_or_else(|| "-".to_string(), |n| n.to_string())
+}
+
 /// Renders the topology as an aligned table.
 pub fn render(info: &ClusterInfo) -> String {
     let header = [
@@ -38,20 +59,16 @@ pub fn render(info: &ClusterInfo) -> String {
     for shard in &info.shards {
         for (i, r) in shard.replicas.iter().enumerate() {
             let first = i == 0;
-            let opt = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |n| n.to_string());
+            let [name, epoch, addr, role, in_sync] = replica_cells(shard, r, first);
             rows.push([
-                if first { shard.name.clone() } else { String::new() },
-                if first { shard.epoch.to_string() } else { String::new() },
-                r.addr.clone(),
-                if r.reachable {
-                    r.role.clone()
-                } else {
-                    format!("{} (unreachable)", r.role)
-                },
-                if r.in_sync { "yes" } else { "no" }.to_string(),
-                opt(r.keys),
-                opt(r.offset),
-                opt(r.lag),
+                name,
+                epoch,
+                addr,
+                role,
+                in_sync,
+                number(r.keys),
+                number(r.offset),
+                number(r.lag),
                 r.digest.clone().unwrap_or_else(|| "-".into()),
             ]);
         }
@@ -133,7 +150,6 @@ pub fn migration_lines(info: &ClusterInfo) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kv_client::api::{ReplicaInfo, ShardInfo};
 
     #[test]
     fn table_lists_every_replica() {

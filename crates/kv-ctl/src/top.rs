@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use kv_client::api::ClusterInfo;
 use kv_metrics::histogram::Snapshot;
 
-use crate::table::aligned;
+use crate::table::{aligned, number, replica_cells};
 
 /// What a replica reported at the previous frame.
 struct Seen {
@@ -35,7 +35,6 @@ impl Top {
         for shard in &info.shards {
             for (i, r) in shard.replicas.iter().enumerate() {
                 let first = i == 0;
-                let opt = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |n| n.to_string());
                 let (mut ops, mut p99) = ("-".to_string(), "-".to_string());
                 if let Some(commands) = r.commands {
                     if let Some(old) = self.seen.get(&r.id)
@@ -64,22 +63,15 @@ impl Top {
                         },
                     );
                 }
-                rows.push(vec![
-                    if first { shard.name.clone() } else { String::new() },
-                    if first { shard.epoch.to_string() } else { String::new() },
-                    r.addr.clone(),
-                    if r.reachable {
-                        r.role.clone()
-                    } else {
-                        format!("{} (unreachable)", r.role)
-                    },
-                    if r.in_sync { "yes" } else { "no" }.to_string(),
-                    opt(r.lag),
-                    opt(r.keys),
+                let mut row = replica_cells(shard, r, first).to_vec();
+                row.extend([
+                    number(r.lag),
+                    number(r.keys),
                     r.bytes.map_or_else(|| "-".to_string(), human_bytes),
                     ops,
                     p99,
                 ]);
+                rows.push(row);
             }
             if shard.leader.is_none() {
                 let mut row = vec![String::new(); header.len()];

@@ -117,29 +117,21 @@ impl LatencyMonitor {
                 Frame::Integer(n as i64)
             }
             (b"DOCTOR", 2) => Frame::text(self.doctor()),
-            (b"HELP", 2) => Frame::Array(
-                [
-                    "LATENCY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                    "DOCTOR",
-                    "    Return a human readable latency analysis report.",
-                    "HISTORY <event>",
-                    "    Return time-latency samples for the <event> class.",
-                    "LATEST",
-                    "    Return the latest latency samples for all events.",
-                    "RESET [<event> ...]",
-                    "    Reset latency data of one or more <event> classes.",
-                    "    (default: reset all data for all event classes)",
-                    "HELP",
-                    "    Prints this help.",
-                ]
-                .iter()
-                .map(|l| Frame::Simple(Bytes::from_static(l.as_bytes())))
-                .collect(),
-            ),
-            _ => Frame::error(format!(
-                "ERR unknown subcommand or wrong number of arguments for '{}'. Try LATENCY HELP.",
-                String::from_utf8_lossy(args.get(1).map_or(&b""[..], |s| &s[..]))
-            )),
+            (b"HELP", 2) => Frame::help(&[
+                "LATENCY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "DOCTOR",
+                "    Return a human readable latency analysis report.",
+                "HISTORY <event>",
+                "    Return time-latency samples for the <event> class.",
+                "LATEST",
+                "    Return the latest latency samples for all events.",
+                "RESET [<event> ...]",
+                "    Reset latency data of one or more <event> classes.",
+                "    (default: reset all data for all event classes)",
+                "HELP",
+                "    Prints this help.",
+            ]),
+            _ => Frame::unknown_subcommand("LATENCY", args.get(1).map_or(&b""[..], |s| &s[..])),
         }
     }
 

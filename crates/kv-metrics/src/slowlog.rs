@@ -137,29 +137,21 @@ impl SlowLog {
                 self.reset();
                 Frame::simple("OK")
             }
-            (b"HELP", 2) => Frame::Array(
-                [
-                    "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                    "GET [<count>]",
-                    "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
-                    "    Entries are made of:",
-                    "    id, timestamp, time in microseconds, arguments array, client IP and port,",
-                    "    client name",
-                    "LEN",
-                    "    Return the length of the slowlog.",
-                    "RESET",
-                    "    Reset the slowlog.",
-                    "HELP",
-                    "    Prints this help.",
-                ]
-                .iter()
-                .map(|l| Frame::Simple(Bytes::from_static(l.as_bytes())))
-                .collect(),
-            ),
-            _ => Frame::error(format!(
-                "ERR unknown subcommand or wrong number of arguments for '{}'. Try SLOWLOG HELP.",
-                String::from_utf8_lossy(args.get(1).map_or(&b""[..], |s| &s[..]))
-            )),
+            (b"HELP", 2) => Frame::help(&[
+                "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "GET [<count>]",
+                "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
+                "    Entries are made of:",
+                "    id, timestamp, time in microseconds, arguments array, client IP and port,",
+                "    client name",
+                "LEN",
+                "    Return the length of the slowlog.",
+                "RESET",
+                "    Reset the slowlog.",
+                "HELP",
+                "    Prints this help.",
+            ]),
+            _ => Frame::unknown_subcommand("SLOWLOG", args.get(1).map_or(&b""[..], |s| &s[..])),
         }
     }
 }

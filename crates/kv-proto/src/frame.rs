@@ -68,6 +68,20 @@ impl Frame {
         Frame::Simple(Bytes::from_static(s.as_bytes()))
     }
 
+    /// A `HELP` subcommand's reply: its lines as simple strings.
+    pub fn help(lines: &[&'static str]) -> Frame {
+        Frame::Array(lines.iter().map(|l| Frame::simple(l)).collect())
+    }
+
+    /// Redis's error for an unknown subcommand of `command` (`SLOWLOG`, `LATENCY` …), or a
+    /// known one with the wrong number of arguments.
+    pub fn unknown_subcommand(command: &str, sub: &[u8]) -> Frame {
+        Frame::error(format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try {command} HELP.",
+            String::from_utf8_lossy(sub)
+        ))
+    }
+
     /// An error frame.
     pub fn error(s: impl Into<String>) -> Frame {
         Frame::Error(Bytes::from(s.into()))

@@ -278,7 +278,7 @@ impl Settings {
             }
             b"RESETSTAT" if a.len() == 2 => Frame::simple("OK"),
             b"REWRITE" if a.len() == 2 => Frame::error("ERR The server is running without a config file"),
-            b"HELP" if a.len() == 2 => Frame::Array(HELP.iter().map(|l| Frame::simple(l)).collect()),
+            b"HELP" if a.len() == 2 => Frame::help(HELP),
             b"GET" | b"SET" | b"RESETSTAT" | b"REWRITE" | b"HELP" => arity(),
             _ => Frame::error(format!(
                 "ERR unknown subcommand '{}'. Try CONFIG HELP.",
