@@ -37,6 +37,7 @@ import shutil
 import signal
 import socket
 import statistics
+import resource
 import subprocess
 import sys
 import tempfile
@@ -45,6 +46,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = os.path.join(ROOT, "target", "release")
 PROCS = []
+PIDS = {}  # process name -> pid, for the CPU accounting
 WORK = tempfile.mkdtemp(prefix="kvstore-bench-")
 # With --pin: servers on CPU 1, load generators on CPU 0 (steadier; each system gets one core).
 PIN = {"server": [], "load": []}
@@ -82,6 +84,7 @@ def start(name, args, env=None):
     p = subprocess.Popen(PIN["server"] + args, stdout=subprocess.PIPE, stderr=logf, stdin=subprocess.DEVNULL,
                          env={**os.environ, **(env or {})}, text=True)
     PROCS.append(p)
+    PIDS[name] = p.pid
     return p
 
 
@@ -197,9 +200,28 @@ def twemproxy(r1, r2):
     return port
 
 
-def redis_benchmark(port, pipeline, n, tests=("SET", "GET"), extra=()):
+def cpu_seconds(pids):
+    """User + system CPU seconds the processes `pids` have used so far."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def load_cpu_seconds():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def redis_benchmark(port, pipeline, n, tests=("SET", "GET"), extra=(), cpu=None):
     """Figures per test (`rps`, `p50`, `p99`) of one redis-benchmark run; `extra` goes before
-    the other arguments (`--cluster`)."""
+    the other arguments (`--cluster`). With `cpu` (the proxy's and the backends' pids), also
+    the CPU microseconds per request that each part and the load generator used (`cpu`)."""
+    parts = {"proxy": cpu[0], "backends": cpu[1]} if cpu else {}
+    before = {name: cpu_seconds(pids) for name, pids in parts.items()}
+    load_before = load_cpu_seconds()
     out = subprocess.run(PIN["load"] + ["redis-benchmark", *extra, "-p", str(port), "-t", ",".join(tests).lower(), "-n", str(n), "-c", "50", "-d", "100",
                           "-r", "100000", "-P", str(pipeline), "--csv"],
                          capture_output=True, text=True, timeout=600).stdout
@@ -211,6 +233,11 @@ def redis_benchmark(port, pipeline, n, tests=("SET", "GET"), extra=()):
             rows[cells[0]] = {"rps": float(cells[1]), "p50": float(cells[4]), "p99": float(cells[6])}
     if set(rows) != set(tests):
         raise SystemExit(f"redis-benchmark on port {port} printed no figures:\n{out}")
+    if cpu:
+        requests = n * len(tests)
+        used = {name: cpu_seconds(pids) - before[name] for name, pids in parts.items()}
+        used["load"] = load_cpu_seconds() - load_before
+        rows["cpu"] = {name: secs * 1e6 / requests for name, secs in used.items()}
     return rows
 
 
@@ -226,7 +253,7 @@ def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
-def resp_bench(ports, repeats, quick):
+def resp_bench(ports, repeats, quick, pids):
     n1, n16 = (50_000, 300_000) if quick else (200_000, 1_000_000)
     pairs = [("gate", "twemproxy"), ("kvserver", "redis")]
     results = {}  # (system, P) -> list of rows
@@ -239,7 +266,8 @@ def resp_bench(ports, repeats, quick):
             for ours, peer in pairs:
                 order = (ours, peer) if r % 2 == 0 else (peer, ours)
                 for name in order:
-                    results.setdefault((name, pipeline), []).append(redis_benchmark(ports[name], pipeline, n))
+                    results.setdefault((name, pipeline), []).append(
+                        redis_benchmark(ports[name], pipeline, n, cpu=pids[name]))
     print("\n## RESP: redis-benchmark -c 50 -d 100 -r 100000 (medians)\n")
     print("| system | -P | SET ops/s | SET p50 ms | SET p99 ms | GET ops/s | GET p50 ms | GET p99 ms |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -258,6 +286,22 @@ def resp_bench(ports, repeats, quick):
             cells = [f"{median([x[t]['rps'] / y[t]['rps'] for x, y in zip(a, b)]):.2f}x" for t in ("SET", "GET")]
             cells += [f"{median([x[t]['p99'] / y[t]['p99'] for x, y in zip(a, b)]):.2f}x" for t in ("SET", "GET")]
             print(f"| {ours} / {peer} | {pipeline} | " + " | ".join(cells) + " |")
+    print("\n## RESP: CPU per request (microseconds, SET and GET runs together, medians)\n")
+    print("On two cores every system here is CPU-bound: throughput follows the CPU all processes")
+    print("spend per request. proxy: kvgate or nutcracker; backends: the two servers behind it;")
+    print("load: redis-benchmark.\n")
+    print("| system | -P | proxy | backends | proxy + backends | load generator |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for (name, pipeline), rows in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        cpu = {k: median([x["cpu"][k] for x in rows]) for k in ("proxy", "backends", "load")}
+        both = median([x["cpu"]["proxy"] + x["cpu"]["backends"] for x in rows])
+        print(f"| {name} | {pipeline} | {cpu['proxy']:.2f} | {cpu['backends']:.2f} | {both:.2f} | {cpu['load']:.2f} |")
+    for pipeline in (1, 16):
+        a, b = results[("gate", pipeline)], results[("twemproxy", pipeline)]
+        ratio = median([(x["cpu"]["proxy"] + x["cpu"]["backends"]) / (y["cpu"]["proxy"] + y["cpu"]["backends"])
+                        for x, y in zip(a, b)])
+        print(f"\n-P {pipeline}: gate + kvservers use {ratio:.2f}x the CPU per request of twemproxy + redis-servers "
+              "(median of paired ratios).")
     canary = median([x["SET"]["rps"] for x in results[("redis", 1)]])
     print(f"\nCanary: redis-server alone at -P 1 did {canary / 1000:.0f}k SET/s "
           f"({'quiet' if canary >= 95_000 else 'NOISY: under ~95k, rerun for absolute figures'}).")
@@ -614,15 +658,18 @@ def main():
             scripts_tx_bench({"gate": gate_resp, "twemproxy": tw, "redis": rsolo}, [r1, r2], args.repeats,
                              args.quick)
         if "pubsub" in only:
-            gate2 = start("kvgate", [os.path.join(REL, "kvgate"), "--zk", zk, "--cluster", "bench", "--http-port",
+            gate2 = start("kvgate-2", [os.path.join(REL, "kvgate"), "--zk", zk, "--cluster", "bench", "--http-port",
                                      "0", "--resp-port", "0", "--log", "warn"])
-            gate2_resp = int(ready_line(gate2, "kvgate")[1].split("=")[1].rsplit(":", 1)[1])
+            gate2_resp = int(ready_line(gate2, "kvgate-2")[1].split("=")[1].rsplit(":", 1)[1])
             pubsub_bench([gate_resp, gate2_resp], rsolo, args.repeats, args.quick)
         if "default-list" in only:
             default_list_bench({"gate": gate_resp, "twemproxy": tw}, args.repeats, 50_000 if args.quick else 100_000)
         if "resp" in only:
+            pids = {"gate": ([PIDS["kvgate"]], [PIDS["kvserver-bench-s1"], PIDS["kvserver-bench-s2"]]),
+                    "twemproxy": ([PIDS["twemproxy"]], [PIDS["redis-1"], PIDS["redis-2"]]),
+                    "kvserver": ([PIDS["kvserver-solo-solo"]], []), "redis": ([PIDS["redis-solo"]], [])}
             resp_bench({"gate": gate_resp, "twemproxy": tw, "kvserver": solo, "redis": rsolo}, args.repeats,
-                       args.quick)
+                       args.quick, pids)
         if "http" in only:
             axum = start("trivial_http_kv", [os.path.join(REL, "examples", "trivial_http_kv"), str(free_port())])
             axum_port = int(ready_line(axum, "trivial_http_kv")[0].rsplit(":", 1)[1])

@@ -335,3 +335,75 @@ async fn a_request_id_follows_a_command_from_the_gate_to_the_server() {
     assert!(served.contains("command=SET"), "{served}");
     assert!(served.contains("micros="), "{served}");
 }
+
+/// The metrics port's limits are the flags given: a request whose headers stall is cut off
+/// after `--metrics-header-timeout-ms`, and past `--metrics-max-connections` the quietest
+/// connection makes room for a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_ports_limits_are_its_flags() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = TestCluster::start().await;
+    c.start_server("s1", &["--metrics-port", "0", "--metrics-header-timeout-ms", "300"])
+        .await;
+    // (hyper's header timeout also closes a connection idle between requests: long here.)
+    let one = [
+        "--metrics-port",
+        "0",
+        "--metrics-max-connections",
+        "1",
+        "--metrics-header-timeout-ms",
+        "20000",
+    ];
+    c.start_server("s1", &one).await;
+    let addr = c.servers[0].metrics.clone().expect("the metrics address");
+    // True when the server closes `s` within 10 s (whatever it sends before).
+    let closed = |mut s: tokio::net::TcpStream| async move {
+        let mut buf = [0u8; 1024];
+        let read_to_end = async {
+            while let Ok(n) = s.read(&mut buf).await
+                && n > 0
+            {}
+        };
+        tokio::time::timeout(Duration::from_secs(10), read_to_end).await.is_ok()
+    };
+
+    // Half a request line, then nothing: closed once the header timeout passes.
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stalled.write_all(b"GET /metr").await.unwrap();
+    let started = std::time::Instant::now();
+    assert!(closed(stalled).await, "a stalled request is cut off");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250),
+        "cut off after {waited:?}, before the timeout"
+    );
+    assert!(
+        waited < Duration::from_secs(5),
+        "cut off after {waited:?}: not the 300 ms flag"
+    );
+
+    // One connection allowed: a second one is served, and the first, idle after a request
+    // (its idle timeout is a minute), is closed to make room for it.
+    let addr = c.servers[1].metrics.clone().expect("the metrics address");
+    let mut quiet = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    quiet
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    quiet.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    // Full, but nobody is waiting: the idle connection stays open past the second after
+    // which it could be evicted.
+    let mut rest = [0u8; 1024];
+    let mut got = 0;
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(2500), quiet.read(&mut rest)).await {
+        assert!(n > 0, "closed with nobody waiting for its slot");
+        got += n;
+    }
+    assert!(got > 0, "the rest of the response");
+    let url = format!("http://{addr}/health");
+    let (status, _) = tokio::task::spawn_blocking(move || get(&url)).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(closed(quiet).await, "the quietest connection made room");
+}

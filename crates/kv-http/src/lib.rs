@@ -119,12 +119,17 @@ impl LimitedListener {
     /// Closes the connection quiet longest (at least [`EVICTABLE_AFTER`]), if any.
     fn evict_quietest(&mut self) -> bool {
         self.open.retain(|w| w.strong_count() > 0);
-        let threshold = self.now_ms().saturating_sub(EVICTABLE_AFTER.as_millis() as u64);
+        // Quiet for EVICTABLE_AFTER: counted forward from the last activity, so that within
+        // the listener's first second a connection active at its millisecond 0 is not taken
+        // for one quiet since (a saturating `now - EVICTABLE_AFTER` was 0 then).
+        let now = self.now_ms();
+        let quiet_enough =
+            |t: &Tracked| t.last_active.load(Ordering::Relaxed) + EVICTABLE_AFTER.as_millis() as u64 <= now;
         let quietest = self
             .open
             .iter()
             .filter_map(Weak::upgrade)
-            .filter(|t| !t.evicted.load(Ordering::Relaxed) && t.last_active.load(Ordering::Relaxed) <= threshold)
+            .filter(|t| !t.evicted.load(Ordering::Relaxed) && quiet_enough(t))
             .min_by_key(|t| t.last_active.load(Ordering::Relaxed));
         let Some(t) = quietest else { return false };
         t.evicted.store(true, Ordering::Release);
@@ -134,25 +139,32 @@ impl LimitedListener {
         true
     }
 
+    /// A slot for a connection that is waiting: a free one, or the one the quietest
+    /// connection gives back when closed; while every connection is busy, the first to end.
+    async fn make_room(&mut self) -> OwnedSemaphorePermit {
+        if let Ok(slot) = self.slots.clone().try_acquire_owned() {
+            return slot;
+        }
+        loop {
+            let evicted = self.evict_quietest();
+            let wait = if evicted {
+                Duration::from_secs(5)
+            } else {
+                EVICTABLE_AFTER
+            };
+            if let Ok(Ok(slot)) = tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await {
+                return slot;
+            }
+        }
+    }
+
+    /// The next connection. Room is made only once one has arrived: a full listener with
+    /// nobody waiting leaves its idle connections alone (it used to close one each second).
     async fn accept(&mut self) -> (GuardedStream, SocketAddr) {
-        let slot = match self.slots.clone().try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(_) => loop {
-                // Full: make room, then take the slot the closed connection gives back.
-                let evicted = self.evict_quietest();
-                let wait = if evicted {
-                    Duration::from_secs(5)
-                } else {
-                    EVICTABLE_AFTER
-                };
-                if let Ok(Ok(slot)) = tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await {
-                    break slot;
-                }
-            },
-        };
         loop {
             match self.inner.accept().await {
                 Ok((stream, addr)) => {
+                    let slot = self.make_room().await;
                     let _ = stream.set_nodelay(true);
                     let tracked = Arc::new(Tracked {
                         last_active: AtomicU64::new(self.now_ms()),

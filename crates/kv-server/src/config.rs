@@ -149,6 +149,19 @@ pub struct Config {
     #[arg(long, env = "KVSERVER_METRICS_PORT")]
     pub metrics_port: Option<u16>,
 
+    /// Most connections the metrics port serves at once (a scraper and a few probes). When
+    /// all are taken, the quietest is closed to make room for a new one.
+    #[arg(long, env = "KVSERVER_METRICS_MAX_CONNECTIONS", default_value_t = 64)]
+    pub metrics_max_connections: usize,
+
+    /// How long a metrics request's headers may take to arrive, whole.
+    #[arg(long, env = "KVSERVER_METRICS_HEADER_TIMEOUT_MS", default_value_t = 5_000)]
+    pub metrics_header_timeout_ms: u64,
+
+    /// A metrics connection on which nothing arrives for this long is closed.
+    #[arg(long, env = "KVSERVER_METRICS_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub metrics_idle_timeout_ms: u64,
+
     /// TLS for clients (`--tls-port` beside the plain port).
     #[command(flatten)]
     pub tls: kv_tls::TlsSettings,
@@ -245,6 +258,15 @@ impl Config {
     pub fn metrics_bind_addr(&self) -> Option<String> {
         let port = self.metrics_port?;
         Some(format!("{}:{port}", self.bind.as_deref().unwrap_or(&self.host)))
+    }
+
+    /// The metrics port's connection limits.
+    pub fn metrics_limits(&self) -> kv_http::HttpLimits {
+        kv_http::HttpLimits {
+            max_connections: self.metrics_max_connections.max(1),
+            header_timeout: Duration::from_millis(self.metrics_header_timeout_ms),
+            idle_timeout: Duration::from_millis(self.metrics_idle_timeout_ms),
+        }
     }
 
     /// Where the TLS client port listens, when there is one.

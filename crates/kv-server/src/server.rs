@@ -203,12 +203,7 @@ impl Server {
                 node: node.clone(),
                 session: coord.session(),
             });
-            // A scraper and a few probes: small limits.
-            let limits = kv_http::HttpLimits {
-                max_connections: 64,
-                header_timeout: Duration::from_secs(5),
-                idle_timeout: Duration::from_secs(60),
-            };
+            let limits = node.config.metrics_limits();
             tasks.push(tokio::spawn(kv_http::serve(
                 kv_http::LimitedListener::new(listener, &limits),
                 crate::metrics::router(state),
