@@ -352,6 +352,9 @@ impl Forwarder {
             };
             let g = &mut batcher.groups[i];
             if g.count == 1 {
+                // Room for a typical pipeline at once rather than growing by reallocation
+                // (the growth was 4% of the gate's instructions under `SET -P 16`).
+                g.bytes.reserve((g.first.len() * 16).min(64 * 1024));
                 g.bytes.extend_from_slice(&g.first);
             }
             if g.count >= 1 {

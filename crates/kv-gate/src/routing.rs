@@ -42,7 +42,10 @@ pub struct ShardRoute {
 pub struct Routing {
     /// The stored ring and, during a ring change, the next one.
     placement: Arc<Placement>,
-    shards: HashMap<String, ShardRoute>,
+    /// Looked up for every request: hashbrown's default hasher (foldhash) rather than
+    /// SipHash, which was 4% of the gate's instructions under `SET -P 16` (callgrind). The
+    /// names come from the cluster's own view, not from clients.
+    shards: hashbrown::HashMap<String, ShardRoute>,
     policy: ReadPolicy,
     next_reader: AtomicUsize,
     /// The view this routing was built from.
@@ -185,7 +188,7 @@ impl RoutingBuilder {
     /// view are closed.
     pub fn build(&mut self, view: Arc<ClusterView>, confirmed: bool, hints: &Hints) -> Routing {
         let mut live = HashSet::new();
-        let mut shards = HashMap::new();
+        let mut shards = hashbrown::HashMap::new();
         for sv in view.live_shards() {
             for n in sv.nodes.values() {
                 live.insert(n.cluster_addr.clone());

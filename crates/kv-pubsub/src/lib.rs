@@ -373,6 +373,10 @@ pub enum Op {
 impl Op {
     /// The subscribe command `name` is, if it is one (any case).
     pub fn of(name: &[u8]) -> Option<Op> {
+        // Asked of every request a gate serves: most are not these (all 9 to 12 bytes long).
+        if !(9..=12).contains(&name.len()) {
+            return None;
+        }
         let ops = [
             (&b"SUBSCRIBE"[..], Op::Subscribe(Space::Global)),
             (b"UNSUBSCRIBE", Op::Unsubscribe(Space::Global)),

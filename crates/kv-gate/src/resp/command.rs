@@ -140,14 +140,14 @@ fn kind(name: &str) -> Option<Kind> {
 
 /// The gate's commands by lower-case name: a hash lookup per request (the table is built
 /// once; foldhash, as `kv_proto::commands::lookup` explains).
-static BY_NAME: LazyLock<hashbrown::HashMap<&'static str, Spec>> = LazyLock::new(|| {
+static BY_NAME: LazyLock<hashbrown::HashMap<&'static [u8], Spec>> = LazyLock::new(|| {
     COMMANDS
         .iter()
         .filter(|c| c.served_by != ServedBy::Server)
         .map(|info| {
             let kind = kind(info.name).unwrap_or_else(|| panic!("the gate serves {}", info.name));
             (
-                info.name,
+                info.name.as_bytes(),
                 Spec {
                     name: info.name,
                     kind,
@@ -172,8 +172,7 @@ pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
     for (b, c) in buf.iter_mut().zip(name) {
         *b = c.to_ascii_lowercase();
     }
-    let lower = std::str::from_utf8(&buf[..name.len()]).ok()?;
-    BY_NAME.get(lower)
+    BY_NAME.get(&buf[..name.len()])
 }
 
 impl Spec {
