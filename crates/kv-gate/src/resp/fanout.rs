@@ -88,13 +88,13 @@ async fn start(
             let flight = fwd.start(Target::Key(key), access, cmd, affinity).await;
             parts.push((flight, vec![(i - 1) / step]));
         }
-        return Pending::Fanout(Fanout {
+        return Pending::Fanout(Box::new(Fanout {
             parts,
             combine,
             req: req.clone(),
             step,
             access,
-        });
+        }));
     }
     let mut parts = Vec::with_capacity(groups.len());
     for (shard, indices) in groups {
@@ -108,13 +108,13 @@ async fn start(
         // Positions in the reply are key ordinals, not argument indices.
         parts.push((flight, indices.iter().map(|i| (i - 1) / step).collect()));
     }
-    Pending::Fanout(Fanout {
+    Pending::Fanout(Box::new(Fanout {
         parts,
         combine,
         req: req.clone(),
         step,
         access,
-    })
+    }))
 }
 
 /// MGET

@@ -178,7 +178,9 @@ pub async fn accept_loop(
 pub enum Pending {
     Now(Frame),
     Forward(InFlight),
-    Fanout(fanout::Fanout),
+    /// (Boxed, as are the other large and rare variants: every request's `Pending` is
+    /// moved several times, and a smaller one is cheaper to move.)
+    Fanout(Box<fanout::Fanout>),
     /// `INFO` with these section names (lower-case; none: the default sections).
     Info(Vec<String>),
     DbSize(usize),
@@ -196,7 +198,7 @@ pub enum Pending {
     Execute(crate::routing::Target, bytes::Bytes),
     /// A script that declared no keys: run again on the shard of the key it touched, when
     /// the server it ran on answers that it touched a key served elsewhere before writing.
-    Script(InFlight, bytes::Bytes, Access),
+    Script(Box<(InFlight, bytes::Bytes, Access)>),
     /// `ACL SETUSER`, `DELUSER` or `LOAD`: applied to the cluster's stored users.
     Acl(Vec<bytes::Bytes>, Arc<kv_acl::User>),
     /// A SORT the gate runs itself (patterns, or a destination on another shard).
@@ -288,7 +290,8 @@ impl Pending {
                 state.users_store.change(&state.acl, command).await
             }
             Pending::Sort(s) => s.finish(&state.forwarder).await,
-            Pending::Script(flight, request, access) => {
+            Pending::Script(script) => {
+                let (flight, request, access) = *script;
                 let fwd = &state.forwarder;
                 let mut reply = flight.finish(fwd).await;
                 // Twice at most: a script touching keys on two shards cannot run anywhere.
@@ -784,7 +787,7 @@ impl<'a> Session<'a> {
                 .forwarder
                 .start(Target::Key(first), access, bytes.clone(), self.affinity())
                 .await;
-            return Pending::Script(flight, bytes, access);
+            return Pending::Script(Box::new((flight, bytes, access)));
         }
         self.forward_key(req, first, access).await
     }
