@@ -158,6 +158,21 @@ def kvserver(zk, shard, cluster, rel=REL, flags=()):
     return int(ready_line(p, f"kvserver-{cluster}-{shard}")[0].rsplit(":", 1)[1])
 
 
+def kvgate(zk, cluster, name="kvgate", rel=REL, flags=()):
+    """Starts a kvgate of `cluster` on free ports; returns the addresses its ready line
+    names: `http` (host:port) and, by name, the port of each `name=addr` (`resp`, `tls`,
+    `https`)."""
+    p = start(name, [os.path.join(rel, "kvgate"), "--zk", zk, "--cluster", cluster, "--http-port", "0",
+                     "--resp-port", "0", "--log", "warn", *flags])
+    words = ready_line(p, name)
+    ports = {"http": words[0]}
+    for w in words[1:]:
+        if "=" in w:
+            k, v = w.split("=", 1)
+            ports[k] = int(v.rsplit(":", 1)[1])
+    return ports
+
+
 def serving(port, limit=30):
     """Waits until `GET` at `port` answers without an error (a leader, on a ring, within its
     lease)."""
@@ -634,10 +649,8 @@ def main():
             return
         s1 = kvserver(zk, "s1", "bench")
         s2 = kvserver(zk, "s2", "bench")
-        gate = start("kvgate", [os.path.join(REL, "kvgate"), "--zk", zk, "--cluster", "bench", "--http-port", "0",
-                                "--resp-port", "0", "--threads", str(args.gate_threads), "--log", "warn"])
-        words = ready_line(gate, "kvgate")
-        gate_http, gate_resp = words[0], int(words[1].split("=")[1].rsplit(":", 1)[1])
+        gate = kvgate(zk, "bench", flags=["--threads", str(args.gate_threads)])
+        gate_http, gate_resp = gate["http"], gate["resp"]
         solo = kvserver(zk, "solo", "solo")
         serving(solo)
         r1, r2, rsolo = redis("redis-1"), redis("redis-2"), redis("redis-solo")
@@ -658,9 +671,7 @@ def main():
             scripts_tx_bench({"gate": gate_resp, "twemproxy": tw, "redis": rsolo}, [r1, r2], args.repeats,
                              args.quick)
         if "pubsub" in only:
-            gate2 = start("kvgate-2", [os.path.join(REL, "kvgate"), "--zk", zk, "--cluster", "bench", "--http-port",
-                                     "0", "--resp-port", "0", "--log", "warn"])
-            gate2_resp = int(ready_line(gate2, "kvgate-2")[1].split("=")[1].rsplit(":", 1)[1])
+            gate2_resp = kvgate(zk, "bench", name="kvgate-2")["resp"]
             pubsub_bench([gate_resp, gate2_resp], rsolo, args.repeats, args.quick)
         if "default-list" in only:
             default_list_bench({"gate": gate_resp, "twemproxy": tw}, args.repeats, 50_000 if args.quick else 100_000)

@@ -42,9 +42,7 @@ def build_base(rev):
 def shard(zk, name, rel):
     """A leader and a follower of one shard, and a gate; returns (leader port, gate port)."""
     ports = [b.kvserver(zk, "s", name, rel) for _ in range(2)]
-    gate = b.start(f"kvgate-{name}", [os.path.join(rel, "kvgate"), "--zk", zk, "--cluster", name,
-                                      "--http-port", "0", "--resp-port", "0", "--threads", "1", "--log", "warn"])
-    gate_port = int(b.ready_line(gate, f"kvgate-{name}")[1].split("=")[1].rsplit(":", 1)[1])
+    gate_port = b.kvgate(zk, name, name=f"kvgate-{name}", rel=rel, flags=["--threads", "1"])["resp"]
     b.serving(gate_port)
     # The leader is the one that serves reads straight away.
     for p in ports:

@@ -161,10 +161,7 @@ def failover(zk, trials, session_ms):
     sh = Shard(zk, f"fo{session_ms}", ["--zk-session-timeout-ms", str(session_ms)])
     for _ in range(3):
         sh.add()
-    gate = b.start(f"kvgate-fo{session_ms}", [os.path.join(b.REL, "kvgate"), "--zk", zk, "--cluster",
-                                             f"fo{session_ms}", "--http-port", "0", "--resp-port", "0",
-                                             "--log", "warn"])
-    gate_resp = int(b.ready_line(gate, "kvgate")[1].split("=")[1].rsplit(":", 1)[1])
+    gate_resp = b.kvgate(zk, f"fo{session_ms}", name=f"kvgate-fo{session_ms}")["resp"]
     times = []
     for t in range(trials):
         lead = wait("3 replicas in sync", lambda: sh.in_sync(2))

@@ -59,10 +59,8 @@ def run_one(zk, keys, rate, tag):
     flags = ["--max-keys", "0", "--migration-rate", str(rate)]
     s1 = Shard(zk, f"rs-{tag}", flags)
     s1.add()
-    gate = b.start(f"kvgate-rs-{tag}", [os.path.join(b.REL, "kvgate"), "--zk", zk, "--cluster", f"rs-{tag}",
-                                        "--http-port", "0", "--resp-port", "0", "--log", "warn"])
-    words = b.ready_line(gate, "kvgate")
-    http, resp = words[0], int(words[1].split("=")[1].rsplit(":", 1)[1])
+    gate = b.kvgate(zk, f"rs-{tag}", name=f"kvgate-rs-{tag}")
+    http, resp = gate["http"], gate["resp"]
     wait("the ring", lambda: cluster_info(http).get("ring") == ["s"])
     b.load_keys(resp, keys)
     fg = Foreground(resp)

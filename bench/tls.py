@@ -56,16 +56,14 @@ def main():
         systems = {}  # name -> (plain port, TLS port)
         for s in ("s1", "s2"):
             b.kvserver(zk, s, "gated")
-        gate = b.start("kvgate", [os.path.join(b.REL, "kvgate"), "--zk", zk, "--cluster", "gated", "--http-port", "0",
-                                  "--resp-port", "0", "--tls-port", "0", *tls_flags, "--log", "warn"])
-        words = b.ready_line(gate, "kvgate")
-        port = lambda w, k: int(next(x for x in w if x.startswith(k + "=")).split("=")[1].rsplit(":", 1)[1])
-        systems["gate"] = (port(words, "resp"), port(words, "tls"))
+        gate = b.kvgate(zk, "gated", flags=["--tls-port", "0", *tls_flags])
+        systems["gate"] = (gate["resp"], gate["tls"])
         p = b.start("kvserver-alone", [os.path.join(b.REL, "kvserver"), "--shard", "s1", "--port", "0", "--zk", zk,
                                        "--cluster", "alone", "--max-keys", "0", "--tls-port", "0", *tls_flags,
                                        "--log", "warn"])
         words = b.ready_line(p, "kvserver-alone")
-        systems["kvserver"] = (int(words[0].rsplit(":", 1)[1]), port(words, "tls"))
+        tls_port = int(next(w for w in words if w.startswith("tls=")).rsplit(":", 1)[1])
+        systems["kvserver"] = (int(words[0].rsplit(":", 1)[1]), tls_port)
         plain, tls = b.free_port(), b.free_port()
         b.start("redis", ["redis-server", "--bind", "127.0.0.1", "--port", str(plain), "--tls-port", str(tls),
                           "--tls-cert-file", c["crt"], "--tls-key-file", c["key"], "--tls-ca-cert-file", c["ca"],

@@ -231,6 +231,35 @@ async fn redis_cli_against_the_gate() {
     assert!(cli(&addr, &["NOSUCH"]).starts_with("ERR unknown command 'NOSUCH'"));
     assert!(cli(&addr, &["INFO", "keyspace"]).contains("db0:keys="));
     assert!(cli(&addr, &["COMMAND", "COUNT"]).parse::<i64>().unwrap() > 30);
+    // Container commands: an unknown subcommand, or a known one with the wrong count, in
+    // redis-server 7.0's words (its replies to these exact lines), at the gate and at a
+    // server.
+    let server = _c.servers[0].addr.clone();
+    for at in [&addr, &server] {
+        for (line, want) in [
+            ("OBJECT foo x", "ERR unknown subcommand 'foo'. Try OBJECT HELP."),
+            (
+                "OBJECT encoding",
+                "ERR wrong number of arguments for 'object|encoding' command",
+            ),
+            ("ACL whoami x", "ERR wrong number of arguments for 'acl|whoami' command"),
+            (
+                "SCRIPT exists",
+                "ERR wrong number of arguments for 'script|exists' command",
+            ),
+            (
+                "PUBSUB numpat x",
+                "ERR wrong number of arguments for 'pubsub|numpat' command",
+            ),
+            ("FUNCTION foo", "ERR unknown subcommand 'foo'. Try FUNCTION HELP."),
+            ("CONFIG foo", "ERR unknown subcommand 'foo'. Try CONFIG HELP."),
+            ("CLIENT foo", "ERR unknown subcommand 'foo'. Try CLIENT HELP."),
+            ("MEMORY foo", "ERR unknown subcommand 'foo'. Try MEMORY HELP."),
+        ] {
+            let args: Vec<&str> = line.split(' ').collect();
+            assert_eq!(cli(at, &args), want, "{line} at {at}");
+        }
+    }
     // Piped input (redis-cli --pipe sends a stream of commands and counts the replies).
     let (host, port) = addr.rsplit_once(':').unwrap();
     let mut input = String::new();

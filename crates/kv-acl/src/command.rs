@@ -211,12 +211,7 @@ pub fn acl(acl: &Acl, log: &Log, storage: &dyn Storage, me: &User, args: &[Bytes
     let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
     let bulk = |s: &str| Frame::Bulk(Bytes::copy_from_slice(s.as_bytes()));
     let n = args.len();
-    let wrong = || {
-        Frame::error(format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try ACL HELP.",
-            text(&args[1])
-        ))
-    };
+    let wrong = || Frame::unknown_subcommand("ACL", &args[1]);
     match sub.as_slice() {
         b"WHOAMI" if n == 2 => bulk(&me.name),
         b"USERS" if n == 2 => Frame::Array(

@@ -429,6 +429,207 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandInfo> {
     BY_NAME.get(&*lower).copied()
 }
 
+/// Redis 7's container commands that kvstore serves, with each subcommand and its arity
+/// (name and subcommand included), as redis-server 7.0's `COMMAND INFO` lists them. Checked
+/// before a command runs, as Redis checks them, so every container command answers an
+/// unknown subcommand or a wrong count in Redis's words.
+const SUBCOMMANDS: &[(&str, Subcommands)] = &[
+    (
+        "acl",
+        &[
+            ("cat", -2),
+            ("deluser", -3),
+            ("dryrun", -4),
+            ("genpass", -2),
+            ("getuser", 3),
+            ("help", 2),
+            ("list", 2),
+            ("load", 2),
+            ("log", -2),
+            ("save", 2),
+            ("setuser", -3),
+            ("users", 2),
+            ("whoami", 2),
+        ],
+    ),
+    (
+        "client",
+        &[
+            ("caching", 3),
+            ("getname", 2),
+            ("getredir", 2),
+            ("help", 2),
+            ("id", 2),
+            ("info", 2),
+            ("kill", -3),
+            ("list", -2),
+            ("no-evict", 3),
+            ("pause", -3),
+            ("reply", 3),
+            ("setname", 3),
+            ("tracking", -3),
+            ("trackinginfo", 2),
+            ("unblock", -3),
+            ("unpause", 2),
+        ],
+    ),
+    (
+        "cluster",
+        &[
+            ("addslots", -3),
+            ("addslotsrange", -4),
+            ("bumpepoch", 2),
+            ("count-failure-reports", 3),
+            ("countkeysinslot", 3),
+            ("delslots", -3),
+            ("delslotsrange", -4),
+            ("failover", -2),
+            ("flushslots", 2),
+            ("forget", 3),
+            ("getkeysinslot", 4),
+            ("help", 2),
+            ("info", 2),
+            ("keyslot", 3),
+            ("links", 2),
+            ("meet", -4),
+            ("myid", 2),
+            ("nodes", 2),
+            ("replicas", 3),
+            ("replicate", 3),
+            ("reset", -2),
+            ("saveconfig", 2),
+            ("set-config-epoch", 3),
+            ("setslot", -4),
+            ("shards", 2),
+            ("slaves", 3),
+            ("slots", 2),
+        ],
+    ),
+    (
+        "command",
+        &[
+            ("count", 2),
+            ("docs", -2),
+            ("getkeys", -4),
+            ("getkeysandflags", -4),
+            ("help", 2),
+            ("info", -2),
+            ("list", -2),
+        ],
+    ),
+    (
+        "config",
+        &[("get", -3), ("help", 2), ("resetstat", 2), ("rewrite", 2), ("set", -4)],
+    ),
+    (
+        "function",
+        &[
+            ("delete", 3),
+            ("dump", 2),
+            ("flush", -2),
+            ("help", 2),
+            ("kill", 2),
+            ("list", -2),
+            ("load", -3),
+            ("restore", -3),
+            ("stats", 2),
+        ],
+    ),
+    (
+        "latency",
+        &[
+            ("doctor", 2),
+            ("graph", 3),
+            ("help", 2),
+            ("histogram", -2),
+            ("history", 3),
+            ("latest", 2),
+            ("reset", -2),
+        ],
+    ),
+    (
+        "memory",
+        &[
+            ("doctor", 2),
+            ("help", 2),
+            ("malloc-stats", 2),
+            ("purge", 2),
+            ("stats", 2),
+            ("usage", -3),
+        ],
+    ),
+    (
+        "object",
+        &[
+            ("encoding", 3),
+            ("freq", 3),
+            ("help", 2),
+            ("idletime", 3),
+            ("refcount", 3),
+        ],
+    ),
+    (
+        "pubsub",
+        &[
+            ("channels", -2),
+            ("help", 2),
+            ("numpat", 2),
+            ("numsub", -2),
+            ("shardchannels", -2),
+            ("shardnumsub", -2),
+        ],
+    ),
+    (
+        "script",
+        &[
+            ("debug", 3),
+            ("exists", -3),
+            ("flush", -2),
+            ("help", 2),
+            ("kill", 2),
+            ("load", 3),
+        ],
+    ),
+    ("slowlog", &[("get", -2), ("help", 2), ("len", 2), ("reset", 2)]),
+];
+
+/// A container command's subcommands: each name and its arity.
+type Subcommands = &'static [(&'static str, i32)];
+
+/// [`SUBCOMMANDS`] by the command's position in [`COMMANDS`].
+static SUBCOMMANDS_BY_INDEX: std::sync::LazyLock<Vec<Option<Subcommands>>> = std::sync::LazyLock::new(|| {
+    COMMANDS
+        .iter()
+        .map(|c| {
+            SUBCOMMANDS
+                .iter()
+                .find(|(name, _)| *name == c.name)
+                .map(|(_, subs)| *subs)
+        })
+        .collect()
+});
+
+/// Redis's error for a container command's subcommand (`ACL`, `CONFIG`, `OBJECT` …) that
+/// does not exist or has the wrong number of arguments; `None` when it is fine, or when
+/// `info` has no subcommands. Redis's wording: `unknown subcommand 'x'. Try ACL HELP.` and
+/// `wrong number of arguments for 'acl|whoami' command`.
+pub fn subcommand_error(info: &CommandInfo, args: &[Bytes]) -> Option<String> {
+    let sub = args.get(1)?;
+    // Asked of every request: one indexed load for the commands that have no subcommands.
+    let subs = (*SUBCOMMANDS_BY_INDEX.get(info.index())?)?;
+    let Some((name, arity)) = subs.iter().find(|(name, _)| sub.eq_ignore_ascii_case(name.as_bytes())) else {
+        // At most 128 bytes of it, as Redis quotes it.
+        let shown = String::from_utf8_lossy(&sub[..sub.len().min(128)]);
+        return Some(format!(
+            "ERR unknown subcommand '{shown}'. Try {} HELP.",
+            info.name.to_ascii_uppercase()
+        ));
+    };
+    let n = args.len() as i32;
+    let fits = if *arity >= 0 { n == *arity } else { n >= -*arity };
+    (!fits).then(|| format!("ERR wrong number of arguments for '{}|{name}' command", info.name))
+}
+
 /// `TIME`: Unix seconds and microseconds, as two bulk strings (gates and servers alike).
 pub fn time_reply() -> Frame {
     let now = std::time::SystemTime::now()
@@ -504,6 +705,50 @@ mod tests {
         assert!(get.arity_ok(2) && !get.arity_ok(3));
         let mset = lookup(b"MSET").unwrap();
         assert!(mset.arity_ok(3) && mset.arity_ok(5) && !mset.arity_ok(2));
+    }
+
+    /// Container commands answer as redis-server 7.0 does (its replies, checked by hand).
+    #[test]
+    fn subcommand_errors_are_redis_words() {
+        let check = |line: &str| {
+            let args: Vec<Bytes> = line.split(' ').map(|a| Bytes::copy_from_slice(a.as_bytes())).collect();
+            subcommand_error(lookup(&args[0]).expect("a known command"), &args)
+        };
+        assert_eq!(
+            check("OBJECT foo x").unwrap(),
+            "ERR unknown subcommand 'foo'. Try OBJECT HELP."
+        );
+        assert_eq!(
+            check("OBJECT encoding").unwrap(),
+            "ERR wrong number of arguments for 'object|encoding' command"
+        );
+        assert_eq!(check("acl Foo").unwrap(), "ERR unknown subcommand 'Foo'. Try ACL HELP.");
+        assert_eq!(
+            check("ACL WHOAMI x").unwrap(),
+            "ERR wrong number of arguments for 'acl|whoami' command"
+        );
+        assert_eq!(
+            check("PUBSUB numpat x").unwrap(),
+            "ERR wrong number of arguments for 'pubsub|numpat' command"
+        );
+        assert_eq!(
+            check("SCRIPT exists").unwrap(),
+            "ERR wrong number of arguments for 'script|exists' command"
+        );
+        assert_eq!(
+            check("CONFIG foo").unwrap(),
+            "ERR unknown subcommand 'foo'. Try CONFIG HELP."
+        );
+        assert_eq!(check("OBJECT ENCODING k"), None);
+        assert_eq!(check("CONFIG GET a b c"), None);
+        assert_eq!(check("COMMAND"), None);
+        assert_eq!(check("GET k"), None);
+        let long = "x".repeat(200);
+        let e = check(&format!("MEMORY {long}")).unwrap();
+        assert!(
+            e.contains(&format!("'{}'", "x".repeat(128))) && !e.contains(&"x".repeat(129)),
+            "{e}"
+        );
     }
 
     #[test]

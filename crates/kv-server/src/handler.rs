@@ -171,6 +171,18 @@ pub async fn serve(
                     // a flush: counted as a call only.
                     let mut timed = true;
                     'serve: {
+                        // A container command's subcommand, checked with the arity (before
+                        // the ACL), as Redis checks it.
+                        if !rejected
+                            && let Some(e) = info.and_then(|i| kv_proto::commands::subcommand_error(i, req.args()))
+                        {
+                            kv_proto::write::error(&mut conn.output, e.as_bytes());
+                            rejected = true;
+                            if let Some(m) = conn.multi.as_mut() {
+                                m.abort();
+                            }
+                            break 'serve;
+                        }
                         if let (Some(session), Some(info), false) = (conn.user.as_mut(), info, rejected) {
                             let addr = client.as_ref().map_or("", |c| c.info.addr.as_str());
                             let multi = conn.multi.is_some();

@@ -604,6 +604,11 @@ impl<'a> Session<'a> {
     /// wrong arity, `spec` `None`, are refused later, as Redis refuses them first.)
     fn refuse(&mut self, req: &Request, spec: Option<&'static command::Spec>) -> Option<(Frame, bool)> {
         let spec = spec?;
+        // A container command's subcommand, checked with the arity (before the ACL), as
+        // Redis checks it.
+        if let Some(e) = kv_proto::commands::subcommand_error(spec.info, req.args()) {
+            return Some((Frame::error(e), true));
+        }
         let (state, multi) = (self.state, self.multi.is_some());
         match self.user.admit(
             &state.acl,

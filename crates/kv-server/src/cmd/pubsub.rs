@@ -143,10 +143,7 @@ pub fn pubsub(node: &Node, args: &[Bytes]) -> Frame {
         (b"NUMPAT", 2) => Frame::Integer(hub.patterns().len() as i64),
         (b"HELP", 2) => Frame::Array(HELP.iter().map(|l| Frame::simple(l)).collect()),
         (_, 1) => Frame::error("ERR wrong number of arguments for 'pubsub' command"),
-        _ => Frame::error(format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try PUBSUB HELP.",
-            String::from_utf8_lossy(&args[1])
-        )),
+        _ => Frame::unknown_subcommand("PUBSUB", &args[1]),
     }
 }
 

@@ -890,10 +890,7 @@ pub fn script(node: &Node, args: &[Bytes], out: &mut Out) -> Option<Pending> {
             .map(|l| Frame::simple(l))
             .collect(),
         ),
-        _ => Frame::error(format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try SCRIPT HELP.",
-            String::from_utf8_lossy(args.get(1).map_or(&b""[..], |a| &a[..]))
-        )),
+        _ => Frame::unknown_subcommand("SCRIPT", args.get(1).map_or(&b""[..], |a| &a[..])),
     };
     out.frame(&reply);
     None
@@ -1006,10 +1003,7 @@ fn function(node: &Node, args: &[Bytes], out: &mut Out) -> Option<Pending> {
                     .collect(),
             )
         }
-        _ => Frame::error(format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try FUNCTION HELP.",
-            String::from_utf8_lossy(&args[1])
-        )),
+        _ => Frame::unknown_subcommand("FUNCTION", &args[1]),
     };
     out.frame(&reply);
     None
