@@ -714,31 +714,26 @@ mod tests {
             let args: Vec<Bytes> = line.split(' ').map(|a| Bytes::copy_from_slice(a.as_bytes())).collect();
             subcommand_error(lookup(&args[0]).expect("a known command"), &args)
         };
-        assert_eq!(
-            check("OBJECT foo x").unwrap(),
-            "ERR unknown subcommand 'foo'. Try OBJECT HELP."
-        );
-        assert_eq!(
-            check("OBJECT encoding").unwrap(),
-            "ERR wrong number of arguments for 'object|encoding' command"
-        );
-        assert_eq!(check("acl Foo").unwrap(), "ERR unknown subcommand 'Foo'. Try ACL HELP.");
-        assert_eq!(
-            check("ACL WHOAMI x").unwrap(),
-            "ERR wrong number of arguments for 'acl|whoami' command"
-        );
-        assert_eq!(
-            check("PUBSUB numpat x").unwrap(),
-            "ERR wrong number of arguments for 'pubsub|numpat' command"
-        );
-        assert_eq!(
-            check("SCRIPT exists").unwrap(),
-            "ERR wrong number of arguments for 'script|exists' command"
-        );
-        assert_eq!(
-            check("CONFIG foo").unwrap(),
-            "ERR unknown subcommand 'foo'. Try CONFIG HELP."
-        );
+        for (line, want) in [
+            ("OBJECT foo x", "ERR unknown subcommand 'foo'. Try OBJECT HELP."),
+            (
+                "OBJECT encoding",
+                "ERR wrong number of arguments for 'object|encoding' command",
+            ),
+            ("acl Foo", "ERR unknown subcommand 'Foo'. Try ACL HELP."),
+            ("ACL WHOAMI x", "ERR wrong number of arguments for 'acl|whoami' command"),
+            (
+                "PUBSUB numpat x",
+                "ERR wrong number of arguments for 'pubsub|numpat' command",
+            ),
+            (
+                "SCRIPT exists",
+                "ERR wrong number of arguments for 'script|exists' command",
+            ),
+            ("CONFIG foo", "ERR unknown subcommand 'foo'. Try CONFIG HELP."),
+        ] {
+            assert_eq!(check(line).as_deref(), Some(want), "{line}");
+        }
         assert_eq!(check("OBJECT ENCODING k"), None);
         assert_eq!(check("CONFIG GET a b c"), None);
         assert_eq!(check("COMMAND"), None);
