@@ -113,7 +113,7 @@ pub struct Config {
     pub cluster_secret: Option<Arc<ClusterSecret>>,
 
     /// Most HTTP connections served at once. When all are taken, the quietest is closed to
-    /// make room for a new one; only when all are busy do new ones wait to be accepted.
+    /// make room for a new one; only when all are busy does a new one wait for a slot.
     #[arg(long, env = "KVGATE_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
