@@ -58,6 +58,13 @@ impl CommandInfo {
         Some(format!("ERR key too long: {long} bytes, more than max-key-len ({max})"))
     }
 
+    /// True when the command names at most one key whatever its arguments (no key count, no
+    /// `STORE` keyword, one fixed key position at most): its keys cannot span slots, so the
+    /// per-request `CROSSSLOT` check is skipped for it.
+    pub fn at_most_one_key(&self) -> bool {
+        self.numkeys_at == 0 && !self.store_keyword && (self.first_key <= 0 || self.first_key == self.last_key)
+    }
+
     /// The keys among a request's arguments (`args[0]` is the name), by the table's key
     /// positions: what cluster clients and the slot checks see as the command's keys.
     pub fn keys<'a>(&self, args: &'a [Bytes]) -> impl Iterator<Item = &'a Bytes> + use<'a> {
@@ -779,6 +786,22 @@ mod tests {
         );
         assert_eq!(getkeys(&args(&["set", "k", "v"])), Frame::Array(vec![Frame::bulk("k")]));
         assert!(getkeys(&args(&["ping"])).as_error().is_some());
+    }
+
+    /// The `CROSSSLOT` check is skipped for these: no arguments may give them two keys.
+    #[test]
+    fn at_most_one_key_holds_for_any_arguments() {
+        let mut single = 0;
+        for c in COMMANDS.iter().filter(|c| c.at_most_one_key()) {
+            single += 1;
+            let mut a = vec![Bytes::from(c.name)];
+            a.extend(["2", "k1", "k2", "STORE", "k3", "STOREDIST", "k4", "k5"].map(Bytes::from));
+            assert!(c.keys(&a).count() <= 1, "{}", c.name);
+        }
+        assert!(single > 100, "{single}");
+        for name in ["mset", "del", "zunionstore", "georadius", "sort", "lmpop", "rename"] {
+            assert!(!lookup(name.as_bytes()).unwrap().at_most_one_key(), "{name}");
+        }
     }
 
     #[test]

@@ -422,6 +422,50 @@ pub async fn acl(node: &Node, conn: &crate::connection::Connection, args: &[Byte
     }
 }
 
+/// The commands the handler's intercepts serve before the command table: pub/sub
+/// ([`pubsub::intercept`]), scripts and functions ([`scripting::intercept`]) and
+/// transactions ([`transaction::intercept`]). Internal `KV.*` commands are not in Redis's
+/// table, so they always reach the intercepts.
+const INTERCEPTED: &[&str] = &[
+    "subscribe",
+    "unsubscribe",
+    "psubscribe",
+    "punsubscribe",
+    "ssubscribe",
+    "sunsubscribe",
+    "publish",
+    "spublish",
+    "pubsub",
+    "eval",
+    "evalsha",
+    "eval_ro",
+    "evalsha_ro",
+    "fcall",
+    "fcall_ro",
+    "script",
+    "function",
+    "multi",
+    "exec",
+    "discard",
+    "watch",
+    "unwatch",
+];
+
+/// [`INTERCEPTED`] by command position (`CommandInfo::index`).
+static INTERCEPTED_BY_INDEX: std::sync::LazyLock<Vec<bool>> = std::sync::LazyLock::new(|| {
+    kv_proto::commands::COMMANDS
+        .iter()
+        .map(|c| INTERCEPTED.contains(&c.name))
+        .collect()
+});
+
+/// True when a command must pass the intercepts. Asked of every request: the others (most)
+/// skip three name comparisons, one indexed load instead (callgrind: about 200 instructions
+/// of a `SET`'s 5,200).
+pub fn intercepted(info: Option<&kv_proto::commands::CommandInfo>) -> bool {
+    info.is_none_or(|i| INTERCEPTED_BY_INDEX.get(i.index()).copied().unwrap_or(true))
+}
+
 /// The keys of a request by the command table's key positions, for the slot checks of a
 /// Redis Cluster client.
 pub fn request_keys(req: &Request) -> impl Iterator<Item = &Bytes> {
@@ -445,4 +489,22 @@ pub fn in_several_slots<'a>(mut keys: impl Iterator<Item = &'a Bytes>) -> bool {
     std::iter::once(second)
         .chain(keys)
         .any(|k| kv_proto::slot::key_slot(k) != slot)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_intercepted_commands_are_known_and_the_rest_skip_the_intercepts() {
+        for name in INTERCEPTED {
+            let info = kv_proto::commands::lookup(name.to_uppercase().as_bytes());
+            assert!(info.is_some(), "{name} is in the command table");
+            assert!(intercepted(info), "{name}");
+        }
+        for name in ["get", "set", "hset", "lpush", "ping", "client", "hello"] {
+            assert!(!intercepted(kv_proto::commands::lookup(name.as_bytes())), "{name}");
+        }
+        assert!(intercepted(None), "an unknown or internal command");
+    }
 }
