@@ -283,7 +283,12 @@ impl Store {
     }
 
     fn find(&self, key: &[u8]) -> Option<u32> {
-        let hash = self.hash(key);
+        self.find_hashed(key, self.hash(key))
+    }
+
+    /// [`Store::find`] with the key's hash already computed (an insert after a miss reuses
+    /// it).
+    fn find_hashed(&self, key: &[u8], hash: u64) -> Option<u32> {
         let slots = &self.slots;
         self.table.find(hash, |&i| slot_ref(slots, i).key() == key).copied()
     }
@@ -389,7 +394,8 @@ impl Store {
     /// [`Store::evict_over_limit`].
     pub fn set(&mut self, key: &[u8], value: &[u8], expires_at: Option<u64>) {
         let expires_at = expires_at.unwrap_or(0);
-        if let Some(i) = self.find(key) {
+        let hash = self.hash(key);
+        if let Some(i) = self.find_hashed(key, hash) {
             self.unaccount(i);
             let old_exp = self.slot(i).expires_at;
             if old_exp != 0 {
@@ -409,13 +415,18 @@ impl Store {
             self.touch(i);
             return;
         }
-        let i = self.insert_slot(Slot::new(key, value, expires_at));
+        let i = self.insert_hashed(Slot::new(key, value, expires_at), hash);
         self.account(i);
     }
 
     /// Links a new slot in (no accounting) and returns its position.
     fn insert_slot(&mut self, slot: Slot) -> u32 {
         let hash = self.hash(slot.key());
+        self.insert_hashed(slot, hash)
+    }
+
+    /// [`Store::insert_slot`] with the key's hash already computed.
+    fn insert_hashed(&mut self, slot: Slot, hash: u64) -> u32 {
         let expires_at = slot.expires_at;
         let i = match self.free.pop() {
             Some(i) => {
