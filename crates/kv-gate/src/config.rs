@@ -197,8 +197,17 @@ impl Config {
             _ => {}
         }
         kv_cluster::paths::validate_name("cluster", &self.cluster)?;
-        if self.backend_connections == 0 || self.backend_max_in_flight == 0 || self.max_connections == 0 {
-            return Err("connection limits must be at least 1".into());
+        for (flag, value) in [
+            ("--backend-connections", self.backend_connections as u64),
+            ("--backend-max-in-flight", self.backend_max_in_flight as u64),
+            ("--max-connections", self.max_connections as u64),
+            ("--http-header-timeout-ms", self.http_header_timeout_ms),
+            ("--http-body-timeout-ms", self.http_body_timeout_ms),
+            ("--http-idle-timeout-ms", self.http_idle_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(format!("{flag} must be at least 1"));
+            }
         }
         self.resp.validate()?;
         if self.max_key_bytes == 0 || self.max_value_bytes == 0 {
@@ -258,6 +267,17 @@ mod tests {
         let mut c = Config::parse_from(["kvgate", "a:1", "--zk", "b:1"]);
         assert!(c.validate().is_err());
         assert_eq!(Config::parse_from(["kvgate"]).read_policy, ReadPolicy::Leader);
+        for flag in [
+            "--backend-connections",
+            "--backend-max-in-flight",
+            "--max-connections",
+            "--http-header-timeout-ms",
+            "--http-body-timeout-ms",
+            "--http-idle-timeout-ms",
+        ] {
+            let mut c = Config::parse_from(["kvgate", "a:1", flag, "0"]);
+            assert_eq!(c.validate().unwrap_err(), format!("{flag} must be at least 1"));
+        }
     }
 
     #[test]

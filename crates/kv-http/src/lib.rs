@@ -87,10 +87,13 @@ pub trait Observe: Send + Sync + 'static {
 
 impl LimitedListener {
     pub fn new(inner: TcpListener, limits: &HttpLimits) -> LimitedListener {
+        // The binaries refuse a limit of 0 (`validate`); a listener that could admit no one
+        // would hang every client, so any other caller gets one slot at least.
+        let max = limits.max_connections.max(1);
         LimitedListener {
             inner,
-            slots: Arc::new(Semaphore::new(limits.max_connections)),
-            max: limits.max_connections,
+            slots: Arc::new(Semaphore::new(max)),
+            max,
             open: Vec::new(),
             started: Instant::now(),
             idle_timeout: limits.idle_timeout,

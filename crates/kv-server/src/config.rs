@@ -230,6 +230,15 @@ impl Config {
         if self.cluster_handshake_timeout_ms == 0 {
             return Err("--cluster-handshake-timeout-ms must be at least 1".into());
         }
+        for (flag, value) in [
+            ("--metrics-max-connections", self.metrics_max_connections as u64),
+            ("--metrics-header-timeout-ms", self.metrics_header_timeout_ms),
+            ("--metrics-idle-timeout-ms", self.metrics_idle_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(format!("{flag} must be at least 1"));
+            }
+        }
         Ok(())
     }
 
@@ -263,7 +272,7 @@ impl Config {
     /// The metrics port's connection limits.
     pub fn metrics_limits(&self) -> kv_http::HttpLimits {
         kv_http::HttpLimits {
-            max_connections: self.metrics_max_connections.max(1),
+            max_connections: self.metrics_max_connections,
             header_timeout: Duration::from_millis(self.metrics_header_timeout_ms),
             idle_timeout: Duration::from_millis(self.metrics_idle_timeout_ms),
         }
@@ -349,5 +358,13 @@ mod tests {
         assert!(c.validate().unwrap_err().contains("--replica-timeout-ms"));
         let c = Config::parse_from(["kvserver", "--shard", "s", "--min-insync", "0"]);
         assert!(c.validate().unwrap_err().contains("--min-insync"));
+        for flag in [
+            "--metrics-max-connections",
+            "--metrics-header-timeout-ms",
+            "--metrics-idle-timeout-ms",
+        ] {
+            let c = Config::parse_from(["kvserver", "--shard", "s", flag, "0"]);
+            assert_eq!(c.validate().unwrap_err(), format!("{flag} must be at least 1"));
+        }
     }
 }
