@@ -142,22 +142,29 @@ mod tests {
         assert_eq!(crc16(b"123456789"), 0x31c3);
     }
 
+    /// `len` pseudo-random bytes (a linear congruential generator: reproducible), each
+    /// chosen by `pick` from the generator's state.
+    fn bytes(state: &mut u64, len: usize, pick: impl Fn(u64) -> u8) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                *state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                pick(*state)
+            })
+            .collect()
+    }
+
     /// The word-at-a-time search finds what a byte-by-byte one finds: every length, every
     /// position of the byte, repeats of it, and its neighbours (which borrows could flag).
     #[test]
     fn find_byte_matches_a_bytewise_search() {
         let mut x: u64 = 7;
+        // `{`, its neighbours `z` and `|`, `a`, and 0, 1, 0xff, 0x80.
+        let alphabet = [b'{', b'z', b'|', 0, 1, 0xff, 0x80, b'a'];
         for len in 0..40 {
             for _ in 0..200 {
-                let data: Vec<u8> = (0..len)
-                    .map(|_| {
-                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                        // Mostly `{`, its neighbours `z` and `|`, and 0, 1, 0xff, 0x80.
-                        *[b'{', b'z', b'|', 0, 1, 0xff, 0x80, b'a']
-                            .get((x >> 60) as usize % 8)
-                            .unwrap()
-                    })
-                    .collect();
+                let data = bytes(&mut x, len, |r| alphabet[(r >> 61) as usize]);
                 for b in [b'{', b'}', 0, 0xff, 0x80, 1] {
                     assert_eq!(find_byte(&data, b), data.iter().position(|&c| c == b), "{data:?} {b}");
                 }
@@ -172,12 +179,7 @@ mod tests {
         let mut x: u64 = 1;
         for len in 0..100 {
             for _ in 0..20 {
-                let data: Vec<u8> = (0..len)
-                    .map(|_| {
-                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                        (x >> 33) as u8
-                    })
-                    .collect();
+                let data = bytes(&mut x, len, |r| (r >> 33) as u8);
                 let bytewise = data.iter().fold(0u16, |crc, &b| crc16_byte(crc, b));
                 assert_eq!(crc16(&data), bytewise, "{data:?}");
             }
