@@ -9,11 +9,10 @@
 //! request's bytes (a reference count, not a copy) until the batch is recorded, and only a
 //! call that reached the threshold is parsed again.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use kv_proto::commands::{COMMANDS, CommandInfo};
+use kv_proto::commands::{CommandInfo, PerCommand};
 
 use crate::Observer;
 use crate::cmdstats::Outcome;
@@ -36,28 +35,19 @@ pub struct Batch {
     calls: Vec<Call>,
 }
 
-/// By command index: true for commands timed on their own: every command Redis does not
+/// True for commands timed on their own: every command Redis does not
 /// call `@fast`, except single-key writes (`SET`, `INCR`, `APPEND` … are constant-time, and
 /// `SORT … STORE` is not one of them;
 /// two clock reads per `SET` were measurable under `redis-benchmark -P 16`).
-static TIMED_ALONE: LazyLock<Vec<bool>> = LazyLock::new(|| {
-    COMMANDS
-        .iter()
-        .map(|c| {
-            let fast = c.flags.contains(&"fast");
-            let single_key_write = c.flags.contains(&"write")
-                && c.first_key > 0
-                && c.first_key == c.last_key
-                && !c.store_keyword
-                && c.numkeys_at == 0;
-            !fast && !single_key_write
-        })
-        .collect()
+static TIMED_ALONE: PerCommand<bool> = PerCommand::new(|c| {
+    let fast = c.flags.contains(&"fast");
+    let single_key_write = c.flags.contains(&"write") && c.first_key > 0 && c.at_most_one_key();
+    !fast && !single_key_write
 });
 
 /// True when `info`'s calls are timed on their own.
 pub fn timed_alone(info: &CommandInfo) -> bool {
-    TIMED_ALONE.get(info.index()).copied().unwrap_or(true)
+    TIMED_ALONE.get(info).copied().unwrap_or(true)
 }
 
 impl Batch {

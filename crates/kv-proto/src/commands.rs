@@ -35,6 +35,13 @@ pub struct CommandInfo {
     pub store_keyword: bool,
 }
 
+/// True when `argc` arguments (name included) suit a Redis arity: `n` exactly `n`, `-n` at
+/// least `n`.
+fn arity_fits(arity: i32, argc: usize) -> bool {
+    let argc = argc as i32;
+    if arity >= 0 { argc == arity } else { argc >= -arity }
+}
+
 impl CommandInfo {
     /// This command's position in [`COMMANDS`]: per-command counters are indexed by it.
     /// (Every `&CommandInfo` in use comes from that table; any other gets an index past it.)
@@ -44,12 +51,7 @@ impl CommandInfo {
 
     /// True when `argc` arguments (name included) suit the command.
     pub fn arity_ok(&self, argc: usize) -> bool {
-        let argc = argc as i32;
-        if self.arity >= 0 {
-            argc == self.arity
-        } else {
-            argc >= -self.arity
-        }
+        arity_fits(self.arity, argc)
     }
 
     /// The error for a request naming a key longer than `max` bytes (`--max-key-len`).
@@ -603,17 +605,38 @@ const SUBCOMMANDS: &[(&str, Subcommands)] = &[
 /// A container command's subcommands: each name and its arity.
 type Subcommands = &'static [(&'static str, i32)];
 
-/// [`SUBCOMMANDS`] by the command's position in [`COMMANDS`].
-static SUBCOMMANDS_BY_INDEX: std::sync::LazyLock<Vec<Option<Subcommands>>> = std::sync::LazyLock::new(|| {
-    COMMANDS
+/// A value for each command of [`COMMANDS`], derived once from its entry and read by the
+/// command's position ([`CommandInfo::index`]): a question asked of every request (its
+/// subcommands, whether it is timed alone, whether an intercept serves it) costs one indexed
+/// load instead of name comparisons.
+pub struct PerCommand<T> {
+    of: fn(&CommandInfo) -> T,
+    table: std::sync::OnceLock<Vec<T>>,
+}
+
+impl<T> PerCommand<T> {
+    /// The table of `of(command)` for every command, built on first use.
+    pub const fn new(of: fn(&CommandInfo) -> T) -> PerCommand<T> {
+        PerCommand {
+            of,
+            table: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// `info`'s value; `None` for a `CommandInfo` not from [`COMMANDS`].
+    pub fn get(&self, info: &CommandInfo) -> Option<&T> {
+        self.table
+            .get_or_init(|| COMMANDS.iter().map(self.of).collect())
+            .get(info.index())
+    }
+}
+
+/// [`SUBCOMMANDS`] by command.
+static SUBCOMMANDS_BY_COMMAND: PerCommand<Option<Subcommands>> = PerCommand::new(|c| {
+    SUBCOMMANDS
         .iter()
-        .map(|c| {
-            SUBCOMMANDS
-                .iter()
-                .find(|(name, _)| *name == c.name)
-                .map(|(_, subs)| *subs)
-        })
-        .collect()
+        .find(|(name, _)| *name == c.name)
+        .map(|(_, subs)| *subs)
 });
 
 /// Redis's error for a container command's subcommand (`ACL`, `CONFIG`, `OBJECT` …) that
@@ -623,7 +646,7 @@ static SUBCOMMANDS_BY_INDEX: std::sync::LazyLock<Vec<Option<Subcommands>>> = std
 pub fn subcommand_error(info: &CommandInfo, args: &[Bytes]) -> Option<String> {
     let sub = args.get(1)?;
     // Asked of every request: one indexed load for the commands that have no subcommands.
-    let subs = (*SUBCOMMANDS_BY_INDEX.get(info.index())?)?;
+    let subs = (*SUBCOMMANDS_BY_COMMAND.get(info)?)?;
     let Some((name, arity)) = subs.iter().find(|(name, _)| sub.eq_ignore_ascii_case(name.as_bytes())) else {
         // At most 128 bytes of it, as Redis quotes it.
         let shown = String::from_utf8_lossy(&sub[..sub.len().min(128)]);
@@ -632,9 +655,8 @@ pub fn subcommand_error(info: &CommandInfo, args: &[Bytes]) -> Option<String> {
             info.name.to_ascii_uppercase()
         ));
     };
-    let n = args.len() as i32;
-    let fits = if *arity >= 0 { n == *arity } else { n >= -*arity };
-    (!fits).then(|| format!("ERR wrong number of arguments for '{}|{name}' command", info.name))
+    (!arity_fits(*arity, args.len()))
+        .then(|| format!("ERR wrong number of arguments for '{}|{name}' command", info.name))
 }
 
 /// `TIME`: Unix seconds and microseconds, as two bulk strings (gates and servers alike).
