@@ -105,6 +105,42 @@ async fn sigterm_hands_over_without_waiting_for_the_session_timeout() {
     assert_eq!(gate.get("a").await.unwrap().as_deref(), Some(&b"1"[..]));
 }
 
+#[tokio::test]
+async fn a_gate_and_a_server_stop_at_once_on_sigterm_with_clients_connected() {
+    let mut c = TestCluster::start().await;
+    c.start_server("s1", &[]).await;
+    c.start_gate(&[]).await;
+    c.wait_ready(&[("s1", 1)]).await;
+    // An idle client on each: a connection waiting for its next command must not hold
+    // either process up.
+    let mut on_gate = tokio::net::TcpStream::connect(c.gates[0].resp.clone().unwrap())
+        .await
+        .unwrap();
+    let mut on_server = tokio::net::TcpStream::connect(c.servers[0].addr.clone()).await.unwrap();
+    for s in [&mut on_gate, &mut on_server] {
+        s.write_all(b"PING\r\n").await.unwrap();
+        let mut buf = [0u8; 7];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"+PONG\r\n");
+    }
+    // Before the fix the gate waited 5 s on a task that follows the stored users.
+    let status = c.gates[0]
+        .terminate(Duration::from_secs(2))
+        .await
+        .expect("the gate exits within 2 s of SIGTERM");
+    assert!(status.success(), "{status:?}");
+    let status = c.servers[0]
+        .terminate(Duration::from_secs(2))
+        .await
+        .expect("the server exits within 2 s of SIGTERM");
+    assert!(status.success(), "{status:?}");
+    for s in [&mut on_gate, &mut on_server] {
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await;
+        assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "the connection is closed: {n:?}");
+    }
+}
+
 /// Sends `SET key value` straight to a server (as a gate with an outdated view would) and
 /// returns the raw reply, or `None` when the connection closed or nothing came back in time.
 async fn direct_set(stream: &mut tokio::net::TcpStream, key: &str, value: &str) -> Option<String> {

@@ -56,7 +56,10 @@ pub struct GateHandle {
     tls_addr: Option<SocketAddr>,
     https_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
+    /// Tasks that end on `shutdown` (or when the coordinator closes).
     tasks: Vec<JoinHandle<()>>,
+    /// Keeps the ACL equal to the stored users; stopped at shutdown.
+    follow_users: JoinHandle<()>,
     coord: Arc<dyn Coordinator>,
 }
 
@@ -212,7 +215,6 @@ impl Gate {
             tokio::spawn(register(coord.clone(), paths, http_addr, resp_addr)),
             resp_task,
             discovery,
-            follow_users,
         ]);
         info!(http = %http_addr, resp = %resp_addr, tls = ?tls_addr, https = ?https_addr, cluster = config.cluster, "kvgate started");
         Ok(GateHandle {
@@ -222,6 +224,7 @@ impl Gate {
             https_addr,
             shutdown,
             tasks,
+            follow_users,
             coord,
         })
     }
@@ -284,6 +287,10 @@ impl GateHandle {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         self.coord.close().await;
+        // Following the stored users has nothing to finish, and would wait for a view that
+        // other parts of the gate keep alive: it is stopped, not waited for (waiting made
+        // every SIGTERM take the 5 s below).
+        self.follow_users.abort();
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }

@@ -84,16 +84,24 @@ pub async fn serve(
             name: info.and_then(|i| i.name()).unwrap_or_default(),
         }
     };
-    // `CLIENT KILL`, waited for across the whole connection: one registration with the
-    // `Notify` rather than one per read (callgrind: registering and dropping it per batch was
-    // about 230 instructions of a `-P 1` request).
-    let killed = async {
-        match &client {
-            Some(c) => c.info.killed.notified().await,
-            None => std::future::pending().await,
+    // `CLIENT KILL` and the server's shutdown, waited for across the whole connection: one
+    // registration rather than one per read (callgrind: registering and dropping the
+    // `Notify` per batch was about 230 instructions of a `-P 1` request).
+    let mut stopping = shutdown.clone();
+    let ended = async {
+        let killed = async {
+            match &client {
+                Some(c) => c.info.killed.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = killed => {}
+            _ = stopping.changed() => {}
         }
     };
-    tokio::pin!(killed);
+    tokio::pin!(ended);
     loop {
         let mut pending: Option<Pending> = None;
         let mut first = true;
@@ -439,12 +447,15 @@ pub async fn serve(
             _ => None,
         };
         tokio::select! {
+            // In this order, with no random start (`select!` draws one per call otherwise):
+            // the ends are registered once and cheap to poll.
+            biased;
+            // `CLIENT KILL`, or the server stopping.
+            _ = &mut ended => return,
             r = tokio::io::AsyncReadExt::read_buf(&mut conn.stream, &mut conn.input) => match r {
                 Ok(n) if n > 0 => {}
                 _ => return,
             },
-            // `CLIENT KILL`.
-            _ = &mut killed => return,
             _ = async {
                 match idle {
                     Some(t) => tokio::time::sleep(t).await,
@@ -473,7 +484,6 @@ pub async fn serve(
                 // Dropped past the output limit (client-output-buffer-limit pubsub).
                 None => return,
             },
-            _ = shutdown.changed() => return,
         }
     }
 }
