@@ -29,6 +29,7 @@ use kv_proto::Frame;
 use tokio::sync::watch;
 use tracing::debug;
 
+use crate::deadline::ReplyTimer;
 use crate::routing::{Routing, Target};
 
 /// What a command does, which decides where it goes and whether it may be repeated.
@@ -196,6 +197,12 @@ impl InFlight {
 
     /// The command's reply; falls back to the retrying path when the fast path failed.
     pub async fn finish(self, fwd: &Forwarder) -> Result<Frame, ForwardError> {
+        self.finish_within(fwd, &mut ReplyTimer::default()).await
+    }
+
+    /// [`InFlight::finish`] with the waits bounded by `timer`: a client connection's own,
+    /// which its waits share one after the other.
+    pub async fn finish_within(self, fwd: &Forwarder, timer: &mut ReplyTimer) -> Result<Frame, ForwardError> {
         // A reply already here needs no timer (profiled: arming one per request cost a clock
         // read and a timer-wheel entry). Otherwise a timeout abandons this request only: the
         // connection carries other clients' requests, and detects a stalled server itself
@@ -210,7 +217,7 @@ impl InFlight {
             } => {
                 let arrived = match reply.try_take() {
                     Some(r) => Ok(r),
-                    None => tokio::time::timeout(fwd.backend_timeout, reply).await,
+                    None => timer.within(fwd.backend_timeout, reply).await,
                 };
                 (arrived, target, access, request)
             }
@@ -228,10 +235,11 @@ impl InFlight {
                 let arrived = match (group.get(), one) {
                     (_, Some(mut reply)) => match reply.try_take() {
                         Some(r) => Ok(r),
-                        None => tokio::time::timeout(fwd.backend_timeout, reply).await,
+                        None => timer.within(fwd.backend_timeout, reply).await,
                     },
                     (Some(Ok(Queued::Batch(batch))), _) if batch.is_done() => Ok(batch.take(index)),
-                    (Some(Ok(Queued::Batch(batch))), _) => tokio::time::timeout(fwd.backend_timeout, batch.wait())
+                    (Some(Ok(Queued::Batch(batch))), _) => timer
+                        .within(fwd.backend_timeout, batch.wait())
                         .await
                         .map(|()| batch.take(index)),
                     (Some(Err(e)), _) => Ok(Err(e.clone())),

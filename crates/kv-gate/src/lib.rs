@@ -22,6 +22,7 @@
 //! - [`gate`]: [`Gate::start`] and [`GateHandle`].
 
 pub mod config;
+pub mod deadline;
 pub mod discovery;
 pub mod forward;
 pub mod gate;

@@ -41,6 +41,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tracing::{debug, warn};
 
+use crate::deadline::ReplyTimer;
 use crate::forward::{Access, ForwardError, Forwarder, InFlight};
 use crate::routing::Target;
 use command::Kind;
@@ -236,7 +237,8 @@ async fn finish_watching(
     }
     client.blocked.store(true, Ordering::Release);
     let _waiting = Waiting(client);
-    let reply = p.finish(state);
+    let mut timer = ReplyTimer::default();
+    let reply = p.finish(state, &mut timer);
     tokio::pin!(reply);
     loop {
         let watch = input.len() < 1 << 20;
@@ -281,7 +283,8 @@ pub fn forward_error(e: &ForwardError) -> Frame {
 }
 
 impl Pending {
-    async fn finish(self, state: &RespState) -> Frame {
+    /// The reply; `timer` bounds the wait for a forwarded command's (the connection's own).
+    async fn finish(self, state: &RespState, timer: &mut ReplyTimer) -> Frame {
         match self {
             Pending::Now(f) => f,
             Pending::Acl(args, me) => {
@@ -313,7 +316,10 @@ impl Pending {
                     Err(e) => forward_error(&e),
                 }
             }
-            Pending::Forward(f) => f.finish(&state.forwarder).await.unwrap_or_else(|e| forward_error(&e)),
+            Pending::Forward(f) => f
+                .finish_within(&state.forwarder, timer)
+                .await
+                .unwrap_or_else(|e| forward_error(&e)),
             Pending::Fanout(f) => f.finish(&state.forwarder).await,
             Pending::Info(sections) => local::info(state, &sections).await,
             Pending::DbSize(affinity) => fanout::dbsize(&state.forwarder, affinity).await,
@@ -429,6 +435,8 @@ impl<'a> Session<'a> {
         type Counted = Option<(&'static CommandInfo, Option<bytes::Bytes>)>;
         let mut batch: Vec<(Pending, Protocol, bool, Counted)> = Vec::new();
         let mut counted = kv_metrics::Batch::default();
+        // Bounds the waits for this connection's replies, one after the other.
+        let mut timer = ReplyTimer::default();
         let who = |client: &kv_client::registry::ClientInfo| kv_metrics::Client {
             addr: client.addr.clone(),
             name: client.name().unwrap_or_default(),
@@ -520,7 +528,7 @@ impl<'a> Session<'a> {
                             None => return,
                         }
                     } else {
-                        p.finish(self.state).await
+                        p.finish(self.state, &mut timer).await
                     };
                     if blocking {
                         arrived = Instant::now();

@@ -191,6 +191,22 @@ pub fn scan_options(a: &[Bytes]) -> Result<(Option<Bytes>, usize), &'static str>
     Ok((pattern, count))
 }
 
+/// Parses `key [count [<with>]]` of `SRANDMEMBER` (no `with`), `HRANDFIELD` (`WITHVALUES`)
+/// and `ZRANDMEMBER` (`WITHSCORES`): the count, and whether `with` was given; `Err` with
+/// Redis's error, in Redis's order.
+pub fn random_options(a: &[Bytes], with: Option<&[u8]>) -> Result<(Option<i64>, bool), &'static str> {
+    let count = a.get(2).map(|c| int(c)).transpose()?;
+    let with = match a.get(3) {
+        None => false,
+        Some(o) if with.is_some_and(|w| o.eq_ignore_ascii_case(w)) && a.len() == 4 => true,
+        Some(_) => return Err(SYNTAX),
+    };
+    if count.is_some_and(|c| c < -(i64::MAX / 2)) {
+        return Err("ERR value is out of range");
+    }
+    Ok((count, with))
+}
+
 /// A `*SCAN` cursor: a decimal position; `Err` with Redis's error.
 pub fn cursor(b: &[u8]) -> Result<usize, &'static str> {
     std::str::from_utf8(b)
@@ -203,6 +219,73 @@ pub fn cursor(b: &[u8]) -> Result<usize, &'static str> {
 /// The reply of a `*SCAN`: the next cursor and the items.
 pub fn scan_reply(next: usize, items: Vec<Frame>) -> Frame {
     Frame::Array(vec![Frame::bulk(next.to_string()), Frame::Array(items)])
+}
+
+/// One element a collection scan visits: its name (what `MATCH` is matched against) and
+/// what follows it in the reply.
+pub enum Scanned<'a> {
+    Member(&'a [u8]),
+    Field(&'a [u8], &'a [u8]),
+    Scored(&'a [u8], f64),
+}
+
+/// Where a collection scan starts: `Whole` for a compact collection, returned whole with
+/// cursor 0 (as Redis returns a listpack or an intset), else the cursor and `COUNT`.
+pub enum ScanFrom {
+    Whole,
+    Cursor(usize, usize),
+}
+
+/// `HSCAN`, `SSCAN` and `ZSCAN`: `key cursor [MATCH pattern] [COUNT count]` over the
+/// collection at `a[1]` of `kind`. `walk` visits the elements from where it is told and
+/// returns the next cursor (0 when done).
+pub fn scan<T>(
+    node: &Node,
+    a: &[Bytes],
+    out: &mut Out,
+    kind: kv_proto::Kind,
+    view: fn(&kv_store::Object) -> Option<&T>,
+    walk: impl Fn(&T, ScanFrom, &mut dyn FnMut(Scanned<'_>)) -> usize,
+) -> Option<Pending> {
+    let (cursor, (pattern, count)) = match cursor(&a[2]).and_then(|c| Ok((c, scan_options(&a[3..])?))) {
+        Ok(x) => x,
+        Err(e) => return error(out, e),
+    };
+    let key = &a[1];
+    let result = node.read([&key[..]], |r| {
+        let compact = r.value(key, |v| matches!(v, Some((kv_store::Val::Packed(..), _))));
+        r.object(key, kind, |o| {
+            let Some(c) = o.and_then(view) else {
+                return scan_reply(0, vec![]);
+            };
+            let mut items = Vec::new();
+            let mut visit = |e: Scanned<'_>| {
+                let name = match e {
+                    Scanned::Member(n) | Scanned::Field(n, _) | Scanned::Scored(n, _) => n,
+                };
+                if pattern.as_ref().is_some_and(|p| !kv_proto::glob::matches(p, name)) {
+                    return;
+                }
+                items.push(bulk(name));
+                match e {
+                    Scanned::Member(_) => {}
+                    Scanned::Field(_, v) => items.push(bulk(v)),
+                    Scanned::Scored(_, s) => {
+                        let mut buf = [0u8; 32];
+                        items.push(bulk(kv_proto::write::format_double(s, &mut buf)));
+                    }
+                }
+            };
+            let from = if compact {
+                ScanFrom::Whole
+            } else {
+                ScanFrom::Cursor(cursor, count)
+            };
+            let next = walk(c, from, &mut visit);
+            scan_reply(next, items)
+        })
+    });
+    frame_reply(out, result)
 }
 
 /// `[start, end]` of a sequence of `len` from Redis's inclusive, possibly negative indices;

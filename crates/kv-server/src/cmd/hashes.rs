@@ -4,9 +4,9 @@
 use bytes::Bytes;
 use kv_peer::ElemOp;
 use kv_proto::{Frame, Kind, Out};
-use kv_store::{Object, Val};
+use kv_store::Object;
 
-use super::family::{self, Entry, bulk, error, frame_reply, int};
+use super::family::{self, Entry, ScanFrom, Scanned, bulk, error, frame_reply, int};
 use super::strings::{format_float, parse_float};
 use crate::node::{Node, Pending};
 
@@ -210,18 +210,10 @@ fn hincrbyfloat(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
 
 /// `HRANDFIELD key [count [WITHVALUES]]`.
 fn hrandfield(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
-    let count = match a.get(2).map(|c| int(c)).transpose() {
-        Ok(c) => c,
+    let (count, with_values) = match family::random_options(a, Some(b"WITHVALUES")) {
+        Ok(x) => x,
         Err(e) => return error(out, e),
     };
-    let with_values = match a.get(3) {
-        None => false,
-        Some(o) if o.eq_ignore_ascii_case(b"WITHVALUES") && a.len() == 4 => true,
-        Some(_) => return error(out, family::SYNTAX),
-    };
-    if count.is_some_and(|c| c < -(i64::MAX / 2)) {
-        return error(out, "ERR value is out of range");
-    }
     let resp3 = family::resp3(out);
     read(node, a, out, |h| {
         let fields: Vec<(&[u8], &[u8])> = h.map(|h| random_fields(h, count)).unwrap_or_default();
@@ -251,32 +243,11 @@ fn random_fields(h: &kv_store::object::HashObj, count: Option<i64>) -> Vec<(&[u8
 /// `HSCAN key cursor [MATCH pattern] [COUNT count]`: a compact hash is returned whole
 /// (cursor 0), as Redis returns a listpack's.
 fn hscan(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
-    let (cursor, (pattern, count)) = match family::cursor(&a[2]).and_then(|c| Ok((c, family::scan_options(&a[3..])?))) {
-        Ok(x) => x,
-        Err(e) => return error(out, e),
-    };
-    let key = &a[1];
-    let result = node.read([&key[..]], |r| {
-        let compact = r.value(key, |v| matches!(v, Some((Val::Packed(..), _))));
-        r.object(key, Kind::Hash, |o| {
-            let Some(h) = as_hash(o) else {
-                return family::scan_reply(0, vec![]);
-            };
-            let mut items = Vec::new();
-            let mut visit = |f: &[u8], v: &[u8]| {
-                if pattern.as_ref().is_none_or(|p| kv_proto::glob::matches(p, f)) {
-                    items.push(bulk(f));
-                    items.push(bulk(v));
-                }
-            };
-            let next = if compact {
-                h.iter().for_each(|(f, v)| visit(f, v));
-                0
-            } else {
-                h.scan(cursor, count, visit)
-            };
-            family::scan_reply(next, items)
-        })
-    });
-    frame_reply(out, result)
+    family::scan(node, a, out, Kind::Hash, Object::as_hash, |h, from, visit| match from {
+        ScanFrom::Whole => {
+            h.iter().for_each(|(f, v)| visit(Scanned::Field(f, v)));
+            0
+        }
+        ScanFrom::Cursor(cursor, count) => h.scan(cursor, count, |f, v| visit(Scanned::Field(f, v))),
+    })
 }

@@ -6,10 +6,10 @@ use std::collections::HashSet;
 use bytes::Bytes;
 use kv_peer::ElemOp;
 use kv_proto::{Frame, Kind, Out};
+use kv_store::Object;
 use kv_store::object::SetObj;
-use kv_store::{Object, Val};
 
-use super::family::{self, Entry, bulk, error, frame_reply};
+use super::family::{self, Entry, ScanFrom, Scanned, bulk, error, frame_reply};
 use crate::node::{Node, Pending, Reader, Writer};
 
 pub const COMMANDS: &[Entry] = &[
@@ -143,16 +143,10 @@ fn spop(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
 }
 
 fn srandmember(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
-    let count = match a.get(2).map(|c| family::int(c)).transpose() {
-        Ok(c) => c,
+    let count = match family::random_options(a, None) {
+        Ok((count, _)) => count,
         Err(e) => return error(out, e),
     };
-    if a.len() > 3 {
-        return error(out, family::SYNTAX);
-    }
-    if count.is_some_and(|c| c < -(i64::MAX / 2)) {
-        return error(out, "ERR value is out of range");
-    }
     read(node, a, out, |s| match (s, count) {
         (None, None) => Frame::Null,
         (None, Some(_)) => Frame::Array(vec![]),
@@ -329,31 +323,11 @@ fn sintercard(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
 
 /// `SSCAN key cursor [MATCH pattern] [COUNT count]`: an intset is returned whole.
 fn sscan(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
-    let (cursor, (pattern, count)) = match family::cursor(&a[2]).and_then(|c| Ok((c, family::scan_options(&a[3..])?))) {
-        Ok(x) => x,
-        Err(e) => return error(out, e),
-    };
-    let key = &a[1];
-    let result = node.read([&key[..]], |r| {
-        let compact = r.value(key, |v| matches!(v, Some((Val::Packed(..), _))));
-        r.object(key, Kind::Set, |o| {
-            let Some(s) = as_set(o) else {
-                return family::scan_reply(0, vec![]);
-            };
-            let mut items = Vec::new();
-            let mut visit = |m: &[u8]| {
-                if pattern.as_ref().is_none_or(|p| kv_proto::glob::matches(p, m)) {
-                    items.push(bulk(m));
-                }
-            };
-            let next = if compact {
-                s.iter().for_each(&mut visit);
-                0
-            } else {
-                s.scan(cursor, count, visit)
-            };
-            family::scan_reply(next, items)
-        })
-    });
-    frame_reply(out, result)
+    family::scan(node, a, out, Kind::Set, Object::as_set, |s, from, visit| match from {
+        ScanFrom::Whole => {
+            s.iter().for_each(|m| visit(Scanned::Member(m)));
+            0
+        }
+        ScanFrom::Cursor(cursor, count) => s.scan(cursor, count, |m| visit(Scanned::Member(m))),
+    })
 }

@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use kv_peer::ElemOp;
 use kv_proto::{Frame, Kind, Out};
+use kv_store::Object;
 use kv_store::object::{SetObj, ZSetObj};
-use kv_store::{Object, Val};
 
-use super::family::{self, Entry, bulk, error, frame_reply, int};
+use super::family::{self, Entry, ScanFrom, Scanned, bulk, error, frame_reply, int};
 use crate::node::{Node, Pending, Reader, Writer};
 
 pub const COMMANDS: &[Entry] = &[
@@ -661,18 +661,10 @@ fn zmpop(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
 
 /// `ZRANDMEMBER key [count [WITHSCORES]]`.
 fn zrandmember(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
-    let count = match a.get(2).map(|c| int(c)).transpose() {
-        Ok(c) => c,
+    let (count, with_scores) = match family::random_options(a, Some(b"WITHSCORES")) {
+        Ok(x) => x,
         Err(e) => return error(out, e),
     };
-    let with_scores = match a.get(3) {
-        None => false,
-        Some(o) if o.eq_ignore_ascii_case(b"WITHSCORES") && a.len() == 4 => true,
-        Some(_) => return error(out, family::SYNTAX),
-    };
-    if count.is_some_and(|c| c < -(i64::MAX / 2)) {
-        return error(out, "ERR value is out of range");
-    }
     let resp3 = family::resp3(out);
     read(node, a, out, |z| {
         let picked: Vec<(&[u8], f64)> = match (z, count) {
@@ -695,35 +687,13 @@ fn zrandmember(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
 
 /// `ZSCAN key cursor [MATCH pattern] [COUNT count]`: a compact sorted set is returned whole.
 fn zscan(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
-    let (cursor, (pattern, count)) = match family::cursor(&a[2]).and_then(|c| Ok((c, family::scan_options(&a[3..])?))) {
-        Ok(x) => x,
-        Err(e) => return error(out, e),
-    };
-    let key = &a[1];
-    let result = node.read([&key[..]], |r| {
-        let compact = r.value(key, |v| matches!(v, Some((Val::Packed(..), _))));
-        r.object(key, Kind::ZSet, |o| {
-            let Some(z) = as_zset(o) else {
-                return family::scan_reply(0, vec![]);
-            };
-            let mut items = Vec::new();
-            let mut visit = |m: &[u8], s: f64| {
-                if pattern.as_ref().is_none_or(|p| kv_proto::glob::matches(p, m)) {
-                    let mut buf = [0u8; 32];
-                    items.push(bulk(m));
-                    items.push(bulk(kv_proto::write::format_double(s, &mut buf)));
-                }
-            };
-            let next = if compact {
-                z.iter().for_each(|(m, s)| visit(m, s));
-                0
-            } else {
-                z.scan(cursor, count, visit)
-            };
-            family::scan_reply(next, items)
-        })
-    });
-    frame_reply(out, result)
+    family::scan(node, a, out, Kind::ZSet, Object::as_zset, |z, from, visit| match from {
+        ScanFrom::Whole => {
+            z.iter().for_each(|(m, s)| visit(Scanned::Scored(m, s)));
+            0
+        }
+        ScanFrom::Cursor(cursor, count) => z.scan(cursor, count, |m, s| visit(Scanned::Scored(m, s))),
+    })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
