@@ -345,21 +345,24 @@ async fn hash_tags_co_locate_keys_through_the_gate() {
         "untagged keys spread over both shards: {total:?}"
     );
     // Every tagged key is on the shard of its tag's slot.
-    let owner = info
-        .shards
+    let slot = kv_proto::slot::key_slot(b"user1000").to_string();
+    let leaders: Vec<&str> = info.shards.iter().filter_map(|s| s.leader.as_deref()).collect();
+    let (owner, others): (Vec<&str>, Vec<&str>) = leaders
         .iter()
-        .find(|s| {
-            s.leader.as_deref().is_some_and(|l| {
-                cli(
-                    l,
-                    &[
-                        "CLUSTER",
-                        "COUNTKEYSINSLOT",
-                        &kv_proto::slot::key_slot(b"user1000").to_string(),
-                    ],
-                ) == "50"
-            })
-        })
-        .map(|s| s.name.clone());
-    assert!(owner.is_some(), "one shard holds all 50 keys of the tag's slot");
+        .partition(|l| cli(l, &["CLUSTER", "COUNTKEYSINSLOT", &slot]) == "50");
+    assert_eq!(owner.len(), 1, "one shard holds all 50 keys of the tag's slot");
+    // Its keys are listed whole, or as many as asked for; the other shard has none.
+    let listed = |addr: &str, count: &str| -> HashSet<String> {
+        let out = cli(addr, &["CLUSTER", "GETKEYSINSLOT", &slot, count]);
+        out.lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
+    };
+    let tagged: HashSet<String> = (0..50).map(|i| format!("{{user1000}}:{i}")).collect();
+    assert_eq!(listed(owner[0], "100"), tagged);
+    let some = listed(owner[0], "10");
+    assert_eq!(some.len(), 10);
+    assert!(some.is_subset(&tagged), "{some:?}");
+    for other in others {
+        assert_eq!(cli(other, &["CLUSTER", "COUNTKEYSINSLOT", &slot]), "0");
+        assert!(listed(other, "100").is_empty());
+    }
 }

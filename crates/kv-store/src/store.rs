@@ -10,6 +10,9 @@
 //!
 //! Slab indices never move while an entry lives, which gives [`Store::scan`] a stable cursor:
 //! a replication snapshot walks the slab in chunks while writes continue.
+//!
+//! Entries are counted per Redis Cluster slot as they come and go ([`Store::count_in_slot`]):
+//! 64 KiB per store, and a slot computed per insert and per removal (not per overwrite).
 
 use std::collections::BTreeSet;
 use std::hash::BuildHasher;
@@ -17,6 +20,7 @@ use std::hash::BuildHasher;
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use kv_proto::Kind;
 use kv_proto::hash::hash64;
+use kv_proto::slot::key_slot;
 
 use crate::object::{BadPayload, CompactLimits, Object, WrongType};
 
@@ -144,6 +148,8 @@ pub struct Store {
     /// Collections in their general form, by slot.
     objects: HashMap<u32, Object>,
     compact: CompactLimits,
+    /// Entries per Redis Cluster slot ([`kv_proto::slot::key_slot`] of their keys).
+    per_slot: Box<[u32]>,
 }
 
 /// A stored value as [`Store::scan`] and [`Store::peek`] show it.
@@ -228,12 +234,19 @@ impl Store {
             limits,
             objects: HashMap::new(),
             compact: CompactLimits::default(),
+            per_slot: vec![0; kv_proto::slot::SLOTS as usize].into_boxed_slice(),
         }
     }
 
     /// Number of entries, expired-but-not-yet-removed ones included.
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Entries whose keys hash to Redis Cluster slot `slot` (expired ones not yet removed
+    /// included, as Redis counts them): `CLUSTER COUNTKEYSINSLOT` without a walk.
+    pub fn count_in_slot(&self, slot: u16) -> usize {
+        self.per_slot.get(slot as usize).map_or(0, |&n| n as usize)
     }
 
     /// True when the store holds nothing.
@@ -428,6 +441,7 @@ impl Store {
     /// [`Store::insert_slot`] with the key's hash already computed.
     fn insert_hashed(&mut self, slot: Slot, hash: u64) -> u32 {
         let expires_at = slot.expires_at;
+        self.per_slot[key_slot(slot.key()) as usize] += 1;
         let i = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = Some(slot);
@@ -606,6 +620,7 @@ impl Store {
         }
         self.free.push(i);
         self.len -= 1;
+        self.per_slot[key_slot(slot.key()) as usize] -= 1;
         let mut key = slot.data.into_vec();
         key.truncate(slot.key_len as usize);
         key.into_boxed_slice()

@@ -95,9 +95,10 @@ impl Cluster {
             Cluster::Info => Frame::text(map.info(&node.shard)),
             Cluster::MyId => Frame::bulk(cluster_node_id(&node.id)),
             Cluster::KeySlot(key) => Frame::Integer(key_slot(&key) as i64),
-            Cluster::CountKeysInSlot(slot) => Frame::Integer(keys_in_slot(node, slot, usize::MAX, |_| {}) as i64),
+            Cluster::CountKeysInSlot(slot) => Frame::Integer(node.count_in_slot(slot) as i64),
             Cluster::GetKeysInSlot(slot, max) => {
                 let mut keys = Vec::new();
+                let max = max.min(node.count_in_slot(slot));
                 keys_in_slot(node, slot, max, |k| keys.push(Frame::bulk(Bytes::copy_from_slice(k))));
                 Frame::Array(keys)
             }
@@ -106,9 +107,11 @@ impl Cluster {
     }
 }
 
-/// Walks the store for keys of `slot` (up to `max`), calling `f` on each; returns how many.
-/// O(keys): the store has no per-slot index yet (Redis keeps one). Each step holds the
-/// store's lock for one bounded batch only.
+/// Walks the store for keys of `slot` (up to `max`, which the caller caps at the slot's
+/// count, so the walk stops once it has them all and an empty slot costs nothing), calling
+/// `f` on each; returns how many. The store counts keys per slot but does not list them
+/// (Redis keeps a list per slot, 16 bytes per key): a slot's keys cost a walk until the
+/// last of them is found. Each step holds the store's lock for one bounded batch only.
 fn keys_in_slot(node: &Node, slot: u16, max: usize, mut f: impl FnMut(&[u8])) -> usize {
     let mut found = 0;
     let mut cursor = 0;
@@ -118,7 +121,7 @@ fn keys_in_slot(node: &Node, slot: u16, max: usize, mut f: impl FnMut(&[u8])) ->
                 f(k);
                 found += 1;
             }
-            true
+            found < max
         });
         match next {
             Some(c) if c != 0 => cursor = c,

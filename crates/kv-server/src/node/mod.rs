@@ -749,6 +749,12 @@ impl Node {
         self.lock().store.scan(cursor, max, f)
     }
 
+    /// Keys held in Redis Cluster slot `slot`, expired ones not yet removed included (as
+    /// Redis counts them).
+    pub fn count_in_slot(&self, slot: u16) -> usize {
+        self.lock().store.count_in_slot(slot)
+    }
+
     /// Publishes progress of moving keys away (`KV.INFO` reports it).
     pub fn report_move(&self, p: MoveProgress) {
         *lock_or_die(&self.move_progress, "move progress") = Some(p);

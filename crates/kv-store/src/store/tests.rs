@@ -162,3 +162,32 @@ fn an_entry_slot_stays_small() {
     // Memory per key is a target (issue 3: RSS within 1.2x of redis-server's).
     assert_eq!(std::mem::size_of::<Option<Slot>>(), 40);
 }
+
+#[test]
+fn counts_entries_per_cluster_slot_as_they_come_and_go() {
+    use kv_proto::slot::key_slot;
+    let mut s = store(3, 0);
+    let tag = key_slot(b"{user1}");
+    s.set(b"{user1}:a", b"1", None);
+    s.set(b"{user1}:b", b"2", Some(5));
+    s.set(b"other", b"3", None);
+    assert_eq!(s.count_in_slot(tag), 2);
+    assert_eq!(s.count_in_slot(key_slot(b"other")), 1);
+    // An overwrite is no new entry; an expired entry counts until it is removed, as in Redis.
+    s.set(b"{user1}:a", b"longer", None);
+    assert_eq!(s.count_in_slot(tag), 2);
+    assert_eq!(s.get_expiring(b"{user1}:b", 10), Lookup::Expired);
+    assert_eq!(s.count_in_slot(tag), 1);
+    // Evicted and removed entries leave their slot ("{user1}:a" was used: a second chance).
+    s.set(b"x", b"4", None);
+    s.set(b"y", b"5", None);
+    assert_eq!(s.evict_over_limit(), vec![b"other".to_vec().into_boxed_slice()]);
+    assert_eq!(s.count_in_slot(key_slot(b"other")), 0);
+    assert!(s.remove(b"{user1}:a"));
+    assert_eq!(s.count_in_slot(tag), 0);
+    let total: usize = (0..kv_proto::slot::SLOTS).map(|slot| s.count_in_slot(slot)).sum();
+    assert_eq!(total, s.len());
+    s.clear();
+    assert_eq!(s.count_in_slot(key_slot(b"x")), 0);
+    assert_eq!(s.count_in_slot(u16::MAX), 0);
+}
