@@ -528,7 +528,14 @@ impl<'a> Session<'a> {
                             None => return,
                         }
                     } else {
-                        p.finish(self.state, &mut timer).await
+                        match p {
+                            // A reply already in needs no future (`InFlight::ready`).
+                            Pending::Forward(f) => match f.ready() {
+                                Ok(frame) => frame,
+                                Err(f) => Pending::Forward(f).finish(self.state, &mut timer).await,
+                            },
+                            p => p.finish(self.state, &mut timer).await,
+                        }
                     };
                     if blocking {
                         arrived = Instant::now();
