@@ -126,10 +126,16 @@ impl RequestParser {
     }
 
     fn start_multibulk(&mut self, buf: &mut BytesMut) -> Result<Step, ProtocolError> {
-        let Some(line_end) = find_crlf(buf, 1, MAX_HEADER_LINE)? else {
-            return Ok(Step::NeedMore);
+        let (n, line_end) = match plain_header(buf, 1) {
+            Some((n, line_end)) => (n as i64, line_end),
+            None => {
+                let Some(line_end) = find_crlf(buf, 1, MAX_HEADER_LINE)? else {
+                    return Ok(Step::NeedMore);
+                };
+                let n = parse_int(&buf[1..line_end]).ok_or(ProtocolError::InvalidMultibulkLength)?;
+                (n, line_end)
+            }
         };
-        let n = parse_int(&buf[1..line_end]).ok_or(ProtocolError::InvalidMultibulkLength)?;
         if n > self.limits.max_multibulk_len as i64 {
             return Err(ProtocolError::InvalidMultibulkLength);
         }
@@ -159,10 +165,16 @@ impl RequestParser {
             if buf[*pos] != b'$' {
                 return Err(ProtocolError::ExpectedBulk(buf[*pos] as char));
             }
-            let Some(line_end) = find_crlf(buf, *pos + 1, MAX_HEADER_LINE)? else {
-                return Ok(Step::NeedMore);
+            let (len, line_end) = match plain_header(buf, *pos + 1) {
+                Some((len, line_end)) => (len as i64, line_end),
+                None => {
+                    let Some(line_end) = find_crlf(buf, *pos + 1, MAX_HEADER_LINE)? else {
+                        return Ok(Step::NeedMore);
+                    };
+                    let len = parse_int(&buf[*pos + 1..line_end]).ok_or(ProtocolError::InvalidBulkLength)?;
+                    (len, line_end)
+                }
             };
-            let len = parse_int(&buf[*pos + 1..line_end]).ok_or(ProtocolError::InvalidBulkLength)?;
             if len < 0 || len > self.limits.max_bulk_len as i64 {
                 return Err(ProtocolError::InvalidBulkLength);
             }
@@ -215,6 +227,32 @@ enum Step {
     Done(Request),
     Skip,
     NeedMore,
+}
+
+/// The count in a header line whose digits start at `from`, and where its CR is, when the
+/// line is complete and plain (1 to 18 digits, then CRLF): what clients send, read in one
+/// pass. Anything else (a sign, a partial or malformed line) is `None`, and the caller takes
+/// the general path ([`find_crlf`], [`parse_int`]), which tells those apart; for a plain line
+/// both give the same answer. Each header was scanned twice before (for its CR, then for its
+/// digits): this is about a tenth of a SET's parse in the gate and in the kvserver.
+#[inline]
+fn plain_header(buf: &[u8], from: usize) -> Option<(u64, usize)> {
+    let digits = buf.get(from..)?;
+    let mut value: u64 = 0;
+    let mut n = 0;
+    // At most 18 digits: no overflow, no check in the loop.
+    while n < digits.len() && n <= 18 {
+        let d = digits[n].wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        value = value * 10 + d as u64;
+        n += 1;
+    }
+    match digits.get(n..n + 2) {
+        Some(b"\r\n") if (1..=18).contains(&n) => Some((value, from + n)),
+        _ => None,
+    }
 }
 
 /// Finds the CRLF that ends the header line starting at `from`. A line longer than `max`

@@ -171,3 +171,44 @@ fn random_streams_split_anywhere_parse_the_same() {
         assert!(buf.is_empty());
     }
 }
+
+#[test]
+fn a_plain_header_reads_as_the_general_path_reads_it() {
+    // The one-pass reading of plain headers gives what finding the CRLF and parsing the
+    // digits give, and leaves everything else (signs, partial or bad lines) to them.
+    let cases: &[&[u8]] = &[
+        b"$3\r\nSET",
+        b"$0\r\n",
+        b"$100\r\n",
+        b"$007\r\n",
+        b"$123456789012345678\r\n",
+        b"$1234567890123456789\r\n",
+        b"$-1\r\n",
+        b"$\r\n",
+        b"$12",
+        b"$12\r",
+        b"$12\rX",
+        b"$1a\r\n",
+        b"$+1\r\n",
+        b"$ 1\r\n",
+        b"$",
+    ];
+    for case in cases {
+        let general = match find_crlf(case, 1, MAX_HEADER_LINE) {
+            Ok(Some(end)) => parse_int(&case[1..end]).map(|n| (n, end)),
+            _ => None,
+        };
+        match plain_header(case, 1) {
+            Some((n, end)) => assert_eq!(Some((n as i64, end)), general, "{:?}", String::from_utf8_lossy(case)),
+            None => assert!(
+                general.is_none_or(|(n, _)| n < 0 || case[1..].starts_with(b"-") || case.len() > 20),
+                "{:?} is plain but was not read as such",
+                String::from_utf8_lossy(case)
+            ),
+        }
+    }
+    assert_eq!(plain_header(b"$100\r\n", 1), Some((100, 4)));
+    assert_eq!(plain_header(b"*3\r\n$3", 1), Some((3, 2)));
+    assert_eq!(plain_header(b"$-1\r\n", 1), None);
+    assert_eq!(plain_header(b"$12\r", 1), None);
+}
