@@ -407,6 +407,25 @@ impl Forwarder {
         request: Bytes,
         affinity: usize,
     ) -> InFlight {
+        match self.batch(batcher, target, access, request) {
+            Ok(flight) => flight,
+            Err((target, request)) => {
+                batcher.flush(affinity).await;
+                self.start_as(target, access, request, affinity, Shape::Relayed).await
+            }
+        }
+    }
+
+    /// [`Forwarder::start_batched`]'s fast path, which needs no wait: the request gathered
+    /// into `batcher` when its key is not moving and has a server to go to. Otherwise the
+    /// target and request back, untouched.
+    pub fn batch(
+        &self,
+        batcher: &mut Batcher,
+        target: Target,
+        access: Access,
+        request: Bytes,
+    ) -> Result<InFlight, (Target, Bytes)> {
         let routing = self.routing();
         let fast = match &target {
             Target::Key(key) => routing.moving(key).is_none(),
@@ -437,16 +456,15 @@ impl Forwarder {
                 g.bytes.extend_from_slice(&request);
             }
             g.count += 1;
-            return InFlight(State::Batched {
+            return Ok(InFlight(State::Batched {
                 group: g.reply.clone(),
                 index: g.count - 1,
                 target,
                 access,
                 request,
-            });
+            }));
         }
-        batcher.flush(affinity).await;
-        self.start_as(target, access, request, affinity, Shape::Relayed).await
+        Err((target, request))
     }
 
     /// Sends `request` (a session command, safe to repeat) to the leader for `target` on the

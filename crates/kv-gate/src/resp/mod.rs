@@ -483,7 +483,10 @@ impl<'a> Session<'a> {
                             let runs = runs.filter(|_| !refused);
                             let pending = match refusal {
                                 Some((refusal, _)) => Pending::Now(refusal),
-                                None => self.start(req, spec).await,
+                                None => match self.start_now(req, spec) {
+                                    Ok(pending) => pending,
+                                    Err(req) => self.start(req, spec).await,
+                                },
                             };
                             // Queued by MULTI: counted as part of EXEC.
                             let queued = self.multi.is_some() && runs.is_some_and(|s| s.name != "multi");
@@ -698,6 +701,35 @@ impl<'a> Session<'a> {
 
     /// Starts serving one request (`spec`: its command, looked up by the caller): everything
     /// up to queuing it on a server.
+    /// [`Session::start`] for the commonest request, with no future built: a single-key
+    /// command, outside a transaction and subscriptions, gathered into this batch for its
+    /// key's server (profiled at -P 16: the chain of `async fn`s from `start` to the batch
+    /// was about 450 instructions per request). Anything else is handed back for
+    /// [`Session::start`], untouched.
+    fn start_now(&mut self, req: Request, spec: Option<&'static command::Spec>) -> Result<Pending, Request> {
+        let Some(spec) = spec else {
+            return Err(req);
+        };
+        let single_key = matches!(spec.kind, Kind::Key(_) | Kind::Set);
+        let subscribed = self.pubsub.as_ref().is_some_and(kv_pubsub::Client::active);
+        if !single_key || self.multi.is_some() || subscribed || !spec.arity_ok(req.len()) {
+            return Err(req);
+        }
+        let access = match spec.kind {
+            Kind::Key(access) => access,
+            _ => set_access(&req),
+        };
+        let bytes = self.request_bytes(&req);
+        let key = Target::Key(req.args()[1].clone());
+        match self.state.forwarder.batch(&mut self.batcher, key, access, bytes) {
+            Ok(flight) => {
+                self.last_cmd = spec.name;
+                Ok(Pending::Forward(flight))
+            }
+            Err(_) => Err(req),
+        }
+    }
+
     async fn start(&mut self, req: Request, spec: Option<&'static command::Spec>) -> Pending {
         if self.multi.is_none()
             && let Some(p) = self.pubsub(&req).await
@@ -733,16 +765,8 @@ impl<'a> Session<'a> {
             Kind::Local => local::apply(self, spec, &req),
             Kind::Key(access) => self.forward(req, access).await,
             Kind::Set => {
-                let conditional = req.args()[3..]
-                    .iter()
-                    .any(|a| [&b"NX"[..], b"XX", b"GET"].iter().any(|o| a.eq_ignore_ascii_case(o)));
-                self.forward(
-                    req,
-                    Access::Write {
-                        idempotent: !conditional,
-                    },
-                )
-                .await
+                let access = set_access(&req);
+                self.forward(req, access).await
             }
             Kind::MGet => fanout::mget(fwd, &req, self.affinity()).await,
             Kind::MSet => fanout::mset(fwd, &req, self.affinity()).await,
@@ -890,6 +914,16 @@ impl<'a> Session<'a> {
     /// Keeps this client's requests on one backend connection per server.
     fn affinity(&self) -> usize {
         self.id as usize
+    }
+}
+
+/// A `SET`'s access: repeatable unless it is conditional or returns the old value.
+fn set_access(req: &Request) -> Access {
+    let conditional = req.args()[3..]
+        .iter()
+        .any(|a| [&b"NX"[..], b"XX", b"GET"].iter().any(|o| a.eq_ignore_ascii_case(o)));
+    Access::Write {
+        idempotent: !conditional,
     }
 }
 
