@@ -699,8 +699,6 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Starts serving one request (`spec`: its command, looked up by the caller): everything
-    /// up to queuing it on a server.
     /// [`Session::start`] for the commonest request, with no future built: a single-key
     /// command, outside a transaction and subscriptions, gathered into this batch for its
     /// key's server (profiled at -P 16: the chain of `async fn`s from `start` to the batch
@@ -730,6 +728,8 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// Starts serving one request (`spec`: its command, looked up by the caller): everything
+    /// up to queuing it on a server.
     async fn start(&mut self, req: Request, spec: Option<&'static command::Spec>) -> Pending {
         if self.multi.is_none()
             && let Some(p) = self.pubsub(&req).await
