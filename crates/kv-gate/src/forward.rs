@@ -269,20 +269,18 @@ impl InFlight {
         // read and a timer-wheel entry). Otherwise a timeout abandons this request only: the
         // connection carries other clients' requests, and detects a stalled server itself
         // (`ConnOptions::stall_timeout`).
-        let (arrived, target, access, request) = match self.0 {
+        let flight = match self.ready() {
+            Ok(frame) => return Ok(frame),
+            Err(flight) => flight,
+        };
+        let (arrived, target, access, request) = match flight.0 {
             State::Done(r) => return r,
             State::Sent {
-                mut reply,
+                reply,
                 target,
                 access,
                 request,
-            } => {
-                let arrived = match reply.try_take() {
-                    Some(r) => Ok(r),
-                    None => timer.within(fwd.backend_timeout, reply).await,
-                };
-                (arrived, target, access, request)
-            }
+            } => (timer.within(fwd.backend_timeout, reply).await, target, access, request),
             State::Batched {
                 group,
                 index,
@@ -299,7 +297,6 @@ impl InFlight {
                         Some(r) => Ok(r),
                         None => timer.within(fwd.backend_timeout, reply).await,
                     },
-                    (Some(Ok(Queued::Batch(batch))), _) if batch.is_done() => Ok(batch.take(index)),
                     (Some(Ok(Queued::Batch(batch))), _) => timer
                         .within(fwd.backend_timeout, batch.wait())
                         .await
