@@ -296,7 +296,7 @@ pub async fn serve(
                         if named {
                             crate::node::events::set_command(info.map(|i| i.name));
                         }
-                        match Command::from_request(req) {
+                        match Command::from_request_with(req, info) {
                             Ok(Command::Quit) => {
                                 kv_proto::write::ok(&mut conn.output);
                                 finish(&node, &mut conn, pending).await;

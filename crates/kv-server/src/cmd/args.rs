@@ -49,6 +49,11 @@ impl Args {
         &self.all
     }
 
+    /// Every argument, the name first, given up (for a command that keeps them whole).
+    pub fn into_all(self) -> Vec<Bytes> {
+        self.all
+    }
+
     /// The command name as sent.
     pub fn name(&self) -> &[u8] {
         self.all.first().map_or(&b""[..], |n| &n[..])

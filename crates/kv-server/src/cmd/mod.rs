@@ -37,6 +37,7 @@ mod zsets;
 use bytes::Bytes;
 use kv_proto::Out;
 use kv_proto::Request;
+use kv_proto::commands::CommandInfo;
 
 pub use args::{Args, CmdError};
 
@@ -114,7 +115,19 @@ pub enum Command {
 impl Command {
     /// Parses a request; unknown commands and bad arguments become Redis-style errors.
     pub fn from_request(req: Request) -> Result<Command, CmdError> {
+        let info = kv_proto::commands::lookup(req.name());
+        Command::from_request_with(req, info)
+    }
+
+    /// [`Command::from_request`] for a caller that has looked the request's name up in the
+    /// command table already (`info`: `kv_proto::commands::lookup` of it).
+    pub fn from_request_with(req: Request, info: Option<&'static CommandInfo>) -> Result<Command, CmdError> {
+        debug_assert!(info.is_none_or(|i| i.name.as_bytes().eq_ignore_ascii_case(req.name())));
         let mut args = Args::new(req);
+        // The collection families first: found by the command's index, not by name.
+        if let Some(found) = info.and_then(family::find) {
+            return Ok(Command::Call(found.call(args.into_all()).map_err(CmdError::Coded)?));
+        }
         let Some((buf, len)) = args::upper(args.name()) else {
             return Err(args.unknown());
         };
@@ -226,14 +239,7 @@ impl Command {
             b"BLPOP" | b"BRPOP" | b"BLMOVE" | b"BRPOPLPUSH" | b"BLMPOP" | b"BZPOPMIN" | b"BZPOPMAX" | b"BZMPOP" => {
                 Command::Block(blocking::Block::parse(&buf[..len], args.all())?)
             }
-            _ => {
-                let lower = args.lower_name();
-                match family::find(&lower, args.all().to_vec()) {
-                    Some(Ok(call)) => Command::Call(call),
-                    Some(Err(arity)) => return Err(CmdError::Coded(arity)),
-                    None => return Err(args.unknown()),
-                }
-            }
+            _ => return Err(args.unknown()),
         })
     }
 

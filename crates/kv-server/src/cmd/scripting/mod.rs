@@ -515,7 +515,7 @@ fn call_command(
     }
     let wrote_before = node.scripts.wrote.load(Ordering::Relaxed);
     let req = Request::new(parts);
-    let command = match Command::from_request(req) {
+    let command = match Command::from_request_with(req, Some(info)) {
         Ok(c) => c,
         Err(e) => return Err(e.to_string()),
     };
