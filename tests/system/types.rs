@@ -94,6 +94,13 @@ async fn every_type_answers_as_redis_does_and_is_replicated() {
     // WRONGTYPE where Redis gives it, and commands that take any kind.
     assert!(g(&["GET", "h"]).starts_with("WRONGTYPE"));
     assert!(g(&["LPUSH", "h", "x"]).starts_with("WRONGTYPE"));
+    // A move checks its source first: nothing to move is a null reply whatever the
+    // destination holds; something to move into a hash is WRONGTYPE, and stays.
+    assert_eq!(g(&["LMOVE", "{h}none", "h", "LEFT", "RIGHT"]), "");
+    assert_eq!(g(&["RPUSH", "{h}src", "a"]), "1");
+    assert!(g(&["RPOPLPUSH", "{h}src", "h"]).starts_with("WRONGTYPE"));
+    assert_eq!(g(&["LRANGE", "{h}src", "0", "-1"]), "a");
+    assert_eq!(g(&["DEL", "{h}src"]), "1");
     assert_eq!(g(&["TYPE", "z"]), "zset");
     assert_eq!(g(&["EXISTS", "h", "l", "s", "z"]), "4");
     let (mut cursor, mut lists) = ("0".to_string(), Vec::new());

@@ -76,18 +76,27 @@ impl Batch {
         };
         let slow = obs.slowlog.threshold();
         let spike = obs.latency.threshold();
+        // Consecutive calls of one command that ended alike and took the same time are
+        // counted together (`record_n`).
+        let mut run: Option<(&'static CommandInfo, Duration, Outcome, u64)> = None;
         for call in self.calls.drain(..) {
             let took = match call.outcome {
                 Outcome::Ran { .. } => call.took.unwrap_or(share),
                 // A blocking command's wait is not its time (as in Redis, which logs it when
-                // it is served, without the wait).
-                Outcome::Blocked => Duration::ZERO,
-                Outcome::Rejected => {
-                    obs.commands.record(call.info, Duration::ZERO, call.outcome);
-                    continue;
-                }
+                // it is served, without the wait); a refused call took none.
+                Outcome::Blocked | Outcome::Rejected => Duration::ZERO,
             };
-            obs.commands.record(call.info, took, call.outcome);
+            match &mut run {
+                Some((info, t, o, n)) if std::ptr::eq(*info, call.info) && *t == took && *o == call.outcome => *n += 1,
+                _ => {
+                    if let Some((info, t, o, n)) = run.replace((call.info, took, call.outcome, 1)) {
+                        obs.commands.record_n(info, t, o, n);
+                    }
+                }
+            }
+            if call.outcome == Outcome::Rejected {
+                continue;
+            }
             if slow.is_some_and(|t| took >= t)
                 && let Some(args) = call.raw.as_ref().and_then(parse)
             {
@@ -96,6 +105,9 @@ impl Batch {
             if spike.is_some_and(|t| took >= t) {
                 obs.latency.offer_command(took, call.info.flags.contains(&"fast"));
             }
+        }
+        if let Some((info, t, o, n)) = run {
+            obs.commands.record_n(info, t, o, n);
         }
     }
 }
@@ -137,6 +149,53 @@ mod tests {
         ] {
             assert!(timed_alone(info(c)), "{c}");
         }
+    }
+
+    #[test]
+    fn runs_of_one_command_count_as_the_calls_one_by_one() {
+        let ran = Outcome::Ran { failed: false };
+        let failed = Outcome::Ran { failed: true };
+        let calls = [
+            ("get", ran, None),
+            ("get", ran, None),
+            ("get", failed, None),
+            ("set", ran, None),
+            ("get", ran, None),
+            ("get", Outcome::Rejected, None),
+            ("get", Outcome::Rejected, None),
+            ("keys", ran, Some(Duration::from_millis(3))),
+            ("keys", ran, Some(Duration::from_millis(4))),
+            ("blpop", Outcome::Blocked, None),
+            ("get", ran, None),
+        ];
+        let batched = Observer::default();
+        let mut b = Batch::default();
+        for (name, outcome, took) in calls {
+            b.push(info(name), outcome, took, None);
+        }
+        b.record(&batched, Duration::from_millis(13), Client::default);
+        // One by one: 13 ms less the 7 of the KEYS shared by the 6 calls that ran untimed.
+        let single = Observer::default();
+        for (name, outcome, took) in calls {
+            let took = match outcome {
+                Outcome::Ran { .. } => took.unwrap_or(Duration::from_millis(1)),
+                _ => Duration::ZERO,
+            };
+            single.commands.record(info(name), took, outcome);
+        }
+        let figures = |o: &Observer| {
+            o.commands
+                .commands()
+                .into_iter()
+                .map(|f| (f.name, f.calls, f.nanos, f.rejected, f.failed, f.latency))
+                .collect::<Vec<_>>()
+        };
+        let got = figures(&batched);
+        assert_eq!(got, figures(&single));
+        assert!(
+            got.iter().any(|f| f.0 == "get" && f.1 == 5 && f.3 == 2 && f.4 == 1),
+            "{got:?}"
+        );
     }
 
     #[test]

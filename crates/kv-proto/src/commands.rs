@@ -430,31 +430,19 @@ static BY_NAME: std::sync::LazyLock<hashbrown::HashMap<&'static [u8], &'static C
 
 /// The command named `name` (any case): a hash lookup.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandInfo> {
-    if name.len() > 24 {
-        return None;
-    }
-    let mut buf = [0u8; 24];
-    buf[..name.len()].copy_from_slice(name);
-    for word in buf.chunks_exact_mut(8) {
-        let w = u64::from_le_bytes(word.try_into().expect("8 bytes"));
-        word.copy_from_slice(&ascii_lower(w).to_le_bytes());
-    }
-    BY_NAME.get(&buf[..name.len()]).copied()
+    let (buf, len) = lower_name(name)?;
+    BY_NAME.get(&buf[..len]).copied()
 }
 
-/// Lower-cases the ASCII capitals among eight bytes at once, leaving every other byte as it
-/// is (the same as `to_ascii_lowercase` on each). Looked up for every request: the byte loop
-/// was about 70 instructions of a 7-letter name (callgrind).
-fn ascii_lower(w: u64) -> u64 {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let low = w & LOW7;
-    // Per byte, the high bit of `low + (0x80 - c)` says `low >= c`; no byte carries into
-    // the next, as `low` < 0x80 and the addend <= 0x80.
-    let at_least_a = low + 0x3f3f_3f3f_3f3f_3f3f; // 0x80 - b'A'
-    let past_z = low + 0x2525_2525_2525_2525; // 0x80 - (b'Z' + 1)
-    let capital = at_least_a & !past_z & !w & HIGH;
-    w | (capital >> 2)
+/// A command name (at most 24 bytes, the longest any command has) in lower case, in a
+/// buffer with its length: the key of the tables by name, here and in the gate.
+#[inline]
+pub fn lower_name(name: &[u8]) -> Option<([u8; 24], usize)> {
+    let mut buf = [0u8; 24];
+    for (b, c) in buf.get_mut(..name.len())?.iter_mut().zip(name) {
+        *b = c.to_ascii_lowercase();
+    }
+    Some((buf, name.len()))
 }
 
 /// Redis 7's container commands that kvstore serves, with each subcommand and its arity
@@ -744,22 +732,6 @@ pub fn command_reply(args: &[Bytes], who: ServedBy) -> Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn eight_bytes_lower_as_each_byte_does() {
-        // Every byte value in every position, next to capitals and to bytes with the high
-        // bit set (no carry may cross into a neighbour).
-        for b in 0..=255u8 {
-            for fill in [b'A', b'z', 0x80, 0xff, b'@', b'['] {
-                for pos in 0..8 {
-                    let mut bytes = [fill; 8];
-                    bytes[pos] = b;
-                    let got = ascii_lower(u64::from_le_bytes(bytes)).to_le_bytes();
-                    assert_eq!(got, bytes.map(|c| c.to_ascii_lowercase()), "{bytes:?}");
-                }
-            }
-        }
-    }
 
     #[test]
     fn lookup_is_case_insensitive_and_arity_follows_redis() {

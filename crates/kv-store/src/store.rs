@@ -126,6 +126,19 @@ impl Slot {
             self.data = data.into_boxed_slice();
         }
     }
+
+    /// Replaces the value with the `len` bytes `write` appends, in the entry's own
+    /// allocation when the size is unchanged (a compact collection changed in place: one
+    /// allocation at most, not a growing buffer and a copy).
+    fn set_value_with(&mut self, len: usize, write: impl FnOnce(&mut Vec<u8>)) {
+        let k = self.key_len as usize;
+        let mut data = Vec::from(std::mem::take(&mut self.data));
+        data.truncate(k);
+        data.reserve_exact(len);
+        write(&mut data);
+        debug_assert_eq!(data.len(), k + len);
+        self.data = data.into_boxed_slice();
+    }
 }
 
 /// The map. See the module documentation.
@@ -325,34 +338,54 @@ impl Store {
 
     /// Slot `i`'s contribution to the digest and to the bytes used.
     fn weigh(&self, i: u32) -> (u64, usize) {
+        self.weigh_keyed(i, hash64(self.slot(i).key()), None)
+    }
+
+    /// [`Store::weigh`] with the hash of the slot's key computed already (`kh`): a
+    /// change weighs its slot before and after, and hashes the key once for both. `elements`
+    /// is the digest of the collection's elements when the caller has it (a compact one is
+    /// decoded to get it otherwise).
+    fn weigh_keyed(&self, i: u32, kh: u64, elements: Option<u64>) -> (u64, usize) {
         let s = self.slot(i);
         match self.val(i) {
             Val::Str(v) => (
-                entry_digest(s.key(), v, s.expires_at),
+                entry_digest(kh, v, s.expires_at),
                 Self::entry_cost(s.key().len(), v.len()),
             ),
             Val::Packed(k, v) => {
-                let d = Object::decode(k, v).map_or(0, |o| o.digest());
+                let d = elements.unwrap_or_else(|| Object::decode(k, v).map_or(0, |o| o.digest()));
                 (
-                    object_digest(s.key(), k, d, s.expires_at),
+                    object_digest(kh, k, d, s.expires_at),
                     Self::entry_cost(s.key().len(), v.len()),
                 )
             }
             Val::Big(o) => (
-                object_digest(s.key(), o.kind(), o.digest(), s.expires_at),
+                object_digest(kh, o.kind(), o.digest(), s.expires_at),
                 Self::entry_cost(s.key().len(), o.bytes() + OBJECT_OVERHEAD),
             ),
         }
     }
 
     fn unaccount(&mut self, i: u32) {
-        let (d, c) = self.weigh(i);
+        self.unaccount_keyed(i, hash64(self.slot(i).key()), None);
+    }
+
+    fn account(&mut self, i: u32) {
+        self.account_keyed(i, hash64(self.slot(i).key()), None);
+    }
+
+    /// [`Store::unaccount`] with the key's hash `kh` and, when known, the elements'
+    /// digest (see [`Store::weigh_keyed`]).
+    fn unaccount_keyed(&mut self, i: u32, kh: u64, elements: Option<u64>) {
+        let (d, c) = self.weigh_keyed(i, kh, elements);
         self.digest ^= d;
         self.used_bytes -= c;
     }
 
-    fn account(&mut self, i: u32) {
-        let (d, c) = self.weigh(i);
+    /// [`Store::account`] with the key's hash `kh` and, when known, the elements'
+    /// digest.
+    fn account_keyed(&mut self, i: u32, kh: u64, elements: Option<u64>) {
+        let (d, c) = self.weigh_keyed(i, kh, elements);
         self.digest ^= d;
         self.used_bytes += c;
     }
@@ -409,7 +442,8 @@ impl Store {
         let expires_at = expires_at.unwrap_or(0);
         let hash = self.hash(key);
         if let Some(i) = self.find_hashed(key, hash) {
-            self.unaccount(i);
+            let kh = hash64(key);
+            self.unaccount_keyed(i, kh, None);
             let old_exp = self.slot(i).expires_at;
             if old_exp != 0 {
                 self.expiries.remove(&(old_exp, i));
@@ -424,7 +458,7 @@ impl Store {
             slot.set_value(value);
             slot.kind = Kind::String.tag();
             slot.expires_at = expires_at;
-            self.account(i);
+            self.account_keyed(i, kh, None);
             self.touch(i);
             return;
         }
@@ -469,9 +503,8 @@ impl Store {
         let kind = obj.kind();
         if prefer_compact && obj.fits_compact(&self.compact) {
             self.objects.remove(&i);
-            let payload = obj.to_packed();
             let slot = self.slot_mut(i);
-            slot.set_value(&payload);
+            slot.set_value_with(obj.packed_len(), |out| obj.encode(out));
             slot.kind = kind.tag();
         } else {
             let slot = self.slot_mut(i);
@@ -530,27 +563,32 @@ impl Store {
         if self.slot(i).kind() != kind || kind == Kind::String {
             return Err(WrongType);
         }
-        self.unaccount(i);
+        let kh = hash64(key);
         self.touch(i);
-        let r = if self.slot(i).is_big() {
+        if self.slot(i).is_big() {
+            self.unaccount_keyed(i, kh, None);
             let obj = self.objects.get_mut(&i).expect("a collection in the side table");
             let r = f(obj);
             if obj.is_empty() {
                 self.detach(i);
                 return Ok(r);
             }
-            r
-        } else {
-            let mut obj = Object::decode(kind, self.slot(i).value()).expect("a well-formed compact collection");
-            let r = f(&mut obj);
-            if obj.is_empty() {
-                self.detach(i);
-                return Ok(r);
-            }
-            self.place(i, obj, true);
-            r
-        };
-        self.account(i);
+            self.account_keyed(i, kh, None);
+            return Ok(r);
+        }
+        // A compact one is decoded once: its elements' digest before and after the change
+        // come from the decoded form (weighing the packed bytes would decode them again,
+        // before and after).
+        let mut obj = Object::decode(kind, self.slot(i).value()).expect("a well-formed compact collection");
+        self.unaccount_keyed(i, kh, Some(obj.digest()));
+        let r = f(&mut obj);
+        if obj.is_empty() {
+            self.detach(i);
+            return Ok(r);
+        }
+        let elements = obj.digest();
+        self.place(i, obj, true);
+        self.account_keyed(i, kh, Some(elements));
         Ok(r)
     }
 
@@ -572,7 +610,8 @@ impl Store {
             return false;
         };
         let expires_at = expires_at.unwrap_or(0);
-        self.unaccount(i);
+        let kh = hash64(key);
+        self.unaccount_keyed(i, kh, None);
         let old_exp = self.slot(i).expires_at;
         if old_exp != 0 {
             self.expiries.remove(&(old_exp, i));
@@ -581,7 +620,7 @@ impl Store {
             self.expiries.insert((expires_at, i));
         }
         self.slot_mut(i).expires_at = expires_at;
-        self.account(i);
+        self.account_keyed(i, kh, None);
         true
     }
 
@@ -778,19 +817,19 @@ fn slot_ref(slots: &[Option<Slot>], i: u32) -> &Slot {
     slots[i as usize].as_ref().expect("live slot")
 }
 
-/// A collection's contribution to [`Store::digest`]: its key, kind, expiry and elements.
-fn object_digest(key: &[u8], kind: Kind, elements: u64, expires_at: u64) -> u64 {
+/// A collection's contribution to [`Store::digest`]: its key (`kh`, its hash), kind,
+/// expiry and elements.
+fn object_digest(kh: u64, kind: Kind, elements: u64, expires_at: u64) -> u64 {
     kv_proto::hash::fmix64(
-        hash64(key)
-            ^ (kind.tag() as u64 + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93)
+        kh ^ (kind.tag() as u64 + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93)
             ^ elements.rotate_left(31)
             ^ expires_at.wrapping_mul(0x9E37_79B9_7F4A_7C15),
     )
 }
 
-/// One string entry's contribution to [`Store::digest`].
-fn entry_digest(key: &[u8], value: &[u8], expires_at: u64) -> u64 {
-    kv_proto::hash::fmix64(hash64(key) ^ hash64(value).rotate_left(17) ^ expires_at.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+/// One string entry's contribution to [`Store::digest`] (`kh`: its key's hash).
+fn entry_digest(kh: u64, value: &[u8], expires_at: u64) -> u64 {
+    kv_proto::hash::fmix64(kh ^ hash64(value).rotate_left(17) ^ expires_at.wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 #[cfg(test)]

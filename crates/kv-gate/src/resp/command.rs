@@ -165,14 +165,8 @@ pub fn all() -> impl Iterator<Item = &'static Spec> {
 
 /// The command named `name` (any case).
 pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
-    let mut buf = [0u8; 24];
-    if name.len() > buf.len() {
-        return None;
-    }
-    for (b, c) in buf.iter_mut().zip(name) {
-        *b = c.to_ascii_lowercase();
-    }
-    BY_NAME.get(&buf[..name.len()])
+    let (buf, len) = kv_proto::commands::lower_name(name)?;
+    BY_NAME.get(&buf[..len])
 }
 
 impl Spec {

@@ -340,8 +340,10 @@ pub fn side(b: &[u8]) -> Option<bool> {
 /// Moves one element from `src` (its head when `from_left`) to `dst` (its head when
 /// `to_left`); `None` when `src` is absent. Checks `dst`'s kind before anything moves.
 pub fn move_one(w: &mut Writer<'_>, src: &[u8], dst: &[u8], from_left: bool, to_left: bool) -> Option<Box<[u8]>> {
-    len_of(w, dst);
+    // The source first, as Redis checks them: with nothing to move, the destination's kind
+    // does not matter (a null reply, and a blocking move waits).
     len_of(w, src)?;
+    len_of(w, dst);
     if w.failed() {
         return None;
     }

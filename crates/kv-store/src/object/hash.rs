@@ -52,6 +52,15 @@ pub struct HashObj {
 }
 
 impl HashObj {
+    /// An empty hash with room for `n` fields.
+    pub fn with_capacity(n: usize) -> HashObj {
+        HashObj {
+            table: Table::with_capacity(n),
+            digest: 0,
+            bytes: 0,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.table.len()
     }

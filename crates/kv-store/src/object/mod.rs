@@ -200,14 +200,32 @@ impl Object {
 
     /// The packed encoding as a new buffer.
     pub fn to_packed(&self) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.packed_len());
         self.encode(&mut out);
         out
     }
 
+    /// The length of the packed encoding ([`Object::encode`] appends exactly this much).
+    pub fn packed_len(&self) -> usize {
+        match self {
+            Object::Hash(h) => h.iter().map(|(f, v)| packed::cost(f) + packed::cost(v)).sum(),
+            Object::List(l) => l.iter().map(packed::cost).sum(),
+            Object::Set(s) => s.iter().map(packed::cost).sum(),
+            Object::ZSet(z) => z.iter().map(|(m, _)| packed::cost(m) + 9).sum(),
+        }
+    }
+
     /// Reads a collection of `kind` from its [`packed`] encoding.
     pub fn decode(kind: Kind, buf: &[u8]) -> Result<Object, BadPayload> {
-        let mut obj = Object::new(kind).ok_or(BadPayload)?;
+        // Sized from the count of items (a pass over their lengths only), so that a
+        // compact collection decoded for a change does not grow one element at a time.
+        let n = packed::Items { buf }.count();
+        let mut obj = match kind {
+            Kind::String => return Err(BadPayload),
+            Kind::Hash => Object::Hash(HashObj::with_capacity(n / 2)),
+            Kind::Set => Object::Set(SetObj::with_capacity(n)),
+            _ => Object::new(kind).ok_or(BadPayload)?,
+        };
         let mut items = packed::Items { buf };
         match &mut obj {
             Object::Hash(h) => {

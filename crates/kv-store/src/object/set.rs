@@ -12,6 +12,15 @@ pub struct SetObj {
 }
 
 impl SetObj {
+    /// An empty set with room for `n` members.
+    pub fn with_capacity(n: usize) -> SetObj {
+        SetObj {
+            table: Table::with_capacity(n),
+            digest: 0,
+            bytes: 0,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.table.len()
     }

@@ -40,6 +40,19 @@ impl<E: Keyed> Default for Table<E> {
 }
 
 impl<E: Keyed> Table<E> {
+    /// An empty table with room for `n` elements (a compact form decoded: its count is
+    /// known, and growing one element at a time reallocated the index and the slab twice
+    /// for five fields).
+    pub fn with_capacity(n: usize) -> Self {
+        Table {
+            index: HashTable::with_capacity(n),
+            hasher: DefaultHashBuilder::default(),
+            slots: Vec::with_capacity(n),
+            free: Vec::new(),
+            len: 0,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -74,12 +87,14 @@ impl<E: Keyed> Table<E> {
         self.slots[i as usize].as_mut()
     }
 
-    /// Inserts `e`, returning the element with the same key it replaced.
+    /// Inserts `e`, returning the element with the same key it replaced (the key hashed
+    /// once for the search and the insert).
     pub fn insert(&mut self, e: E) -> Option<E> {
-        if let Some(i) = self.find(e.key()) {
+        let hash = self.hasher.hash_one(e.key());
+        if let Some(&i) = self.index.find(hash, |&i| Self::slot(&self.slots, i).key() == e.key()) {
             return self.slots[i as usize].replace(e);
         }
-        self.insert_new(e);
+        self.insert_hashed(e, hash);
         None
     }
 
@@ -87,6 +102,11 @@ impl<E: Keyed> Table<E> {
     pub fn insert_new(&mut self, e: E) -> u32 {
         debug_assert!(self.find(e.key()).is_none());
         let hash = self.hasher.hash_one(e.key());
+        self.insert_hashed(e, hash)
+    }
+
+    /// [`Table::insert_new`] with the key's hash computed.
+    fn insert_hashed(&mut self, e: E, hash: u64) -> u32 {
         let i = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = Some(e);

@@ -191,3 +191,49 @@ fn counts_entries_per_cluster_slot_as_they_come_and_go() {
     assert_eq!(s.count_in_slot(key_slot(b"x")), 0);
     assert_eq!(s.count_in_slot(u16::MAX), 0);
 }
+
+#[test]
+fn edits_keep_the_digest_of_the_contents_compact_or_general() {
+    // Edited in place (compact, then past the compact limit, then shrunk) against
+    // the same contents loaded whole: equal digests and bytes after every step.
+    let mut edited = store(0, 0);
+    let mut fields: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let steps: Vec<(bool, u32)> = (0..300)
+        .map(|i| (true, i))
+        .chain((0..290).map(|i| (false, i)))
+        .collect();
+    for (add, i) in steps {
+        let (f, v) = (format!("f{i}").into_bytes(), format!("v{}", i * 7).into_bytes());
+        edited
+            .edit(b"h", Kind::Hash, |o| {
+                let Object::Hash(h) = o else { panic!("a hash") };
+                if add { h.set(&f, &v) } else { h.remove(&f) }
+            })
+            .unwrap();
+        if add {
+            fields.push((f, v));
+        } else {
+            fields.retain(|(g, _)| *g != f);
+        }
+        let mut whole = Object::new(Kind::Hash).unwrap();
+        let Object::Hash(h) = &mut whole else { panic!("a hash") };
+        for (f, v) in &fields {
+            h.set(f, v);
+        }
+        let mut loaded = store(0, 0);
+        loaded.set_object(b"h", whole, None);
+        assert_eq!(edited.digest(), loaded.digest(), "{i}");
+        // Shrunk back, a general form stays general: bytes compare while growing.
+        if add {
+            assert_eq!(edited.used_bytes(), loaded.used_bytes(), "{i}");
+        }
+    }
+    let rest: Vec<Vec<u8>> = fields.into_iter().map(|(f, _)| f).collect();
+    edited
+        .edit(b"h", Kind::Hash, |o| {
+            let Object::Hash(h) = o else { panic!("a hash") };
+            rest.iter().for_each(|f| assert!(h.remove(f)));
+        })
+        .unwrap();
+    assert_eq!((edited.digest(), edited.len(), edited.used_bytes()), (0, 0, 0));
+}
