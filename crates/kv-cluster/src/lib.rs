@@ -26,6 +26,6 @@ pub use coord::zookeeper::{ZkAuth, ZkCoordinator};
 pub use coord::{Changes, CoordError, Coordinator, CreateMode, NodeStat, SessionStatus, TreeWatch};
 pub use model::{ClusterView, NodeInfo, ShardState, ShardView};
 pub use paths::Paths;
-pub use placement::{Ownership, Phase, Placement, PlacementCache, RingState};
+pub use placement::{Ownership, Phase, Placement, PlacementCache, RingState, ServedSlots};
 pub use ring::Ring;
 pub use view::{read_view, watch_view};

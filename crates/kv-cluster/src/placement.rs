@@ -17,6 +17,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use kv_proto::slot::key_slot;
 use serde::{Deserialize, Serialize};
 
 use crate::ring::DEFAULT_VNODES;
@@ -116,11 +117,16 @@ impl Placement {
     /// moving key's new owner serves it, and its old owner still serves reads of it (the
     /// gates' fallback while the copy is under way) but no writes.
     pub fn ownership(&self, shard: &str, key: &[u8], write: bool) -> Ownership<'_> {
-        let Some(current) = self.current.shard_for(key) else {
+        self.slot_ownership(shard, key_slot(key), write)
+    }
+
+    /// [`Placement::ownership`] of the keys of cluster slot `slot`.
+    pub fn slot_ownership(&self, shard: &str, slot: u16, write: bool) -> Ownership<'_> {
+        let Some(current) = self.current.shard_for_slot(slot) else {
             return Ownership::NoRing;
         };
         let next = match &self.next {
-            Some((_, next, Phase::Moving)) => next.shard_for(key).unwrap_or(current),
+            Some((_, next, Phase::Moving)) => next.shard_for_slot(slot).unwrap_or(current),
             _ => current,
         };
         if next == shard || (!write && current == shard) {
@@ -128,6 +134,50 @@ impl Placement {
         } else {
             Ownership::Elsewhere(next)
         }
+    }
+
+    /// The slots whose keys `shard` serves under this placement, for reads and for writes:
+    /// a server asks for every key of every request, and a bit test is cheaper than the
+    /// ring lookups and name comparisons of [`Placement::ownership`].
+    pub fn served_slots(&self, shard: &str) -> ServedSlots {
+        let mut served = ServedSlots {
+            read: [0; SLOT_WORDS],
+            write: [0; SLOT_WORDS],
+        };
+        for slot in 0..kv_proto::slot::SLOTS {
+            let bit = 1u64 << (slot % 64);
+            let word = usize::from(slot / 64);
+            if self.slot_ownership(shard, slot, false) == Ownership::Serve {
+                served.read[word] |= bit;
+            }
+            if self.slot_ownership(shard, slot, true) == Ownership::Serve {
+                served.write[word] |= bit;
+            }
+        }
+        served
+    }
+}
+
+const SLOT_WORDS: usize = kv_proto::slot::SLOTS as usize / 64;
+
+/// One shard's [`Placement::served_slots`]: a bit per cluster slot, for reads and writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedSlots {
+    read: [u64; SLOT_WORDS],
+    write: [u64; SLOT_WORDS],
+}
+
+impl ServedSlots {
+    /// None: before any ring is known.
+    pub const NONE: ServedSlots = ServedSlots {
+        read: [0; SLOT_WORDS],
+        write: [0; SLOT_WORDS],
+    };
+
+    /// True when the shard serves a read (`write` false) or a write of `slot`'s keys.
+    pub fn serves(&self, slot: u16, write: bool) -> bool {
+        let words = if write { &self.write } else { &self.read };
+        words[usize::from(slot / 64)] & (1 << (slot % 64)) != 0
     }
 }
 
@@ -406,6 +456,43 @@ mod tests {
         assert_eq!(p.owner(k.as_bytes()), Some("s2"));
         assert_eq!(p.moved_away("s1", k.as_bytes()), Some("s2"));
         assert_eq!(p.moved_away("s2", k.as_bytes()), None);
+    }
+
+    #[test]
+    fn served_slots_answer_as_ownership_does_in_every_phase() {
+        let mut state = RingState {
+            version: 1,
+            shards: names(&["s1", "s2"]),
+            next: Some(NextRing {
+                version: 2,
+                shards: names(&["s1", "s2", "s3"]),
+                phase: Phase::Prepare,
+            }),
+        };
+        let mut placements = vec![Placement::new(None), Placement::new(Some(&state))];
+        state.next.as_mut().unwrap().phase = Phase::Moving;
+        placements.push(Placement::new(Some(&state)));
+        state.next = None;
+        placements.push(Placement::new(Some(&state)));
+        for p in &placements {
+            for shard in ["s1", "s2", "s3"] {
+                let served = p.served_slots(shard);
+                for slot in 0..kv_proto::slot::SLOTS {
+                    for write in [false, true] {
+                        let serve = p.slot_ownership(shard, slot, write) == Ownership::Serve;
+                        assert_eq!(served.serves(slot, write), serve, "{shard} slot {slot} write {write}");
+                    }
+                }
+            }
+        }
+        // Moving: the new shard serves reads and writes of its slots, the old owner reads only.
+        let moving = &placements[2];
+        let (s1, s3) = (moving.served_slots("s1"), moving.served_slots("s3"));
+        let slot = (0..kv_proto::slot::SLOTS)
+            .find(|&s| s3.serves(s, true) && s1.serves(s, false))
+            .expect("a slot moving from s1 to s3");
+        assert!(!s1.serves(slot, true));
+        assert_eq!(placements[0].served_slots("s1"), ServedSlots::NONE);
     }
 
     #[test]

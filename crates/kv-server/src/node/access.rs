@@ -303,6 +303,9 @@ impl Node {
     /// Refuses (whole) when a key is not this shard's.
     fn check_ownership(&self, data: &Data, keys: &mut dyn Iterator<Item = &[u8]>, write: bool) -> Result<(), Refusal> {
         for key in keys {
+            if data.served.serves(key_slot(key), write) {
+                continue;
+            }
             match data.placement.ownership(&self.shard, key, write) {
                 Ownership::Serve => {}
                 Ownership::Elsewhere(to) => {

@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use kv_cluster::Placement;
+use kv_cluster::{Placement, ServedSlots};
 use kv_peer::{Counters, MoveProgress, Mutation, ServerInfo};
 use kv_store::Store;
 use tokio::sync::{Notify, watch};
@@ -100,6 +100,9 @@ struct Data {
     backlog_ttl: Duration,
     /// The ring as this server last saw it: which keys this shard serves.
     placement: Arc<Placement>,
+    /// This shard's slots under `placement`, a bit each (checked for every key of every
+    /// request; set with it in [`Data::set_placement`]).
+    served: Box<ServedSlots>,
     /// The cluster view the placement came from: who leads each shard, for redirections
     /// and `CLUSTER SLOTS`.
     view: Arc<kv_cluster::ClusterView>,
@@ -135,6 +138,13 @@ struct Data {
 }
 
 impl Data {
+    /// The placement this server routes by, with `served`, its shard's slots under it
+    /// (computed by the caller before taking the lock: 16k slots looked up twice).
+    fn set_placement(&mut self, placement: Arc<Placement>, served: Box<ServedSlots>) {
+        self.placement = placement;
+        self.served = served;
+    }
+
     /// Logs the delete of a key that expired or was evicted (its event says which).
     fn log_gone(&mut self, epoch: u64, key: &[u8], cause: events::Cause) {
         match cause {
@@ -412,6 +422,7 @@ impl Node {
                 backlog_until: None,
                 backlog_ttl: Duration::from_secs(config.repl_backlog_ttl_secs),
                 placement: Arc::new(Placement::new(None)),
+                served: Box::new(ServedSlots::NONE),
                 view: Arc::default(),
                 inbound: None,
                 tombstones: HashSet::new(),
@@ -502,8 +513,9 @@ impl Node {
 
     /// The ring this server routes by.
     pub fn set_placement(&self, placement: Arc<Placement>) {
+        let served = self.served_slots(&placement);
         let mut data = self.lock();
-        data.placement = placement;
+        data.set_placement(placement, served);
         self.refresh_plain_route(&data);
     }
 
@@ -518,10 +530,24 @@ impl Node {
         if !tls.is_empty() || self.tls_addr.is_some() {
             self.tls_addrs.set(tls);
         }
+        let served = self.served_slots(&placement);
         let mut data = self.lock();
-        data.placement = placement;
+        data.set_placement(placement, served);
         data.view = view;
         self.refresh_plain_route(&data);
+    }
+
+    /// This shard's slots under `placement`: the ones held when it is the placement in use
+    /// (every change of the cluster view sets the placement again, mostly the same one),
+    /// computed outside the lock otherwise (32k slot lookups, on a ring change only).
+    fn served_slots(&self, placement: &Arc<Placement>) -> Box<ServedSlots> {
+        {
+            let data = self.lock();
+            if Arc::ptr_eq(&data.placement, placement) {
+                return data.served.clone();
+            }
+        }
+        Box::new(placement.served_slots(&self.shard))
     }
 
     /// True while a cluster client's command needs no routing check (see
