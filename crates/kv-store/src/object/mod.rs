@@ -211,7 +211,10 @@ impl Object {
             Object::Hash(h) => h.iter().map(|(f, v)| packed::cost(f) + packed::cost(v)).sum(),
             Object::List(l) => l.iter().map(packed::cost).sum(),
             Object::Set(s) => s.iter().map(packed::cost).sum(),
-            Object::ZSet(z) => z.iter().map(|(m, _)| packed::cost(m) + 9).sum(),
+            Object::ZSet(z) => z
+                .iter()
+                .map(|(m, s)| packed::cost(m) + packed::cost(&s.to_le_bytes()))
+                .sum(),
         }
     }
 

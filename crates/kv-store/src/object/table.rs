@@ -29,13 +29,7 @@ pub struct Table<E> {
 
 impl<E: Keyed> Default for Table<E> {
     fn default() -> Self {
-        Table {
-            index: HashTable::new(),
-            hasher: DefaultHashBuilder::default(),
-            slots: Vec::new(),
-            free: Vec::new(),
-            len: 0,
-        }
+        Table::with_capacity(0)
     }
 }
 
