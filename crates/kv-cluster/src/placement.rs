@@ -92,9 +92,14 @@ impl Placement {
     /// The shard a request for `key` goes to: its next owner while keys are moving, its current
     /// owner otherwise.
     pub fn owner(&self, key: &[u8]) -> Option<&str> {
+        self.owner_ring().shard_for(key)
+    }
+
+    /// The ring [`Placement::owner`] answers from: the next one while keys move to it.
+    pub fn owner_ring(&self) -> &Ring {
         match &self.next {
-            Some((_, next, Phase::Moving)) => next.shard_for(key),
-            _ => self.current.shard_for(key),
+            Some((_, next, Phase::Moving)) => next,
+            _ => &self.current,
         }
     }
 

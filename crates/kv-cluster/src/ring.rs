@@ -70,6 +70,12 @@ impl Ring {
         self.shard_for_slot(key_slot(key))
     }
 
+    /// The index in [`Ring::shards`] of the shard that owns `slot`, or `None` on an empty
+    /// ring: for tables kept alongside the ring, one entry per shard.
+    pub fn owner_index(&self, slot: u16) -> Option<usize> {
+        self.slot_owner.get(slot as usize).map(|&i| usize::from(i))
+    }
+
     /// The shard that owns `slot`, or `None` on an empty ring.
     pub fn shard_for_slot(&self, slot: u16) -> Option<&str> {
         let owner = *self.slot_owner.get(slot as usize)?;
