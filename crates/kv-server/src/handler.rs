@@ -72,6 +72,8 @@ pub async fn serve(
     });
     // The calls of the current batch, for the command figures and the slow log.
     let mut batch = kv_metrics::Batch::default();
+    // The last command looked up by name (a pipeline usually repeats one).
+    let mut last_found = kv_proto::commands::LastFound::default();
     // A peer (a gate) is named by its address in the slow log.
     let peer_addr = match &client {
         Some(_) => String::new(),
@@ -177,7 +179,7 @@ pub async fn serve(
                 None => {
                     // Counted for `INFO commandstats` (timed per batch, or alone when it
                     // can take long: `kv_metrics::batch`); its bytes kept for the slow log.
-                    let info = kv_proto::commands::lookup(req.name());
+                    let info = last_found.get(req.name(), kv_proto::commands::lookup);
                     // Once per batch: what `CLIENT LIST` shows as its last command and idle
                     // time (client port only, where no request is wrapped).
                     if first && let Some(c) = &client {

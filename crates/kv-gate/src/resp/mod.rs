@@ -384,6 +384,8 @@ pub struct Session<'a> {
     quit: bool,
     /// The last command started, for `CLIENT LIST` (recorded once per batch).
     last_cmd: &'static str,
+    /// The last command looked up by name (a pipeline usually repeats one).
+    last_found: kv_proto::commands::LastFound<command::Spec>,
     /// Single-key requests of the current batch, gathered per server connection.
     batcher: crate::forward::Batcher,
     /// Commands queued after `MULTI`.
@@ -416,6 +418,7 @@ impl<'a> Session<'a> {
             proto: Protocol::Resp2,
             quit: false,
             last_cmd: "",
+            last_found: Default::default(),
             batcher: Default::default(),
             multi: None,
             watching: None,
@@ -466,7 +469,7 @@ impl<'a> Session<'a> {
                             // Each reply in the protocol in force when its request arrived
                             // (a `HELLO` answers in the protocol it switches to).
                             let silent = self.silenced(&req);
-                            let spec = command::lookup(req.name());
+                            let spec = self.last_found.get(req.name(), command::lookup);
                             let runs = spec.filter(|s| s.arity_ok(req.len()));
                             let refusal = self.refuse(&req, runs);
                             // Refused before running: `rejected_calls`, and a transaction
