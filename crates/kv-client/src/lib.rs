@@ -9,13 +9,17 @@
 //!   clients (which read them).
 //! - [`registry`]: a process's connected RESP clients (`CLIENT LIST`/`KILL`), shared by
 //!   gates and kvservers.
+//! - [`woken`]: [`WhenWoken`], how a connection waits for its end without polling the wait
+//!   on every read.
 
 pub mod api;
 pub mod http;
 pub mod pool;
 pub mod registry;
 pub mod resp;
+pub mod woken;
 
 pub use http::{GateClient, GateError, HttpReply};
 pub use pool::Pool;
 pub use resp::{BatchReply, CallError, ConnOptions, Connection, Reply, Shape, keepalive, open};
+pub use woken::WhenWoken;

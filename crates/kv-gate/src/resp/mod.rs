@@ -446,15 +446,16 @@ impl<'a> Session<'a> {
         };
         // The gate's shutdown and `CLIENT KILL`, each waited for across the whole connection:
         // one registration rather than one per read (callgrind: registering and dropping the
-        // two waits per read was about 500 instructions of a `-P 1` request).
+        // two waits per read was about 500 instructions of a `-P 1` request), and polled only
+        // when one of them fired (`WhenWoken`).
         let client = Arc::clone(&self.client);
-        let ended = async move {
+        let ended = kv_client::WhenWoken::new(async move {
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => {}
                 _ = client.killed.notified() => {}
             }
-        };
+        });
         tokio::pin!(ended);
         loop {
             let mut broken = false;
