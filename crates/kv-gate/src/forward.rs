@@ -165,8 +165,10 @@ pub struct Batcher {
 
 /// Group buffers a client keeps between batches (one per shard its batches usually touch).
 const SPARE_BUFFERS: usize = 4;
-/// Larger group buffers are freed rather than kept.
-const SPARE_BUFFER_BYTES: usize = 16 * 1024;
+/// Larger group buffers are freed rather than kept: at most 16 KiB kept per connection,
+/// half of its own input and output buffers. Sixteen pipelined requests of 100-byte
+/// values fit; for larger requests an allocation matters less.
+const SPARE_BUFFER_BYTES: usize = 4 * 1024;
 
 struct Group {
     pool: Arc<kv_client::Pool>,
