@@ -400,6 +400,16 @@ pub struct Session<'a> {
     pub user: kv_acl::Session,
 }
 
+/// What [`Session::start_now`] hands back when it cannot queue a request itself.
+enum Fallback {
+    /// Not a request it takes: for [`Session::start`].
+    Start(Request),
+    /// A single-key request its batch could not take (no server for the key yet, or the key
+    /// is moving): forwarded by the slower path with the bytes already made, so that a
+    /// request logged under an id (`KV.TRACE`) reaches its server under that id.
+    Forward(Target, Access, bytes::Bytes),
+}
+
 /// Which replies a client gets (`CLIENT REPLY ON | OFF | SKIP`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Replies {
@@ -489,7 +499,10 @@ impl<'a> Session<'a> {
                                 Some((refusal, _)) => Pending::Now(refusal),
                                 None => match self.start_now(req, spec) {
                                     Ok(pending) => pending,
-                                    Err(req) => self.start(req, spec).await,
+                                    Err(Fallback::Start(req)) => self.start(req, spec).await,
+                                    Err(Fallback::Forward(target, access, bytes)) => {
+                                        self.forward_bytes(target, access, bytes).await
+                                    }
                                 },
                             };
                             // Queued by MULTI: counted as part of EXEC.
@@ -708,14 +721,14 @@ impl<'a> Session<'a> {
     /// key's server (profiled at -P 16: the chain of `async fn`s from `start` to the batch
     /// was about 450 instructions per request). Anything else is handed back for
     /// [`Session::start`], untouched.
-    fn start_now(&mut self, req: Request, spec: Option<&'static command::Spec>) -> Result<Pending, Request> {
+    fn start_now(&mut self, req: Request, spec: Option<&'static command::Spec>) -> Result<Pending, Fallback> {
         let Some(spec) = spec else {
-            return Err(req);
+            return Err(Fallback::Start(req));
         };
         let single_key = matches!(spec.kind, Kind::Key(_) | Kind::Set);
         let subscribed = self.pubsub.as_ref().is_some_and(kv_pubsub::Client::active);
         if !single_key || self.multi.is_some() || subscribed || !spec.arity_ok(req.len()) {
-            return Err(req);
+            return Err(Fallback::Start(req));
         }
         let access = match spec.kind {
             Kind::Key(access) => access,
@@ -723,12 +736,10 @@ impl<'a> Session<'a> {
         };
         let bytes = self.request_bytes(&req);
         let key = Target::Key(req.args()[1].clone());
+        self.last_cmd = spec.name;
         match self.state.forwarder.batch(&mut self.batcher, key, access, bytes) {
-            Ok(flight) => {
-                self.last_cmd = spec.name;
-                Ok(Pending::Forward(flight))
-            }
-            Err(_) => Err(req),
+            Ok(flight) => Ok(Pending::Forward(flight)),
+            Err((target, bytes)) => Err(Fallback::Forward(target, access, bytes)),
         }
     }
 
@@ -906,11 +917,16 @@ impl<'a> Session<'a> {
 
     async fn forward_key(&mut self, req: Request, key: bytes::Bytes, access: Access) -> Pending {
         let bytes = self.request_bytes(&req);
+        self.forward_bytes(Target::Key(key), access, bytes).await
+    }
+
+    /// Forwards a request already made into the bytes a server is sent.
+    async fn forward_bytes(&mut self, target: Target, access: Access, bytes: bytes::Bytes) -> Pending {
         let affinity = self.affinity();
         Pending::Forward(
             self.state
                 .forwarder
-                .start_batched(&mut self.batcher, Target::Key(key), access, bytes, affinity)
+                .start_batched(&mut self.batcher, target, access, bytes, affinity)
                 .await,
         )
     }
