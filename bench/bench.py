@@ -13,8 +13,9 @@ medians and the median of the paired per-repeat ratios.
 HTTP: wrk GET and PUT through the gate against a trivial axum key-value server.
 Memory: RSS of kvserver and redis-server holding 1M keys of 100-byte values.
 Types memory (--only types-memory): RSS of kvserver and redis-server, each fresh, holding
-1M hashes of 5 small fields, 1M sets of 5 small members, one sorted set of 1M members and
-1M HyperLogLogs of 100 elements (--types-scale scales the counts down).
+1M hashes of 5 small fields, 1M sets of 5 small members, one sorted set of 1M members,
+1M HyperLogLogs of 100 elements, 1M lists of 5 small elements and one list of 1M elements
+(--types-scale scales the counts down).
 
 Default list (--only default-list): redis-benchmark's default tests (PING_MBULK, SET, GET,
 INCR, LPUSH, RPUSH, LPOP, RPOP, SADD, HSET, SPOP, ZADD, ZPOPMIN, LRANGE_*, MSET; not
@@ -562,6 +563,10 @@ def types_memory_bench(zk, scale):
                   for i in range(0, n, 100))),
         (f"{n // 1000}k HyperLogLogs of 100 elements",
          lambda: (["PFADD", f"uniq:{i}", *[f"e{i}-{j}" for j in range(100)]] for i in range(n))),
+        (f"{n // 1000}k lists of 5 small elements",
+         lambda: (["RPUSH", f"inbox:{i}", "hello", "seen", f"m{i % 97}", "42", "done"] for i in range(n))),
+        (f"one list of {n // 1000}k elements",
+         lambda: (["RPUSH", "queue", *[f"job:{j}" for j in range(i, i + 100)]] for i in range(0, n, 100))),
     ]
     print(f"\n## Memory of the data types (RSS added, fresh processes)\n")
     print("| workload | kvserver | redis-server | kvserver / redis |")
