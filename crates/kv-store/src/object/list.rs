@@ -229,44 +229,41 @@ impl ListObj {
         }
     }
 
-    /// Removes the first element, handing it to `f`; `None` when empty.
-    fn pop_front_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
-        let b = self.blocks.front_mut()?;
+    /// Removes the first (`front`) or last element, handing it to `f`; `None` when empty.
+    fn pop_with<R>(&mut self, front: bool, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        let b = if front {
+            self.blocks.front_mut()
+        } else {
+            self.blocks.back_mut()
+        }?;
         let (mut digest, mut bytes) = (self.digest, self.bytes);
-        let r = b.pop_front_with(|v| {
+        let take = |v: &[u8]| {
             digest = digest.wrapping_sub(element_digest(v, b""));
             bytes -= v.len() + LIST_OVERHEAD;
             f(v)
-        });
+        };
+        let r = if front {
+            b.pop_front_with(take)
+        } else {
+            b.pop_back_with(take)
+        };
         if b.count == 0 {
-            self.blocks.pop_front();
-        }
-        (self.digest, self.bytes, self.len) = (digest, bytes, self.len - 1);
-        Some(r)
-    }
-
-    /// Removes the last element, handing it to `f`; `None` when empty.
-    fn pop_back_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
-        let b = self.blocks.back_mut()?;
-        let (mut digest, mut bytes) = (self.digest, self.bytes);
-        let r = b.pop_back_with(|v| {
-            digest = digest.wrapping_sub(element_digest(v, b""));
-            bytes -= v.len() + LIST_OVERHEAD;
-            f(v)
-        });
-        if b.count == 0 {
-            self.blocks.pop_back();
+            if front {
+                self.blocks.pop_front();
+            } else {
+                self.blocks.pop_back();
+            }
         }
         (self.digest, self.bytes, self.len) = (digest, bytes, self.len - 1);
         Some(r)
     }
 
     pub fn pop_front(&mut self) -> Option<Box<[u8]>> {
-        self.pop_front_with(|v| Box::from(v))
+        self.pop_with(true, |v| Box::from(v))
     }
 
     pub fn pop_back(&mut self) -> Option<Box<[u8]>> {
-        self.pop_back_with(|v| Box::from(v))
+        self.pop_with(false, |v| Box::from(v))
     }
 
     /// The block holding position `i` (< len) and the element's index in it, counted from
@@ -384,10 +381,10 @@ impl ListObj {
         let end = end.min(self.len);
         let start = start.min(end);
         for _ in end..self.len {
-            self.pop_back_with(|_| ());
+            self.pop_with(false, |_| ());
         }
         for _ in 0..start {
-            self.pop_front_with(|_| ());
+            self.pop_with(true, |_| ());
         }
     }
 
