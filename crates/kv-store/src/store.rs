@@ -169,7 +169,7 @@ pub struct Store {
 #[derive(Clone, Copy)]
 pub enum Val<'a> {
     Str(&'a [u8]),
-    /// A compact collection: its packed encoding.
+    /// A compact collection: its compact form ([`Object::encode_compact`]).
     Packed(Kind, &'a [u8]),
     /// A collection in its general form.
     Big(&'a Object),
@@ -188,7 +188,8 @@ impl<'a> Val<'a> {
     /// packed encoding.
     pub fn payload(&self) -> std::borrow::Cow<'_, [u8]> {
         match self {
-            Val::Str(v) | Val::Packed(_, v) => std::borrow::Cow::Borrowed(v),
+            Val::Str(v) => std::borrow::Cow::Borrowed(v),
+            Val::Packed(k, v) => Object::compact_to_packed(*k, v),
             Val::Big(o) => std::borrow::Cow::Owned(o.to_packed()),
         }
     }
@@ -197,7 +198,7 @@ impl<'a> Val<'a> {
     pub fn object(self) -> Option<ObjRead<'a>> {
         match self {
             Val::Str(_) => None,
-            Val::Packed(k, v) => Object::decode(k, v).ok().map(ObjRead::Owned),
+            Val::Packed(k, v) => Object::decode_compact(k, v).ok().map(ObjRead::Owned),
             Val::Big(o) => Some(ObjRead::Borrowed(o)),
         }
     }
@@ -353,7 +354,7 @@ impl Store {
                 Self::entry_cost(s.key().len(), v.len()),
             ),
             Val::Packed(k, v) => {
-                let d = elements.unwrap_or_else(|| Object::decode(k, v).map_or(0, |o| o.digest()));
+                let d = elements.unwrap_or_else(|| Object::compact_digest(k, v));
                 (
                     object_digest(kh, k, d, s.expires_at),
                     Self::entry_cost(s.key().len(), v.len()),
@@ -504,7 +505,7 @@ impl Store {
         if prefer_compact && obj.fits_compact(&self.compact) {
             self.objects.remove(&i);
             let slot = self.slot_mut(i);
-            slot.set_value_with(obj.packed_len(), |out| obj.encode(out));
+            slot.set_value_with(obj.compact_len(), |out| obj.encode_compact(out));
             slot.kind = kind.tag();
         } else {
             let slot = self.slot_mut(i);
@@ -579,7 +580,7 @@ impl Store {
         // A compact one is decoded once: its elements' digest before and after the change
         // come from the decoded form (weighing the packed bytes would decode them again,
         // before and after).
-        let mut obj = Object::decode(kind, self.slot(i).value()).expect("a well-formed compact collection");
+        let mut obj = Object::decode_compact(kind, self.slot(i).value()).expect("a well-formed compact collection");
         self.unaccount_keyed(i, kh, Some(obj.digest()));
         let r = f(&mut obj);
         if obj.is_empty() {

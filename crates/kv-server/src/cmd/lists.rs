@@ -47,12 +47,11 @@ fn len_of(w: &mut Writer<'_>, key: &[u8]) -> Option<usize> {
 fn push(node: &Node, a: &[Bytes], out: &mut Out, op: ElemOp, only_existing: bool) -> Option<Pending> {
     let key = &a[1];
     let result = node.write([&key[..]], |w| {
-        let len = len_of(w, key);
-        if w.failed() || (only_existing && len.is_none()) {
+        // The length comes back from the push: a small list is decoded once, not twice.
+        if !w.holds(key, Kind::List) && (w.failed() || only_existing) {
             return Frame::Integer(0);
         }
-        w.apply(key, op, &a[2..]);
-        Frame::Integer((len.unwrap_or(0) + a.len() - 2) as i64)
+        Frame::Integer(w.apply(key, op, &a[2..]).len as i64)
     });
     frame_reply(out, result)
 }
@@ -76,7 +75,9 @@ fn rpushx(node: &Node, a: &[Bytes], out: &mut Out) -> Option<Pending> {
 /// Pops up to `count` from the head (`left`) or tail of the list at `key`; `None` when it
 /// is absent.
 pub fn pop_from(w: &mut Writer<'_>, key: &[u8], left: bool, count: usize) -> Option<Vec<Box<[u8]>>> {
-    len_of(w, key)?;
+    if !w.holds(key, Kind::List) {
+        return None;
+    }
     let op = if left { ElemOp::LPop } else { ElemOp::RPop };
     Some(w.apply(key, op, &[Bytes::from(count.to_string())]).popped)
 }
@@ -342,8 +343,10 @@ pub fn side(b: &[u8]) -> Option<bool> {
 pub fn move_one(w: &mut Writer<'_>, src: &[u8], dst: &[u8], from_left: bool, to_left: bool) -> Option<Box<[u8]>> {
     // The source first, as Redis checks them: with nothing to move, the destination's kind
     // does not matter (a null reply, and a blocking move waits).
-    len_of(w, src)?;
-    len_of(w, dst);
+    if !w.holds(src, Kind::List) {
+        return None;
+    }
+    w.holds(dst, Kind::List);
     if w.failed() {
         return None;
     }

@@ -477,6 +477,18 @@ impl Writer<'_> {
         self.kind_of(key).map(|(_, at)| at)
     }
 
+    /// True when `key` holds a live `kind` (no copy, no decode); another kind fails the
+    /// command (`WRONGTYPE`).
+    pub fn holds(&mut self, key: &[u8], kind: Kind) -> bool {
+        match self.kind_of(key) {
+            Some((k, _)) if k != kind => {
+                self.failed = Some(WrongType);
+                false
+            }
+            found => found.is_some(),
+        }
+    }
+
     /// Reads the live collection of `kind` at `key` (`None`: absent). Another kind fails
     /// the command (`WRONGTYPE`), and `f` sees `None`.
     pub fn read_obj<R>(&mut self, key: &[u8], kind: Kind, f: impl FnOnce(Option<&Object>) -> R) -> R {

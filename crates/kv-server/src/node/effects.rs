@@ -25,6 +25,8 @@ pub struct Applied {
     pub count: usize,
     /// The elements a pop removed, in order.
     pub popped: Vec<Box<[u8]>>,
+    /// The collection's length afterwards (0: deleted, or the key held another kind).
+    pub len: usize,
 }
 
 fn index(b: &[u8]) -> usize {
@@ -37,7 +39,11 @@ fn index(b: &[u8]) -> usize {
 /// Applies `op` with `args` to `store`'s collection at `key` (created when absent, deleted
 /// when left empty). `Err` when the key holds another kind (the op then did nothing).
 pub fn apply(store: &mut Store, key: &[u8], op: ElemOp, args: &[Bytes]) -> Result<Applied, WrongType> {
-    store.edit(key, op_kind(op), |obj| apply_to(obj, op, args))
+    store.edit(key, op_kind(op), |obj| {
+        let mut done = apply_to(obj, op, args);
+        done.len = obj.len();
+        done
+    })
 }
 
 fn apply_to(obj: &mut Object, op: ElemOp, args: &[Bytes]) -> Applied {

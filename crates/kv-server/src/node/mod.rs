@@ -738,6 +738,7 @@ impl Node {
             set_max_listpack_value: n("set-max-listpack-value", d.set_max_listpack_value),
             zset_max_listpack_entries: n("zset-max-listpack-entries", d.zset_max_listpack_entries),
             zset_max_listpack_value: n("zset-max-listpack-value", d.zset_max_listpack_value),
+            ..d
         };
         let flags = self
             .settings

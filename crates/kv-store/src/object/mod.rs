@@ -1,8 +1,10 @@
 //! Collections: hashes, lists, sets and sorted sets.
 //!
 //! Each has a general form ([`HashObj`], [`ListObj`], [`SetObj`], [`ZSetObj`]) and, while
-//! small, a compact one: the [`packed`] encoding of its elements, held by the store inside the
-//! key's own allocation as a string value is (Redis's listpack and intset play this part).
+//! small, a compact one: the [`packed`] encoding of its elements (for a list, its elements as
+//! a block holds them, after their digest: [`ListObj::encode_compact`]), held by the store
+//! inside the key's own allocation as a string value is (Redis's listpack and intset play
+//! this part).
 //! A small collection thus costs its key, its elements and a few bytes each; a large one a
 //! table entry per element. Past the [`CompactLimits`] a collection converts to its general
 //! form and stays there, as in Redis.
@@ -63,6 +65,10 @@ pub struct CompactLimits {
     pub set_max_listpack_value: usize,
     pub zset_max_listpack_entries: usize,
     pub zset_max_listpack_value: usize,
+    /// Lists: compact while at most this many elements fit in one block (4 KiB, half of
+    /// Redis 7.2's `list-max-listpack-size -2`). Redis 7.0 has no compact list (every list
+    /// is a quicklist, whose small node is a listpack anyway), so no Redis parameter sets it.
+    pub list_max_compact_entries: usize,
 }
 
 impl Default for CompactLimits {
@@ -75,6 +81,7 @@ impl Default for CompactLimits {
             set_max_listpack_value: 64,
             zset_max_listpack_entries: 128,
             zset_max_listpack_value: 64,
+            list_max_compact_entries: 128,
         }
     }
 }
@@ -218,6 +225,51 @@ impl Object {
         }
     }
 
+    /// The bytes of the compact form the store holds after a small collection's key: the
+    /// [`packed`] encoding, except for a list (see [`ListObj::encode_compact`]).
+    pub fn compact_len(&self) -> usize {
+        match self {
+            Object::List(l) => l.compact_len(),
+            _ => self.packed_len(),
+        }
+    }
+
+    /// Appends the compact form ([`Object::compact_len`] bytes).
+    pub fn encode_compact(&self, out: &mut Vec<u8>) {
+        match self {
+            Object::List(l) => l.encode_compact(out),
+            _ => self.encode(out),
+        }
+    }
+
+    /// Reads a collection of `kind` back from its compact form.
+    pub fn decode_compact(kind: Kind, buf: &[u8]) -> Result<Object, BadPayload> {
+        match kind {
+            Kind::List => ListObj::decode_compact(buf).map(Object::List).ok_or(BadPayload),
+            _ => Object::decode(kind, buf),
+        }
+    }
+
+    /// The digest of the elements of a compact form (a list's is in its header).
+    pub fn compact_digest(kind: Kind, buf: &[u8]) -> u64 {
+        match kind {
+            Kind::List => ListObj::compact_digest(buf).unwrap_or(0),
+            _ => Object::decode(kind, buf).map_or(0, |o| o.digest()),
+        }
+    }
+
+    /// The [`packed`] encoding of a compact form: the form itself, or a list's converted.
+    pub fn compact_to_packed(kind: Kind, buf: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+        match kind {
+            Kind::List => {
+                let mut out = Vec::with_capacity(buf.len());
+                ListObj::compact_items(buf).for_each(|v| packed::push(&mut out, v));
+                std::borrow::Cow::Owned(out)
+            }
+            _ => std::borrow::Cow::Borrowed(buf),
+        }
+    }
+
     /// Reads a collection of `kind` from its [`packed`] encoding.
     pub fn decode(kind: Kind, buf: &[u8]) -> Result<Object, BadPayload> {
         // Sized from the count of items (a pass over their lengths only), so that a
@@ -260,8 +312,7 @@ impl Object {
         Ok(obj)
     }
 
-    /// True when the collection may be held compact under `limits`. Lists never are (Redis
-    /// 7.0 holds every list as a quicklist).
+    /// True when the collection may be held compact under `limits`.
     pub fn fits_compact(&self, limits: &CompactLimits) -> bool {
         match self {
             Object::Hash(h) => {
@@ -270,7 +321,10 @@ impl Object {
                         f.len() <= limits.hash_max_listpack_value && v.len() <= limits.hash_max_listpack_value
                     })
             }
-            Object::List(_) => false,
+            // Held packed after its key, a list of a few small elements costs about what its
+            // elements do, where its own deque and the side table's entry cost several
+            // hundred bytes (1M lists of 5 elements took 2.1× a redis-server's memory).
+            Object::List(l) => l.fits_compact(limits.list_max_compact_entries),
             // An intset, or (as Redis 7.2 holds small sets) a listpack.
             Object::Set(s) => {
                 (s.len() <= limits.set_max_intset_entries && s.iter().all(is_int))

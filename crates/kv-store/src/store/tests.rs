@@ -1,4 +1,5 @@
 use super::*;
+use crate::object::ListObj;
 
 fn store(max_keys: usize, max_bytes: usize) -> Store {
     Store::new(StoreLimits { max_keys, max_bytes })
@@ -236,4 +237,68 @@ fn edits_keep_the_digest_of_the_contents_compact_or_general() {
         })
         .unwrap();
     assert_eq!((edited.digest(), edited.len(), edited.used_bytes()), (0, 0, 0));
+}
+
+#[test]
+fn a_small_list_is_held_packed_until_past_the_limits() {
+    // Pushed and popped at both ends in place, against the same elements loaded whole:
+    // equal digests and bytes, packed while small, general past the limit and after.
+    let limits = CompactLimits::default();
+    let mut edited = store(0, 0);
+    let mut model: std::collections::VecDeque<Vec<u8>> = Default::default();
+    let packed = |s: &Store| matches!(s.peek(b"l"), Some((Val::Packed(Kind::List, _), _)));
+    let mut went_general = false;
+    for i in 0..300u32 {
+        let v = format!("e{i}").into_bytes();
+        let (push, front) = (i % 5 != 4, i % 2 == 0);
+        edited
+            .edit(b"l", Kind::List, |o| {
+                let Object::List(l) = o else { panic!("a list") };
+                match (push, front) {
+                    (true, true) => l.push_front(&v),
+                    (true, false) => l.push_back(&v),
+                    (false, true) => drop(l.pop_front()),
+                    (false, false) => drop(l.pop_back()),
+                }
+            })
+            .unwrap();
+        match (push, front) {
+            (true, true) => model.push_front(v),
+            (true, false) => model.push_back(v),
+            (false, true) => drop(model.pop_front()),
+            (false, false) => drop(model.pop_back()),
+        }
+        went_general |= model.len() > limits.list_max_compact_entries;
+        assert_eq!(packed(&edited), !went_general, "{i}: {} elements", model.len());
+        let mut whole = ListObj::default();
+        model.iter().for_each(|v| whole.push_back(v));
+        let mut loaded = store(0, 0);
+        loaded.set_object(b"l", Object::List(whole), None);
+        assert_eq!(edited.digest(), loaded.digest(), "{i}");
+        if !went_general {
+            assert_eq!(edited.used_bytes(), loaded.used_bytes(), "{i}");
+        }
+        // What travels to peers is the packed encoding, whichever form holds the list.
+        let mut wire = Vec::new();
+        model.iter().for_each(|v| crate::object::packed::push(&mut wire, v));
+        assert_eq!(
+            edited.peek(b"l").map(|(v, _)| v.payload().into_owned()),
+            Some(wire),
+            "{i}"
+        );
+        let read = edited.object(b"l", Kind::List).unwrap().unwrap();
+        let got: Vec<&[u8]> = read.as_list().unwrap().iter().collect();
+        assert!(got.iter().copied().eq(model.iter().map(Vec::as_slice)), "{i}");
+    }
+    assert!(went_general, "the list outgrew the limit");
+    // Elements past a block's size make a new list general at once.
+    let long = vec![b'x'; 4000];
+    edited
+        .edit(b"m", Kind::List, |o| {
+            let Object::List(l) = o else { panic!("a list") };
+            l.push_back(&long);
+            l.push_back(&long);
+        })
+        .unwrap();
+    assert!(matches!(edited.peek(b"m"), Some((Val::Big(_), _))));
 }
