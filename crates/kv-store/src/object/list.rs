@@ -412,10 +412,12 @@ impl ListObj {
         }
     }
 
-    /// True when the list may be held compact: at most `max_len` elements, in one block
-    /// (at most [`BLOCK_BYTES`], or a single element). O(1): it is asked after every change.
+    /// True when the list may be held compact: at most `max_len` elements in one block of
+    /// at most [`BLOCK_BYTES`] (so a change copies at most that much; one large element makes
+    /// a list general, as it makes a Redis 7.2 list a quicklist). O(1): it is asked after
+    /// every change.
     pub(super) fn fits_compact(&self, max_len: usize) -> bool {
-        self.len <= max_len && self.blocks.len() <= 1
+        self.len <= max_len && self.blocks.len() <= 1 && self.blocks.front().is_none_or(|b| b.used() <= BLOCK_BYTES)
     }
 
     /// The bytes of the compact form ([`ListObj::encode_compact`]).

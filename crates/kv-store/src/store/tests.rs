@@ -291,8 +291,16 @@ fn a_small_list_is_held_packed_until_past_the_limits() {
         assert!(got.iter().copied().eq(model.iter().map(Vec::as_slice)), "{i}");
     }
     assert!(went_general, "the list outgrew the limit");
-    // Elements past a block's size make a new list general at once.
-    let long = vec![b'x'; 4000];
+    // Elements past a block's size make a new list general at once, even one alone.
+    let long = vec![b'x'; 5000];
+    edited
+        .edit(b"n", Kind::List, |o| {
+            let Object::List(l) = o else { panic!("a list") };
+            l.push_back(&long);
+        })
+        .unwrap();
+    assert!(matches!(edited.peek(b"n"), Some((Val::Big(_), _))));
+    let long = vec![b'x'; 3000];
     edited
         .edit(b"m", Kind::List, |o| {
             let Object::List(l) = o else { panic!("a list") };
