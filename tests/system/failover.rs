@@ -10,7 +10,7 @@ use kv_cluster::ring::DEFAULT_VNODES;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::cluster::SESSION_TIMEOUT_MS;
-use crate::harness::load::{Load, assert_none_lost};
+use crate::harness::load::{Load, Stopped, assert_none_lost};
 use crate::harness::{TestCluster, eventually};
 
 fn leader_of(info: &ClusterInfo, shard: &str) -> (String, u64) {
@@ -38,7 +38,7 @@ async fn wait_acked(load: &Load, n: usize) {
 }
 
 async fn check_none_lost(c: &TestCluster, load: Load) {
-    let (acked, failed) = load.stop().await;
+    let Stopped { acked, failed, .. } = load.stop().await;
     assert_none_lost(&c.client(0), &acked, failed).await;
 }
 
@@ -275,7 +275,7 @@ async fn two_failovers_within_a_second_leave_the_replicas_equal() {
         Duration::from_secs(10),
     )
     .await;
-    let (acked, failed) = load.stop().await;
+    let Stopped { acked, failed, .. } = load.stop().await;
     c.converged("s1", 2).await;
     assert_none_lost(&c.client(0), &acked, failed).await;
 }

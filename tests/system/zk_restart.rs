@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::harness::cluster::SESSION_TIMEOUT_MS;
-use crate::harness::load::{Load, assert_none_lost};
+use crate::harness::load::{Load, Stopped, assert_none_lost};
 use crate::harness::{TestCluster, eventually};
 
 #[tokio::test]
@@ -62,7 +62,7 @@ async fn service_resumes_after_zookeeper_restarts() {
     let bound = Duration::from_millis(2 * SESSION_TIMEOUT_MS) + Duration::from_secs(2);
     assert!(resumed <= bound, "writes resumed after {resumed:?}, bound {bound:?}");
 
-    let (acked, failed) = load.stop().await;
+    let Stopped { acked, failed, .. } = load.stop().await;
     let gate = c.client(0);
     eventually("the survivor leading", Duration::from_secs(20), || async {
         let info = gate.cluster().await.ok()?;

@@ -378,11 +378,7 @@ async fn put(
     .finish();
     let frame = state
         .forwarder
-        .execute(
-            &Target::Key(Bytes::from(req.key.clone())),
-            Access::Write { idempotent: true },
-            command,
-        )
+        .execute(&Target::Key(Bytes::from(req.key.clone())), Access::Write, command)
         .await?;
     match frame {
         Frame::Simple(_) => Ok(StatusCode::OK),
@@ -423,7 +419,7 @@ async fn delete_value(
     let command = CommandBuilder::new(2).arg(b"DEL").arg(&key).finish();
     let frame = state
         .forwarder
-        .execute(&Target::Key(key.clone()), Access::Write { idempotent: true }, command)
+        .execute(&Target::Key(key.clone()), Access::Write, command)
         .await?;
     match frame {
         Frame::Integer(n) if n > 0 => Ok(StatusCode::OK),

@@ -25,6 +25,17 @@ pub struct Load {
     tasks: Vec<JoinHandle<()>>,
     acked: Arc<Mutex<Vec<Acked>>>,
     failed: Arc<AtomicU64>,
+    unknown: Arc<AtomicU64>,
+}
+
+/// What the writers did, once stopped.
+pub struct Stopped {
+    pub acked: Vec<Acked>,
+    /// Writes the gate failed for any reason, those of unknown outcome included.
+    pub failed: u64,
+    /// Of those, writes the gate reported as of unknown outcome (`502`): sent to a server
+    /// that failed before answering, so never sent again (see the gate's `forward` module).
+    pub unknown: u64,
 }
 
 impl Load {
@@ -33,9 +44,11 @@ impl Load {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
         let failed = Arc::new(AtomicU64::new(0));
+        let unknown = Arc::new(AtomicU64::new(0));
         let tasks = (0..workers)
             .map(|w| {
-                let (client, stop, acked, failed) = (client.clone(), stop.clone(), acked.clone(), failed.clone());
+                let (client, stop, acked) = (client.clone(), stop.clone(), acked.clone());
+                let (failed, unknown) = (failed.clone(), unknown.clone());
                 let prefix = format!("{prefix}-{w}");
                 tokio::spawn(async move {
                     let mut n = 0u64;
@@ -49,8 +62,11 @@ impl Load {
                                 sent,
                                 done: Instant::now(),
                             }),
-                            Err(_) => {
+                            Err(e) => {
                                 failed.fetch_add(1, Ordering::Relaxed);
+                                if matches!(e, kv_client::GateError::Status { status: 502, .. }) {
+                                    unknown.fetch_add(1, Ordering::Relaxed);
+                                }
                             }
                         }
                     }
@@ -62,6 +78,7 @@ impl Load {
             tasks,
             acked,
             failed,
+            unknown,
         }
     }
 
@@ -88,14 +105,17 @@ impl Load {
         at - t
     }
 
-    /// Stops the writers; returns the acknowledged writes and the number of failed ones.
-    pub async fn stop(self) -> (Vec<Acked>, u64) {
+    /// Stops the writers; returns what they did.
+    pub async fn stop(self) -> Stopped {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.tasks {
             t.await.expect("writer task");
         }
-        let acked = std::mem::take(&mut *self.acked.lock().unwrap());
-        (acked, self.failed.load(Ordering::Relaxed))
+        Stopped {
+            acked: std::mem::take(&mut *self.acked.lock().unwrap()),
+            failed: self.failed.load(Ordering::Relaxed),
+            unknown: self.unknown.load(Ordering::Relaxed),
+        }
     }
 }
 

@@ -14,8 +14,6 @@ pub enum Kind {
     Local,
     /// About the key in argument 1: forwarded whole to its shard.
     Key(Access),
-    /// SET: idempotent unless NX, XX or GET make its reply depend on the previous state.
-    Set,
     /// MGET: split by shard, replies reassembled in the client's order.
     MGet,
     /// MSET: split by shard.
@@ -64,10 +62,10 @@ pub struct Spec {
 }
 
 const R: Kind = Kind::Key(Access::Read);
-const W: Kind = Kind::Key(Access::Write { idempotent: true });
+const W: Kind = Kind::Key(Access::Write);
 /// A write whose reply (or effect) depends on the state it found: never repeated blindly.
-const W1: Kind = Kind::Key(Access::Write { idempotent: false });
-const SUM_W: Kind = Kind::SumKeys(Access::Write { idempotent: true });
+const W1: Kind = Kind::Key(Access::Write);
+const SUM_W: Kind = Kind::SumKeys(Access::Write);
 
 /// How the gate serves each command of `kv_proto::commands` it answers.
 fn kind(name: &str) -> Option<Kind> {
@@ -77,9 +75,9 @@ fn kind(name: &str) -> Option<Kind> {
         // Served by the session before this table (`transaction`).
         "multi" | "exec" | "discard" | "watch" | "unwatch" => Kind::Local,
         // A script's keys share a shard; with none, the script picks one.
-        "eval" | "evalsha" => Kind::SameShard(Access::Write { idempotent: false }),
+        "eval" | "evalsha" => Kind::SameShard(Access::Write),
         "eval_ro" | "evalsha_ro" | "fcall_ro" => Kind::SameShard(Access::Read),
-        "fcall" => Kind::SameShard(Access::Write { idempotent: false }),
+        "fcall" => Kind::SameShard(Access::Write),
         "script" => Kind::Local,
         // Served by the session before this table (`pubsub`).
         "publish" | "spublish" | "subscribe" | "psubscribe" | "ssubscribe" | "unsubscribe" | "punsubscribe"
@@ -92,7 +90,7 @@ fn kind(name: &str) -> Option<Kind> {
         "object" | "memory" => Kind::KeyAt(2, Access::Read),
         "touch" => Kind::SumKeys(Access::Read),
         "lcs" => Kind::SameShard(Access::Read),
-        "rename" | "renamenx" | "copy" | "msetnx" | "bitop" => Kind::SameShard(Access::Write { idempotent: false }),
+        "rename" | "renamenx" | "copy" | "msetnx" | "bitop" => Kind::SameShard(Access::Write),
         "flushall" | "flushdb" => Kind::EveryShard(Every::Flush),
         "keys" => Kind::EveryShard(Every::Keys),
         "randomkey" => Kind::EveryShard(Every::RandomKey),
@@ -113,21 +111,19 @@ fn kind(name: &str) -> Option<Kind> {
         "geodist" | "geohash" | "geopos" | "georadius_ro" | "georadiusbymember_ro" | "geosearch" => R,
         "geoadd" => W1,
         // Their STORE key, when given, must share the shard.
-        "georadius" | "georadiusbymember" | "geosearchstore" => Kind::SameShard(Access::Write { idempotent: true }),
+        "georadius" | "georadiusbymember" | "geosearchstore" => Kind::SameShard(Access::Write),
         "pfcount" => Kind::PfCount,
         "sort" | "sort_ro" => Kind::Sort,
-        "pfmerge" => Kind::SameShard(Access::Write { idempotent: true }),
+        "pfmerge" => Kind::SameShard(Access::Write),
         "blpop" | "brpop" | "blmove" | "brpoplpush" | "blmpop" | "bzpopmin" | "bzpopmax" | "bzmpop" => Kind::Blocking,
         // Several keys, atomic on their shard.
         "sinter" | "sunion" | "sdiff" | "sintercard" | "zunion" | "zinter" | "zdiff" | "zintercard" => {
             Kind::SameShard(Access::Read)
         }
         "smove" | "sinterstore" | "sunionstore" | "sdiffstore" | "lmove" | "rpoplpush" | "lmpop" | "zrangestore"
-        | "zmpop" | "zunionstore" | "zinterstore" | "zdiffstore" => {
-            Kind::SameShard(Access::Write { idempotent: false })
-        }
+        | "zmpop" | "zunionstore" | "zinterstore" | "zdiffstore" => Kind::SameShard(Access::Write),
         "get" | "ttl" | "pttl" | "strlen" => R,
-        "set" => Kind::Set,
+        "set" => W,
         "setex" | "psetex" | "expire" | "pexpire" | "expireat" | "pexpireat" | "persist" => W,
         "setnx" | "getset" | "getdel" | "incr" | "incrby" | "decr" | "decrby" | "append" => W1,
         "mget" => Kind::MGet,
@@ -183,7 +179,7 @@ mod tests {
     #[test]
     fn every_shared_command_has_a_way_to_be_served() {
         assert_eq!(lookup(b"GeT").unwrap().kind, Kind::Key(Access::Read));
-        assert_eq!(lookup(b"set").unwrap().kind, Kind::Set);
+        assert_eq!(lookup(b"set").unwrap().kind, W);
         assert!(lookup(b"nosuchcommandatall").is_none());
         assert!(lookup(b"cluster").is_none(), "the gate is not a cluster node");
         assert!(lookup(b"MSET").unwrap().arity_ok(5));

@@ -58,7 +58,7 @@ pub async fn start(fwd: &Forwarder, every: Every, req: &Request, affinity: usize
         return Err(Frame::error("CLUSTERDOWN no shard is registered in the cluster yet"));
     }
     let access = match every {
-        Every::Flush => Access::Write { idempotent: true },
+        Every::Flush => Access::Write,
         _ => Access::Read,
     };
     if every == Every::Scan {

@@ -127,15 +127,7 @@ pub async fn mset(fwd: &Forwarder, req: &Request, affinity: usize) -> Pending {
     if !(req.len() - 1).is_multiple_of(2) {
         return Pending::Now(Frame::error("ERR wrong number of arguments for 'mset' command"));
     }
-    start(
-        fwd,
-        req,
-        2,
-        Access::Write { idempotent: true },
-        Combine::AllOk,
-        affinity,
-    )
-    .await
+    start(fwd, req, 2, Access::Write, Combine::AllOk, affinity).await
 }
 
 /// DEL, UNLINK, EXISTS

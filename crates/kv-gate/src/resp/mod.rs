@@ -328,7 +328,7 @@ impl Pending {
             Pending::EveryServer(args) => state.forwarder.to_every_server(&args).await,
             Pending::Execute(target, bytes) => state
                 .forwarder
-                .execute(&target, crate::forward::Access::Write { idempotent: true }, bytes)
+                .execute(&target, crate::forward::Access::Write, bytes)
                 .await
                 .unwrap_or_else(|e| forward_error(&e)),
             Pending::Transaction(target, batch, n, affinity) => state
@@ -725,15 +725,13 @@ impl<'a> Session<'a> {
         let Some(spec) = spec else {
             return Err(Fallback::Start(req));
         };
-        let single_key = matches!(spec.kind, Kind::Key(_) | Kind::Set);
+        let Kind::Key(access) = spec.kind else {
+            return Err(Fallback::Start(req));
+        };
         let subscribed = self.pubsub.as_ref().is_some_and(kv_pubsub::Client::active);
-        if !single_key || self.multi.is_some() || subscribed || !spec.arity_ok(req.len()) {
+        if self.multi.is_some() || subscribed || !spec.arity_ok(req.len()) {
             return Err(Fallback::Start(req));
         }
-        let access = match spec.kind {
-            Kind::Key(access) => access,
-            _ => set_access(&req),
-        };
         let bytes = self.request_bytes(&req);
         let key = Target::Key(req.args()[1].clone());
         self.last_cmd = spec.name;
@@ -771,7 +769,7 @@ impl<'a> Session<'a> {
         }
         self.last_cmd = spec.name;
         // Whatever queues requests itself comes after the batch gathered so far.
-        if !matches!(spec.kind, Kind::Key(_) | Kind::Set | Kind::Local) && !self.batcher.is_empty() {
+        if !matches!(spec.kind, Kind::Key(_) | Kind::Local) && !self.batcher.is_empty() {
             let affinity = self.affinity();
             self.batcher.flush(affinity).await;
         }
@@ -779,10 +777,6 @@ impl<'a> Session<'a> {
         match spec.kind {
             Kind::Local => local::apply(self, spec, &req),
             Kind::Key(access) => self.forward(req, access).await,
-            Kind::Set => {
-                let access = set_access(&req);
-                self.forward(req, access).await
-            }
             Kind::MGet => fanout::mget(fwd, &req, self.affinity()).await,
             Kind::MSet => fanout::mset(fwd, &req, self.affinity()).await,
             Kind::SumKeys(access) => fanout::sum(fwd, &req, access, self.affinity()).await,
@@ -934,16 +928,6 @@ impl<'a> Session<'a> {
     /// Keeps this client's requests on one backend connection per server.
     fn affinity(&self) -> usize {
         self.id as usize
-    }
-}
-
-/// A `SET`'s access: repeatable unless it is conditional or returns the old value.
-fn set_access(req: &Request) -> Access {
-    let conditional = req.args()[3..]
-        .iter()
-        .any(|a| [&b"NX"[..], b"XX", b"GET"].iter().any(|o| a.eq_ignore_ascii_case(o)));
-    Access::Write {
-        idempotent: !conditional,
     }
 }
 

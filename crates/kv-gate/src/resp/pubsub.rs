@@ -41,7 +41,7 @@ impl Session<'_> {
                 let bytes = kv_proto::write::command(args.iter().map(|a| &a[..]));
                 let target = Target::Key(args[1].clone());
                 // Not repeated blindly: a message delivered twice is a duplicate.
-                let access = Access::Write { idempotent: false };
+                let access = Access::Write;
                 let affinity = self.id as usize;
                 Some(Pending::Forward(
                     self.state.forwarder.start(target, access, bytes, affinity).await,
@@ -87,7 +87,7 @@ impl Session<'_> {
         let mut replies = Vec::new();
         for shard in routing.shard_names() {
             let target = Target::Shard(shard.clone());
-            let leader = Access::Write { idempotent: true };
+            let leader = Access::Write;
             match self.state.forwarder.execute(&target, leader, request.clone()).await {
                 Ok(f) if f.as_error().is_some() => return f,
                 Ok(f) => replies.push(f),

@@ -46,7 +46,7 @@ impl Session<'_> {
         if !spec.uses_patterns() && local_store {
             let access = match spec.store {
                 None => Access::Read,
-                Some(_) => Access::Write { idempotent: false },
+                Some(_) => Access::Write,
             };
             return self.forward_key(req, key, access).await;
         }
