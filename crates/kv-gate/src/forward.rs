@@ -51,6 +51,7 @@ impl Access {
         matches!(self, Access::Write)
     }
 
+    /// Sent again after an unknown outcome: only reads (see the module documentation).
     fn repeatable(self) -> bool {
         matches!(self, Access::Read)
     }
@@ -114,7 +115,7 @@ fn miss(frame: &Frame) -> bool {
     matches!(frame, Frame::Null | Frame::Integer(0) | Frame::Integer(-2))
 }
 
-/// Routed to a shard's leader, repeatable.
+/// Routed to a shard's leader.
 const LEADER: Access = Access::Write;
 
 /// A command queued on a server connection, or already answered.

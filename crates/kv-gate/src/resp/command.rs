@@ -63,8 +63,6 @@ pub struct Spec {
 
 const R: Kind = Kind::Key(Access::Read);
 const W: Kind = Kind::Key(Access::Write);
-/// A write whose reply (or effect) depends on the state it found: never repeated blindly.
-const W1: Kind = Kind::Key(Access::Write);
 const SUM_W: Kind = Kind::SumKeys(Access::Write);
 
 /// How the gate serves each command of `kv_proto::commands` it answers.
@@ -84,9 +82,8 @@ fn kind(name: &str) -> Option<Kind> {
         | "sunsubscribe" | "pubsub" => Kind::Local,
         "getrange" | "substr" | "getbit" | "bitcount" | "bitpos" | "bitfield_ro" | "type" | "expiretime"
         | "pexpiretime" | "dump" => R,
-        // Setting a range or a bit to given bytes leaves the same state when repeated.
         "setrange" => W,
-        "getex" | "incrbyfloat" | "setbit" | "bitfield" | "restore" => W1,
+        "getex" | "incrbyfloat" | "setbit" | "bitfield" | "restore" => W,
         "object" | "memory" => Kind::KeyAt(2, Access::Read),
         "touch" => Kind::SumKeys(Access::Read),
         "lcs" => Kind::SameShard(Access::Read),
@@ -102,14 +99,14 @@ fn kind(name: &str) -> Option<Kind> {
         | "sscan" | "zcard" | "zscore" | "zmscore" | "zrank" | "zrevrank" | "zcount" | "zlexcount" | "zrange"
         | "zrevrange" | "zrangebyscore" | "zrevrangebyscore" | "zrangebylex" | "zrevrangebylex" | "zrandmember"
         | "zscan" => R,
-        // Writes that leave the same state when repeated.
+        // Writes (none is sent again once a server may have applied it: see `forward`).
         "hset" | "hmset" | "hsetnx" | "hdel" | "sadd" | "srem" | "zrem" | "lset" | "zremrangebyscore"
         | "zremrangebylex" => W,
         "hincrby" | "hincrbyfloat" | "lpush" | "rpush" | "lpushx" | "rpushx" | "lpop" | "rpop" | "linsert" | "lrem"
-        | "ltrim" | "spop" | "zadd" | "zincrby" | "zremrangebyrank" | "zpopmin" | "zpopmax" => W1,
+        | "ltrim" | "spop" | "zadd" | "zincrby" | "zremrangebyrank" | "zpopmin" | "zpopmax" => W,
         "pfadd" => W,
         "geodist" | "geohash" | "geopos" | "georadius_ro" | "georadiusbymember_ro" | "geosearch" => R,
-        "geoadd" => W1,
+        "geoadd" => W,
         // Their STORE key, when given, must share the shard.
         "georadius" | "georadiusbymember" | "geosearchstore" => Kind::SameShard(Access::Write),
         "pfcount" => Kind::PfCount,
@@ -125,7 +122,7 @@ fn kind(name: &str) -> Option<Kind> {
         "get" | "ttl" | "pttl" | "strlen" => R,
         "set" => W,
         "setex" | "psetex" | "expire" | "pexpire" | "expireat" | "pexpireat" | "persist" => W,
-        "setnx" | "getset" | "getdel" | "incr" | "incrby" | "decr" | "decrby" | "append" => W1,
+        "setnx" | "getset" | "getdel" | "incr" | "incrby" | "decr" | "decrby" | "append" => W,
         "mget" => Kind::MGet,
         "mset" => Kind::MSet,
         "del" | "unlink" => SUM_W,

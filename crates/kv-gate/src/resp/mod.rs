@@ -195,7 +195,7 @@ pub enum Pending {
     ConfigSet(Vec<bytes::Bytes>),
     /// Sent to every server (leaders and followers); the first one's reply once all took it.
     EveryServer(Vec<bytes::Bytes>),
-    /// Sent to one target's leader, retried as a repeatable command.
+    /// Sent to one target's leader, retried while no server may have applied it.
     Execute(crate::routing::Target, bytes::Bytes),
     /// A script that declared no keys: run again on the shard of the key it touched, when
     /// the server it ran on answers that it touched a key served elsewhere before writing.
