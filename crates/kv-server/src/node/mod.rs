@@ -738,7 +738,13 @@ impl Node {
             set_max_listpack_value: n("set-max-listpack-value", d.set_max_listpack_value),
             zset_max_listpack_entries: n("zset-max-listpack-entries", d.zset_max_listpack_entries),
             zset_max_listpack_value: n("zset-max-listpack-value", d.zset_max_listpack_value),
-            ..d
+            // Redis 7.2 sizes a compact list by `list-max-listpack-size`: a count of elements
+            // when positive, bytes when negative. A count caps ours; a compact list is one
+            // block (4 KiB) whatever the setting, so a byte size leaves the default count.
+            list_max_compact_entries: match self.settings.number("list-max-listpack-size") {
+                Some(v) if v > 0 => usize::try_from(v).unwrap_or(usize::MAX),
+                _ => d.list_max_compact_entries,
+            },
         };
         let flags = self
             .settings

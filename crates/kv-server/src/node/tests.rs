@@ -359,3 +359,22 @@ fn a_follower_applies_a_transaction_whole_or_not_at_all() {
     assert_eq!(value(&follower, b"a"), Some(b"1".to_vec()));
     assert_eq!(follower.info().digest, leader.info().digest);
 }
+
+#[test]
+fn a_positive_list_max_listpack_size_caps_compact_lists() {
+    let n = node();
+    let limit = |n: &Node| n.lock().store.compact_limits().list_max_compact_entries;
+    let default = limit(&n);
+    let set = |v: &str| {
+        let a: Vec<Bytes> = ["CONFIG", "SET", "list-max-listpack-size", v]
+            .iter()
+            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+            .collect();
+        assert!(n.settings.command(&a).as_error().is_none(), "CONFIG SET {v}");
+        n.apply_settings();
+    };
+    set("5");
+    assert_eq!(limit(&n), 5);
+    set("-3");
+    assert_eq!(limit(&n), default, "a byte size leaves the count");
+}

@@ -67,7 +67,8 @@ pub struct CompactLimits {
     pub zset_max_listpack_value: usize,
     /// Lists: compact while at most this many elements fit in one block (4 KiB, half of
     /// Redis 7.2's `list-max-listpack-size -2`). Redis 7.0 has no compact list (every list
-    /// is a quicklist, whose small node is a listpack anyway), so no Redis parameter sets it.
+    /// is a quicklist, whose small node is a listpack anyway); a positive
+    /// `list-max-listpack-size` sets it, as it caps a Redis 7.2 listpack's elements.
     pub list_max_compact_entries: usize,
 }
 
