@@ -220,29 +220,29 @@ impl ListObj {
 
     pub fn push_front(&mut self, v: &[u8]) {
         self.added(v);
-        let e = encoded_len(v.len());
         match self.blocks.front_mut() {
-            Some(b) if b.has_room(e) => b.push_front(v),
-            _ => {
-                let mut b = Block::default();
-                b.push_back(v);
-                self.first_block();
-                self.blocks.push_front(b);
-            }
+            Some(b) if b.has_room(encoded_len(v.len())) => b.push_front(v),
+            _ => self.push_block(v, true),
         }
     }
 
     pub fn push_back(&mut self, v: &[u8]) {
         self.added(v);
-        let e = encoded_len(v.len());
         match self.blocks.back_mut() {
-            Some(b) if b.has_room(e) => b.push_back(v),
-            _ => {
-                let mut b = Block::default();
-                b.push_back(v);
-                self.first_block();
-                self.blocks.push_back(b);
-            }
+            Some(b) if b.has_room(encoded_len(v.len())) => b.push_back(v),
+            _ => self.push_block(v, false),
+        }
+    }
+
+    /// Puts `v` in a new block of its own, first (`front`) or last.
+    fn push_block(&mut self, v: &[u8], front: bool) {
+        let mut b = Block::default();
+        b.push_back(v);
+        self.first_block();
+        if front {
+            self.blocks.push_front(b);
+        } else {
+            self.blocks.push_back(b);
         }
     }
 
