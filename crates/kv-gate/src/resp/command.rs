@@ -82,8 +82,7 @@ fn kind(name: &str) -> Option<Kind> {
         | "sunsubscribe" | "pubsub" => Kind::Local,
         "getrange" | "substr" | "getbit" | "bitcount" | "bitpos" | "bitfield_ro" | "type" | "expiretime"
         | "pexpiretime" | "dump" => R,
-        "setrange" => W,
-        "getex" | "incrbyfloat" | "setbit" | "bitfield" | "restore" => W,
+        "setrange" | "getex" | "incrbyfloat" | "setbit" | "bitfield" | "restore" => W,
         "object" | "memory" => Kind::KeyAt(2, Access::Read),
         "touch" => Kind::SumKeys(Access::Read),
         "lcs" => Kind::SameShard(Access::Read),
@@ -100,13 +99,11 @@ fn kind(name: &str) -> Option<Kind> {
         | "zrevrange" | "zrangebyscore" | "zrevrangebyscore" | "zrangebylex" | "zrevrangebylex" | "zrandmember"
         | "zscan" => R,
         // Writes (none is sent again once a server may have applied it: see `forward`).
-        "hset" | "hmset" | "hsetnx" | "hdel" | "sadd" | "srem" | "zrem" | "lset" | "zremrangebyscore"
-        | "zremrangebylex" => W,
-        "hincrby" | "hincrbyfloat" | "lpush" | "rpush" | "lpushx" | "rpushx" | "lpop" | "rpop" | "linsert" | "lrem"
-        | "ltrim" | "spop" | "zadd" | "zincrby" | "zremrangebyrank" | "zpopmin" | "zpopmax" => W,
-        "pfadd" => W,
+        "hset" | "hmset" | "hsetnx" | "hdel" | "hincrby" | "hincrbyfloat" | "lpush" | "rpush" | "lpushx" | "rpushx"
+        | "lpop" | "rpop" | "linsert" | "lrem" | "lset" | "ltrim" | "sadd" | "srem" | "spop" | "zadd" | "zincrby"
+        | "zrem" | "zremrangebyscore" | "zremrangebylex" | "zremrangebyrank" | "zpopmin" | "zpopmax" | "pfadd"
+        | "geoadd" => W,
         "geodist" | "geohash" | "geopos" | "georadius_ro" | "georadiusbymember_ro" | "geosearch" => R,
-        "geoadd" => W,
         // Their STORE key, when given, must share the shard.
         "georadius" | "georadiusbymember" | "geosearchstore" => Kind::SameShard(Access::Write),
         "pfcount" => Kind::PfCount,
@@ -120,9 +117,8 @@ fn kind(name: &str) -> Option<Kind> {
         "smove" | "sinterstore" | "sunionstore" | "sdiffstore" | "lmove" | "rpoplpush" | "lmpop" | "zrangestore"
         | "zmpop" | "zunionstore" | "zinterstore" | "zdiffstore" => Kind::SameShard(Access::Write),
         "get" | "ttl" | "pttl" | "strlen" => R,
-        "set" => W,
-        "setex" | "psetex" | "expire" | "pexpire" | "expireat" | "pexpireat" | "persist" => W,
-        "setnx" | "getset" | "getdel" | "incr" | "incrby" | "decr" | "decrby" | "append" => W,
+        "set" | "setex" | "psetex" | "setnx" | "getset" | "getdel" | "incr" | "incrby" | "decr" | "decrby"
+        | "append" | "expire" | "pexpire" | "expireat" | "pexpireat" | "persist" => W,
         "mget" => Kind::MGet,
         "mset" => Kind::MSet,
         "del" | "unlink" => SUM_W,

@@ -443,7 +443,7 @@ impl ListObj {
     /// Reads the compact form back; `None` when it is malformed (it never leaves the store
     /// that wrote it, so that means a bug).
     pub(super) fn decode_compact(buf: &[u8]) -> Option<ListObj> {
-        let digest = u64::from_le_bytes(buf.get(..8)?.try_into().ok()?);
+        let digest = Self::compact_digest(buf)?;
         let count = u32::from_le_bytes(buf.get(8..HEADER_BYTES)?.try_into().ok()?) as usize;
         let entries = &buf[HEADER_BYTES..];
         // Every element's charge is its encoded length and LIST_OVERHEAD: no walk needed.
