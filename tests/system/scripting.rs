@@ -1,7 +1,7 @@
 //! Lua scripts through the gate: atomic on the key's leader, replicated as effects (the
 //! replicas end equal), cached for `EVALSHA` on every server so that it survives a failover,
-//! a runaway script stopped by the time limit, and real clients' uses: redis-py's `Lock`
-//! under contention and a token-bucket rate limiter.
+//! a runaway script stopped by the time limit (in a `pcall` or a coroutine too), and real
+//! clients' uses: redis-py's `Lock` under contention and a token-bucket rate limiter.
 
 use std::process::Command;
 use std::time::Duration;
@@ -55,9 +55,22 @@ async fn a_runaway_script_is_stopped_and_the_server_serves_on() {
     for s in &c.servers {
         assert_eq!(cli(&s.addr, &["CONFIG", "SET", "lua-time-limit", "300"]), "OK");
     }
-    let reply = cli(&gate, &["EVAL", "local i = 0 while true do i = i + 1 end", "1", "spin"]);
-    assert!(reply.contains("busy-reply-threshold"), "{reply}");
-    assert_eq!(cli(&gate, &["SET", "spin", "1"]), "OK");
+    // A plain loop; one that catches every error with pcall (Redis's suite has it); one in a
+    // coroutine. Each once held its server's only thread for ever, and the gate then sent it
+    // to the next leader.
+    for script in [
+        "local i = 0 while true do i = i + 1 end",
+        "local f = function() while true do redis.call('ping') end end while true do pcall(f) end",
+        "local co = coroutine.wrap(function() while true do end end) co()",
+    ] {
+        let reply = cli(&gate, &["EVAL", script, "1", "spin"]);
+        assert!(reply.contains("busy-reply-threshold"), "{script}: {reply}");
+        assert_eq!(cli(&gate, &["SET", "spin", "1"]), "OK");
+    }
+    // A library's code gets 500 ms to load, as in Redis.
+    let reply = cli(&gate, &["FUNCTION", "LOAD", "#!lua name=spin\nwhile true do end"]);
+    assert!(reply.contains("FUNCTION LOAD timeout"), "{reply}");
+    assert_eq!(cli(&gate, &["GET", "spin"]), "1");
 }
 
 /// redis-py's `Lock` (its release and extend are `EVALSHA`s) guarding a read-modify-write

@@ -11,11 +11,12 @@
 //! on that key's shard.
 //!
 //! A runaway script is stopped at `busy-reply-threshold` (`lua-time-limit`, 5 s by default):
-//! the interpreter checks every 10,000 instructions and fails it with an error. Redis keeps
-//! such a script running until `SCRIPT KILL`; a kvserver serves its clients from as few as
-//! one thread, which a running script holds, so it cannot wait for one. What the script
-//! wrote before stays, replicated whole. `SCRIPT KILL` stops a script that has not written,
-//! when another thread can serve it.
+//! the interpreter checks every 10,000 instructions and fails it with an error that neither
+//! `pcall` nor a coroutine can outlive (`watchdog`); a library's code gets 500 ms to load,
+//! as in Redis. Redis keeps such a script running until `SCRIPT KILL`; a kvserver serves
+//! its clients from as few as one thread, which a running script holds, so it cannot wait
+//! for one. What the script wrote before stays, replicated whole. `SCRIPT KILL` stops a
+//! script that has not written, when another thread can serve it.
 //!
 //! Scripts are cached by SHA1 on each server: `EVAL` and `SCRIPT LOAD` add to the cache; a
 //! gate sends `SCRIPT LOAD` to every server, followers included, so an `EVALSHA` after a
@@ -33,6 +34,7 @@
 mod libs;
 mod sandbox;
 mod struct_lib;
+mod watchdog;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -41,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kv_proto::{Frame, Out, Protocol, Request};
-use mlua::{HookTriggers, Lua, MultiValue, Value, VmState};
+use mlua::{Lua, MultiValue, Value};
 use sha1::{Digest, Sha1};
 
 use super::Command;
@@ -114,12 +116,19 @@ fn new_lua() -> Lua {
             })?,
         )?;
         // `{err = s}` and `{ok = s}`: what a script returns for an error or a status reply.
+        // Anything but one string is answered (not raised) with Redis's error.
         for (name, field) in [("error_reply", "err"), ("status_reply", "ok")] {
             redis.set(
                 name,
-                lua.create_function(move |lua, s: mlua::String| {
+                lua.create_function(move |lua, args: MultiValue| {
                     let t = lua.create_table()?;
-                    t.set(field, s)?;
+                    match args.iter().next() {
+                        Some(Value::String(s)) if args.len() == 1 && field == "err" => {
+                            t.set(field, lua.create_string(error_reply_text(&s.as_bytes()))?)?
+                        }
+                        Some(Value::String(s)) if args.len() == 1 => t.set(field, s)?,
+                        _ => t.set("err", "ERR wrong number or type of arguments")?,
+                    }
                     Ok(t)
                 })?,
             )?;
@@ -141,7 +150,23 @@ fn new_lua() -> Lua {
         sandbox::seal(&lua)
     };
     setup().expect("the redis table is set up");
+    watchdog::install(&lua);
     lua
+}
+
+/// `redis.error_reply(s)`'s error, as Redis makes it: a leading `-` dropped, the first word
+/// the error code when a space follows it (else the code is `ERR`), line ends trimmed from
+/// the message. So `""` gives `"ERR "` and `"MY_CODE text"` stays as it is.
+fn error_reply_text(s: &[u8]) -> Vec<u8> {
+    let s = s.strip_prefix(b"-").unwrap_or(s);
+    let (code, msg) = match s.iter().position(|&c| c == b' ') {
+        Some(i) => (&s[..i], &s[i + 1..]),
+        None => (&b"ERR"[..], s),
+    };
+    let crlf = |c: &u8| *c != b'\r' && *c != b'\n';
+    let start = msg.iter().position(crlf).unwrap_or(msg.len());
+    let end = msg.iter().rposition(crlf).map_or(start, |i| i + 1);
+    [code, b" ", &msg[start..end]].concat()
 }
 
 /// The real `redis` table (scripts see it through a read-only view).
@@ -353,25 +378,24 @@ fn run(
             (compiled_script(lua, sha, body)?, false)
         }
     };
-    let started = Instant::now();
-    let kill = node.scripts.kill.clone();
-    lua.set_hook(HookTriggers::new().every_nth_instruction(10_000), move |_, _| {
-        if kill.load(Ordering::Relaxed) {
-            return Err(mlua::Error::RuntimeError(
-                "ERR Script killed by user with SCRIPT KILL...".into(),
-            ));
-        }
-        if started.elapsed() > limit {
-            return Err(mlua::Error::RuntimeError(format!(
-                "ERR Script killed: it ran past busy-reply-threshold ({} ms)",
-                limit.as_millis()
-            )));
-        }
-        Ok(VmState::Continue)
-    });
+    let _watch = watchdog::watch(
+        Instant::now() + limit,
+        format!(
+            "ERR Script killed: it ran past busy-reply-threshold ({} ms)",
+            limit.as_millis()
+        ),
+        Some((
+            node.scripts.kill.clone(),
+            "ERR Script killed by user with SCRIPT KILL...",
+        )),
+    );
     let resp = std::cell::Cell::new(2u8);
     let reroute = !cluster_client && keys.is_empty();
     let call = |lua: &Lua, args: MultiValue, protected: bool| -> mlua::Result<Value> {
+        // A script stopped inside a `pcall` runs no more commands.
+        if let Some(stop) = watchdog::stopped() {
+            return Err(mlua::Error::RuntimeError(stop));
+        }
         let reply = call_command(cx, reroute, args, resp.get(), pending);
         match reply {
             // Not for the script to handle: the whole script runs elsewhere.
@@ -416,7 +440,10 @@ fn run(
             compiled.call::<Value>(())
         }
     });
-    lua.remove_hook();
+    // A stopped script ends with the stop's own text (a coroutine may have prefixed it).
+    if let Some(stop) = watchdog::stopped() {
+        return Err(stop);
+    }
     let value = result.map_err(|e| script_error(&e, sha))?;
     Ok(from_lua(&value, resp.get() == 3))
 }
@@ -735,26 +762,36 @@ fn from_lua_at(v: &Value, resp3: bool, depth: usize) -> Frame {
 
 /// A runtime error as Redis 7 words it: the message, then which script.
 fn script_error(e: &mlua::Error, sha: &str) -> String {
+    let line = error_line(e);
+    if line.starts_with("ERR Script killed") || line.starts_with("NOSCRIPT") || line.starts_with(REROUTE) {
+        return line;
+    }
+    format!("{line} script: {sha}, on @user_script:1.")
+}
+
+/// The first line of a Lua error, with its error code: a command's own error raised by
+/// `redis.call` keeps its code, anything else gets `ERR`.
+fn error_line(e: &mlua::Error) -> String {
     let text = match e {
-        mlua::Error::CallbackError { cause, .. } => return script_error(cause, sha),
+        mlua::Error::CallbackError { cause, .. } => return error_line(cause),
         mlua::Error::RuntimeError(m) => m.clone(),
         other => other.to_string(),
     };
     let first = text.lines().next().unwrap_or_default().to_string();
-    if first.starts_with("ERR Script killed") || first.starts_with("NOSCRIPT") || first.starts_with(REROUTE) {
-        return first;
-    }
-    // A command's own error raised by redis.call keeps its code.
     let coded = first
         .split(' ')
         .next()
         .is_some_and(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_uppercase()));
-    let body = if coded { first } else { format!("ERR {first}") };
-    format!("{body} script: {sha}, on @user_script:1.")
+    if coded { first } else { format!("ERR {first}") }
 }
 
+/// A compile error's first line, without `mlua`'s "syntax error: " (Redis gives Lua's own).
 fn compile_error(e: &mlua::Error) -> String {
-    e.to_string().lines().next().unwrap_or_default().to_string()
+    let text = match e {
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        other => other.to_string(),
+    };
+    text.lines().next().unwrap_or_default().to_string()
 }
 
 /// Serves `EVAL`, `EVALSHA`, their `_RO` forms and `SCRIPT`; `None` for other commands.
@@ -1031,6 +1068,9 @@ pub fn library_name(code: &[u8]) -> Result<String, String> {
     Err("ERR Library name was not given".into())
 }
 
+/// How long a library's code may run when loaded (Redis's `LOAD_TIMEOUT_MS`).
+const LOAD_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// Runs a library's code with `redis.register_function`, then records its functions.
 fn load_library(node: &Node, code: &Bytes, replace: bool) -> Result<String, String> {
     let name = library_name(code)?;
@@ -1046,10 +1086,18 @@ fn load_library(node: &Node, code: &Bytes, replace: bool) -> Result<String, Stri
     let result = lua.scope(|scope| {
         let redis = redis_table(&lua)?;
         let register = scope.create_function(|_, args: MultiValue| {
-            let (fname, callback, no_writes) = match args.iter().next() {
-                Some(Value::Table(t)) => {
-                    let fname: String = t.get("function_name")?;
-                    let callback: mlua::Function = t.get("callback")?;
+            // Redis's texts.
+            let fail = |text: &str| Err(mlua::Error::RuntimeError(format!("ERR {text}")));
+            let (fname, callback, no_writes) = match (args.len(), args.iter().next()) {
+                (1, Some(Value::Table(t))) => {
+                    let fname: Option<String> = t.get("function_name")?;
+                    let callback: Option<mlua::Function> = t.get("callback")?;
+                    let (Some(fname), Some(callback)) = (fname, callback) else {
+                        return match t.contains_key("function_name")? {
+                            false => fail("redis.register_function must get a function name argument"),
+                            true => fail("redis.register_function must get a callback argument"),
+                        };
+                    };
                     let flags: Option<mlua::Table> = t.get("flags")?;
                     let no_writes = flags.is_some_and(|fl| {
                         fl.sequence_values::<String>()
@@ -1057,35 +1105,38 @@ fn load_library(node: &Node, code: &Bytes, replace: bool) -> Result<String, Stri
                     });
                     (fname, callback, no_writes)
                 }
-                Some(Value::String(n)) => {
+                (2, Some(n @ (Value::String(_) | Value::Integer(_) | Value::Number(_)))) => {
                     let Some(Value::Function(cb)) = args.iter().nth(1) else {
-                        return Err(mlua::Error::RuntimeError(
-                            "wrong arguments to redis.register_function".into(),
-                        ));
+                        return fail("second argument to redis.register_function must be a function");
                     };
-                    (n.to_str()?.to_string(), cb.clone(), false)
+                    (n.to_string()?, cb.clone(), false)
                 }
-                _ => {
-                    return Err(mlua::Error::RuntimeError(
-                        "wrong arguments to redis.register_function".into(),
-                    ));
-                }
+                _ => return fail("wrong number of arguments to redis.register_function"),
             };
             registered.borrow_mut().push((fname, callback, no_writes));
             Ok(())
         })?;
         redis.set("register_function", register)?;
-        let ran = lua
+        // Redis gives a library's code 500 ms to register its functions.
+        let chunk = lua
             .load(body)
             .set_name("@user_function")
             .set_environment(sandbox::environment(&lua)?)
-            .exec();
+            .into_function();
+        let ran = match chunk {
+            Err(e) => Err(format!("ERR Error compiling function: {}", compile_error(&e))),
+            Ok(chunk) => {
+                let _watch = watchdog::watch(Instant::now() + LOAD_TIMEOUT, "ERR FUNCTION LOAD timeout".into(), None);
+                let ran = chunk.call::<()>(());
+                // A stop's own text, not the one a coroutine may have prefixed.
+                let ran = ran.map_err(|e| watchdog::stopped().unwrap_or_else(|| error_line(&e)));
+                ran.map_err(|e| format!("ERR Error registering functions: {e}"))
+            }
+        };
         redis.set("register_function", Value::Nil)?;
-        ran
+        Ok(ran)
     });
-    if let Err(e) = result {
-        return Err(format!("ERR Error registering functions: {}", compile_error(&e)));
-    }
+    result.unwrap_or_else(|e| Err(format!("ERR Error registering functions: {}", error_line(&e))))?;
     let registered = registered.into_inner();
     if registered.is_empty() {
         return Err("ERR No functions registered".into());
@@ -1118,4 +1169,21 @@ fn load_library(node: &Node, code: &Bytes, replace: bool) -> Result<String, Stri
         },
     );
     Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_reply_texts_are_redis_s() {
+        let t = |s: &str| String::from_utf8(error_reply_text(s.as_bytes())).unwrap();
+        assert_eq!(t(""), "ERR ");
+        assert_eq!(t("-"), "ERR ");
+        assert_eq!(t("-X"), "ERR X");
+        assert_eq!(t("hello"), "ERR hello");
+        assert_eq!(t("MY_ERR_CODE custom msg"), "MY_ERR_CODE custom msg");
+        assert_eq!(t("-WRONGTYPE bad\r\n"), "WRONGTYPE bad");
+        assert_eq!(t("a\r\n"), "ERR a");
+    }
 }
