@@ -1,7 +1,8 @@
 //! Lua scripts through the gate: atomic on the key's leader, replicated as effects (the
 //! replicas end equal), cached for `EVALSHA` on every server so that it survives a failover,
-//! a runaway script stopped by the time limit (in a `pcall` or a coroutine too), and real
-//! clients' uses: redis-py's `Lock` under contention and a token-bucket rate limiter.
+//! a runaway script stopped by the time limit (in a `pcall` or a coroutine too) or the memory
+//! limit, and real clients' uses: redis-py's `Lock` under contention and a token-bucket rate
+//! limiter.
 
 use std::process::Command;
 use std::time::Duration;
@@ -67,6 +68,12 @@ async fn a_runaway_script_is_stopped_and_the_server_serves_on() {
         assert!(reply.contains("busy-reply-threshold"), "{script}: {reply}");
         assert_eq!(cli(&gate, &["SET", "spin", "1"]), "OK");
     }
+    // One that would take 400 MB stops at `--script-memory` (256 MB by default).
+    let hog = "local t = {} for i = 1, 400 do t[i] = string.rep('x', 1048576) .. i end return #t";
+    let reply = cli(&gate, &["EVAL", hog, "1", "spin"]);
+    assert!(reply.contains("not enough memory"), "{reply}");
+    let fits = "local t = {} for i = 1, 10 do t[i] = string.rep('x', 1048576) .. i end return #t";
+    assert_eq!(cli(&gate, &["EVAL", fits, "1", "spin"]), "10");
     // A library's code gets 500 ms to load, as in Redis.
     let reply = cli(&gate, &["FUNCTION", "LOAD", "#!lua name=spin\nwhile true do end"]);
     assert!(reply.contains("FUNCTION LOAD timeout"), "{reply}");

@@ -135,6 +135,13 @@ pub struct Config {
     #[arg(long, env = "KVSERVER_UNCLEAN_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub unclean_election: bool,
 
+    /// Most bytes the Lua interpreter holds, e.g. `256mb`: every script's and function
+    /// library's data, together. An allocation past it fails the script with an error
+    /// (Redis has no such limit; a script can make a server run out of memory there). 0 = no
+    /// limit.
+    #[arg(long, env = "KVSERVER_SCRIPT_MEMORY", default_value = "256mb", value_parser = size)]
+    pub script_memory: u64,
+
     /// Most keys per second a leader sends to other shards when the ring changes (adding or
     /// removing a shard). 0 = no limit.
     #[arg(long, env = "KVSERVER_MIGRATION_RATE", default_value_t = 200_000)]

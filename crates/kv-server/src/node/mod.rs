@@ -404,6 +404,7 @@ fn lock_or_die<'a, T>(m: &'a Mutex<T>, what: &str) -> MutexGuard<'a, T> {
 impl Node {
     /// A node with an empty store.
     pub fn new(id: String, addr: String, cluster_addr: String, config: Config) -> Node {
+        let script_memory = config.script_memory;
         Node {
             id,
             shard: config.shard.clone(),
@@ -466,7 +467,7 @@ impl Node {
                     .unwrap_or(0),
             ),
             notifying: Default::default(),
-            scripts: Default::default(),
+            scripts: crate::cmd::scripting::Scripts::new(script_memory),
             stats: Stats::default(),
             observer: Default::default(),
             acl: Arc::new(kv_acl::Acl::new(kv_acl::Users::new(None))),

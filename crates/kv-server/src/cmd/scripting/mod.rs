@@ -75,6 +75,8 @@ pub struct Scripts {
     running: AtomicBool,
     /// The running script has written (then it may not be killed).
     wrote: AtomicBool,
+    /// `--script-memory` (0: no limit).
+    memory_limit: usize,
 }
 
 impl Scripts {
@@ -82,24 +84,24 @@ impl Scripts {
     pub fn cached(&self) -> usize {
         lock(&self.cache).len()
     }
-}
 
-impl Default for Scripts {
-    fn default() -> Self {
+    /// An interpreter holding at most `memory_limit` bytes (0: no limit).
+    pub fn new(memory_limit: u64) -> Self {
         Scripts {
-            lua: Mutex::new(new_lua()),
+            lua: Mutex::new(new_lua(memory_limit as usize)),
             cache: Mutex::default(),
             functions: Mutex::default(),
             kill: Default::default(),
             running: AtomicBool::new(false),
             wrote: AtomicBool::new(false),
+            memory_limit: memory_limit as usize,
         }
     }
 }
 
 /// A fresh interpreter with Redis's libraries (those built so far) and `redis.*` helpers that
-/// need no server.
-fn new_lua() -> Lua {
+/// need no server, holding at most `memory_limit` bytes (0: no limit).
+fn new_lua(memory_limit: usize) -> Lua {
     let lua = sandbox::new_interpreter();
     let setup = || -> mlua::Result<()> {
         let redis = lua.create_table()?;
@@ -150,7 +152,12 @@ fn new_lua() -> Lua {
         sandbox::seal(&lua)
     };
     setup().expect("the redis table is set up");
+    let noop = lua.create_function(|_, ()| Ok(())).expect("a function");
+    lua.set_named_registry_value("noop", noop)
+        .expect("the registry takes it");
     watchdog::install(&lua);
+    lua.set_memory_limit(memory_limit)
+        .expect("the interpreter is made with mlua's allocator, which can limit memory");
     lua
 }
 
@@ -389,6 +396,7 @@ fn run(
             "ERR Script killed by user with SCRIPT KILL...",
         )),
     );
+    refill_error_slots(lua);
     let resp = std::cell::Cell::new(2u8);
     let reroute = !cluster_client && keys.is_empty();
     let call = |lua: &Lua, args: MultiValue, protected: bool| -> mlua::Result<Value> {
@@ -440,6 +448,7 @@ fn run(
             compiled.call::<Value>(())
         }
     });
+    release_garbage(lua, node.scripts.memory_limit);
     // A stopped script ends with the stop's own text (a coroutine may have prefixed it).
     if let Some(stop) = watchdog::stopped() {
         return Err(stop);
@@ -760,6 +769,33 @@ fn from_lua_at(v: &Value, resp3: bool, depth: usize) -> Frame {
     }
 }
 
+/// Gives `mlua` a spare error slot before a script runs. Each call of a Rust function takes
+/// one from a pool, made ahead of time so that an error can be raised without allocating;
+/// an error uses its slot up, and an empty pool makes a new slot on the caller's stack. A
+/// `redis.call` with close to Lua's 8,000 arguments has no room there ("stack overflow (not
+/// enough stack slots available)"), so after a failed call such a script failed. A call of
+/// a Rust function from here, where the stack is empty, refills the pool.
+fn refill_error_slots(lua: &Lua) {
+    if let Ok(noop) = lua.named_registry_value::<mlua::Function>("noop") {
+        let _ = noop.call::<()>(());
+    }
+}
+
+/// Collects the garbage a script left when it fills half the memory limit or more: Lua 5.1
+/// does not collect before failing an allocation, so the next script would fail on what
+/// the last one left. The limit is lifted meanwhile: a collection allocates too (it resizes
+/// the string table), and one that fails at the limit frees nothing.
+fn release_garbage(lua: &Lua, limit: usize) {
+    if limit > 0 && lua.used_memory() >= limit / 2 {
+        let _ = lua.set_memory_limit(0);
+        let _ = lua.gc_collect();
+        let _ = lua.set_memory_limit(limit);
+    }
+}
+
+/// A script's allocation past `--script-memory`.
+const OUT_OF_MEMORY: &str = "ERR not enough memory: scripts hold --script-memory bytes at most";
+
 /// A runtime error as Redis 7 words it: the message, then which script.
 fn script_error(e: &mlua::Error, sha: &str) -> String {
     let line = error_line(e);
@@ -775,6 +811,7 @@ fn error_line(e: &mlua::Error) -> String {
     let text = match e {
         mlua::Error::CallbackError { cause, .. } => return error_line(cause),
         mlua::Error::RuntimeError(m) => m.clone(),
+        mlua::Error::MemoryError(_) => return OUT_OF_MEMORY.to_string(),
         other => other.to_string(),
     };
     let first = text.lines().next().unwrap_or_default().to_string();
@@ -1174,6 +1211,39 @@ fn load_library(node: &Node, code: &Bytes, replace: bool) -> Result<String, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_script_past_the_memory_limit_fails_and_the_next_one_runs() {
+        let limit = 8 << 20;
+        let lua = new_lua(limit);
+        let hog = "local t = {} for i = 1, 1e6 do t[i] = string.rep('x', 100) .. i end";
+        let e = lua.load(hog).exec().unwrap_err();
+        assert_eq!(error_line(&e), OUT_OF_MEMORY);
+        release_garbage(&lua, limit);
+        assert!(lua.used_memory() < limit / 2, "{}", lua.used_memory());
+        let fits = "local t = {} for i = 1, 1000 do t[i] = string.rep('x', 1000) .. i end return #t";
+        assert_eq!(lua.load(fits).eval::<i64>().unwrap(), 1000);
+    }
+
+    #[test]
+    fn a_call_with_lua_s_most_arguments_works_after_a_failed_call() {
+        let lua = new_lua(0);
+        let count = lua.create_function(|_, a: MultiValue| Ok(a.len())).unwrap();
+        let fail = lua
+            .create_function(|_, ()| Err::<(), _>(mlua::Error::RuntimeError("no".into())))
+            .unwrap();
+        lua.globals().raw_set("count", count).unwrap();
+        lua.globals().raw_set("fail", fail).unwrap();
+        let script = "local a = {} for i = 1, 7999 do a[i] = 1 end return count('lpush', 'l', unpack(a))";
+        assert!(lua.load("pcall(fail)").exec().is_ok());
+        assert!(
+            lua.load(script).eval::<usize>().is_err(),
+            "the failure this guards against"
+        );
+        assert!(lua.load("pcall(fail)").exec().is_ok());
+        refill_error_slots(&lua);
+        assert_eq!(lua.load(script).eval::<usize>().unwrap(), 8001);
+    }
 
     #[test]
     fn error_reply_texts_are_redis_s() {
