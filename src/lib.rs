@@ -33,6 +33,9 @@ pub fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
     if threads > 0 {
         b.worker_threads(threads);
     }
+    // The main thread's size rather than tokio's 2 MiB: a script's libraries recurse up to
+    // 1,000 levels deep (`cmsgpack.unpack`, `cjson.encode`), as Redis's do.
+    b.thread_stack_size(8 << 20);
     b.enable_all().build()
 }
 

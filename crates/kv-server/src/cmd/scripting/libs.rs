@@ -271,7 +271,7 @@ fn json_encode(v: &Value, config: &JsonConfig, depth: usize, out: &mut Vec<u8>) 
         Value::String(s) => json_string(&s.as_bytes(), out),
         Value::Table(t) => {
             let depth = depth + 1;
-            if depth > config.encode_max_depth.load(Ordering::Relaxed) {
+            if depth > config.encode_max_depth.load(Ordering::Relaxed).min(MAX_RECURSION) {
                 return Err(err(format!("Cannot serialise, excessive nesting ({depth})")));
             }
             match array_len(t)? {
@@ -360,6 +360,14 @@ fn json_decode(lua: &Lua, v: &serde_json::Value, max_depth: usize, depth: usize)
 /// Tables nested deeper than this are packed as nil (so a cycle ends), as cmsgpack does.
 const MSGPACK_MAX_NESTING: usize = 16;
 
+/// The deepest nesting `cmsgpack.unpack` builds, and `cjson.encode` follows whatever
+/// `encode_max_depth` says (1,000 by default, as cjson's). Both recurse, here in Rust and in
+/// Redis in C; Redis stops where Lua's stack of 8,000 slots runs out. Each level here holds
+/// an `mlua` reference (8,000 of those too; past them `mlua` panics) and up to 1 KiB of
+/// stack in a release build (measured; a kvserver's threads have 8 MiB, `kvstore::runtime`),
+/// so the bound is lower: 100,000 nested arrays once took a connection down with a panic.
+const MAX_RECURSION: usize = 1000;
+
 fn cmsgpack(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     let pack = lua.create_function(|lua, args: MultiValue| {
@@ -412,7 +420,7 @@ fn unpack_limited(lua: &Lua, b: &[u8], limit: usize, offset: i64) -> mlua::Resul
 fn unpack_values(lua: &Lua, b: &[u8], mut at: usize, limit: usize) -> mlua::Result<(Vec<Value>, usize)> {
     let mut values = Vec::new();
     while at < b.len() && (limit == 0 || values.len() < limit) {
-        let (v, next) = unpack_value(lua, b, at)?;
+        let (v, next) = unpack_value(lua, b, at, 0)?;
         values.push(v);
         at = next;
     }
@@ -525,7 +533,7 @@ fn pack_value(v: &Value, level: usize, out: &mut Vec<u8>) -> mlua::Result<()> {
     Ok(())
 }
 
-fn unpack_value(lua: &Lua, b: &[u8], at: usize) -> mlua::Result<(Value, usize)> {
+fn unpack_value(lua: &Lua, b: &[u8], at: usize, depth: usize) -> mlua::Result<(Value, usize)> {
     let missing = || err("Missing bytes in input.");
     let take = |from: usize, n: usize| -> mlua::Result<&[u8]> { b.get(from..from + n).ok_or_else(missing) };
     let be = |from: usize, n: usize| -> mlua::Result<u64> {
@@ -537,19 +545,25 @@ fn unpack_value(lua: &Lua, b: &[u8], at: usize) -> mlua::Result<(Value, usize)> 
         Ok((Value::String(lua.create_string(take(from, len)?)?), from + len))
     };
     let array = |mut from: usize, n: usize| -> mlua::Result<(Value, usize)> {
+        if depth >= MAX_RECURSION {
+            return Err(err("stack overflow (in function mp_decode_to_lua_array)"));
+        }
         let t = lua.create_table_with_capacity(n.min(1 << 16), 0)?;
         for i in 1..=n {
-            let (v, next) = unpack_value(lua, b, from)?;
+            let (v, next) = unpack_value(lua, b, from, depth + 1)?;
             t.raw_set(i, v)?;
             from = next;
         }
         Ok((Value::Table(t), from))
     };
     let map = |mut from: usize, n: usize| -> mlua::Result<(Value, usize)> {
+        if depth >= MAX_RECURSION {
+            return Err(err("stack overflow (in function mp_decode_to_lua_hash)"));
+        }
         let t = lua.create_table_with_capacity(0, n.min(1 << 16))?;
         for _ in 0..n {
-            let (k, next) = unpack_value(lua, b, from)?;
-            let (v, next) = unpack_value(lua, b, next)?;
+            let (k, next) = unpack_value(lua, b, from, depth + 1)?;
+            let (v, next) = unpack_value(lua, b, next, depth + 1)?;
             if !k.is_nil() {
                 t.raw_set(k, v)?;
             }
@@ -654,6 +668,55 @@ mod tests {
             .eval()
             .unwrap();
         assert!(ok);
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        // 1,000 levels take up to 1 MiB of stack in a release build (measured) and about 8
+        // in a debug one: this test gets a thread with room for the debug build.
+        std::thread::Builder::new()
+            .stack_size(32 << 20)
+            .spawn(deep_nesting)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    fn deep_nesting() {
+        let lua = lua();
+        let nested = |n: usize| format!("string.rep(string.char(0x91), {n}) .. string.char(1)");
+        let depth: i64 = lua
+            .load(format!(
+                "local t, d = cmsgpack.unpack({}), 0 while type(t) == 'table' do t, d = t[1], d + 1 end return d",
+                nested(MAX_RECURSION)
+            ))
+            .eval()
+            .unwrap();
+        assert_eq!(depth, MAX_RECURSION as i64);
+        let e = lua
+            .load(format!("return cmsgpack.unpack({})", nested(100_000)))
+            .exec()
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("stack overflow (in function mp_decode_to_lua_array)"),
+            "{e}"
+        );
+        let map = "return cmsgpack.unpack(string.rep(string.char(0x81, 1), 100000) .. string.char(1))";
+        assert!(
+            lua.load(map)
+                .exec()
+                .unwrap_err()
+                .to_string()
+                .contains("mp_decode_to_lua_hash")
+        );
+        // A raised encode_max_depth does not let cjson.encode recurse without bound.
+        let deep = "local t = {} local c = t for i = 1, 100000 do c[1] = {} c = c[1] end";
+        let e = lua
+            .load(format!("cjson.encode_max_depth(1e9) {deep} return cjson.encode(t)"))
+            .exec()
+            .unwrap_err();
+        assert!(e.to_string().contains("excessive nesting"), "{e}");
     }
 
     #[test]
