@@ -1130,10 +1130,10 @@ fn load_library(node: &Node, code: &Bytes, replace: bool) -> Result<String, Stri
                     let fname: Option<String> = t.get("function_name")?;
                     let callback: Option<mlua::Function> = t.get("callback")?;
                     let (Some(fname), Some(callback)) = (fname, callback) else {
-                        return match t.contains_key("function_name")? {
-                            false => fail("redis.register_function must get a function name argument"),
-                            true => fail("redis.register_function must get a callback argument"),
-                        };
+                        if !t.contains_key("function_name")? {
+                            return fail("redis.register_function must get a function name argument");
+                        }
+                        return fail("redis.register_function must get a callback argument");
                     };
                     let flags: Option<mlua::Table> = t.get("flags")?;
                     let no_writes = flags.is_some_and(|fl| {

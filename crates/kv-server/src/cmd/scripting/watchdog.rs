@@ -156,40 +156,35 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(50));
     }
 
+    /// `code`, which would never end by itself, is ended by the watch.
+    fn assert_stopped(lua: &Lua, code: &str) {
+        let e = run(lua, code, Duration::from_millis(50)).unwrap_err();
+        assert!(e.contains("stopped: too long"), "{code}: {e}");
+    }
+
     #[test]
     fn pcall_cannot_keep_a_stopped_script_running() {
         let lua = interpreter();
-        let code = "local f = function() while true do end end while true do pcall(f) end";
-        assert!(
-            run(&lua, code, Duration::from_millis(50))
-                .unwrap_err()
-                .contains("too long")
+        assert_stopped(
+            &lua,
+            "local f = function() while true do end end while true do pcall(f) end",
         );
         // Nested protection, and xpcall, end the same way.
-        let code = "local f = function() while true do end end \
-                    while true do pcall(function() while true do xpcall(f, function(e) return e end) end end) end";
-        assert!(
-            run(&lua, code, Duration::from_millis(50))
-                .unwrap_err()
-                .contains("too long")
+        assert_stopped(
+            &lua,
+            "local f = function() while true do end end \
+             while true do pcall(function() while true do xpcall(f, function(e) return e end) end end) end",
         );
     }
 
     #[test]
     fn a_coroutine_is_stopped_too() {
         let lua = interpreter();
-        let code = "local co = coroutine.wrap(function() while true do end end) co()";
-        assert!(
-            run(&lua, code, Duration::from_millis(50))
-                .unwrap_err()
-                .contains("too long")
-        );
+        assert_stopped(&lua, "local co = coroutine.wrap(function() while true do end end) co()");
         // A coroutine's error caught by resume does not save the loop around it either.
-        let code = "while true do coroutine.resume(coroutine.create(function() while true do end end)) end";
-        assert!(
-            run(&lua, code, Duration::from_millis(50))
-                .unwrap_err()
-                .contains("too long")
+        assert_stopped(
+            &lua,
+            "while true do coroutine.resume(coroutine.create(function() while true do end end)) end",
         );
     }
 
