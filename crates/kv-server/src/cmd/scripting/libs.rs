@@ -162,9 +162,20 @@ fn cjson(lua: &Lua) -> mlua::Result<Table> {
     t.set(
         "decode",
         lua.create_function(move |lua, s: mlua::String| {
-            let parsed: serde_json::Value = serde_json::from_slice(&s.as_bytes())
+            let s = s.as_bytes();
+            let max = c.decode_max_depth.load(Ordering::Relaxed).min(MAX_RECURSION);
+            if let Some((depth, at)) = too_deep(&s, max) {
+                return Err(err(format!(
+                    "Found too many nested data structures ({depth}) at character {at}"
+                )));
+            }
+            // Bounded above, so serde_json's own bound (128 levels) can go.
+            let mut json = serde_json::Deserializer::from_slice(&s);
+            json.disable_recursion_limit();
+            let parsed = serde::Deserialize::deserialize(&mut json)
+                .and_then(|v| json.end().map(|()| v))
                 .map_err(|e| err(format!("Expected value but found invalid token: {e}")))?;
-            json_decode(lua, &parsed, c.decode_max_depth.load(Ordering::Relaxed), 1)
+            json_decode(lua, &parsed)
         })?,
     )?;
     let setter = |get: fn(&JsonConfig) -> &AtomicUsize, c: Arc<JsonConfig>| {
@@ -322,32 +333,54 @@ fn json_encode(v: &Value, config: &JsonConfig, depth: usize, out: &mut Vec<u8>) 
     Ok(())
 }
 
-fn json_decode(lua: &Lua, v: &serde_json::Value, max_depth: usize, depth: usize) -> mlua::Result<Value> {
-    use serde_json::Value as J;
-    let nested = |depth: usize| -> mlua::Result<()> {
-        if depth > max_depth {
-            return Err(err(format!("Found too many nested data structures ({depth})")));
+/// Where JSON text first nests past `max` levels, as cjson reports it: the depth reached and
+/// the 1-based position of the bracket. Brackets inside strings are text.
+fn too_deep(s: &[u8], max: usize) -> Option<(usize, usize)> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (i, &c) in s.iter().enumerate() {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
         }
-        Ok(())
-    };
+        match c {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return Some((depth, i + 1));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Parsed JSON as Lua values (its depth was bounded by [`too_deep`]).
+fn json_decode(lua: &Lua, v: &serde_json::Value) -> mlua::Result<Value> {
+    use serde_json::Value as J;
     Ok(match v {
         J::Null => null(),
         J::Bool(b) => Value::Boolean(*b),
         J::Number(n) => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
         J::String(s) => Value::String(lua.create_string(s)?),
         J::Array(items) => {
-            nested(depth)?;
             let t = lua.create_table_with_capacity(items.len(), 0)?;
             for (i, item) in items.iter().enumerate() {
-                t.raw_set(i + 1, json_decode(lua, item, max_depth, depth + 1)?)?;
+                t.raw_set(i + 1, json_decode(lua, item)?)?;
             }
             Value::Table(t)
         }
         J::Object(map) => {
-            nested(depth)?;
             let t = lua.create_table_with_capacity(0, map.len())?;
             for (k, item) in map {
-                t.raw_set(k.as_str(), json_decode(lua, item, max_depth, depth + 1)?)?;
+                t.raw_set(k.as_str(), json_decode(lua, item)?)?;
             }
             Value::Table(t)
         }
@@ -360,8 +393,8 @@ fn json_decode(lua: &Lua, v: &serde_json::Value, max_depth: usize, depth: usize)
 /// Tables nested deeper than this are packed as nil (so a cycle ends), as cmsgpack does.
 const MSGPACK_MAX_NESTING: usize = 16;
 
-/// The deepest nesting `cmsgpack.unpack` builds, and `cjson.encode` follows whatever
-/// `encode_max_depth` says (1,000 by default, as cjson's). Both recurse, here in Rust and in
+/// The deepest nesting `cmsgpack.unpack` builds, and `cjson.encode` and `cjson.decode`
+/// follow whatever `encode_max_depth`/`decode_max_depth` say (1,000 by default, as cjson's). Both recurse, here in Rust and in
 /// Redis in C; Redis stops where Lua's stack of 8,000 slots runs out. Each level here holds
 /// an `mlua` reference (8,000 of those too; past them `mlua` panics) and up to 1 KiB of
 /// stack in a release build (measured; a kvserver's threads have 8 MiB, `kvstore::runtime`),
@@ -717,6 +750,27 @@ mod tests {
             .exec()
             .unwrap_err();
         assert!(e.to_string().contains("excessive nesting"), "{e}");
+        // cjson.decode: cjson's 1,000 levels (serde_json alone stops at 128), its error past
+        // them, and brackets inside strings are text.
+        let json = |n: usize| format!("string.rep('[', {n}) .. '\"[[{{\"' .. string.rep(']', {n})");
+        let depth: i64 = lua
+            .load(format!(
+                "cjson.decode_max_depth(1e9) local t, d = cjson.decode({}), 0 \
+                 while type(t) == 'table' do t, d = t[1], d + 1 end return d",
+                json(MAX_RECURSION)
+            ))
+            .eval()
+            .unwrap();
+        assert_eq!(depth, MAX_RECURSION as i64);
+        let e = lua
+            .load(format!("return cjson.decode({})", json(100_000)))
+            .exec()
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("Found too many nested data structures (1001) at character 1001"),
+            "{e}"
+        );
     }
 
     #[test]
