@@ -717,59 +717,42 @@ mod tests {
 
     fn deep_nesting() {
         let lua = lua();
-        let nested = |n: usize| format!("string.rep(string.char(0x91), {n}) .. string.char(1)");
-        let depth: i64 = lua
-            .load(format!(
-                "local t, d = cmsgpack.unpack({}), 0 while type(t) == 'table' do t, d = t[1], d + 1 end return d",
-                nested(MAX_RECURSION)
-            ))
-            .eval()
-            .unwrap();
-        assert_eq!(depth, MAX_RECURSION as i64);
-        let e = lua
-            .load(format!("return cmsgpack.unpack({})", nested(100_000)))
-            .exec()
-            .unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("stack overflow (in function mp_decode_to_lua_array)"),
-            "{e}"
+        // How many tables deep the value `expr` builds is, following each one's first item.
+        let depth = |setup: &str, expr: String| -> i64 {
+            let code =
+                format!("{setup} local t, d = {expr}, 0 while type(t) == 'table' do t, d = t[1], d + 1 end return d");
+            lua.load(code).eval().unwrap()
+        };
+        let fails_with = |code: String, text: &str| {
+            let e = lua.load(&code).exec().unwrap_err().to_string();
+            assert!(e.contains(text), "{code}: {e}");
+        };
+        let msgpack = |n: usize| format!("cmsgpack.unpack(string.rep(string.char(0x91), {n}) .. string.char(1))");
+        assert_eq!(depth("", msgpack(MAX_RECURSION)), MAX_RECURSION as i64);
+        fails_with(
+            format!("return {}", msgpack(100_000)),
+            "stack overflow (in function mp_decode_to_lua_array)",
         );
-        let map = "return cmsgpack.unpack(string.rep(string.char(0x81, 1), 100000) .. string.char(1))";
-        assert!(
-            lua.load(map)
-                .exec()
-                .unwrap_err()
-                .to_string()
-                .contains("mp_decode_to_lua_hash")
+        fails_with(
+            "return cmsgpack.unpack(string.rep(string.char(0x81, 1), 100000) .. string.char(1))".into(),
+            "mp_decode_to_lua_hash",
         );
         // A raised encode_max_depth does not let cjson.encode recurse without bound.
         let deep = "local t = {} local c = t for i = 1, 100000 do c[1] = {} c = c[1] end";
-        let e = lua
-            .load(format!("cjson.encode_max_depth(1e9) {deep} return cjson.encode(t)"))
-            .exec()
-            .unwrap_err();
-        assert!(e.to_string().contains("excessive nesting"), "{e}");
+        fails_with(
+            format!("cjson.encode_max_depth(1e9) {deep} return cjson.encode(t)"),
+            "excessive nesting",
+        );
         // cjson.decode: cjson's 1,000 levels (serde_json alone stops at 128), its error past
         // them, and brackets inside strings are text.
-        let json = |n: usize| format!("string.rep('[', {n}) .. '\"[[{{\"' .. string.rep(']', {n})");
-        let depth: i64 = lua
-            .load(format!(
-                "cjson.decode_max_depth(1e9) local t, d = cjson.decode({}), 0 \
-                 while type(t) == 'table' do t, d = t[1], d + 1 end return d",
-                json(MAX_RECURSION)
-            ))
-            .eval()
-            .unwrap();
-        assert_eq!(depth, MAX_RECURSION as i64);
-        let e = lua
-            .load(format!("return cjson.decode({})", json(100_000)))
-            .exec()
-            .unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("Found too many nested data structures (1001) at character 1001"),
-            "{e}"
+        let json = |n: usize| format!("cjson.decode(string.rep('[', {n}) .. '\"[[{{\"' .. string.rep(']', {n}))");
+        assert_eq!(
+            depth("cjson.decode_max_depth(1e9)", json(MAX_RECURSION)),
+            MAX_RECURSION as i64
+        );
+        fails_with(
+            format!("return {}", json(100_000)),
+            "Found too many nested data structures (1001) at character 1001",
         );
     }
 
